@@ -1,0 +1,44 @@
+"""Shared fixtures: the real embedded model, engines, isolated user dirs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep tests out of the real user config/data; share one model cache across the run."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("TOWNHALL_CONFIG_DIR", str(home / "config"))
+    monkeypatch.setenv("TOWNHALL_DATA_DIR", str(home / "data"))
+    monkeypatch.delenv("TOWNHALL_DB", raising=False)
+    monkeypatch.delenv("TOWNHALL_MODEL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The real embedded Gemma 3 270M GGUF, assembled once per run."""
+    from townhall.engine.model_file import embedded_model_path
+
+    return embedded_model_path()
+
+
+@pytest.fixture
+def scripted_engine():
+    from townhall.engine.scripted import ScriptedEngine
+
+    return ScriptedEngine()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.02) -> None:
+    """Poll for a condition instead of sleeping a fixed time (oterm's helper, our own)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

@@ -1,0 +1,190 @@
+"""The engine interface every backend implements, and the values that cross it.
+
+The engine knows nothing about personas or debates: it serves requests keyed by an
+opaque `agent_id`, keeps one KV state per id, and streams text back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SamplingOverrides(BaseModel):
+    """Sampling settings as written in a persona or town-hall file: every field optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float | None = Field(default=None, ge=0.0, le=5.0)
+    top_k: int | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(default=None, gt=0.0, le=5.0)
+    seed: int | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stop: tuple[str, ...] | None = None
+
+
+class SamplingParams(BaseModel):
+    """Fully resolved sampling settings for one request.
+
+    Defaults follow seed 002 (top_k 40, top_p 0.95, repeat_penalty 1.1) with a cooler
+    temperature, because a 270M base model at 1.2 drifts off topic within a sentence.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(default=0.8, ge=0.0, le=5.0)
+    top_k: int = Field(default=40, ge=0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    min_p: float = Field(default=0.05, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(default=1.1, gt=0.0, le=5.0)
+    seed: int | None = Field(default=None, ge=0)
+    max_tokens: int = Field(default=160, ge=1)
+    stop: tuple[str, ...] = ()
+
+    def merged(self, *overrides: SamplingOverrides | Mapping[str, Any] | None) -> SamplingParams:
+        """Return a copy with each override's set (non-None) fields applied, later ones winning."""
+        values = self.model_dump()
+        for override in overrides:
+            if override is None:
+                continue
+            items = override.model_dump() if isinstance(override, BaseModel) else dict(override)
+            values.update({k: v for k, v in items.items() if v is not None})
+        return SamplingParams.model_validate(values)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One turn's worth of work for the engine.
+
+    `prompt` is the agent's whole prompt; it grows only at the end between an agent's
+    requests, which is what lets the engine reuse that agent's KV state. `messages`
+    carries the same prompt as chat messages for chat-completion backends.
+    `agent_id=None` asks for a stateless one-off (a summary, a speaker choice).
+    """
+
+    agent_id: str | None
+    prompt: str
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    messages: tuple[Mapping[str, str], ...] | None = None
+    grammar: str | None = None
+
+
+@dataclass
+class GenerationStats:
+    """What one request cost; every engine fills every field it can measure."""
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    prefill_tokens: int = 0
+    generated_tokens: int = 0
+    ttft_ms: float = 0.0
+    decode_tps: float = 0.0
+    restore_ms: float = 0.0
+    save_ms: float = 0.0
+    total_ms: float = 0.0
+    finish_reason: str = "stop"  # stop | length | context | cancelled | error
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """The truth about what is serving requests, for headers and `townhall doctor`."""
+
+    backend: str  # "local", "openai", "scripted"
+    model_name: str
+    n_ctx: int
+    device: str  # e.g. "CPU · 2 threads" or "GPU · 18/18 layers offloaded"
+    model_path: str | None = None
+    chat_template: str | None = None
+    eos_markers: tuple[str, ...] = ()
+
+
+class Generation:
+    """A streaming handle: iterate for text pieces; `stats` is set once iteration ends.
+
+    Backends push pieces with `_feed` from any thread-safe context via the event loop
+    and end the stream with `_finish`. `cancel()` asks the backend to stop; the text
+    produced so far stays in `text` and `stats.finish_reason` becomes "cancelled".
+    """
+
+    def __init__(self, request: GenerationRequest) -> None:
+        self.request = request
+        self.text = ""
+        self.stats: GenerationStats | None = None
+        self.error: BaseException | None = None
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._cancelled = False
+        self._done = False
+
+    # -- consumer side -------------------------------------------------------
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._done and self._queue.empty():
+            raise StopAsyncIteration
+        piece = await self._queue.get()
+        if piece is None:
+            self._done = True
+            if self.error is not None:
+                raise self.error
+            raise StopAsyncIteration
+        return piece
+
+    async def result(self) -> str:
+        """Drain the stream and return the whole text."""
+        async for _ in self:
+            pass
+        return self.text
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    # -- producer side (engines only; call on the event loop) ----------------
+    def _feed(self, piece: str) -> None:
+        if piece:
+            self.text += piece
+            self._queue.put_nowait(piece)
+
+    def _finish(self, stats: GenerationStats | None, error: BaseException | None = None) -> None:
+        self.stats = stats
+        self.error = error
+        self._queue.put_nowait(None)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One model serving many agents. Implementations: local (llama.cpp), openai, scripted."""
+
+    @property
+    def info(self) -> EngineInfo: ...
+
+    async def start(self) -> None:
+        """Load the model or reach the server; safe to call twice."""
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        """Queue a request; the returned handle streams its text."""
+
+    async def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in this model, for context budgeting."""
+
+    def state_tokens(self, agent_id: str) -> int:
+        """Tokens currently held in this agent's saved KV state (0 if none)."""
+
+    def forget(self, agent_id: str) -> None:
+        """Drop an agent's state, so its next request is evaluated from scratch."""
+
+    async def aclose(self) -> None:
+        """Stop the worker and free the model."""

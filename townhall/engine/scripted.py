@@ -1,0 +1,118 @@
+"""A scripted engine: deterministic replies, real streaming semantics.
+
+For tests and UI work where the order of events matters more than the words. It
+honours stop strings, max_tokens (one word = one token), cancellation and per-agent
+state accounting the way the real engines do, so the scheduler cannot tell it apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Iterable
+
+from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats
+from townhall.engine.stops import StopMatcher
+
+Script = Callable[[GenerationRequest], str]
+
+
+class ScriptedEngine:
+    def __init__(
+        self,
+        script: Script | Iterable[str] | None = None,
+        *,
+        delay: float = 0.0,
+        n_ctx: int = 4096,
+        chat_template: str | None = None,
+    ) -> None:
+        if script is None:
+            counter = itertools.count(1)
+            script = lambda request: f"Point number {next(counter)} is well taken. "  # noqa: E731
+        elif not callable(script):
+            replies = itertools.cycle(list(script))
+            script = lambda request: next(replies)  # noqa: E731
+        self._script: Script = script
+        self.delay = delay
+        self.requests: list[GenerationRequest] = []
+        self._states: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+        self._info = EngineInfo(
+            backend="scripted",
+            model_name="scripted",
+            n_ctx=n_ctx,
+            device="CPU · scripted",
+            chat_template=chat_template,
+        )
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    async def start(self) -> None:
+        return None
+
+    async def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def state_tokens(self, agent_id: str) -> int:
+        return self._states.get(agent_id, 0)
+
+    def forget(self, agent_id: str) -> None:
+        self._states.pop(agent_id, None)
+
+    async def aclose(self) -> None:
+        return None
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        self.requests.append(request)
+        generation = Generation(request)
+        asyncio.get_running_loop().create_task(self._run(generation))
+        return generation
+
+    async def _run(self, generation: Generation) -> None:
+        request = generation.request
+        async with self._lock:  # one request at a time, like the real request queue
+            start = time.perf_counter()
+            prompt_tokens = len(request.prompt.split())
+            reused = min(self._states.get(request.agent_id or "", 0), prompt_tokens)
+            stats = GenerationStats(
+                prompt_tokens=prompt_tokens,
+                reused_tokens=reused,
+                prefill_tokens=prompt_tokens - reused,
+            )
+            try:
+                reply = self._script(request)
+            except Exception as exc:  # noqa: BLE001 - a script may simulate a backend fault
+                generation._finish(stats, exc)
+                return
+            matcher = StopMatcher(request.sampling.stop)
+            words = reply.split(" ")
+            first = True
+            for i, word in enumerate(words):
+                if generation.cancelled:
+                    stats.finish_reason = "cancelled"
+                    break
+                if stats.generated_tokens >= request.sampling.max_tokens:
+                    stats.finish_reason = "length"
+                    break
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                else:
+                    await asyncio.sleep(0)
+                piece = word + (" " if i < len(words) - 1 else "")
+                stats.generated_tokens += 1
+                if first:
+                    stats.ttft_ms = (time.perf_counter() - start) * 1000
+                    first = False
+                generation._feed(matcher.feed(piece))
+                if matcher.stopped:
+                    break
+            generation._feed(matcher.flush())
+            elapsed = time.perf_counter() - start
+            stats.total_ms = elapsed * 1000
+            stats.decode_tps = stats.generated_tokens / elapsed if elapsed > 0 else 0.0
+            if request.agent_id:
+                self._states[request.agent_id] = prompt_tokens + stats.generated_tokens
+            generation._finish(stats)

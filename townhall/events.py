@@ -1,0 +1,132 @@
+"""Typed events the scheduler publishes; the store, the TUI, the CLI and tests subscribe."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from townhall.engine.base import EngineInfo
+from townhall.turns import Turn, TurnKind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    session_id: str
+    spec: dict[str, Any]  # the town hall as given (TownHallSpec.model_dump())
+    participants: tuple[Any, ...]  # Persona snapshots, in speaking order
+    engine: EngineInfo
+    at: float
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class TurnStarted:
+    session_id: str
+    index: int
+    speaker: str
+    kind: TurnKind
+    at: float
+
+
+@dataclass(frozen=True)
+class TokenStreamed:
+    session_id: str
+    index: int
+    speaker: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnFinished:
+    """A turn that ended complete, interrupted or degenerate; `turn` holds all of it."""
+
+    session_id: str
+    turn: Turn
+
+
+@dataclass(frozen=True)
+class TurnFailed:
+    session_id: str
+    turn: Turn  # status FAILED, `turn.error` holds the message
+    error: str
+
+
+@dataclass(frozen=True)
+class Paused:
+    session_id: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Resumed:
+    session_id: str
+    at: float
+
+
+@dataclass(frozen=True)
+class StrategyApplied:
+    """A context strategy acted (turns dropped, a summary written) for one agent."""
+
+    session_id: str
+    agent: str
+    strategy: str
+    detail: str
+    at: float
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    session_id: str
+    reason: str  # max_turns, token_budget, time_budget, closing_phrase, stopped, error
+    at: float
+    turns: int
+    error: str | None = None
+
+
+Event = Union[
+    SessionStarted,
+    TurnStarted,
+    TokenStreamed,
+    TurnFinished,
+    TurnFailed,
+    Paused,
+    Resumed,
+    StrategyApplied,
+    SessionEnded,
+]
+
+Subscriber = Callable[[Event], Any]
+
+
+@dataclass
+class EventBus:
+    """Fan-out to subscribers, called in order on the scheduler's event loop.
+
+    A subscriber that raises is logged and kept: one broken view must not stop the
+    debate or the record. Async subscribers are awaited by `apublish`.
+    """
+
+    _subscribers: list[Subscriber] = field(default_factory=list)
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(fn)
+
+        def unsubscribe() -> None:
+            if fn in self._subscribers:
+                self._subscribers.remove(fn)
+
+        return unsubscribe
+
+    async def apublish(self, event: Event) -> None:
+        for fn in list(self._subscribers):
+            try:
+                result = fn(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # noqa: BLE001 - isolate subscribers from each other
+                log.exception("event subscriber %r failed on %s", fn, type(event).__name__)
