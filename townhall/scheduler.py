@@ -17,4 +17,545 @@ PUBLIC API CONTRACT (other layers code against this; the debate work implements 
     scheduler.status: str   # "idle" | "running" | "paused" | "finished"
     scheduler.current_speaker: str | None
     scheduler.next_speaker: str | None
+
+Notes on behaviour beyond the contract:
+- Turn indices continue after `history`; `max_turns` and the token budget count the
+  turns of this run only, so resuming a session always moves it forward.
+- Events go out in order on the scheduler's loop: SessionStarted, then per turn
+  [StrategyApplied] TurnStarted TokenStreamed* (TurnFinished | TurnFailed), Paused and
+  Resumed between turns, SessionEnded last. A degenerate turn is retried once inside
+  the same TurnStarted/TurnFinished pair, so the streamed pieces may restart: views
+  should show `turn.content` from TurnFinished as the final, trimmed text.
+- Interjections are taken even while paused; they never wait for the model.
 """
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from townhall.context import FitJob, make_strategy
+from townhall.engine.base import Engine, Generation, GenerationRequest, SamplingParams
+from townhall.errors import ConfigError, TownhallError
+from townhall.events import (
+    Event,
+    EventBus,
+    Paused,
+    Resumed,
+    SessionEnded,
+    SessionStarted,
+    StrategyApplied,
+    Subscriber,
+    TokenStreamed,
+    TurnFailed,
+    TurnFinished,
+    TurnStarted,
+)
+from townhall.personas import Persona
+from townhall.policies import PolicyContext, make_policy, names_grammar
+from townhall.prompts import (
+    AUDIENCE,
+    AgentView,
+    Line,
+    PromptFormat,
+    Rendered,
+    choose_format,
+    stop_strings,
+    visible,
+)
+from townhall.spec import TownHallSpec
+from townhall.trimming import is_degenerate, trim_turn
+from townhall.turns import Turn, TurnKind, TurnStatus
+
+log = logging.getLogger(__name__)
+
+SKIPPED = "skipped by the watcher"
+_SEED_SPACE = 2**31 - 1
+
+
+def derive_seed(base: int, index: int, retry: int, salt: int = 0) -> int:
+    """A request's sampling seed from the session seed, so a seeded run repeats exactly."""
+    return (base * 1_000_003 + index * 7_919 + retry * 104_729 + salt * 15_485_863) % _SEED_SPACE
+
+
+@dataclass
+class _Interjection:
+    text: str
+    speaker: str
+
+
+class _EndSession(Exception):
+    def __init__(self, reason: str, error: str | None = None) -> None:
+        super().__init__(error or reason)
+        self.reason = reason
+        self.error = error
+
+
+class Scheduler:
+    """Runs one town hall on one engine and publishes every step as an event.
+
+    Dependencies come in: the engine (started here if it is not yet), the spec,
+    the personas (any iterable or mapping holding everyone the spec names), an
+    event bus, and a clock, so tests can hand in a scripted engine and fixed time.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        spec: TownHallSpec,
+        personas: Iterable[Persona] | Mapping[str, Persona],
+        bus: EventBus | None = None,
+        session_id: str | None = None,
+        history: Sequence[Turn] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.bus = bus if bus is not None else EventBus()
+        self.session_id = session_id or uuid.uuid4().hex[:12]
+        self.clock = clock
+        self.resumed = bool(history)
+        self.turns: list[Turn] = list(history)
+        self._history_len = len(self.turns)
+        pool = list(personas.values()) if isinstance(personas, Mapping) else list(personas)
+        by_key = {p.name.casefold(): p for p in pool}
+
+        def find(name: str) -> Persona:
+            persona = by_key.get(name.strip().casefold())
+            if persona is None:
+                raise ConfigError(f"town hall names '{name}', but no such persona was given")
+            return persona
+
+        self.moderator: Persona | None = find(spec.moderator) if spec.moderator else None
+        speakers = [find(n) for n in spec.participants]
+        if self.moderator is not None:
+            speakers = [p for p in speakers if p.name != self.moderator.name]
+        names = [p.name for p in speakers]
+        if len(set(n.casefold() for n in names)) != len(names):
+            raise ConfigError("participants: each persona may take part only once")
+        if not speakers:
+            raise ConfigError("participants: a town hall needs at least one participant besides the moderator")
+        self.speakers: list[Persona] = speakers
+        self.participants: list[Persona] = ([self.moderator] if self.moderator else []) + speakers
+        self.policy = make_policy(spec.policy)
+        self.strategy = make_strategy(spec.context_strategy)
+        self.status = "idle"
+        self.current_speaker: str | None = None
+        self.next_speaker: str | None = None
+        self.end_reason: str | None = None
+        self._rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
+        self._views: dict[str, AgentView] = {p.name: AgentView(p.name) for p in self.participants}
+        self._format: PromptFormat | None = None
+        self._interjections: deque[_Interjection] = deque()
+        self._paused = False
+        self._paused_published = False
+        self._steps = 0
+        self._pause_after_turn = False
+        self._stop_requested = False
+        self._skip_next = False
+        self._skip_current = False
+        self._interrupt_current = False
+        self._generation: Generation | None = None
+        self._wake = asyncio.Event()
+        self._started_at = 0.0
+        self._closing = False
+        self._summaries: dict[tuple[str | None, tuple[Line, ...]], str] = {}
+
+    # -- public control (sync, safe to call from any callback on the loop) ----
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        return self.bus.subscribe(fn)
+
+    def pause(self) -> None:
+        self._paused = True
+        self._steps = 0
+        self._poke()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._steps = 0
+        self._pause_after_turn = False
+        self._poke()
+
+    def step(self) -> None:
+        """Run one turn, then pause. While running: the current turn is that one."""
+        if self._paused:
+            self._steps += 1
+        else:
+            self._pause_after_turn = True
+        self._poke()
+
+    def skip(self) -> None:
+        """Drop the turn being generated (its text is discarded), else skip the next speaker."""
+        if self._generation is not None:
+            self._skip_current = True
+            self._generation.cancel()
+        else:
+            self._skip_next = True
+        self._poke()
+
+    def interrupt(self) -> None:
+        """Stop the turn being generated; the text so far is kept, marked INTERRUPTED."""
+        if self._generation is not None:
+            self._interrupt_current = True
+            self._generation.cancel()
+
+    def interject(self, text: str, speaker: str = AUDIENCE) -> None:
+        text = text.strip()
+        speaker = (speaker or AUDIENCE).strip()
+        if not text:
+            raise ConfigError("an interjection needs some text")
+        if not speaker or any(ch in speaker for ch in ":\n\r\t") or len(speaker) > 40:
+            raise ConfigError("the interjecting speaker's name must be one short line without ':'")
+        self._interjections.append(_Interjection(text, speaker))
+        self.next_speaker = self._interjections[0].speaker
+        self._poke()
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        self._poke()
+
+    def _poke(self) -> None:
+        self._wake.set()
+
+    # -- running ----------------------------------------------------------------
+    async def _publish(self, event: Event) -> None:
+        await self.bus.apublish(event)
+
+    async def run(self) -> str:
+        """Run until a stop condition; return the end reason (also in SessionEnded)."""
+        if self.status != "idle":
+            raise RuntimeError("a Scheduler runs once")
+        self.status = "running"
+        reason, error = "error", None
+        try:
+            try:
+                await self.engine.start()
+                self._format = choose_format(self.spec, self.participants, self.engine.info.chat_template)
+                self._started_at = self.clock()
+                await self._publish(
+                    SessionStarted(
+                        session_id=self.session_id,
+                        spec=self.spec.model_dump(mode="json"),
+                        participants=tuple(self.participants),
+                        engine=self.engine.info,
+                        at=self._started_at,
+                        resumed=self.resumed,
+                    )
+                )
+                reason = await self._loop()
+            except _EndSession as end:
+                reason, error = end.reason, end.error
+            except TownhallError as failure:
+                reason, error = "error", str(failure)
+            except asyncio.CancelledError:
+                reason = "stopped"
+                raise
+            except Exception as failure:  # noqa: BLE001 - report, never crash the watcher
+                log.exception("scheduler failed")
+                reason, error = "error", f"{type(failure).__name__}: {failure}"
+        finally:
+            self.status = "finished"
+            self.current_speaker = None
+            self.next_speaker = None
+            self.end_reason = reason
+            await self._publish(
+                SessionEnded(self.session_id, reason, self.clock(), len(self.turns), error)
+            )
+        return reason
+
+    def _stop_reason(self) -> str | None:
+        if self._stop_requested:
+            return "stopped"
+        if self._closing:
+            return "closing_phrase"
+        spoken = [t for t in self.turns[self._history_len :] if t.kind != TurnKind.AUDIENCE and t.error != SKIPPED]
+        if self.spec.max_turns is not None and len(spoken) >= self.spec.max_turns:
+            return "max_turns"
+        if self.spec.token_budget is not None:
+            used = sum(t.stats.generated_tokens for t in spoken if t.stats)
+            if used >= self.spec.token_budget:
+                return "token_budget"
+        if self.spec.time_budget_s is not None and self.clock() - self._started_at >= self.spec.time_budget_s:
+            return "time_budget"
+        return None
+
+    async def _loop(self) -> str:
+        while True:
+            reason = self._stop_reason()
+            if reason:
+                return reason
+            if self._interjections:
+                await self._interjection_turn(self._interjections.popleft())
+                continue
+            if self._paused and self._steps == 0:
+                self.status = "paused"
+                self.current_speaker = None
+                self._refresh_next()
+                if not self._paused_published:
+                    self._paused_published = True
+                    await self._publish(Paused(self.session_id, self.clock()))
+                self._wake.clear()
+                if self._paused and self._steps == 0 and not self._interjections and not self._stop_requested:
+                    await self._wake.wait()
+                continue
+            if not self._paused and self._paused_published:
+                self._paused_published = False
+                await self._publish(Resumed(self.session_id, self.clock()))
+            if self._paused:
+                self._steps -= 1
+            self.status = "running"
+            speaker = await self._choose()
+            await self._agent_turn(speaker)
+            if self._pause_after_turn:
+                self._pause_after_turn = False
+                self._paused = True
+            if self.status == "running" and self._paused:
+                self.status = "paused"
+            self._refresh_next()
+
+    def _policy_context(self, exclude: frozenset[str] = frozenset()) -> PolicyContext:
+        return PolicyContext(
+            speakers=self.speakers,
+            moderator=self.moderator,
+            turns=self.turns,
+            rng=self._rng,
+            exclude=exclude,
+            ask_model=self._ask_model,
+        )
+
+    def _refresh_next(self) -> None:
+        if self._interjections:
+            self.next_speaker = self._interjections[0].speaker
+        else:
+            self.next_speaker = self.policy.peek(self._policy_context())
+
+    async def _choose(self) -> Persona:
+        exclude: frozenset[str] = frozenset()
+        if self._skip_next:
+            self._skip_next = False
+            skipped = self.policy.peek(self._policy_context())
+            if skipped:
+                exclude = frozenset({skipped})
+        name = await self.policy.choose(self._policy_context(exclude))
+        return next(p for p in self.participants if p.name == name)
+
+    # -- turns --------------------------------------------------------------------
+    async def _interjection_turn(self, item: _Interjection) -> None:
+        now = self.clock()
+        turn = Turn(
+            index=len(self.turns),
+            speaker=item.speaker,
+            kind=TurnKind.AUDIENCE,
+            content=item.text,
+            status=TurnStatus.STREAMING,
+            started_at=now,
+        )
+        self.turns.append(turn)
+        await self._publish(TurnStarted(self.session_id, turn.index, turn.speaker, turn.kind, now))
+        turn.status = TurnStatus.COMPLETE
+        turn.finished_at = self.clock()
+        await self._publish(TurnFinished(self.session_id, turn))
+        self._refresh_next()
+
+    def _names(self) -> list[str]:
+        extra = [t.speaker for t in self.turns if t.kind == TurnKind.AUDIENCE]
+        return list(dict.fromkeys([p.name for p in self.participants] + [AUDIENCE] + extra))
+
+    def _sampling(self, persona: Persona, index: int, retry: int) -> SamplingParams:
+        base = SamplingParams().merged(self.spec.sampling, persona.sampling)
+        assert self._format is not None
+        stops = stop_strings(
+            persona.name, self._names(), self.engine.info.eos_markers, self._format.generic_stops
+        ) + tuple(base.stop)
+        if self.spec.seed is not None:
+            seed = derive_seed(self.spec.seed, index, retry)
+        else:
+            seed = self._rng.randrange(_SEED_SPACE)
+        return base.merged({"seed": seed, "stop": tuple(dict.fromkeys(stops))})
+
+    def _entries(self, view: AgentView) -> list[tuple[int, Line]]:
+        return [
+            (i, Line(t.speaker, " ".join(t.content.split())))
+            for i, t in enumerate(self.turns)
+            if i >= view.first and visible(t)
+        ]
+
+    def _render(self, persona: Persona, view: AgentView) -> Rendered:
+        assert self._format is not None
+        return self._format.render(persona, view.summary, [line for _, line in self._entries(view)])
+
+    async def _fit(self, persona: Persona, max_tokens: int) -> Rendered:
+        """Render the agent's prompt; if it would overflow, apply the context strategy."""
+        view = self._views[persona.name]
+        rendered = self._render(persona, view)
+        n_ctx = self.engine.info.n_ctx
+        needed = await self.engine.count_tokens(rendered.prompt)
+        if needed + max_tokens <= n_ctx:
+            return rendered
+        empty = AgentView(persona.name)
+        fixed = await self.engine.count_tokens(self._render_bare(persona, empty).prompt)
+
+        async def measure(v: AgentView) -> int:
+            return await self.engine.count_tokens(self._render(persona, v).prompt)
+
+        job = FitJob(
+            agent=persona.name,
+            view=view,
+            entries=self._entries(view),
+            n_ctx=n_ctx,
+            max_tokens=max_tokens,
+            fixed_tokens=fixed,
+            measure=measure,
+            count=self.engine.count_tokens,
+            summarize=self._summarize,
+        )
+        if fixed + max_tokens > n_ctx:
+            raise job.too_small(fixed)
+        detail = await self.strategy.fit(job)
+        view.rebuilds += 1
+        self.engine.forget(persona.name)
+        await self._publish(
+            StrategyApplied(self.session_id, persona.name, self.strategy.name, detail, self.clock())
+        )
+        return self._render(persona, view)
+
+    def _render_bare(self, persona: Persona, view: AgentView) -> Rendered:
+        assert self._format is not None
+        return self._format.render(persona, None, [])
+
+    async def _agent_turn(self, persona: Persona) -> None:
+        index = len(self.turns)
+        kind = TurnKind.MODERATOR if persona is self.moderator else TurnKind.AGENT
+        sampling = self._sampling(persona, index, 0)
+        rendered = await self._fit(persona, sampling.max_tokens)
+        turn = Turn(index=index, speaker=persona.name, kind=kind, started_at=self.clock(), sampling=sampling)
+        self.turns.append(turn)
+        self.current_speaker = persona.name
+        self.next_speaker = None
+        self._skip_current = self._interrupt_current = False
+        await self._publish(TurnStarted(self.session_id, index, persona.name, kind, turn.started_at))
+        earlier = [t.content for t in self.turns[:index] if t.content]
+        names = self._names()
+        try:
+            for retry in (0, 1):
+                if retry:
+                    sampling = self._sampling(persona, index, retry)
+                    turn.sampling = sampling
+                    turn.retries = retry
+                request = GenerationRequest(
+                    agent_id=persona.name, prompt=rendered.prompt, sampling=sampling, messages=rendered.messages
+                )
+                generation = self.engine.generate(request)
+                self._generation = generation
+                try:
+                    async for piece in generation:
+                        await self._publish(TokenStreamed(self.session_id, index, persona.name, piece))
+                except asyncio.CancelledError:
+                    generation.cancel()
+                    raise
+                except Exception as failure:  # noqa: BLE001 - the engine's fault becomes a failed turn
+                    await self._fail(turn, failure)
+                finally:
+                    self._generation = None
+                turn.stats = generation.stats
+                finish = generation.stats.finish_reason if generation.stats else "stop"
+                if self._skip_current:
+                    turn.content, turn.status, turn.error = "", TurnStatus.INTERRUPTED, SKIPPED
+                    break
+                cut_short = finish in ("length", "context")
+                turn.content = trim_turn(
+                    generation.text,
+                    finish_reason="length" if cut_short else "stop",
+                    names=names,
+                    markers=self.engine.info.eos_markers,
+                )
+                if self._interrupt_current or finish == "cancelled":
+                    turn.status = TurnStatus.INTERRUPTED
+                    break
+                if is_degenerate(turn.content, earlier):
+                    turn.status = TurnStatus.DEGENERATE
+                    continue
+                turn.status = TurnStatus.COMPLETE
+                break
+        except asyncio.CancelledError:
+            turn.status = TurnStatus.INTERRUPTED
+            turn.finished_at = self.clock()
+            self.current_speaker = None
+            await self._publish(TurnFinished(self.session_id, turn))
+            raise
+        turn.finished_at = self.clock()
+        self.current_speaker = None
+        await self._publish(TurnFinished(self.session_id, turn))
+        if (
+            kind == TurnKind.MODERATOR
+            and self.spec.closing_phrase
+            and turn.status == TurnStatus.COMPLETE
+            and self.spec.closing_phrase.casefold() in turn.content.casefold()
+        ):
+            self._closing = True
+
+    async def _fail(self, turn: Turn, failure: BaseException) -> None:
+        message = str(failure) if isinstance(failure, TownhallError) else f"{type(failure).__name__}: {failure}"
+        turn.status = TurnStatus.FAILED
+        turn.error = message
+        turn.finished_at = self.clock()
+        self.current_speaker = None
+        await self._publish(TurnFailed(self.session_id, turn, message))
+        raise _EndSession("error", f"{turn.speaker}'s turn failed: {message}")
+
+    # -- stateless helpers: summaries and speaker choice ----------------------------
+    async def _fit_lines(self, head: str, lines: Sequence[Line], tail: str, max_tokens: int) -> str:
+        """A one-off prompt with as many of the latest `lines` as fit the context."""
+        kept = list(lines)
+        while True:
+            prompt = head + "".join(f"{l.speaker}: {l.text}\n" for l in kept) + tail
+            if not kept or await self.engine.count_tokens(prompt) + max_tokens <= self.engine.info.n_ctx:
+                return prompt
+            kept.pop(0)
+
+    async def _oneoff(self, prompt: str, sampling: SamplingParams, grammar: str | None = None) -> str:
+        generation = self.engine.generate(GenerationRequest(agent_id=None, prompt=prompt, sampling=sampling, grammar=grammar))
+        return await generation.result()
+
+    async def _summarize(self, previous: str | None, lines: Sequence[Line]) -> str:
+        key = (previous, tuple(lines))
+        if key in self._summaries:
+            return self._summaries[key]
+        max_tokens = max(24, min(80, self.engine.info.n_ctx // 8))
+        head = f"Notes from a town hall meeting. Motion: {self.spec.motion.strip()}\n"
+        if previous:
+            head += f"Earlier: {previous.strip()}\n"
+        head += "\n"
+        tail = "\nSummary of what was said above, in two sentences:"
+        prompt = await self._fit_lines(head, lines, tail, max_tokens)
+        seed = derive_seed(self.spec.seed, len(self.turns), 0, salt=1) if self.spec.seed is not None else self._rng.randrange(_SEED_SPACE)
+        sampling = SamplingParams(temperature=0.3, max_tokens=max_tokens, seed=seed,
+                                  stop=("\n\n",) + tuple(f"\n{n}:" for n in self._names()) + tuple(self.engine.info.eos_markers))
+        text = trim_turn(await self._oneoff(prompt, sampling), finish_reason="length", names=self._names(),
+                         markers=self.engine.info.eos_markers)
+        self._summaries[key] = text
+        return text
+
+    async def _ask_model(self, candidates: Sequence[str]) -> str | None:
+        """The moderator's pick among `candidates`, constrained to their names by a grammar."""
+        assert self.moderator is not None and self._format is not None
+        lines = [line for _, line in self._entries(AgentView(self.moderator.name))][-8:]
+        head = self._format.fixed_part(self.moderator) if self._format.name == "transcript" else ""
+        if not head:
+            head = f"Town hall meeting. Motion: {self.spec.motion.strip()}\n"
+        tail = f"{self.moderator.name}: Thank you. Next I call on"
+        prompt = await self._fit_lines(head, lines, tail, 16)
+        seed = derive_seed(self.spec.seed, len(self.turns), 0, salt=2) if self.spec.seed is not None else self._rng.randrange(_SEED_SPACE)
+        sampling = SamplingParams(temperature=0.7, max_tokens=16, seed=seed, stop=("\n",))
+        try:
+            answer = await self._oneoff(prompt, sampling, grammar=names_grammar(candidates))
+        except TownhallError as failure:
+            log.warning("speaker choice failed: %s", failure)
+            return None
+        return answer.strip().rstrip(".,!?")

@@ -1,12 +1,20 @@
-"""A town hall as defined by a TOML file or by flags (pydantic-validated)."""
+"""A town hall as defined by a TOML file or by flags (pydantic-validated).
+
+Files and flags meet in one model: a file is loaded first, then each flag given on
+the command line replaces its field, and the result is validated once more, so a
+bad value reads the same whether it came from a file or a flag.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from townhall.engine.base import SamplingOverrides
+from townhall.errors import ConfigError, NotFoundError
 
 PolicyName = Literal["round_robin", "random", "moderator", "mention"]
 StrategyName = Literal["truncate", "summarize", "error"]
@@ -30,3 +38,49 @@ class TownHallSpec(BaseModel):
     n_ctx: int = Field(default=4096, ge=128)
     context_strategy: StrategyName = "truncate"
     prompt_format: PromptFormatName = "auto"
+
+    @field_validator("participants")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        names = [v.strip() for v in value if v.strip()]
+        if not names:
+            raise ValueError("needs at least one persona name")
+        if len({n.casefold() for n in names}) != len(names):
+            raise ValueError("each persona may appear only once")
+        return names
+
+
+def spec_from_data(data: Mapping[str, Any], source: str) -> TownHallSpec:
+    from townhall.personas import format_validation_error
+
+    try:
+        return TownHallSpec.model_validate(dict(data))
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(source, error)) from None
+
+
+def load_spec(path: Path, **overrides: Any) -> TownHallSpec:
+    """Read a town-hall TOML file; non-None `overrides` (from flags) replace its fields."""
+    from townhall.personas import read_toml
+
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"{path}: no such town-hall file")
+    data = read_toml(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return spec_from_data(data, str(path))
+
+
+def example_path(name: str) -> Path:
+    """A shipped example by name (`default`, `night-bus`, ...)."""
+    from townhall.paths import data_dir
+
+    path = data_dir("examples") / f"{name.removesuffix('.toml')}.toml"
+    if not path.is_file():
+        raise NotFoundError(f"no example town hall named '{name}'")
+    return path
+
+
+def default_spec_path() -> Path:
+    """The town hall the TUI opens on."""
+    return example_path("default")

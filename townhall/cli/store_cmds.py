@@ -1,9 +1,346 @@
-"""CLI commands for the store area (filled in by that area's work)."""
+"""CLI for the record: `sessions list|show|delete|rename`, `search`, `export`, `import`, `resume`.
+
+Every command takes `--db` (default `$TOWNHALL_DB`, else the user data dir). Text a
+model wrote is printed through `rich.text.Text` with markup off and control
+characters neutralised, never interpreted.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Optional, TextIO
+
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from townhall.cli.options import (
+    ApiKeyEnvOpt,
+    ApiModelOpt,
+    BackendOpt,
+    BaseUrlOpt,
+    DbOpt,
+    GpuLayersOpt,
+    JsonOpt,
+    ModelOpt,
+    NCtxOpt,
+    ThreadsOpt,
+    engine_config,
+)
+from townhall.errors import ConfigError, NotFoundError, TownhallError
+from townhall.events import Event, SessionEnded, TokenStreamed, TurnFailed, TurnFinished, TurnStarted
+from townhall.export.common import clean
+from townhall.store import Store
+
+sessions_app = typer.Typer(help="List, show, rename and delete recorded town halls.", no_args_is_help=True)
+
+
+def _console() -> Console:
+    return Console(markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _when(epoch: float | None) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M") if epoch else "-"
+
+
+def _open(db: Path | None) -> Store:
+    return Store.open(db)
+
+
+# -- sessions -------------------------------------------------------------------------
+@sessions_app.command("list")
+def sessions_list(
+    db: DbOpt = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Show at most N sessions.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recorded sessions, newest first."""
+    with _open(db) as store:
+        sessions = store.list_sessions(limit)
+    if as_json:
+        _echo_json([s.as_dict() for s in sessions])
+        return
+    console = _console()
+    if not sessions:
+        console.print(f"No sessions recorded in {store.path} yet.")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("id", "started", "status", "turns", "title / motion", "participants"):
+        table.add_column(column)
+    for s in sessions:
+        table.add_row(
+            Text(s.id), Text(_when(s.created_at)), Text(s.status), Text(str(s.turns)),
+            Text(clean(s.label)), Text(clean(", ".join(s.participants))),
+        )
+    console.print(table)
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id or a unique prefix of it.")],
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One session: its settings, participants and transcript."""
+    with _open(db) as store:
+        record = store.get_session(session_id)
+        turns = store.turns(record.id)
+    if as_json:
+        from townhall.export.json_format import turn_out
+
+        _echo_json({**record.as_dict(), "turns": [turn_out(t).model_dump(mode="json") for t in turns]})
+        return
+    console = _console()
+    s = record.summary
+    console.print(Text(clean(s.label), style="bold"))
+    console.print(Text(f"Motion: {clean(s.motion)}"))
+    end = f" ({s.end_reason})" if s.end_reason else ""
+    console.print(Text(f"Session {s.id} · {s.status}{end} · started {_when(s.created_at)} · "
+                       f"model {clean(s.model_name or 'unknown')}", style="dim"))
+    console.print(Text("Participants: " + clean(", ".join(p.name for p in record.personas)), style="dim"))
+    console.print()
+    for turn in turns:
+        line = Text()
+        line.append(f"{clean(turn.speaker)}: ", style="bold")
+        line.append(clean(turn.content.strip()))
+        if turn.status != "complete":
+            line.append(f" [{turn.status}]", style="dim")
+        console.print(line)
+
+
+@sessions_app.command("delete")
+def sessions_delete(
+    session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id or a unique prefix of it.")],
+    db: DbOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a session with its turns and events."""
+    with _open(db) as store:
+        record = store.get_session(session_id)
+        if not yes and not typer.confirm(
+            f"Delete session {record.id} ({clean(record.summary.label)}, {record.summary.turns} turns)?"
+        ):
+            raise typer.Exit(1)
+        store.delete(record.id)
+    if as_json:
+        _echo_json({"deleted": record.id})
+    else:
+        typer.echo(f"Deleted session {record.id}.")
+
+
+@sessions_app.command("rename")
+def sessions_rename(
+    session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id or a unique prefix of it.")],
+    title: Annotated[str, typer.Argument(metavar="TITLE")],
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a session a title (shown instead of its motion)."""
+    with _open(db) as store:
+        full = store.rename(session_id, title)
+    if as_json:
+        _echo_json({"id": full, "title": title.strip()})
+    else:
+        typer.echo(f"Renamed session {full}.")
+
+
+# -- search ------------------------------------------------------------------------------
+def search_cmd(
+    query: Annotated[str, typer.Argument(metavar="QUERY", help='FTS5 query: words, "a phrase", OR, NOT, prefix*, speaker:NAME.')],
+    db: DbOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N hits.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search every turn of every session."""
+    with _open(db) as store:
+        hits = store.search(query, limit)
+    if as_json:
+        _echo_json([h.as_dict() for h in hits])
+        return
+    console = _console()
+    if not hits:
+        console.print(f"No turns match {query!r}.")
+        return
+    for hit in hits:
+        head = Text()
+        head.append(hit.session_id, style="cyan")
+        head.append(f" · {clean(hit.session_label)} · turn {hit.turn_index} · ", style="dim")
+        head.append(clean(hit.speaker), style="bold")
+        console.print(head)
+        snippet = Text("  " + clean(hit.snippet))
+        for start, end in hit.highlights:
+            snippet.stylize("bold reverse", start + 2, end + 2)
+        console.print(snippet)
+
+
+# -- export / import ---------------------------------------------------------------------------
+def export_cmd(
+    session_id: Annotated[Optional[str], typer.Argument(metavar="[ID]", help="Session id or a unique prefix.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md, json, jsonl, sharegpt, html or txt.")] = "md",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of stdout.")] = None,
+    all_sessions: Annotated[bool, typer.Option("--all", help="Export every session (jsonl, sharegpt, md, txt, json).")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Export a session (or --all) as a transcript or training data."""
+    from townhall.export import export_all, export_session
+
+    if all_sessions == (session_id is not None):
+        raise ConfigError("give a session ID or --all (not both)")
+    with _open(db) as store:
+        text = export_all(store, fmt) if all_sessions else export_session(store, session_id or "", fmt)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{output}: cannot write the export ({exc.strerror or exc})") from None
+    typer.echo(f"Wrote {output}", err=True)
+
+
+def import_cmd(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A `townhall export --format json` file ('-' for stdin).")],
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import sessions from a JSON export; each gets a new id."""
+    from townhall.export import import_documents
+
+    if str(file) == "-":
+        text, source = sys.stdin.read(), "stdin"
+    else:
+        try:
+            text, source = file.read_text(encoding="utf-8"), str(file)
+        except FileNotFoundError:
+            raise NotFoundError(f"{file}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read ({exc})") from None
+    with _open(db) as store:
+        ids = import_documents(store, text, source)
+    if as_json:
+        _echo_json({"imported": ids})
+    else:
+        for new_id in ids:
+            typer.echo(f"Imported session {new_id}")
+
+
+# -- resume ---------------------------------------------------------------------------------------
+class _Printer:
+    """Streams a resumed debate to a terminal as `Name: text` lines."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TurnStarted):
+            self.out.write(f"{clean(event.speaker)}: ")
+        elif isinstance(event, TokenStreamed):
+            self.out.write(clean(event.text))
+        elif isinstance(event, (TurnFinished, TurnFailed)):
+            if isinstance(event, TurnFailed):
+                self.out.write(f" [failed: {clean(event.error)}]")
+            elif event.turn.status != "complete":
+                self.out.write(f" [{event.turn.status}]")
+            self.out.write("\n")
+        elif isinstance(event, SessionEnded):
+            self.out.write(f"-- session {event.session_id} ended: {event.reason}\n")
+        self.out.flush()
+
+
+def remaining_turns(spec_max: int | None, history: list[Any], requested: int | None) -> int | None:
+    """How many turns a resumed session may add: --turns N, else what its max_turns left."""
+    if requested is not None:
+        return requested
+    if spec_max is None:
+        return None
+    spoken = sum(1 for t in history if t.kind != "audience")
+    return spec_max - spoken
+
+
+async def resume_session(
+    store: Store,
+    session_id: str,
+    engine: Any,
+    *,
+    turns: int | None = None,
+    out: TextIO | None = None,
+    on_scheduler: Callable[[Any], None] | None = None,
+) -> str:
+    """Continue a stored session on `engine`, recording into `store`; return the end reason."""
+    from townhall.scheduler import Scheduler
+
+    record = store.get_session(session_id)
+    spec, personas, history = store.load_for_resume(record.id)
+    left = remaining_turns(spec.max_turns, history, turns)
+    if left is not None and left <= 0:
+        raise ConfigError(
+            f"session {record.id} already had its {spec.max_turns} turns; pass --turns N to continue it"
+        )
+    spec = spec.model_copy(update={"max_turns": left})
+    scheduler = Scheduler(engine, spec, personas, session_id=record.id, history=history)
+    detach = store.attach(scheduler)
+    if out is not None:
+        scheduler.subscribe(_Printer(out))
+    if on_scheduler is not None:
+        on_scheduler(scheduler)
+    try:
+        return await scheduler.run()
+    finally:
+        detach()
+
+
+def resume_cmd(
+    session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id or a unique prefix.")],
+    turns: Annotated[Optional[int], typer.Option("--turns", "-t", min=1, help="Turns to add (default: what max_turns left).")] = None,
+    db: DbOpt = None,
+    model: ModelOpt = None,
+    n_ctx: NCtxOpt = None,
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuLayersOpt = -1,
+    backend: BackendOpt = "local",
+    base_url: BaseUrlOpt = None,
+    api_model: ApiModelOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+) -> None:
+    """Continue a stopped session with the same participants and settings."""
+    from townhall.engine.factory import build_engine
+
+    with _open(db) as store:
+        spec, _, _ = store.load_for_resume(session_id)  # fail fast, before loading a model
+        config = engine_config(
+            backend=backend, model=model, n_ctx=n_ctx if n_ctx is not None else spec.n_ctx, threads=threads,
+            gpu_layers=gpu_layers, base_url=base_url, api_model=api_model, api_key_env=api_key_env,
+        )
+        engine = build_engine(config)
+
+        async def main() -> str:
+            try:
+                return await resume_session(store, session_id, engine, turns=turns, out=sys.stdout)
+            finally:
+                await engine.aclose()
+
+        reason = asyncio.run(main())
+    if reason == "error":
+        raise TownhallError(f"session {session_id} stopped on an error (see `townhall sessions show {session_id}`)")
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
+    app.add_typer(sessions_app, name="sessions")
+    app.command("search")(search_cmd)
+    app.command("export")(export_cmd)
+    app.command("import")(import_cmd)
+    app.command("resume")(resume_cmd)

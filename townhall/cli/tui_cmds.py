@@ -1,15 +1,123 @@
-"""CLI commands for the tui area (filled in by that area's work)."""
+"""`townhall tui` and plain `townhall`: open the TUI on a town hall, the embedded model by default.
+
+Everything the app needs is built here and handed in (engine factory, store, spec,
+personas, user config); the app itself constructs nothing it depends on.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from townhall.cli.options import (
+    ApiKeyEnvOpt,
+    ApiModelOpt,
+    BackendOpt,
+    BaseUrlOpt,
+    DbOpt,
+    GpuLayersOpt,
+    ModelOpt,
+    NCtxOpt,
+    ThreadsOpt,
+    engine_config,
+)
+from townhall.engine.factory import EngineConfig
+
+TownhallFileArg = Annotated[
+    Optional[Path],
+    typer.Argument(help="Town-hall TOML file, or the name of a shipped example (default: examples/default.toml)."),
+]
+TurnsOpt = Annotated[Optional[int], typer.Option("--turns", help="Stop after this many turns.", min=1)]
+AgentsDirOpt = Annotated[Optional[Path], typer.Option("--agents-dir", help="Extra folder of persona TOML files.")]
+
+
+def _keys_help() -> str:
+    from townhall.tui.bindings import ACTIONS
+
+    lines = [f"{a.keys:<10} {a.id:<22} {a.help}" for a in ACTIONS]
+    return "Keys (remap by id in config.toml [keymap]):\n\n" + "\n\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the root app."""
+    """Add `townhall tui`."""
+
+    @app.command("tui", help="Open the TUI and watch a town hall debate.\n\n" + _keys_help())
+    def tui(
+        townhall_file: TownhallFileArg = None,
+        model: ModelOpt = None,
+        n_ctx: NCtxOpt = None,
+        threads: ThreadsOpt = None,
+        gpu_layers: GpuLayersOpt = -1,
+        backend: BackendOpt = "local",
+        base_url: BaseUrlOpt = None,
+        api_model: ApiModelOpt = None,
+        api_key_env: ApiKeyEnvOpt = None,
+        db: DbOpt = None,
+        turns: TurnsOpt = None,
+        agents_dir: AgentsDirOpt = None,
+    ) -> None:
+        config = engine_config(
+            backend=backend,
+            model=model,
+            n_ctx=n_ctx,
+            threads=threads,
+            gpu_layers=gpu_layers,
+            base_url=base_url,
+            api_model=api_model,
+            api_key_env=api_key_env,
+        )
+        launch(townhall_file, config, db=db, turns=turns, agents_dir=agents_dir)
+
+
+def _spec_path(townhall_file: Path | None) -> Path:
+    from townhall.spec import default_spec_path, example_path
+
+    if townhall_file is None:
+        return default_spec_path()
+    if townhall_file.exists() or townhall_file.suffix == ".toml":
+        return townhall_file
+    return example_path(str(townhall_file))
+
+
+def launch(
+    townhall_file: Path | None = None,
+    config: EngineConfig | None = None,
+    *,
+    db: Path | None = None,
+    turns: int | None = None,
+    agents_dir: Path | None = None,
+) -> None:
+    """Build the dependencies, run the app, and close the record whatever happens."""
+    from townhall.engine.factory import build_engine
+    from townhall.personas import PersonaRegistry
+    from townhall.spec import load_spec
+    from townhall.store import Store
+    from townhall.tui.app import Debate, TownhallApp
+    from townhall.tui.config import load_config
+
+    config = config or EngineConfig()
+    spec = load_spec(_spec_path(townhall_file), max_turns=turns)
+    registry = PersonaRegistry.default(agents_dir)
+    names = ([spec.moderator] if spec.moderator else []) + list(spec.participants)
+    personas = registry.resolve(list(dict.fromkeys(names)))
+    tui_config = load_config()
+    store = Store.open(db)
+    try:
+        app = TownhallApp(
+            Debate(spec, personas),
+            engine_factory=build_engine,
+            engine_config=config,
+            store=store,
+            config=tui_config,
+            available_personas=registry.all(),
+        )
+        app.run()
+    finally:
+        store.close()
 
 
 def launch_default() -> None:
-    """Open the TUI on the embedded model (plain `townhall`, `make demo`)."""
-    typer.echo("The TUI is not built yet.", err=True)
-    raise typer.Exit(1)
+    """Open the TUI on the embedded model and the default town hall (plain `townhall`, `make demo`)."""
+    launch()

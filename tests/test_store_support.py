@@ -1,0 +1,77 @@
+"""Helpers the store, export, search and resume tests share: personas and a debate
+published through a real EventBus into a real Store (the scheduler's events, by hand)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from townhall.engine.base import EngineInfo, GenerationStats, SamplingParams
+from townhall.events import EventBus, SessionEnded, SessionStarted, TokenStreamed, TurnFinished, TurnStarted
+from townhall.personas import Persona
+from townhall.spec import TownHallSpec
+from townhall.store import Store
+from townhall.turns import Turn, TurnKind, TurnStatus
+
+HOSTILE = "<script>alert('x')</script> & **bold** [link](http://evil) `code` # head \x1b[31mred\x1b[0m \"q\" ' ; DROP TABLE turns; --"
+
+
+def personas() -> list[Persona]:
+    return [
+        Persona(name="Ada", title="Engineer", bio="Builds bridges.", style="Precise.", color="#ff0000"),
+        Persona(name="Bo", title="Farmer", bio="Grows wheat.", style="Plain.", color="red;}</style><script>x</script>"),
+        Persona(name="Cy", title="Chair", bio="Keeps order.", style="Brief.", moderator=True),
+    ]
+
+
+def spec(motion: str = "Build a new bridge over the river", **extra: object) -> TownHallSpec:
+    return TownHallSpec(motion=motion, participants=["Ada", "Bo"], moderator="Cy", seed=7, **extra)
+
+
+async def record_debate(
+    store: Store,
+    session_id: str,
+    lines: list[tuple[str, str]],
+    *,
+    motion: str = "Build a new bridge over the river",
+    end: str | None = "max_turns",
+    engine: EngineInfo | None = None,
+    start_at: float = 1_700_000_000.0,
+    first_index: int = 0,
+    resumed: bool = False,
+) -> None:
+    """Publish a whole debate (one TurnStarted, tokens, TurnFinished per line) into `store`."""
+    bus = EventBus()
+    unsubscribe = store.attach(bus)
+    info = engine or EngineInfo(backend="scripted", model_name="scripted", n_ctx=4096, device="CPU")
+    await bus.apublish(SessionStarted(session_id, spec(motion).model_dump(), tuple(personas()), info,
+                                      start_at, resumed=resumed))
+    for offset, (speaker, text) in enumerate(lines):
+        index = first_index + offset
+        at = start_at + index * 10
+        kind = TurnKind.MODERATOR if speaker == "Cy" else TurnKind.AGENT
+        await bus.apublish(TurnStarted(session_id, index, speaker, kind, at))
+        for word in text.split(" "):
+            await bus.apublish(TokenStreamed(session_id, index, speaker, word + " "))
+        turn = Turn(index=index, speaker=speaker, kind=kind, content=text, status=TurnStatus.COMPLETE,
+                    started_at=at, finished_at=at + 5,
+                    stats=GenerationStats(prompt_tokens=100 + index, reused_tokens=90, prefill_tokens=10 + index,
+                                          generated_tokens=len(text.split()), ttft_ms=12.5, decode_tps=47.0,
+                                          total_ms=900.0),
+                    sampling=SamplingParams(temperature=0.7, seed=7, stop=("\nAda:",)))
+        await bus.apublish(TurnFinished(session_id, turn))
+    if end is not None:
+        await bus.apublish(SessionEnded(session_id, end, start_at + 1000, len(lines)))
+    unsubscribe()
+
+
+def open_store(tmp_path: Path, name: str = "th.db") -> Store:
+    return Store.open(tmp_path / name)
+
+
+def test_helpers_record_a_debate(tmp_path: Path) -> None:
+    import asyncio
+
+    store = open_store(tmp_path)
+    asyncio.run(record_debate(store, "s1", [("Ada", "Hello there"), ("Bo", "Hi")]))
+    assert [t.content for t in store.turns("s1")] == ["Hello there", "Hi"]
+    store.close()

@@ -1,0 +1,502 @@
+"""The local engine: one llama.cpp model in-process, every agent with its own KV state.
+
+Why per-sequence state and not `Llama.save_state()`: the latter copies an n_batch x n_vocab
+float32 scores array (512 MiB with Gemma's vocabulary) on every save and load. The
+per-sequence API copies only the KV cells of sequence 0, a few MB, in milliseconds.
+
+How a turn runs (all llama.cpp calls on one worker thread, fed by one asyncio queue):
+1. make the requesting agent's KV state resident (restore its bytes unless it is already);
+2. tokenize the agent's whole prompt and keep the longest prefix the state already holds;
+3. roll back anything past that prefix and evaluate only the rest;
+4. sample, stream, stop; then save the agent's state (prompt + what it said).
+
+The sliding-window trap (Gemma 3 attends over 512 positions on 15 of 18 layers): a saved
+sequence state keeps only the cells still inside the window, so after a restore the state
+can be rolled back by at most one token and stay exact. Two things keep restores exact:
+the saved state ends where the emitted text ends (tokens that only formed a stop string
+are dropped while the full cache is still live), and a second checkpoint taken at the end
+of the prompt serves when the next prompt diverges inside the agent's own turn (the
+scheduler trimmed it, or the text re-tokenizes differently). Anything earlier rebuilds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import ctypes
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats, SamplingParams
+from townhall.engine.model_file import GGUFHeader, resolve_model_path, validate_model_file
+from townhall.engine.stops import StopMatcher
+from townhall.engine.system import gpu_offload_supported, physical_cores
+from townhall.errors import ContextOverflowError, GenerationError, ModelLoadError
+
+_SEQ = 0  # every agent's tokens live in sequence 0 while it is resident
+
+
+@dataclass
+class SavedState:
+    """One agent's KV cells, the tokens they hold, and what they are valid for."""
+
+    tokens: list[int]
+    data: Any  # ctypes uint8 array, handed straight back to llama.cpp on restore
+    size: int
+    fingerprint: str
+
+    @property
+    def nbytes(self) -> int:
+        return self.size
+
+
+class LocalEngine:
+    """Engine protocol over llama-cpp-python, with per-agent KV states in memory."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        n_ctx: int = 4096,
+        threads: int | None = None,
+        gpu_layers: int = -1,
+        flash_attn: bool = False,
+        n_batch: int = 512,
+        swa_full: bool = True,
+    ) -> None:
+        self._requested_path = model_path
+        self.n_ctx = n_ctx
+        self.threads = threads or physical_cores()
+        self.gpu_layers = gpu_layers
+        self.flash_attn = flash_attn
+        self.n_batch = n_batch
+        self.swa_full = swa_full
+        self.model_path: Path | None = None
+        self.header: GGUFHeader | None = None
+        self.llm: Any = None
+        self._info: EngineInfo | None = None
+        self._states: dict[str, SavedState] = {}
+        self._checkpoints: dict[str, SavedState] = {}  # each agent's state at the end of its last prompt
+        self._resident: str | None = None  # agent whose tokens sequence 0 holds now
+        self._fingerprint = ""
+        self._n_swa = 0
+        self._queue: asyncio.Queue[Generation] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="townhall-llama")
+        self._start_lock: asyncio.Lock | None = None
+        self.offloaded_layers = 0
+        self.total_layers = 0
+
+    @classmethod
+    def from_config(cls, config: Any) -> LocalEngine:
+        return cls(
+            config.model,
+            n_ctx=config.n_ctx,
+            threads=config.threads,
+            gpu_layers=config.gpu_layers,
+            flash_attn=config.flash_attn,
+        )
+
+    # -- lifecycle -----------------------------------------------------------
+    @property
+    def info(self) -> EngineInfo:
+        if self._info is None:
+            name = Path(str(self._requested_path)).name if self._requested_path else "embedded Gemma 3 270M"
+            return EngineInfo(backend="local", model_name=name, n_ctx=self.n_ctx, device="loading…")
+        return self._info
+
+    @property
+    def loaded(self) -> bool:
+        return self.llm is not None
+
+    async def start(self) -> None:
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self.llm is None:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._executor, self._load)
+            if self._worker is None or self._worker.done():
+                self._queue = asyncio.Queue()
+                self._worker = asyncio.get_running_loop().create_task(self._serve_forever())
+
+    def load_blocking(self) -> None:
+        """Load without an event loop (benchmarks and doctor)."""
+        if self.llm is None:
+            self._load()
+
+    def _load(self) -> None:
+        path = resolve_model_path(self._requested_path)
+        self.header = validate_model_file(path)
+        self.model_path = path
+        from llama_cpp import Llama, __version__ as llama_cpp_version
+
+        self.total_layers = (self.header.block_count or 0) + 1  # + the output layer
+        supports = gpu_offload_supported()
+        requested = self.total_layers if self.gpu_layers < 0 else min(self.gpu_layers, self.total_layers)
+        self.offloaded_layers = requested if supports else 0
+        try:
+            self.llm = Llama(
+                model_path=str(path),
+                n_ctx=self.n_ctx,
+                n_batch=self.n_batch,
+                n_ubatch=self.n_batch,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                n_gpu_layers=self.offloaded_layers,
+                flash_attn=self.flash_attn,
+                swa_full=self.swa_full,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(f"{path}: llama.cpp could not load this model ({exc})") from None
+        arch = self.header.architecture or ""
+        self._n_swa = int(self.header.metadata.get(f"{arch}.attention.sliding_window") or 0)
+        stat = path.stat()
+        self._fingerprint = "|".join(
+            str(x)
+            for x in (path.resolve(), stat.st_size, int(stat.st_mtime), llama_cpp_version, self.n_ctx,
+                      self.n_batch, self.swa_full, self.flash_attn, self.offloaded_layers > 0)
+        )
+        self._info = EngineInfo(
+            backend="local",
+            model_name=self.header.name or path.stem,
+            n_ctx=self.n_ctx,
+            device=self.device_description(),
+            model_path=str(path),
+            chat_template=self.header.chat_template,
+            eos_markers=self._eos_markers(),
+        )
+
+    def device_description(self) -> str:
+        """What is really doing the work: never claim a GPU that is not."""
+        if self.offloaded_layers <= 0:
+            return f"CPU · {self.threads} threads"
+        if self.offloaded_layers >= self.total_layers:
+            return f"GPU · {self.offloaded_layers}/{self.total_layers} layers offloaded"
+        return f"GPU+CPU · {self.offloaded_layers}/{self.total_layers} layers offloaded · {self.threads} threads"
+
+    def _eos_markers(self) -> tuple[str, ...]:
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        markers: list[str] = []
+        for token in (llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)):
+            if token >= 0:
+                text = self._piece(token, special=True).decode("utf-8", errors="ignore")
+                if text and text not in markers:
+                    markers.append(text)
+        for common in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "</s>"):
+            if common not in markers and self._is_single_control_token(common):
+                markers.append(common)
+        return tuple(markers)
+
+    def _is_single_control_token(self, text: str) -> bool:
+        import llama_cpp
+
+        tokens = self.llm.tokenize(text.encode(), add_bos=False, special=True)
+        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        return len(tokens) == 1 and bool(llama_cpp.llama_vocab_is_control(vocab, tokens[0]))
+
+    async def aclose(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+            self._worker = None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close_model)
+        self._executor.shutdown(wait=False)
+
+    def _close_model(self) -> None:
+        self._states.clear()
+        self._checkpoints.clear()
+        self._resident = None
+        if self.llm is not None:
+            self.llm.close()
+            self.llm = None
+
+    # -- requests ------------------------------------------------------------
+    def generate(self, request: GenerationRequest) -> Generation:
+        generation = Generation(request)
+        if self._queue is None:
+            raise RuntimeError("LocalEngine.start() must be awaited before generate()")
+        self._queue.put_nowait(generation)
+        return generation
+
+    async def _serve_forever(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            generation = await self._queue.get()
+            if generation.cancelled:
+                generation._finish(GenerationStats(finish_reason="cancelled"))
+                continue
+
+            def feed(piece: str, gen: Generation = generation) -> None:
+                loop.call_soon_threadsafe(gen._feed, piece)
+
+            try:
+                stats = await loop.run_in_executor(self._executor, self.serve_blocking, generation.request,
+                                                   feed, lambda gen=generation: gen.cancelled)
+            except Exception as exc:  # noqa: BLE001 - reported through the handle, engine stays up
+                error = exc if isinstance(exc, (ContextOverflowError, GenerationError)) else GenerationError(
+                    f"generation failed: {exc}")
+                generation._finish(None, error)
+            else:
+                generation._finish(stats)
+
+    async def count_tokens(self, text: str) -> int:
+        if self.llm is None:
+            await self.start()
+        return await asyncio.to_thread(lambda: len(self.tokenize(text, add_bos=False)))
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def state_tokens(self, agent_id: str) -> int:
+        state = self._states.get(agent_id)
+        return len(state.tokens) if state else 0
+
+    def state_bytes(self) -> int:
+        states = [*self._states.values(), *self._checkpoints.values()]
+        return sum(state.nbytes for state in states)
+
+    def forget(self, agent_id: str) -> None:
+        self._states.pop(agent_id, None)
+        self._checkpoints.pop(agent_id, None)
+        if self._resident == agent_id:
+            self._resident = None
+
+    def export_state(self, agent_id: str) -> SavedState | None:
+        return self._states.get(agent_id)
+
+    def import_state(self, agent_id: str, state: SavedState) -> bool:
+        """Adopt a state saved elsewhere; refused (and never used) unless made for this exact setup."""
+        if state.fingerprint != self._fingerprint:
+            return False
+        self._states[agent_id] = state
+        self._checkpoints.pop(agent_id, None)
+        if self._resident == agent_id:
+            self._resident = None
+        return True
+
+    # -- the work, on the llama thread -------------------------------------------
+    def serve_blocking(
+        self,
+        request: GenerationRequest,
+        feed: Callable[[str], None] = lambda piece: None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> GenerationStats:
+        """Run one request to the end on the calling thread; the engine's only entry to llama.cpp."""
+        import llama_cpp
+
+        llm = self.llm
+        started = time.perf_counter()
+        stats = GenerationStats()
+        prompt = self.tokenize(request.prompt)
+        stats.prompt_tokens = len(prompt)
+        sampling = request.sampling
+        if len(prompt) >= self.n_ctx:
+            raise ContextOverflowError(
+                f"prompt of {len(prompt)} tokens does not fit the {self.n_ctx}-token context (raise --n-ctx "
+                "or use a context strategy)"
+            )
+        agent = request.agent_id
+
+        keep = self._make_resident(agent, prompt, stats)
+        if keep == 0:
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+        llm.n_tokens = keep
+        stats.reused_tokens = keep
+        stats.prefill_tokens = len(prompt) - keep
+        try:
+            llm.eval(prompt[keep:])
+        except Exception as exc:
+            self._invalidate(agent)
+            raise GenerationError(f"llama.cpp failed to evaluate the prompt ({exc})") from None
+        if agent is not None:
+            self._checkpoints[agent] = self._snapshot(len(prompt))
+
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        sampler = _build_sampler(vocab, sampling, llm.n_vocab(), request.grammar)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        matcher = StopMatcher(sampling.stop)
+        first_token_at: float | None = None
+        emitted = 0  # characters shown to the requester
+        generated: list[tuple[int, int]] = []  # (token, decoded characters up to and including it)
+        decoded = 0
+        stats.finish_reason = "length"
+        try:
+            for i in range(sampling.max_tokens):
+                if cancelled():
+                    stats.finish_reason = "cancelled"
+                    break
+                if llm.n_tokens >= self.n_ctx:
+                    stats.finish_reason = "context"
+                    break
+                token = llama_cpp.llama_sampler_sample(sampler, llm.ctx, -1)
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                    stats.ttft_ms = (first_token_at - started) * 1000
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    stats.finish_reason = "stop"
+                    break
+                stats.generated_tokens += 1
+                piece = decoder.decode(self._piece(token))
+                decoded += len(piece)
+                generated.append((token, decoded))
+                text = matcher.feed(piece)
+                if text:
+                    emitted += len(text)
+                    feed(text)
+                if matcher.stopped:
+                    stats.finish_reason = "stop"
+                    break
+                if i + 1 < sampling.max_tokens:
+                    llm.eval([token])
+        except Exception as exc:
+            self._invalidate(agent)
+            raise GenerationError(f"llama.cpp failed while generating ({exc})") from None
+        finally:
+            llama_cpp.llama_sampler_free(sampler)
+        if not matcher.stopped:
+            tail = matcher.feed(decoder.decode(b"", final=True)) + matcher.flush()
+            if tail:
+                emitted += len(tail)
+                feed(tail)
+        done = time.perf_counter()
+        if first_token_at is not None and stats.generated_tokens > 1:
+            stats.decode_tps = (stats.generated_tokens - 1) / max(done - first_token_at, 1e-9)
+        if agent is None:
+            self._resident = None
+        else:
+            # Keep only the tokens whose text was shown: the rest formed a stop string.
+            shown = sum(1 for _, upto in generated if upto <= emitted)
+            llm.n_tokens = min(llm.n_tokens, len(prompt) + shown)
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), _SEQ, llm.n_tokens, -1)
+            t0 = time.perf_counter()
+            self._states[agent] = self._snapshot(llm.n_tokens)
+            self._resident = agent
+            stats.save_ms = (time.perf_counter() - t0) * 1000
+        stats.total_ms = (time.perf_counter() - started) * 1000
+        return stats
+
+    def _make_resident(self, agent_id: str | None, prompt: list[int], stats: GenerationStats) -> int:
+        """Put the best state for this prompt in sequence 0; return how many prompt tokens it covers.
+
+        The live resident can roll back freely (the full cache is there); a restored state
+        only by one token, so the candidates are the agent's last state and its checkpoint.
+        """
+        import llama_cpp
+
+        llm = self.llm
+        limit = len(prompt) - 1  # at least one token must be evaluated to get logits
+        if agent_id is not None and agent_id == self._resident:
+            held = [int(t) for t in llm.input_ids[: llm.n_tokens]]
+            return min(_common_prefix(held, prompt), limit)
+        self._resident = None
+        llm.n_tokens = 0
+        if agent_id is None:
+            return 0
+        best: SavedState | None = None
+        for state in (self._states.get(agent_id), self._checkpoints.get(agent_id)):
+            if state is None or state.fingerprint != self._fingerprint:
+                continue
+            usable = _common_prefix(state.tokens, prompt) >= len(state.tokens) - 1
+            if usable and (best is None or len(state.tokens) > len(best.tokens)):
+                best = state
+        if best is None:
+            return 0
+        memory = llama_cpp.llama_get_memory(llm.ctx)
+        llama_cpp.llama_memory_clear(memory, True)
+        t0 = time.perf_counter()
+        read = llama_cpp.llama_state_seq_set_data(llm.ctx, best.data, best.size, _SEQ)
+        stats.restore_ms = (time.perf_counter() - t0) * 1000
+        if read == 0:  # llama.cpp refused it: never trust it again
+            llama_cpp.llama_memory_clear(memory, True)
+            self.forget(agent_id)
+            return 0
+        n = len(best.tokens)
+        llm.input_ids[:n] = best.tokens
+        llm.n_tokens = n
+        self._resident = agent_id
+        keep = min(_common_prefix(best.tokens, prompt), limit)
+        if keep < n and not self._can_roll_back(keep):
+            return 0
+        return keep
+
+    def _can_roll_back(self, keep: int) -> bool:
+        """Whether every windowed cell that position `keep` attends to is still in the cache."""
+        if not self._n_swa:
+            return True
+        import llama_cpp
+
+        pos_min = llama_cpp.llama_memory_seq_pos_min(llama_cpp.llama_get_memory(self.llm.ctx), _SEQ)
+        return pos_min <= max(0, keep - self._n_swa + 1)
+
+    def _snapshot(self, n_tokens: int) -> SavedState:
+        import llama_cpp
+
+        llm = self.llm
+        size = llama_cpp.llama_state_seq_get_size(llm.ctx, _SEQ)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(llm.ctx, buffer, size, _SEQ)
+        tokens = [int(t) for t in llm.input_ids[:n_tokens]]
+        return SavedState(tokens, buffer, written, self._fingerprint)
+
+    def _invalidate(self, agent_id: str | None) -> None:
+        if agent_id is not None:
+            self.forget(agent_id)
+        self._resident = None
+
+    def _piece(self, token: int, special: bool = False) -> bytes:
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, 64, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(vocab, token, buf, -n, 0, special)
+        return buf.raw[:n]
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _build_sampler(vocab: Any, sampling: SamplingParams, n_vocab: int, grammar: str | None) -> Any:
+    import llama_cpp
+
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    add = lambda s: llama_cpp.llama_sampler_chain_add(chain, s)  # noqa: E731
+    if grammar:
+        g = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+        if not g:
+            llama_cpp.llama_sampler_free(chain)
+            raise GenerationError("the grammar for this request does not parse")
+        add(g)
+    add(llama_cpp.llama_sampler_init_penalties(n_vocab, 64, sampling.repeat_penalty, 0.0, 0.0))
+    if sampling.temperature <= 0:
+        add(llama_cpp.llama_sampler_init_greedy())
+    else:
+        if sampling.top_k > 0:
+            add(llama_cpp.llama_sampler_init_top_k(sampling.top_k))
+        add(llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
+        add(llama_cpp.llama_sampler_init_min_p(sampling.min_p, 1))
+        add(llama_cpp.llama_sampler_init_temp(sampling.temperature))
+        seed = sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
+        add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    return chain

@@ -1,0 +1,561 @@
+"""The engine behind an OpenAI-compatible server (llama-server, vLLM, Ollama, llama-cpp-python).
+
+Same interface as the local engine; the KV states live in the server. Townhall's
+speed idea survives the move because each agent's prompt only grows at the end: on
+llama-server each agent is pinned to a slot (`id_slot`) with `cache_prompt`, so only
+the new tail is evaluated; vLLM's automatic prefix caching finds the shared prefix on
+its own. Faults (refused connections, timeouts, 5xx, cut streams, malformed events)
+are retried a bounded number of times with backoff; then the Generation ends with a
+one-line TownhallError, keeping every piece of text already streamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats
+from townhall.engine.factory import EngineConfig
+from townhall.engine.server_info import (
+    ServerInfo,
+    api_key_from_env,
+    auth_headers,
+    error_message,
+    one_line,
+    probe,
+    server_root,
+)
+from townhall.engine.sse import DONE, aiter_events
+from townhall.engine.stops import StopMatcher
+from townhall.errors import BackendUnavailableError, ContextOverflowError, GenerationError, TownhallError
+
+T = TypeVar("T")
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_FINISH = {"stop": "stop", "eos": "stop", "length": "length", "max_tokens": "length"}
+
+
+class _Fault(Exception):
+    """One failed attempt: what went wrong, and whether trying again could help."""
+
+    def __init__(self, message: str, *, retryable: bool, unavailable: bool = False, context: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.unavailable = unavailable
+        self.context = context
+
+
+@dataclass
+class _Progress:
+    """What a request has produced so far, kept across retries."""
+
+    raw: str = ""  # everything the server sent, before our stop matcher
+    pieces: int = 0
+    first_piece_at: float | None = None
+    last_piece_at: float | None = None
+    finish: str | None = None
+    usage: Mapping[str, Any] | None = None
+    timings: Mapping[str, Any] | None = None
+
+
+class OpenAIEngine:
+    """An Engine speaking the OpenAI HTTP API with streaming, through one httpx.AsyncClient."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key_env: str | None = None,
+        n_ctx: int = 4096,
+        pin_slots: bool | None = None,
+        max_tries: int = 3,
+        backoff_s: float = 0.5,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 120.0,
+    ) -> None:
+        """`pin_slots=None` detects llama-server; True/False forces slot pinning on or off."""
+        self.root = server_root(base_url)
+        self._api_key_env = api_key_env
+        self._requested_model = model
+        self._n_ctx = n_ctx
+        self._pin_override = pin_slots
+        self.max_tries = max(1, max_tries)
+        self.backoff_s = backoff_s
+        self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, write=30.0, pool=None)
+        self._client: httpx.AsyncClient | None = None
+        self.server: ServerInfo | None = None
+        self._model: str | None = model
+        self._gate: asyncio.Semaphore | None = None
+        self._slots = 1
+        self._slot_of: dict[str, int] = {}
+        self._slot_owner: dict[int, str] = {}
+        self._state_tokens: dict[str, int] = {}
+        self._fresh: set[str] = set()  # forgotten agents: evaluate their next prompt from scratch
+        self._tokenize_path: str | None = None
+        self._tokenize_overhead = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.reports_reuse = False  # set once the server has told us how much prompt it reused
+        self._info = self._make_info()
+
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> OpenAIEngine:
+        return cls(
+            server_root(config.base_url),
+            model=config.api_model,
+            api_key_env=config.api_key_env,
+            n_ctx=config.n_ctx,
+        )
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIEngine({self.root!r}, model={self._model!r})"
+
+    # -- Engine protocol -----------------------------------------------------
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def pins_slots(self) -> bool:
+        if self._pin_override is not None:
+            return self._pin_override
+        return self.server is not None and self.server.pins_slots
+
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        headers = auth_headers(api_key_from_env(self._api_key_env))
+        client = httpx.AsyncClient(base_url=self.root, headers=headers, timeout=self._timeout)
+        try:
+            self.server = await self._with_retries(lambda: probe(client, self.root))
+        except BaseException:
+            await client.aclose()
+            raise
+        self._client = client
+        server = self.server
+        if self._model is None:
+            if not server.models:
+                await self.aclose()
+                raise GenerationError(f"inference server at {self.root} lists no models; pass --api-model NAME")
+            self._model = server.models[0]
+        self._slots = max(1, server.total_slots or 1)
+        # llama-cpp-python interrupts a running stream when any other request arrives,
+        # so it gets one request at a time; llama-server one per slot.
+        width = {"llama-server": self._slots, "llama-cpp-python": 1}.get(server.kind, 4)
+        self._gate = asyncio.Semaphore(width)
+        if server.kind == "llama-cpp-python":
+            self._tokenize_path = "/extras/tokenize/count"
+        elif server.kind == "llama-server":
+            self._tokenize_path = "/tokenize"
+        else:
+            self._tokenize_path = "/tokenize"  # vLLM has it; on a 404 we fall back to an estimate
+        self._tokenize_overhead = 0
+        if server.kind == "llama-cpp-python":  # it counts the BOS token of every text
+            self._tokenize_overhead = await self._count_raw("") or 0
+        self._info = self._make_info()
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        generation = Generation(request)
+        task = asyncio.get_running_loop().create_task(self._run(generation))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return generation
+
+    async def count_tokens(self, text: str) -> int:
+        """The server's tokenizer when it has one; else about 3.5 characters a token."""
+        if self._client is not None and self._tokenize_path is not None:
+            async with self._gated():
+                counted = await self._count_raw(text)
+            if counted is not None:
+                return max(0, counted - self._tokenize_overhead)
+        return _estimate_tokens(text)
+
+    def state_tokens(self, agent_id: str) -> int:
+        """Tokens we know the server holds for this agent: only on a slot it still owns."""
+        slot = self._slot_of.get(agent_id)
+        if not self.pins_slots or slot is None or self._slot_owner.get(slot) != agent_id:
+            return 0
+        return self._state_tokens.get(agent_id, 0)
+
+    def forget(self, agent_id: str) -> None:
+        self._state_tokens.pop(agent_id, None)
+        self._fresh.add(agent_id)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def prefetch(self, agent_id: str, prompt: str) -> bool:
+        """Warm an agent's slot with its next prompt while another agent speaks.
+
+        Not part of the Engine protocol: only llama-server with more than one slot can
+        evaluate a second prompt alongside the running one. It sends the prompt to the
+        agent's slot with `n_predict: 0` and `cache_prompt: true` (the request editors
+        use for cache warming), so the turn itself finds only its last line new. Returns
+        False, doing nothing, where that cannot help; a failure is only a lost warm-up.
+        """
+        if self._client is None or not self.pins_slots or self._slots < 2:
+            return False
+        body = {"prompt": prompt, "n_predict": 0, "cache_prompt": True, "id_slot": self._slot_for(agent_id)}
+        try:
+            response = await self._client.post("/completion", json=body)
+        except httpx.HTTPError:
+            return False
+        if response.status_code != 200:
+            return False
+        self._slot_owner[self._slot_for(agent_id)] = agent_id
+        self._fresh.discard(agent_id)
+        return True
+
+    # -- internals -----------------------------------------------------------
+    def _make_info(self) -> EngineInfo:
+        server = self.server
+        name = self._model or "(server default)"
+        if "/" in name and name.endswith(".gguf"):
+            name = name.rsplit("/", 1)[-1]  # llama-cpp-python names its model by path
+        return EngineInfo(
+            backend="openai",
+            model_name=name,
+            n_ctx=(server.n_ctx if server and server.n_ctx else self._n_ctx),
+            device=f"server · {self.root}",
+            model_path=None,
+            chat_template=server.chat_template if server else None,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _gated(self) -> AsyncIterator[None]:
+        if self._gate is None:
+            yield
+        else:
+            async with self._gate:
+                yield
+
+    async def _count_raw(self, text: str) -> int | None:
+        assert self._client is not None
+        path = self._tokenize_path
+        if path is None:
+            return None
+        if path == "/extras/tokenize/count":
+            body: dict[str, Any] = {"input": text}
+        else:  # llama-server reads `content`, vLLM reads `model` + `prompt`
+            body = {"content": text, "prompt": text, "model": self._model, "add_special": False, "add_special_tokens": False}
+        try:
+            response = await self._client.post(path, json=body)
+            data = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            data = None
+        if isinstance(data, dict):
+            if isinstance(data.get("count"), int):
+                return int(data["count"])
+            if isinstance(data.get("tokens"), list):
+                return len(data["tokens"])
+        if self._client is not None and path != "/extras/tokenize/count":
+            self._tokenize_path = None  # no tokenizer endpoint here: stop asking
+        return None
+
+    async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt` up to max_tries times on connection faults, backing off between."""
+        for n in range(self.max_tries):
+            try:
+                return await attempt()
+            except BackendUnavailableError:
+                if n + 1 >= self.max_tries:
+                    raise
+                await asyncio.sleep(self.backoff_s * 2**n)
+        raise AssertionError("unreachable")
+
+    def _slot_for(self, agent_id: str) -> int:
+        if agent_id not in self._slot_of:
+            self._slot_of[agent_id] = len(self._slot_of) % self._slots
+        return self._slot_of[agent_id]
+
+    def _body(self, request: GenerationRequest, progress: _Progress) -> tuple[str, dict[str, Any]]:
+        s = request.sampling
+        body: dict[str, Any] = {
+            "model": self._model,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": max(1, s.max_tokens - progress.pieces),
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "top_k": s.top_k,
+            "min_p": s.min_p,
+            "repeat_penalty": s.repeat_penalty,  # llama.cpp's name
+            "repetition_penalty": s.repeat_penalty,  # vLLM's name
+        }
+        if s.seed is not None:
+            body["seed"] = s.seed
+        if s.stop:
+            body["stop"] = list(s.stop)
+        if request.grammar:
+            body["grammar"] = request.grammar
+        agent = request.agent_id
+        if agent is not None:
+            body["cache_prompt"] = agent not in self._fresh
+            if self.pins_slots:
+                body["id_slot"] = self._slot_for(agent)
+        else:
+            body["cache_prompt"] = False  # a one-off: nothing of it is worth keeping
+        if request.messages is not None:
+            body["messages"] = [dict(m) for m in request.messages]
+            return "/v1/chat/completions", body
+        body["prompt"] = request.prompt + progress.raw  # after a cut, continue where it stopped
+        return "/v1/completions", body
+
+    async def _run(self, generation: Generation) -> None:
+        request = generation.request
+        stats = GenerationStats()
+        progress = _Progress()
+        matcher = StopMatcher(request.sampling.stop)
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            if self._client is None:
+                raise GenerationError("the openai engine is not started (await engine.start() first)")
+            async with self._gated():
+                # Generation.cancel() only sets a flag; watch it, so a cancel lands even
+                # while the server is still evaluating the prompt and sends nothing.
+                reader = asyncio.ensure_future(self._attempts(generation, progress, matcher, started))
+                try:
+                    while not reader.done():
+                        await asyncio.wait({reader}, timeout=0.05)
+                        if generation.cancelled and not reader.done():
+                            reader.cancel()
+                    await reader
+                except asyncio.CancelledError:
+                    if not generation.cancelled:
+                        raise
+                finally:
+                    if not reader.done():
+                        reader.cancel()
+                if generation.cancelled:
+                    progress.finish = "cancelled"
+                await self._fill_stats(stats, request, progress)
+        except TownhallError as exc:
+            error = exc
+            progress.finish = "error"
+        except asyncio.CancelledError:
+            progress.finish = "cancelled"
+            error = GenerationError("the generation was stopped because the engine closed")
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the turn ends with one line
+            error = GenerationError(f"openai engine failed: {one_line(repr(exc))}")
+            progress.finish = "error"
+        generation._feed(matcher.flush())
+        elapsed = time.perf_counter() - started
+        stats.total_ms = elapsed * 1000
+        stats.finish_reason = progress.finish or "stop"
+        if stats.generated_tokens == 0:
+            stats.generated_tokens = progress.pieces
+        if progress.first_piece_at is not None:
+            stats.ttft_ms = (progress.first_piece_at - started) * 1000
+        if not stats.decode_tps:
+            stats.decode_tps = _local_tps(progress, stats.generated_tokens)
+        if request.agent_id is not None and error is None:
+            self._remember(request.agent_id, stats)
+        generation._finish(stats, error)
+
+    def _remember(self, agent_id: str, stats: GenerationStats) -> None:
+        self._fresh.discard(agent_id)
+        self._state_tokens[agent_id] = stats.prompt_tokens + stats.generated_tokens
+        if self.pins_slots:
+            self._slot_owner[self._slot_for(agent_id)] = agent_id
+
+    async def _fill_stats(self, stats: GenerationStats, request: GenerationRequest, progress: _Progress) -> None:
+        usage = progress.usage or {}
+        timings = progress.timings or {}
+        if isinstance(usage.get("completion_tokens"), int):
+            stats.generated_tokens = int(usage["completion_tokens"])
+        elif isinstance(timings.get("predicted_n"), int):
+            stats.generated_tokens = int(timings["predicted_n"])
+        if isinstance(timings.get("predicted_per_second"), (int, float)) and timings["predicted_per_second"] > 0:
+            stats.decode_tps = float(timings["predicted_per_second"])
+        cached = timings.get("cache_n")
+        if not isinstance(cached, int):
+            details = usage.get("prompt_tokens_details") or {}
+            cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+        if isinstance(cached, int):
+            stats.reused_tokens = int(cached)
+            self.reports_reuse = True
+        if isinstance(usage.get("prompt_tokens"), int):
+            stats.prompt_tokens = int(usage["prompt_tokens"])
+        elif isinstance(timings.get("prompt_n"), int):
+            stats.prompt_tokens = int(timings["prompt_n"]) + stats.reused_tokens
+        else:  # the server did not say (llama-cpp-python): ask its tokenizer
+            text = request.prompt if request.messages is None else "\n".join(m.get("content", "") for m in request.messages)
+            counted = await self._count_raw(text) if self._tokenize_path else None
+            stats.prompt_tokens = counted if counted is not None else _estimate_tokens(text)
+        if isinstance(timings.get("prompt_n"), int):
+            stats.prefill_tokens = int(timings["prompt_n"])
+        else:
+            stats.prefill_tokens = max(0, stats.prompt_tokens - stats.reused_tokens)
+
+    async def _attempts(self, generation: Generation, progress: _Progress, matcher: StopMatcher, started: float) -> None:
+        """Try the request up to max_tries times; a cut transcript stream continues where it stopped."""
+        request = generation.request
+        last: _Fault | None = None
+        for n in range(self.max_tries):
+            try:
+                await self._attempt(generation, progress, matcher, started)
+                return
+            except _Fault as fault:
+                last = fault
+                can_continue = request.messages is None or not progress.raw
+                if not fault.retryable or not can_continue or n + 1 >= self.max_tries:
+                    break
+                if progress.pieces >= request.sampling.max_tokens:
+                    progress.finish = "length"
+                    return
+                await asyncio.sleep(self.backoff_s * 2**n)
+        assert last is not None
+        tries = f" (after {n + 1} tries)" if n > 0 else ""
+        message = f"inference server {self.root}: {last.message}{tries}"
+        if last.context:
+            raise ContextOverflowError(message)
+        if last.unavailable:
+            raise BackendUnavailableError(message)
+        raise GenerationError(message)
+
+    async def _attempt(self, generation: Generation, progress: _Progress, matcher: StopMatcher, started: float) -> None:
+        assert self._client is not None
+        path, body = self._body(generation.request, progress)
+        chat = path.endswith("chat/completions")
+        try:
+            async with self._client.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    message = error_message(response)
+                    raise _Fault(
+                        message,
+                        retryable=response.status_code in _RETRY_STATUS,
+                        context=_is_context_error(message),
+                    )
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    await response.aread()
+                    self._take_whole(response, generation, progress, matcher, chat)
+                    return
+                finished = False
+                async for event in aiter_events(response.aiter_lines()):
+                    if event.data.strip() == DONE:
+                        finished = True
+                        break
+                    try:
+                        chunk = json.loads(event.data)
+                    except ValueError:
+                        raise _Fault(f"malformed event in the stream: {one_line(event.data, 80)!r}", retryable=True) from None
+                    if not isinstance(chunk, dict):
+                        raise _Fault(f"malformed event in the stream: {one_line(event.data, 80)!r}", retryable=True)
+                    if chunk.get("error"):
+                        err = chunk["error"]
+                        message = one_line(err.get("message", err) if isinstance(err, dict) else err)
+                        raise _Fault(f"server error mid-stream: {message}", retryable=False, context=_is_context_error(message))
+                    if self._take_chunk(chunk, generation, progress, matcher, chat):
+                        finished = True
+                        if matcher.stopped or generation.cancelled:
+                            break
+                if not finished and not generation.cancelled and progress.finish is None:
+                    raise _Fault("the stream ended before the turn did (no [DONE])", retryable=True)
+        except httpx.ConnectError as exc:
+            raise _Fault(_refused(exc), retryable=True, unavailable=True) from None
+        except httpx.ConnectTimeout:
+            raise _Fault("connection timed out", retryable=True, unavailable=True) from None
+        except httpx.ReadTimeout:
+            raise _Fault(f"no data for {self._timeout.read:.0f} s (read timeout)", retryable=True) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise _Fault(f"the connection closed mid-stream ({one_line(str(exc), 80) or type(exc).__name__})", retryable=True, unavailable=True) from None
+        except httpx.HTTPError as exc:
+            raise _Fault(one_line(f"{type(exc).__name__}: {exc}"), retryable=True) from None
+
+    def _take_chunk(
+        self, chunk: Mapping[str, Any], generation: Generation, progress: _Progress, matcher: StopMatcher, chat: bool
+    ) -> bool:
+        """Apply one streamed chunk; True once the server said the turn is over."""
+        if isinstance(chunk.get("usage"), Mapping):
+            progress.usage = chunk["usage"]
+        if isinstance(chunk.get("timings"), Mapping):
+            progress.timings = chunk["timings"]
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return False
+        choice = choices[0]
+        if not isinstance(choice, Mapping):
+            raise _Fault("malformed event in the stream: a choice is not an object", retryable=True)
+        if chat:
+            delta = choice.get("delta") or {}
+            piece = delta.get("content") if isinstance(delta, Mapping) else None
+        else:
+            piece = choice.get("text")
+        if piece is not None and not isinstance(piece, str):
+            raise _Fault("malformed event in the stream: text is not a string", retryable=True)
+        if piece and not matcher.stopped:
+            now = time.perf_counter()
+            if progress.first_piece_at is None:
+                progress.first_piece_at = now
+            progress.last_piece_at = now
+            progress.raw += piece
+            progress.pieces += 1
+            generation._feed(matcher.feed(piece))
+        if matcher.stopped:
+            progress.finish = "stop"
+            return True
+        reason = choice.get("finish_reason")
+        if reason:
+            progress.finish = _FINISH.get(str(reason), "stop")
+            return True
+        if progress.pieces >= generation.request.sampling.max_tokens:
+            progress.finish = "length"
+            return True
+        return False
+
+    def _take_whole(
+        self, response: httpx.Response, generation: Generation, progress: _Progress, matcher: StopMatcher, chat: bool
+    ) -> None:
+        """A server that ignored `stream: true` sent one JSON body: take it as one piece."""
+        try:
+            body = response.json()
+            choice = body["choices"][0]
+            text = choice["message"]["content"] if chat else choice["text"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise _Fault(f"unexpected response: {one_line(response.text, 80)!r}", retryable=False) from None
+        self._take_chunk(
+            {"choices": [{"text": text, "delta": {"content": text}, "finish_reason": choice.get("finish_reason")}],
+             "usage": body.get("usage"), "timings": body.get("timings")},
+            generation, progress, matcher, chat,
+        )
+        progress.finish = progress.finish or "stop"
+
+
+def _refused(exc: Exception) -> str:
+    text = str(exc).lower()
+    if "refused" in text or "all connection attempts failed" in text:
+        return "connection refused; is the server running?"
+    return one_line(f"cannot connect: {exc}") if str(exc) else "cannot connect"
+
+
+def _is_context_error(message: str) -> bool:
+    text = message.lower()
+    return "context" in text and any(word in text for word in ("exceed", "too long", "maximum", "overflow"))
+
+
+def _estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / 3.5) if text else 0
+
+
+def _local_tps(progress: _Progress, generated: int) -> float:
+    if progress.first_piece_at is None or progress.last_piece_at is None or generated < 2:
+        return 0.0
+    span = progress.last_piece_at - progress.first_piece_at
+    return (generated - 1) / span if span > 0 else 0.0

@@ -1,0 +1,81 @@
+"""Shared by the formats: loading a session once, cleaning untrusted text, and the
+per-agent conversations that the training-data formats (jsonl, sharegpt) write."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from townhall.personas import Persona
+from townhall.store import SessionRecord, Store
+from townhall.turns import Turn, TurnStatus
+
+# C0/C1 control characters except tab and newline: a model can emit an ANSI escape,
+# and a transcript `cat` to a terminal must not be able to drive it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """Untrusted text made safe to print: control characters become U+FFFD."""
+    return _CONTROL.sub("\ufffd", text.replace("\r\n", "\n"))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    record: SessionRecord
+    turns: list[Turn]
+
+    @property
+    def personas(self) -> dict[str, Persona]:
+        return {p.name: p for p in self.record.personas}
+
+
+def load(store: Store, session_id: str) -> Loaded:
+    record = store.get_session(session_id)
+    return Loaded(record, store.turns(record.id))
+
+
+def spoken(turns: list[Turn]) -> list[Turn]:
+    """Turns that belong in a transcript: said out loud, even if cut off."""
+    return [t for t in turns if t.content.strip() and t.status in (TurnStatus.COMPLETE, TurnStatus.INTERRUPTED)]
+
+
+def persona_prompt(persona: Persona, motion: str) -> str:
+    return (
+        f"You are {persona.name}, {persona.title}. {persona.bio.strip()} "
+        f"Speaking style: {persona.style.strip()} "
+        f"You are taking part in a town hall debate on the motion: {motion}"
+    )
+
+
+def agent_conversations(loaded: Loaded) -> list[list[dict[str, str]]]:
+    """One chat per participant who spoke, from that participant's point of view.
+
+    Its own complete turns are `assistant`; everyone else's are `user`, prefixed with
+    the speaker's name, consecutive ones merged so roles alternate. The motion opens
+    as the first user message and each chat ends on the agent's turn (the shape seed
+    003's chat-builder cleaned its conversations into).
+    """
+    motion = loaded.record.summary.motion
+    usable = [t for t in loaded.turns if t.content.strip() and t.status == TurnStatus.COMPLETE]
+    chats = []
+    for persona in loaded.record.personas:
+        if not any(t.speaker == persona.name for t in usable):
+            continue
+        messages: list[dict[str, str]] = [
+            {"role": "system", "content": persona_prompt(persona, motion)},
+            {"role": "user", "content": f"The motion before the town hall: {motion}"},
+        ]
+        for turn in usable:
+            if turn.speaker == persona.name:
+                messages.append({"role": "assistant", "content": turn.content.strip()})
+                continue
+            line = f"{turn.speaker}: {turn.content.strip()}"
+            if messages[-1]["role"] == "user":
+                messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n\n" + line}
+            else:
+                messages.append({"role": "user", "content": line})
+        while messages[-1]["role"] == "user":
+            messages.pop()
+        chats.append(messages)
+    return chats

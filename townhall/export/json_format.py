@@ -1,0 +1,165 @@
+"""The JSON export: everything the database holds about one session, versioned.
+
+Schema `townhall.session`, version 1 (these pydantic models are its definition;
+`json_schema()` prints it as JSON Schema):
+
+    {
+      "format": "townhall.session", "version": 1, "townhall_version": "0.1.0",
+      "session": {id, title, motion, status, end_reason, error, created_at, updated_at,
+                  ended_at, seed, spec: {...the town hall as given...},
+                  engine: {backend, model_name, model_path, model_sha256, n_ctx, device}},
+      "participants": [Persona, ...],             # speaking order, as they were
+      "turns": [{index, speaker, kind, content, status, started_at, finished_at,
+                 stats: {prompt_tokens, reused_tokens, prefill_tokens, generated_tokens,
+                         ttft_ms, decode_tps, restore_ms, save_ms, total_ms, finish_reason} | null,
+                 sampling: {...resolved sampling...} | null, retries, error}, ...],
+      "events": [{at, type, detail}, ...]          # pauses, strategy actions, errors, start/end
+    }
+
+Times are epoch seconds. No export time is written, so export -> import -> export
+gives the same document but for the session id. A reader must refuse a higher
+`version` than it knows; fields are never removed or renamed within a version.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from townhall import __version__
+from townhall.engine.base import SamplingParams
+from townhall.personas import Persona
+from townhall.store import SessionRecord, Store
+from townhall.turns import Turn, TurnKind, TurnStatus
+
+FORMAT_NAME = "townhall.session"
+FORMAT_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineOut(_Model):
+    backend: str | None = None
+    model_name: str | None = None
+    model_path: str | None = None
+    model_sha256: str | None = Field(default=None, description="sha256 of the GGUF file; null for a server model")
+    n_ctx: int | None = None
+    device: str | None = None
+
+
+class SessionOut(_Model):
+    id: str
+    title: str | None = None
+    motion: str
+    status: str = Field(description="running|finished|stopped|failed|interrupted")
+    end_reason: str | None = None
+    error: str | None = None
+    created_at: float
+    updated_at: float
+    ended_at: float | None = None
+    seed: int | None = None
+    spec: dict[str, Any] = Field(description="the town hall as given (TownHallSpec fields)")
+    engine: EngineOut
+
+
+class StatsOut(_Model):
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    prefill_tokens: int = 0
+    generated_tokens: int = 0
+    ttft_ms: float = 0.0
+    decode_tps: float = 0.0
+    restore_ms: float = 0.0
+    save_ms: float = 0.0
+    total_ms: float = 0.0
+    finish_reason: str = "stop"
+
+
+class TurnOut(_Model):
+    index: int
+    speaker: str
+    kind: TurnKind
+    content: str
+    status: TurnStatus
+    started_at: float
+    finished_at: float | None = None
+    stats: StatsOut | None = None
+    sampling: SamplingParams | None = None
+    retries: int = 0
+    error: str | None = None
+
+
+class EventOut(_Model):
+    at: float
+    type: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class SessionExport(_Model):
+    format: Literal["townhall.session"] = FORMAT_NAME
+    version: int = Field(default=FORMAT_VERSION, ge=1)
+    townhall_version: str = __version__
+    session: SessionOut
+    participants: list[Persona]
+    turns: list[TurnOut]
+    events: list[EventOut] = Field(default_factory=list)
+
+
+def turn_out(turn: Turn) -> TurnOut:
+    return TurnOut(
+        index=turn.index,
+        speaker=turn.speaker,
+        kind=turn.kind,
+        content=turn.content,
+        status=turn.status,
+        started_at=turn.started_at,
+        finished_at=turn.finished_at,
+        stats=StatsOut(**turn.stats.as_dict()) if turn.stats is not None else None,
+        sampling=turn.sampling,
+        retries=turn.retries,
+        error=turn.error,
+    )
+
+
+def build_document(record: SessionRecord, turns: list[Turn]) -> SessionExport:
+    summary = record.summary
+    return SessionExport(
+        session=SessionOut(
+            id=summary.id,
+            title=summary.title,
+            motion=summary.motion,
+            status=summary.status,
+            end_reason=summary.end_reason,
+            error=record.error,
+            created_at=summary.created_at,
+            updated_at=summary.updated_at,
+            ended_at=summary.ended_at,
+            seed=record.seed,
+            spec=record.spec,
+            engine=EngineOut(
+                backend=record.backend,
+                model_name=summary.model_name,
+                model_path=record.model_path,
+                model_sha256=record.model_sha256,
+                n_ctx=record.n_ctx,
+                device=record.device,
+            ),
+        ),
+        participants=list(record.personas),
+        turns=[turn_out(t) for t in turns],
+        events=[EventOut(at=e.at, type=e.type, detail=e.detail) for e in record.events],
+    )
+
+
+def render(store: Store, session_id: str) -> str:
+    record = store.get_session(session_id)
+    document = build_document(record, store.turns(record.id))
+    return document.model_dump_json(indent=2) + "\n"
+
+
+def json_schema() -> str:
+    return json.dumps(SessionExport.model_json_schema(), indent=2)

@@ -1,0 +1,56 @@
+"""`md`: a readable transcript with the motion, the participants and each turn.
+
+Everything the model (or a persona file) wrote is backslash-escaped, so a turn
+containing `<script>`, `[link](…)` or `# heading` renders as the literal text.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from townhall.export.common import clean, load, spoken
+from townhall.store import Store
+
+_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&=])")
+
+
+def escape(text: str) -> str:
+    """Escape CommonMark punctuation so untrusted text renders as itself."""
+    return _SPECIAL.sub(r"\\\1", clean(text))
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render(store: Store, session_id: str) -> str:
+    loaded = load(store, session_id)
+    record, summary = loaded.record, loaded.record.summary
+    out = [f"# {escape(summary.label)}", ""]
+    out += [f"**Motion:** {escape(summary.motion)}", ""]
+    out += [
+        f"- Session: `{clean(summary.id).replace('`', '')}`",
+        f"- Started: {_when(summary.created_at)}",
+        f"- Status: {escape(summary.status)}" + (f" ({escape(summary.end_reason)})" if summary.end_reason else ""),
+        f"- Model: {escape(summary.model_name or 'unknown')}"
+        + (f" (sha256 {record.model_sha256[:12]})" if record.model_sha256 else ""),
+        "",
+        "## Participants",
+        "",
+    ]
+    for persona in record.personas:
+        role = " (moderator)" if persona.moderator else ""
+        out.append(f"- **{escape(persona.name)}**{role}, {escape(persona.title)}")
+    out += ["", "## Transcript", ""]
+    for turn in spoken(loaded.turns):
+        tag = "" if turn.kind == "agent" else f" ({turn.kind})"
+        cut = " *(interrupted)*" if turn.status == "interrupted" else ""
+        out.append(f"**{escape(turn.speaker)}**{tag}:{cut}")
+        out.append("")
+        paragraphs = [escape(line) for line in turn.content.strip().split("\n")]
+        out.append("  \n".join(paragraphs))
+        out.append("")
+    return "\n".join(out)

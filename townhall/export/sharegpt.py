@@ -1,0 +1,18 @@
+"""`sharegpt`: the jsonl chats in ShareGPT's `conversations` / `from` / `value` shape, one per line."""
+
+from __future__ import annotations
+
+import json
+
+from townhall.export.common import agent_conversations, load
+from townhall.store import Store
+
+_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
+
+
+def render(store: Store, session_id: str) -> str:
+    lines = []
+    for chat in agent_conversations(load(store, session_id)):
+        conversation = [{"from": _FROM[m["role"]], "value": m["content"]} for m in chat]
+        lines.append(json.dumps({"conversations": conversation}, ensure_ascii=False) + "\n")
+    return "".join(lines)

@@ -1,0 +1,15 @@
+"""`txt`: the plain `Name: text` log seed 004 kept, one turn per paragraph."""
+
+from __future__ import annotations
+
+from townhall.export.common import clean, load, spoken
+from townhall.store import Store
+
+
+def render(store: Store, session_id: str) -> str:
+    loaded = load(store, session_id)
+    lines = []
+    for turn in spoken(loaded.turns):
+        suffix = " [interrupted]" if turn.status == "interrupted" else ""
+        lines.append(f"{clean(turn.speaker)}: {clean(turn.content.strip())}{suffix}")
+    return "\n\n".join(lines) + ("\n" if lines else "")

@@ -1,0 +1,227 @@
+"""Turning a town hall into each agent's prompt: transcript format and chat-template format.
+
+Prompts are append-only per agent: the header (motion, who is present) and the
+agent's own persona come first and never change, then one line per turn, then the
+cue. The engine keeps each agent's KV state and reuses its longest common token
+prefix, so an agent's next prompt costs only the turns said since it last spoke.
+Only a context strategy (which also calls `engine.forget`) rewrites the middle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from townhall.errors import ConfigError
+from townhall.personas import Persona
+from townhall.spec import TownHallSpec
+from townhall.turns import Turn, TurnStatus
+
+TURN_SEPARATOR = "\n"
+AUDIENCE = "Audience"
+# Generic stops. In the transcript format a turn is one line: measured on the embedded
+# model, the line after a turn is nearly always another speaker's (often one not in
+# the room), a blank line or drift into another document (seed 000's failure), so the
+# newline itself ends the turn. Chat models end turns with their own end marker.
+TRANSCRIPT_STOPS = ("\n",)
+CHAT_STOPS = ("\n\n\n", "\n```")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One turn as an agent sees it."""
+
+    speaker: str
+    text: str
+
+
+@dataclass
+class AgentView:
+    """What one agent remembers: a summary of dropped turns, then the turns kept.
+
+    `first` is the index into the session's turns of the first one still in the
+    prompt; everything before it was dropped (truncate) or folded into `summary`.
+    """
+
+    agent: str
+    first: int = 0
+    summary: str | None = None
+    summary_upto: int = 0
+    rebuilds: int = 0
+
+
+def visible(turn: Turn) -> bool:
+    """Turns that enter prompts: said out loud and not degenerate."""
+    if not turn.content.strip():
+        return False
+    return turn.status in (TurnStatus.COMPLETE, TurnStatus.INTERRUPTED)
+
+
+def lines_for(turns: Sequence[Turn], first: int = 0) -> list[Line]:
+    return [Line(t.speaker, t.content.strip()) for t in turns[first:] if visible(t)]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    prompt: str
+    messages: tuple[Mapping[str, str], ...] | None = None
+
+
+class PromptFormat(Protocol):
+    name: str
+
+    @property
+    def generic_stops(self) -> tuple[str, ...]: ...
+
+    def render(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> Rendered: ...
+
+    def fixed_part(self, persona: Persona) -> str:
+        """The part of every prompt for `persona` that no strategy may drop."""
+
+
+@dataclass
+class TranscriptFormat:
+    """For base models: a short natural header, then `Name: text` lines, then `Name:`.
+
+    A base model continues documents; this one reads like minutes of a meeting,
+    which the embedded Gemma 270M continues in voice (NOTES.md).
+    """
+
+    spec: TownHallSpec
+    participants: Sequence[Persona]
+    name: str = "transcript"
+    _headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def generic_stops(self) -> tuple[str, ...]:
+        return TRANSCRIPT_STOPS
+
+    def header(self) -> str:
+        title = self.spec.title or "Town hall meeting"
+        present = ", ".join(
+            f"{p.name} ({'moderator, ' if p.moderator or p.name == self.spec.moderator else ''}{p.title})"
+            for p in self.participants
+        )
+        return f"{title}: transcript.\nMotion: {self.spec.motion.strip()}\nPresent: {present}.\n"
+
+    def persona_block(self, persona: Persona) -> str:
+        parts = [f"\nAbout {persona.name}: {persona.bio.strip()}", f"{persona.name}'s style: {persona.style.strip()}"]
+        if persona.examples:
+            parts.append(f"{persona.name} says things like:")
+            parts.extend(f"{persona.name}: {ex.strip()}" for ex in persona.examples)
+        return "\n".join(parts) + "\n"
+
+    def fixed_part(self, persona: Persona) -> str:
+        if persona.name not in self._headers:
+            self._headers[persona.name] = self.header() + self.persona_block(persona) + "\nTranscript:\n"
+        return self._headers[persona.name]
+
+    def render(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> Rendered:
+        text = self.fixed_part(persona)
+        if summary:
+            text += f"(Earlier in the meeting: {summary.strip()})\n"
+        for line in lines:
+            text += f"{line.speaker}: {line.text}{TURN_SEPARATOR}"
+        return Rendered(text + f"{persona.name}:")
+
+
+@dataclass
+class ChatFormat:
+    """For instruction-tuned models whose GGUF carries a chat template.
+
+    The template is rendered in a sandboxed Jinja environment (it came from a model
+    file, so it is untrusted); the agent's own turns are `assistant`, everyone
+    else's are `user` messages carrying `Name: text`.
+    """
+
+    spec: TownHallSpec
+    participants: Sequence[Persona]
+    template: str
+    name: str = "chat"
+
+    @property
+    def generic_stops(self) -> tuple[str, ...]:
+        return CHAT_STOPS
+
+    def __post_init__(self) -> None:
+        from jinja2.exceptions import TemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+
+        def raise_exception(message: str) -> None:
+            raise TemplateError(message)
+
+        env.globals["raise_exception"] = raise_exception
+        try:
+            self._template = env.from_string(self.template)
+        except TemplateError as error:
+            raise ConfigError(f"the model's chat template does not parse: {error}") from None
+        self._transcript = TranscriptFormat(self.spec, self.participants)
+
+    def fixed_part(self, persona: Persona) -> str:
+        return self.system_text(persona)
+
+    def system_text(self, persona: Persona) -> str:
+        t = self._transcript
+        return (
+            t.header()
+            + t.persona_block(persona)
+            + f"\nYou are {persona.name}. Reply with what {persona.name} says next: one short spoken turn, "
+            "in character, without your name in front."
+        )
+
+    def messages(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> list[dict[str, str]]:
+        messages: list[dict[str, str]] = [{"role": "system", "content": self.system_text(persona)}]
+        opening = "The meeting is open."
+        if summary:
+            opening += f" Earlier in the meeting: {summary.strip()}"
+        messages.append({"role": "user", "content": opening})
+        for line in lines:
+            if line.speaker == persona.name:
+                role, content = "assistant", line.text
+            else:
+                role, content = "user", f"{line.speaker}: {line.text}"
+            if messages[-1]["role"] == role:
+                messages[-1]["content"] += "\n\n" + content
+            else:
+                messages.append({"role": role, "content": content})
+        if messages[-1]["role"] == "assistant":
+            messages.append({"role": "user", "content": f"(Go on, {persona.name}.)"})
+        return messages
+
+    def render(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> Rendered:
+        from jinja2.exceptions import TemplateError
+
+        messages = self.messages(persona, summary, lines)
+        try:
+            prompt = self._template.render(
+                messages=messages, add_generation_prompt=True, bos_token="", eos_token=""
+            )
+        except TemplateError as error:
+            raise ConfigError(f"the model's chat template failed to render: {error}") from None
+        return Rendered(prompt, tuple(messages))
+
+
+def choose_format(
+    spec: TownHallSpec, participants: Sequence[Persona], chat_template: str | None
+) -> PromptFormat:
+    """`auto` picks chat when the model carries a template, else the transcript."""
+    wanted = spec.prompt_format
+    if wanted == "auto":
+        wanted = "chat" if chat_template else "transcript"
+    if wanted == "chat":
+        if not chat_template:
+            raise ConfigError("prompt_format = 'chat' needs a model with a chat template; use 'transcript' or 'auto'")
+        return ChatFormat(spec, participants, chat_template)
+    return TranscriptFormat(spec, participants)
+
+
+def stop_strings(
+    speaker: str, names: Sequence[str], eos_markers: Sequence[str], generic: Sequence[str] = CHAT_STOPS
+) -> tuple[str, ...]:
+    """Every other participant's tag ends the speaker's turn, as do the model's end markers."""
+    others = [n for n in dict.fromkeys([*names, AUDIENCE]) if n != speaker]
+    stops = [f"\n{n}:" for n in others] + [m for m in eos_markers if m] + list(generic)
+    return tuple(dict.fromkeys(stops))

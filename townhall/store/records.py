@@ -1,0 +1,187 @@
+"""What the store hands out: plain dataclasses, and the row <-> Turn conversions.
+
+Rows are dicts from sqlite-utils; JSON columns are decoded here and nowhere else,
+so the rest of the code sees typed values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from townhall.engine.base import GenerationStats, SamplingParams
+from townhall.personas import Persona
+from townhall.turns import Turn, TurnKind, TurnStatus
+
+STAT_COLUMNS = (
+    "prompt_tokens",
+    "reused_tokens",
+    "prefill_tokens",
+    "generated_tokens",
+    "ttft_ms",
+    "decode_tps",
+    "restore_ms",
+    "save_ms",
+    "total_ms",
+    "finish_reason",
+)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One line of `sessions list`."""
+
+    id: str
+    title: str | None
+    motion: str
+    status: str
+    created_at: float
+    updated_at: float
+    ended_at: float | None
+    end_reason: str | None
+    model_name: str | None
+    participants: tuple[str, ...]
+    turns: int
+
+    @property
+    def label(self) -> str:
+        """The title if one was given, else the motion: what a person recognises."""
+        return self.title or self.motion
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "motion": self.motion,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "ended_at": self.ended_at,
+            "end_reason": self.end_reason,
+            "model_name": self.model_name,
+            "participants": list(self.participants),
+            "turns": self.turns,
+        }
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    at: float
+    type: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """Everything kept about one session except its turns (see `Store.turns`)."""
+
+    summary: SessionSummary
+    spec: dict[str, Any]
+    personas: tuple[Persona, ...]
+    backend: str | None
+    model_path: str | None
+    model_sha256: str | None
+    n_ctx: int | None
+    device: str | None
+    seed: int | None
+    error: str | None
+    events: tuple[StoredEvent, ...] = field(default_factory=tuple)
+
+    @property
+    def id(self) -> str:
+        return self.summary.id
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary.as_dict(),
+            "spec": self.spec,
+            "personas": [p.model_dump(mode="json") for p in self.personas],
+            "engine": {
+                "backend": self.backend,
+                "model_name": self.summary.model_name,
+                "model_path": self.model_path,
+                "model_sha256": self.model_sha256,
+                "n_ctx": self.n_ctx,
+                "device": self.device,
+            },
+            "seed": self.seed,
+            "error": self.error,
+            "events": [{"at": e.at, "type": e.type, "detail": e.detail} for e in self.events],
+        }
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A turn that matched a search; `highlights` are (start, end) spans in `snippet`."""
+
+    session_id: str
+    session_label: str
+    turn_index: int
+    speaker: str
+    kind: str
+    snippet: str
+    highlights: tuple[tuple[int, int], ...]
+    started_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "session": self.session_label,
+            "turn_index": self.turn_index,
+            "speaker": self.speaker,
+            "kind": self.kind,
+            "snippet": self.snippet,
+            "highlights": [list(span) for span in self.highlights],
+            "started_at": self.started_at,
+        }
+
+
+def turn_to_row(session_id: str, turn: Turn) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "session_id": session_id,
+        "turn_index": turn.index,
+        "speaker": turn.speaker,
+        "kind": str(TurnKind(turn.kind)),
+        "content": turn.content,
+        "status": str(TurnStatus(turn.status)),
+        "started_at": turn.started_at,
+        "finished_at": turn.finished_at,
+        "sampling": turn.sampling.model_dump_json() if turn.sampling is not None else None,
+        "retries": turn.retries,
+        "error": turn.error,
+    }
+    stats = turn.stats.as_dict() if turn.stats is not None else {}
+    for column in STAT_COLUMNS:
+        row[column] = stats.get(column)
+    return row
+
+
+def row_to_turn(row: dict[str, Any]) -> Turn:
+    stats = None
+    if row.get("finish_reason") is not None or row.get("generated_tokens") is not None:
+        values = {c: row[c] for c in STAT_COLUMNS if row.get(c) is not None}
+        stats = GenerationStats(**values)
+    sampling = SamplingParams.model_validate_json(row["sampling"]) if row.get("sampling") else None
+    return Turn(
+        index=int(row["turn_index"]),
+        speaker=row["speaker"],
+        kind=TurnKind(row["kind"]),
+        content=row["content"] or "",
+        status=TurnStatus(row["status"]),
+        started_at=float(row["started_at"] or 0.0),
+        finished_at=row["finished_at"],
+        stats=stats,
+        sampling=sampling,
+        retries=int(row["retries"] or 0),
+        error=row["error"],
+    )
+
+
+def loads(text: str | None, default: Any = None) -> Any:
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default

@@ -1,0 +1,48 @@
+"""Every TUI action in one table: its key, its binding id, its footer label, its palette help.
+
+One table feeds the app's BINDINGS, the command palette and `townhall tui --help`, so an
+action cannot exist in one place and be missing from another. Users remap by id in
+`config.toml` (`[keymap]`), which the app applies with `App.set_keymap`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    keys: str
+    action: str
+    label: str
+    help: str
+    show: bool = True
+    priority: bool = False
+
+    def binding(self) -> Binding:
+        return Binding(self.keys, self.action, self.label, show=self.show, id=self.id, priority=self.priority)
+
+
+ACTIONS: tuple[Action, ...] = (
+    Action("townhall.pause", "p", "toggle_pause", "Pause", "Pause or resume the debate"),
+    Action("townhall.step", "s", "step", "Step", "Take one turn, then pause"),
+    Action("townhall.interrupt", "x", "interrupt", "Interrupt", "Stop the turn being generated, keeping its text"),
+    Action("townhall.skip", "k", "skip", "Skip", "Skip the current speaker"),
+    Action("townhall.interject", "i", "interject", "Interject", "Write to the town hall as the audience"),
+    Action("townhall.new", "ctrl+n", "new_townhall", "New", "Start a new town hall (motion, participants, policy, turns, model)"),
+    Action("townhall.sessions", "ctrl+o", "sessions", "Sessions", "Browse past sessions: open, replay, resume, export, delete"),
+    Action("townhall.export", "ctrl+e", "export", "Export", "Export the current session as Markdown"),
+    Action("townhall.stats", "ctrl+b", "toggle_stats", "Stats pane", "Move the stats pane between right and bottom"),
+    Action("townhall.theme", "ctrl+t", "change_theme", "Theme", "Switch the colour theme (remembered)", show=False),
+    Action("townhall.quit", "q,ctrl+q", "quit", "Quit", "Stop the debate, keep the record, quit", priority=False),
+)
+
+# ctrl+q must quit even while typing in the interjection box.
+QUIT_ALWAYS = Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="townhall.quit_always")
+
+
+def app_bindings() -> list[Binding]:
+    return [action.binding() for action in ACTIONS] + [QUIT_ALWAYS]

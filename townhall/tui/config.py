@@ -1,0 +1,70 @@
+"""The user's TUI settings: theme and key remapping, in `config.toml` in the config dir.
+
+Example::
+
+    theme = "townhall-paper"
+
+    [keymap]
+    "townhall.pause" = "p,f5"
+    "townhall.interrupt" = "ctrl+x"
+
+Binding ids are listed by `townhall tui --help` and in the command palette.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from townhall.errors import ConfigError
+from townhall.paths import user_config_dir
+
+
+class TuiConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    theme: str | None = None
+    keymap: dict[str, str] = Field(default_factory=dict)
+    stats_position: str = Field(default="right", pattern="^(right|bottom)$")
+
+
+def config_path() -> Path:
+    return user_config_dir() / "config.toml"
+
+
+def load_config(path: Path | None = None) -> TuiConfig:
+    """Read the config file; a missing file is the default config, a broken one an error."""
+    path = path or config_path()
+    if not path.exists():
+        return TuiConfig()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    try:
+        return TuiConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "file"
+        raise ConfigError(f"{path}: config field '{field}': {first['msg']}") from exc
+
+
+def save_config(config: TuiConfig, path: Path | None = None) -> None:
+    """Write atomically (temp file + rename), so a crash never leaves half a config."""
+    path = path or config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing: dict[str, object] = {}
+    if path.exists():
+        try:
+            existing = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            existing = {}
+    existing.update(config.model_dump(exclude_none=True))
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(existing), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,99 @@
+"""Key-to-screen latency while a turn streams: the number behind "generation never blocks the UI".
+
+The app runs headless (Textual's Pilot) on whatever engine it was given, so `townhall
+bench` can measure it on the real model. During streaming the pause key is pressed
+repeatedly (pause, resume, pause...) and each sample is the time from handing the key
+to the app until the header has been rendered showing the new state: the same path a
+key from a terminal takes, through the same event loop the tokens arrive on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from townhall.tui.app import TownhallApp
+from townhall.turns import TurnStatus
+
+SIZE = (120, 40)
+
+
+@dataclass(frozen=True)
+class LatencyReport:
+    samples_ms: tuple[float, ...]
+    median_ms: float
+    p95_ms: float
+    max_ms: float
+    token_batches: int  # token batches that arrived while measuring: proof it was streaming
+    device: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        return (
+            f"key-to-screen during generation: median {self.median_ms:.1f} ms, "
+            f"p95 {self.p95_ms:.1f} ms, max {self.max_ms:.1f} ms over {len(self.samples_ms)} presses "
+            f"({self.device})"
+        )
+
+
+async def _until(predicate: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app did not reach the expected state in time")
+        await asyncio.sleep(0.001)
+
+
+def _streaming(app: TownhallApp) -> bool:
+    views = app.transcript.views
+    return bool(views) and any(v.status is TurnStatus.STREAMING and v.text for v in views.values())
+
+
+async def measure_key_latency(app: TownhallApp, presses: int = 10, timeout: float = 120.0) -> LatencyReport:
+    """Run `app` headless, press the pause key `presses` times mid-turn, and time each redraw.
+
+    The app should run a debate long enough to still be streaming (plenty of turns,
+    enough max_tokens); it is quit at the end.
+    """
+    samples: list[float] = []
+    batches = 0
+
+    def count(message: Any) -> None:
+        nonlocal batches
+        if type(message).__name__ == "TokensArrived":
+            batches += 1
+
+    async with app.run_test(size=SIZE, message_hook=count) as pilot:
+        header = app.header
+        for _ in range(presses):
+            await _until(lambda: _streaming(app), timeout)
+            expected = "debating" if app.state in ("pausing", "paused") else "pausing"
+            start = time.perf_counter()
+            await pilot.press("p")
+            await _until(
+                lambda: header.rendered_at >= start and header.rendered_state == expected or app.state != expected,
+                timeout,
+            )
+            if header.rendered_state == expected and header.rendered_at >= start:
+                samples.append((header.rendered_at - start) * 1000)
+            if expected == "pausing":  # resume at once so the next press lands mid-turn too
+                await pilot.press("p")
+        device = app.engine.info.device if app.engine is not None else "unknown"
+        await pilot.press("q")
+    if not samples:
+        raise RuntimeError("no latency sample could be taken (the debate never streamed?)")
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return LatencyReport(
+        samples_ms=tuple(round(s, 2) for s in samples),
+        median_ms=statistics.median(samples),
+        p95_ms=p95,
+        max_ms=max(samples),
+        token_batches=batches,
+        device=device,
+    )

@@ -1,0 +1,1 @@
+"""Screens pushed over the main one: new town hall, sessions browser, errors."""

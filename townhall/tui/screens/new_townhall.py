@@ -1,0 +1,163 @@
+"""The new-town-hall dialog: motion, participants from the roster, policy, turns, model.
+
+Everything the user types is validated here, through the same pydantic models the
+files use, and a problem is shown as one line inside the dialog, so a typo never
+starts a broken debate or closes the dialog with the input lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import get_args
+
+from pydantic import ValidationError
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, SelectionList, Static
+
+from townhall.engine.factory import EngineConfig
+from townhall.errors import TownhallError
+from townhall.personas import Persona
+from townhall.spec import PolicyName, TownHallSpec
+
+
+def _persona_label(persona: Persona) -> Text:
+    text = Text()
+    if persona.emoji:
+        text.append(persona.emoji + " ")
+    text.append(persona.name, style="bold")
+    text.append(" — " + persona.title, style="dim")
+    if persona.moderator:
+        text.append(" (moderator)", style="italic")
+    return text
+
+
+class NewTownhallScreen(ModalScreen["object | None"]):
+    """Returns a `townhall.tui.app.Debate`, or None when cancelled."""
+
+    DEFAULT_CSS = """
+    NewTownhallScreen { align: center middle; }
+    NewTownhallScreen > Vertical { width: 90; height: auto; max-height: 95%; border: thick $primary; background: $surface; padding: 1 2 0 2; }
+    NewTownhallScreen #nt-title { text-style: bold; color: $primary; margin-bottom: 1; }
+    NewTownhallScreen Label { text-style: bold; }
+    NewTownhallScreen SelectionList { height: 10; }
+    NewTownhallScreen #nt-row { height: auto; }
+    NewTownhallScreen #nt-row > Vertical { width: 1fr; height: auto; }
+    NewTownhallScreen #nt-error { color: $error; height: 1; }
+    NewTownhallScreen #nt-buttons { height: auto; align: right middle; margin-bottom: 1; }
+    NewTownhallScreen Button { margin-left: 2; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="townhall.new_cancel"),
+        Binding("ctrl+s", "start", "Start", id="townhall.new_start"),
+    ]
+
+    def __init__(self, personas: Sequence[Persona], spec: TownHallSpec, model: str | None) -> None:
+        super().__init__()
+        self.personas = list(personas)
+        self.spec = spec
+        self.model = model
+        chosen = set(spec.participants) | ({spec.moderator} if spec.moderator else set())
+        self._chosen = chosen
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("New town hall", id="nt-title")
+            yield Label("Motion")
+            yield Input(self.spec.motion, placeholder="The question the town hall debates", id="nt-motion")
+            yield Label("Participants (space to pick)")
+            yield SelectionList[str](
+                *[(_persona_label(p), p.name, p.name in self._chosen) for p in self.personas],
+                id="nt-participants",
+            )
+            with Horizontal(id="nt-row"):
+                with Vertical():
+                    yield Label("Turn policy")
+                    yield Select(
+                        [(name.replace("_", " "), name) for name in get_args(PolicyName)],
+                        value=self.spec.policy,
+                        allow_blank=False,
+                        id="nt-policy",
+                    )
+                with Vertical():
+                    yield Label("Turns")
+                    yield Input(str(self.spec.max_turns or ""), type="integer", id="nt-turns")
+            yield Label("Model (GGUF path; empty = embedded Gemma 3 270M)")
+            yield Input(self.model or "", placeholder="embedded model", id="nt-model")
+            yield Static("", id="nt-error", markup=False)
+            with Horizontal(id="nt-buttons"):
+                yield Button("Cancel", id="nt-cancel")
+                yield Button("Start", id="nt-start", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#nt-motion", Input).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "nt-start":
+            self.action_start()
+        else:
+            self.action_cancel()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_start()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _fail(self, text: str) -> None:
+        self.query_one("#nt-error", Static).update(text)
+
+    def action_start(self) -> None:
+        from townhall.tui.app import Debate
+
+        motion = self.query_one("#nt-motion", Input).value.strip()
+        names: list[str] = list(self.query_one("#nt-participants", SelectionList).selected)
+        policy = self.query_one("#nt-policy", Select).value
+        turns_text = self.query_one("#nt-turns", Input).value.strip()
+        model = self.query_one("#nt-model", Input).value.strip() or None
+        if not motion:
+            return self._fail("Motion: write the question the town hall should debate.")
+        by_name = {p.name: p for p in self.personas}
+        chosen = [by_name[n] for n in names if n in by_name]
+        speakers = [p for p in chosen if not p.moderator]
+        moderators = [p for p in chosen if p.moderator]
+        if len(speakers) < 2:
+            return self._fail("Participants: pick at least two (space toggles one).")
+        if len(moderators) > 1:
+            return self._fail("Participants: pick at most one moderator.")
+        try:
+            turns = int(turns_text) if turns_text else None
+        except ValueError:
+            return self._fail("Turns: a whole number, or empty for no limit.")
+        values = self.spec.model_dump()
+        values.update(
+            motion=motion,
+            participants=[p.name for p in speakers],
+            moderator=moderators[0].name if moderators else None,
+            policy=policy,
+            max_turns=turns,
+        )
+        if values["policy"] == "moderator" and not moderators:
+            return self._fail("Policy: 'moderator' needs a moderator among the participants.")
+        try:
+            spec = TownHallSpec.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "town hall"
+            return self._fail(f"{field}: {first['msg']}")
+        engine_config = None
+        if model != self.model:
+            if model is not None:
+                try:
+                    from townhall.engine.model_file import validate_model_file
+
+                    validate_model_file(model)
+                except TownhallError as exc:
+                    return self._fail(f"Model: {exc}")
+            engine_config = EngineConfig(model=model)
+        personas = ([moderators[0]] if moderators else []) + speakers
+        self.dismiss(Debate(spec, personas, engine_config=engine_config))

@@ -1,0 +1,267 @@
+"""The sessions browser: past town halls from the database, to open, replay, resume, export or delete.
+
+Opening and replaying are read-only: they draw stored turns into a transcript and
+never touch the engine or the record. Resuming hands the session id back to the app,
+which rebuilds a scheduler from `store.load_for_resume`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Label, Select, Static
+
+from townhall.errors import TownhallError
+from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
+from townhall.tui.screens.error import ErrorScreen
+from townhall.tui.widgets.transcript import Transcript
+from townhall.turns import Turn, TurnKind
+
+SPEEDS: list[tuple[str, float]] = [
+    ("instant", 0.0),
+    ("10 words/s", 10.0),
+    ("30 words/s", 30.0),
+    ("100 words/s", 100.0),
+]
+EXPORT_FORMATS = ["md", "json", "jsonl", "sharegpt", "html", "txt"]
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical { width: 60; height: auto; border: thick $warning; background: $surface; padding: 1 2; }
+    ConfirmScreen Horizontal { height: auto; align: right middle; margin-top: 1; }
+    ConfirmScreen Button { margin-left: 2; }
+    """
+
+    BINDINGS = [
+        Binding("escape,n", "answer(False)", "No", id="townhall.confirm_no"),
+        Binding("y", "answer(True)", "Yes", id="townhall.confirm_yes"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question, markup=False)
+            with Horizontal():
+                yield Button("No", id="confirm-no")
+                yield Button("Yes, delete", id="confirm-yes", variant="error")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm-yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class ReplayScreen(Screen[None]):
+    """A stored session drawn turn by turn at a chosen speed; read-only."""
+
+    BINDINGS = [
+        Binding("escape,q", "close", "Back", id="townhall.replay_close"),
+        Binding("space", "toggle", "Pause/resume", id="townhall.replay_pause"),
+    ]
+
+    DEFAULT_CSS = """
+    ReplayScreen #replay-title { height: auto; background: $panel; padding: 0 1; }
+    """
+
+    def __init__(self, title: str, turns: list[Turn], colours: dict[str, str], words_per_s: float) -> None:
+        super().__init__()
+        self.replay_title = title
+        self.turns = turns
+        self.colours = colours
+        self.words_per_s = words_per_s
+        self.done = False
+        self._playing = asyncio.Event()
+        self._playing.set()
+
+    def compose(self) -> ComposeResult:
+        speed = "instant" if not self.words_per_s else f"{self.words_per_s:g} words/s"
+        yield Static(Text(f"Replay ({speed}, read-only): {self.replay_title}"), id="replay-title")
+        yield Transcript(id="replay-transcript")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.play()
+
+    @work(exclusive=True, group="replay")
+    async def play(self) -> None:
+        transcript = self.query_one(Transcript)
+        for turn in self.turns:
+            colour = self.colours.get(turn.speaker) or (
+                SUMMARY_COLOUR if turn.kind is TurnKind.SUMMARY else AUDIENCE_COLOUR
+            )
+            await transcript.start_turn(turn.index, turn.speaker, turn.kind, colour)
+            if self.words_per_s > 0:
+                for word in turn.content.split(" "):
+                    await self._playing.wait()
+                    await transcript.append(turn.index, word + " ")
+                    await asyncio.sleep(1 / self.words_per_s)
+            await transcript.finish_turn(turn, colour)
+        self.done = True
+
+    def action_toggle(self) -> None:
+        if self._playing.is_set():
+            self._playing.clear()
+        else:
+            self._playing.set()
+
+    def action_close(self) -> None:
+        self.app.pop_screen()
+
+
+class SessionsScreen(Screen[str | None]):
+    """Returns the id of a session to resume, or None."""
+
+    BINDINGS = [
+        Binding("enter,o", "open", "Open", id="townhall.sessions_open"),
+        Binding("r", "replay", "Replay", id="townhall.sessions_replay"),
+        Binding("u", "resume", "Resume", id="townhall.sessions_resume"),
+        Binding("e", "export", "Export", id="townhall.sessions_export"),
+        Binding("d,delete", "delete", "Delete", id="townhall.sessions_delete"),
+        Binding("escape,q", "close", "Back", id="townhall.sessions_close"),
+    ]
+
+    DEFAULT_CSS = """
+    SessionsScreen #sessions-title { height: 1; background: $panel; padding: 0 1; text-style: bold; }
+    SessionsScreen DataTable { height: 1fr; }
+    SessionsScreen #sessions-options { height: auto; padding: 0 1; }
+    SessionsScreen #sessions-options Label { padding: 1 1 0 0; }
+    SessionsScreen #sessions-options Select { width: 24; margin-right: 2; }
+    """
+
+    def __init__(self, store: Any, exports_dir: Path, current: str | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.exports_dir = exports_dir
+        self.current = current
+        self.last_export: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Sessions", id="sessions-title")
+        table: DataTable[Any] = DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
+        yield table
+        with Horizontal(id="sessions-options"):
+            yield Label("Replay speed")
+            yield Select([(label, value) for label, value in SPEEDS], value=30.0, allow_blank=False, id="sessions-speed")
+            yield Label("Export as")
+            yield Select([(f, f) for f in EXPORT_FORMATS], value="md", allow_blank=False, id="sessions-format")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("id", "motion / title", "status", "turns", "started", "model")
+        self.reload()
+        table.focus()
+
+    def reload(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        try:
+            sessions = self.store.list_sessions()
+        except TownhallError as exc:
+            self.app.push_screen(ErrorScreen("Cannot list sessions", str(exc)))
+            return
+        for s in sessions:
+            label = s.label if len(s.label) <= 60 else s.label[:59] + "…"
+            marker = " ●" if s.id == self.current else ""
+            table.add_row(
+                Text(s.id + marker),
+                Text(label),
+                Text(s.status),
+                Text(str(s.turns), justify="right"),
+                Text(_when(s.created_at)),
+                Text(s.model_name or ""),
+                key=s.id,
+            )
+        self.query_one("#sessions-title", Static).update(
+            Text(f"Sessions — {len(sessions)} in {Path(self.store.path).name}")
+        )
+
+    def selected(self) -> str | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            self.notify("No sessions yet.", severity="warning")
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return str(row_key.value)
+
+    def _replay(self, words_per_s: float) -> None:
+        session_id = self.selected()
+        if session_id is None:
+            return
+        try:
+            record = self.store.get_session(session_id)
+            turns = self.store.turns(session_id)
+        except TownhallError as exc:
+            self.app.push_screen(ErrorScreen("Cannot open that session", str(exc)))
+            return
+        colours = {p.name: speaker_colour(p.color, i) for i, p in enumerate(record.personas)}
+        title = record.summary.label
+        self.app.push_screen(ReplayScreen(title, turns, colours, words_per_s))
+
+    def action_open(self) -> None:
+        self._replay(0.0)
+
+    def action_replay(self) -> None:
+        self._replay(float(self.query_one("#sessions-speed", Select).value))  # type: ignore[arg-type]
+
+    def action_resume(self) -> None:
+        session_id = self.selected()
+        if session_id is not None:
+            self.dismiss(session_id)
+
+    def action_export(self) -> None:
+        from townhall.tui.app import export_to_file
+
+        session_id = self.selected()
+        if session_id is None:
+            return
+        fmt = str(self.query_one("#sessions-format", Select).value)
+        try:
+            self.last_export = export_to_file(self.store, session_id, fmt, self.exports_dir)
+        except (TownhallError, OSError) as exc:
+            self.app.push_screen(ErrorScreen("Export failed", str(exc)))
+            return
+        self.notify(f"Exported to {self.last_export}", title="Export", markup=False, timeout=6)
+
+    def action_delete(self) -> None:
+        session_id = self.selected()
+        if session_id is None:
+            return
+        if session_id == self.current:
+            self.notify("That session is running; start another before deleting it.", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.store.delete(session_id)
+            except TownhallError as exc:
+                self.app.push_screen(ErrorScreen("Delete failed", str(exc)))
+                return
+            self.notify(f"Deleted session {session_id}.", markup=False)
+            self.reload()
+
+        self.app.push_screen(ConfirmScreen(f"Delete session {session_id} and all its turns?"), answered)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

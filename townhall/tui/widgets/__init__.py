@@ -1,0 +1,1 @@
+"""Widgets of the main screen: header, roster, transcript, stats, interjection box."""

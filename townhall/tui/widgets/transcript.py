@@ -1,0 +1,133 @@
+"""The transcript: one block per turn, streamed, rendered as Markdown, never as markup.
+
+Model output is untrusted: it goes through a Markdown parser with HTML switched off
+(so `<script>` shows as text instead of vanishing) and into Rich `Text` for labels,
+never through Textual's content markup. The scroll view is anchored to the bottom, and
+Textual releases the anchor while the user scrolls up, so reading is never yanked back.
+"""
+
+from __future__ import annotations
+
+from markdown_it import MarkdownIt
+from rich.text import Text
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Markdown, Static
+from textual.widgets._markdown import MarkdownStream
+
+from townhall.turns import Turn, TurnKind, TurnStatus
+
+
+def safe_markdown_parser() -> MarkdownIt:
+    """GitHub-like Markdown with raw HTML disabled, so tags stay visible as text."""
+    return MarkdownIt("gfm-like", {"html": False})
+
+
+class TurnView(Vertical):
+    DEFAULT_CSS = """
+    TurnView { height: auto; margin: 0; padding: 0 1; }
+    TurnView > .turn-label { height: 1; }
+    TurnView > Markdown { margin: 0; padding: 0 0 0 2; }
+    TurnView > Markdown > * { margin: 0; }
+    TurnView.-audience { border-left: thick $warning; background: $boost; }
+    TurnView.-summary { border-left: thick $secondary; color: $text-muted; }
+    TurnView.-moderator { border-left: thick $accent; }
+    """
+
+    def __init__(self, index: int, speaker: str, kind: TurnKind, colour: str, emoji: str = "") -> None:
+        super().__init__(classes=f"-{kind.value}")
+        self.index = index
+        self.speaker = speaker
+        self.kind = kind
+        self.colour = colour
+        self.emoji = emoji
+        self.status = TurnStatus.STREAMING
+        self.text = ""
+        self.error: str | None = None
+        self._label = Static(self._label_text(), classes="turn-label", markup=False)
+        self._body = Markdown("", parser_factory=safe_markdown_parser)
+        self._stream: MarkdownStream | None = None
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        yield self._label
+        yield self._body
+
+    def _label_text(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if self.emoji:
+            text.append(self.emoji + " ")
+        text.append(self.speaker, style=f"bold {self.colour}")
+        tag = {
+            TurnKind.AUDIENCE: "  interjection",
+            TurnKind.SUMMARY: "  summary",
+            TurnKind.MODERATOR: "  moderator",
+        }.get(self.kind)
+        if tag:
+            text.append(tag, style="italic dim")
+        text.append(f"  #{self.index}", style="dim")
+        status = {
+            TurnStatus.STREAMING: ("  ▍", "bold"),
+            TurnStatus.INTERRUPTED: ("  [interrupted]", "yellow"),
+            TurnStatus.FAILED: ("  [failed]", "bold red"),
+            TurnStatus.DEGENERATE: ("  [degenerate]", "dim red"),
+        }.get(self.status)
+        if status:
+            text.append(*status)
+        if self.status is TurnStatus.INTERRUPTED and self.error:
+            text.append(f" ({self.error})", style="yellow")
+        return text
+
+    async def append(self, text: str) -> None:
+        """Add streamed text; the Markdown stream batches re-parses when it falls behind."""
+        self.text += text
+        if self._stream is None:
+            self._stream = Markdown.get_stream(self._body)
+        await self._stream.write(text)
+
+    async def finish(self, turn: Turn) -> None:
+        """Show the turn as recorded: trimming may have removed streamed text."""
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        self.status = turn.status
+        self.error = turn.error
+        self.text = turn.content
+        body = turn.content
+        if turn.status is TurnStatus.FAILED and turn.error:
+            body = (body + "\n\n" if body else "") + f"Error: {turn.error}"
+        await self._body.update(body)
+        self._label.update(self._label_text())
+
+
+class Transcript(VerticalScroll):
+    DEFAULT_CSS = """
+    Transcript { width: 1fr; height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.views: dict[int, TurnView] = {}
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    async def start_turn(self, index: int, speaker: str, kind: TurnKind, colour: str, emoji: str = "") -> TurnView:
+        view = self.views.get(index)
+        if view is None:
+            view = TurnView(index, speaker, kind, colour, emoji)
+            self.views[index] = view
+            await self.mount(view)
+        return view
+
+    async def append(self, index: int, text: str) -> None:
+        view = self.views.get(index)
+        if view is not None:
+            await view.append(text)
+
+    async def finish_turn(self, turn: Turn, colour: str, emoji: str = "") -> None:
+        view = await self.start_turn(turn.index, turn.speaker, turn.kind, colour, emoji)
+        await view.finish(turn)
+
+    async def clear(self) -> None:
+        self.views.clear()
+        await self.remove_children()
+        self.anchor()
