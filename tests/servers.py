@@ -150,7 +150,7 @@ class FaultServer:
         class Handler(FaultHandler):
             owner = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -167,6 +167,11 @@ class FaultServer:
             except OSError:
                 pass
         self._thread.join(timeout=5)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up on a misbehaving stream is the point, not an error."""
 
 
 class FaultHandler(BaseHTTPRequestHandler):

@@ -395,3 +395,21 @@ async def test_prefetch_warms_the_agents_slot_only_on_a_multi_slot_llama_server(
         finally:
             await engine.aclose()
     assert plain.requests == []
+
+
+async def test_a_cut_after_the_finish_chunk_is_not_a_fault() -> None:
+    def finish_then_cut(handler: FaultHandler, body: dict) -> None:
+        handler.start_stream()
+        handler.event(completion_chunk("Done"))
+        handler.event(completion_chunk(".", "stop"))
+        handler.cut()
+
+    with FaultServer(finish_then_cut) as server:
+        engine = await started(server.root)
+        try:
+            gen = engine.generate(request())
+            assert await gen.result() == "Done."
+            assert gen.error is None and gen.stats is not None and gen.stats.finish_reason == "stop"
+        finally:
+            await engine.aclose()
+    assert len(server.requests) == 1

@@ -1,9 +1,387 @@
-"""CLI commands for the debate area (filled in by that area's work)."""
+"""`townhall run` (a town hall without the TUI) and `townhall agents list|show|import`.
+
+Model text is untrusted: it is printed with control characters neutralised and,
+on a terminal, through `rich.text.Text` with markup off, never interpreted.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional, TextIO
+
 import typer
+from rich.console import Console
+from rich.text import Text
+
+from townhall.cli.options import (
+    ApiKeyEnvOpt,
+    ApiModelOpt,
+    BackendOpt,
+    BaseUrlOpt,
+    DbOpt,
+    GpuLayersOpt,
+    JsonOpt,
+    ModelOpt,
+    NCtxOpt,
+    ThreadsOpt,
+    engine_config,
+)
+from townhall.errors import ConfigError, TownhallError
+from townhall.events import (
+    Event,
+    Paused,
+    Resumed,
+    SessionEnded,
+    SessionStarted,
+    StrategyApplied,
+    TokenStreamed,
+    TurnFailed,
+    TurnFinished,
+    TurnStarted,
+)
+from townhall.personas import Persona, PersonaRegistry
+from townhall.spec import TownHallSpec, default_spec_path, load_spec, spec_from_data
+from townhall.turns import Turn
+
+AgentsDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--agents-dir", help="Extra persona folder; adds to and overrides the built-in and user ones."),
+]
+
+agents_app = typer.Typer(help="List, show and import personas.", no_args_is_help=True)
+
+
+def _safe(text: str) -> str:
+    """Control characters (ANSI escapes included) become U+FFFD; a model cannot drive the terminal."""
+    return "".join(ch if ch in "\n\t" or (ord(ch) >= 32 and not 0x7F <= ord(ch) <= 0x9F) else "\ufffd" for ch in text)
+
+
+def _console(file: TextIO | None = None) -> Console:
+    return Console(file=file, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
+# -- building a town hall from a file and flags ------------------------------------------
+def build_spec(
+    townhall: Path | None,
+    *,
+    motion: str | None = None,
+    agents: str | None = None,
+    moderator: str | None = None,
+    policy: str | None = None,
+    turns: int | None = None,
+    seed: int | None = None,
+    n_ctx: int | None = None,
+    context_strategy: str | None = None,
+    max_tokens: int | None = None,
+) -> TownHallSpec:
+    """A file (or the default example) with each given flag replacing its field."""
+    overrides: dict[str, Any] = {
+        "motion": motion,
+        "participants": [a.strip() for a in agents.split(",") if a.strip()] if agents is not None else None,
+        "moderator": moderator,
+        "policy": policy,
+        "max_turns": turns,
+        "seed": seed,
+        "n_ctx": n_ctx,
+        "context_strategy": context_strategy,
+    }
+    if townhall is None and (motion is None) != (agents is None):
+        raise ConfigError("give a TOWNHALL.toml, or both --motion and --agents")
+    if townhall is None and motion is not None:
+        base: dict[str, Any] = {}
+        source = "flags"
+    else:
+        path = townhall or default_spec_path()
+        base = load_spec(path).model_dump(exclude_unset=True)
+        source = str(path)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given and source != "flags":
+        source += " with the command-line flags"
+    base.update(given)
+    if max_tokens is not None:
+        base["sampling"] = {**dict(base.get("sampling") or {}), "max_tokens": max_tokens}
+    return spec_from_data(base, source)
+
+
+def cast_of(spec: TownHallSpec, registry: PersonaRegistry) -> list[Persona]:
+    names = list(spec.participants)
+    if spec.moderator and spec.moderator.casefold() not in {n.casefold() for n in names}:
+        names.insert(0, spec.moderator)
+    return registry.resolve(names)
+
+
+# -- output ------------------------------------------------------------------------------
+def turn_json(session_id: str, turn: Turn) -> dict[str, Any]:
+    return {
+        "type": "turn",
+        "session": session_id,
+        "index": turn.index,
+        "speaker": turn.speaker,
+        "kind": str(turn.kind),
+        "content": turn.content,
+        "status": str(turn.status),
+        "stats": turn.stats.as_dict() if turn.stats else {},
+        "retries": turn.retries,
+        "seed": turn.sampling.seed if turn.sampling else None,
+        "error": turn.error,
+    }
+
+
+def event_json(event: Event) -> dict[str, Any] | None:
+    if isinstance(event, (TurnFinished, TurnFailed)):
+        return turn_json(event.session_id, event.turn)
+    if isinstance(event, TokenStreamed):
+        return {"type": "token", "session": event.session_id, "index": event.index, "speaker": event.speaker, "text": event.text}
+    if isinstance(event, TurnStarted):
+        return {"type": "turn_started", "session": event.session_id, "index": event.index, "speaker": event.speaker, "kind": str(event.kind)}
+    if isinstance(event, SessionStarted):
+        return {
+            "type": "start",
+            "session": event.session_id,
+            "resumed": event.resumed,
+            "spec": event.spec,
+            "participants": [p.name for p in event.participants],
+            "engine": {"backend": event.engine.backend, "model": event.engine.model_name, "n_ctx": event.engine.n_ctx, "device": event.engine.device},
+        }
+    if isinstance(event, StrategyApplied):
+        return {"type": "strategy", "session": event.session_id, "agent": event.agent, "strategy": event.strategy, "detail": event.detail}
+    if isinstance(event, (Paused, Resumed)):
+        return {"type": type(event).__name__.lower(), "session": event.session_id}
+    if isinstance(event, SessionEnded):
+        return {"type": "end", "session": event.session_id, "reason": event.reason, "turns": event.turns, "error": event.error}
+    return None
+
+
+class JsonLines:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        value = event_json(event)
+        if value is not None:
+            self.out.write(json.dumps(value, ensure_ascii=False) + "\n")
+            self.out.flush()
+
+
+class PlainPrinter:
+    """Piped output: one `Name: text` line per settled turn (the final, trimmed text)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, (TurnFinished, TurnFailed)):
+            turn = event.turn
+            mark = "" if turn.status == "complete" else f" [{turn.status}]"
+            self.out.write(f"{_safe(turn.speaker)}: {_safe(turn.content)}{mark}\n")
+        elif isinstance(event, SessionEnded):
+            tail = f": {event.error}" if event.error else ""
+            self.out.write(f"-- session {event.session_id} ended: {event.reason}{tail}\n")
+        else:
+            return
+        self.out.flush()
+
+
+class ColourPrinter:
+    """A terminal: each speaker's name in their colour, their words streamed as they come."""
+
+    def __init__(self, console: Console, personas: list[Persona]) -> None:
+        self.console = console
+        self.colours = {p.name: p.color or "" for p in personas}
+        self.emoji = {p.name: p.emoji or "" for p in personas}
+
+    def __call__(self, event: Event) -> None:
+        c = self.console
+        if isinstance(event, SessionStarted):
+            c.print(Text(f"{event.spec.get('title') or 'Town hall'}: {event.spec.get('motion', '')}", style="bold"))
+            c.print(Text(f"{event.engine.model_name} · {event.engine.device} · n_ctx {event.engine.n_ctx}", style="dim"))
+        elif isinstance(event, TurnStarted):
+            colour = self.colours.get(event.speaker) or ("italic" if event.kind == "audience" else "")
+            badge = f"{self.emoji.get(event.speaker, '')} " if self.emoji.get(event.speaker) else ""
+            c.print(Text(f"{badge}{_safe(event.speaker)}:", style=f"bold {colour}".strip()), end=" ")
+        elif isinstance(event, TokenStreamed):
+            c.print(Text(_safe(event.text), style=self.colours.get(event.speaker) or ""), end="")
+        elif isinstance(event, TurnFinished):
+            if event.turn.status != "complete":
+                c.print(Text(f" [{event.turn.status}]", style="dim"), end="")
+            c.print()
+        elif isinstance(event, TurnFailed):
+            c.print(Text(f" [failed: {_safe(event.error)}]", style="red"))
+        elif isinstance(event, StrategyApplied):
+            c.print(Text(f"  ({event.strategy}: {_safe(event.detail)})", style="dim"))
+        elif isinstance(event, SessionEnded):
+            c.print(Text(f"-- session {event.session_id} ended: {event.reason}", style="dim"))
+        c.file.flush()
+
+
+# -- running ----------------------------------------------------------------------------
+async def run_townhall(
+    engine: Any,
+    spec: TownHallSpec,
+    personas: list[Persona],
+    subscribers: list[Any],
+    *,
+    db: Path | None = None,
+) -> tuple[str, str | None, bool]:
+    """Run to the end; Ctrl+C interrupts the turn in progress and stops cleanly.
+
+    Returns (end reason, error text, whether Ctrl+C was pressed).
+    """
+    from townhall.scheduler import Scheduler
+
+    scheduler = Scheduler(engine, spec, personas)
+    store = None
+    if db is not None:
+        # Store hook: the record is written by the store's own subscriber.
+        from townhall.store import Store
+
+        store = Store.open(db)
+        store.attach(scheduler)
+    for fn in subscribers:
+        scheduler.subscribe(fn)
+    ended: list[SessionEnded] = []
+    scheduler.subscribe(lambda e: ended.append(e) if isinstance(e, SessionEnded) else None)
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(scheduler.run())
+    pressed = [0]
+
+    def on_sigint() -> None:
+        pressed[0] += 1
+        if pressed[0] == 1:
+            scheduler.interrupt()
+            scheduler.stop()
+        else:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        installed = True
+    except (NotImplementedError, RuntimeError):
+        installed = False
+    try:
+        reason = await task
+    except asyncio.CancelledError:
+        reason = "stopped"
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+        try:
+            await engine.aclose()
+        finally:
+            if store is not None:
+                store.close()
+    error = ended[-1].error if ended else None
+    return reason, error, pressed[0] > 0
+
+
+def run_cmd(
+    townhall: Annotated[Optional[Path], typer.Argument(metavar="[TOWNHALL.toml]", help="Town-hall file (default: the shipped default).")] = None,
+    motion: Annotated[Optional[str], typer.Option("--motion", help="The question debated.")] = None,
+    agents: Annotated[Optional[str], typer.Option("--agents", help="Comma-separated persona names.")] = None,
+    moderator: Annotated[Optional[str], typer.Option("--moderator", help="Persona who moderates.")] = None,
+    policy: Annotated[Optional[str], typer.Option("--policy", help="round_robin, random, moderator or mention.")] = None,
+    turns: Annotated[Optional[int], typer.Option("--turns", "-t", min=1, help="Stop after N turns.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Fixed seed: the same model gives the same transcript.")] = None,
+    context_strategy: Annotated[Optional[str], typer.Option("--context-strategy", help="truncate, summarize or error.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Most tokens per turn.")] = None,
+    agents_dir: AgentsDirOpt = None,
+    model: ModelOpt = None,
+    n_ctx: NCtxOpt = None,
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuLayersOpt = -1,
+    backend: BackendOpt = "local",
+    base_url: BaseUrlOpt = None,
+    api_model: ApiModelOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a town hall without the TUI, streaming it to the terminal (or JSON lines)."""
+    from townhall.engine.factory import build_engine
+
+    spec = build_spec(
+        townhall, motion=motion, agents=agents, moderator=moderator, policy=policy, turns=turns,
+        seed=seed, n_ctx=n_ctx, context_strategy=context_strategy, max_tokens=max_tokens,
+    )
+    personas = cast_of(spec, PersonaRegistry.default(agents_dir))  # fail fast, before loading a model
+    config = engine_config(
+        backend=backend, model=model, n_ctx=spec.n_ctx, threads=threads, gpu_layers=gpu_layers,
+        base_url=base_url, api_model=api_model, api_key_env=api_key_env,
+    )
+    engine = build_engine(config)
+    out = sys.stdout
+    if as_json:
+        printer: Any = JsonLines(out)
+    elif out.isatty():
+        printer = ColourPrinter(_console(out), personas)
+    else:
+        printer = PlainPrinter(out)
+    reason, error, pressed = asyncio.run(run_townhall(engine, spec, personas, [printer], db=db))
+    if reason == "error":
+        raise TownhallError(error or "the town hall stopped on an error")
+    if pressed:
+        raise typer.Exit(130)
+
+
+# -- agents -------------------------------------------------------------------------------
+@agents_app.command("list")
+def agents_list(agents_dir: AgentsDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List every persona: built-in, yours, and --agents-dir."""
+    registry = PersonaRegistry.default(agents_dir)
+    if as_json:
+        rows = [{"name": p.name, "title": p.title, "moderator": p.moderator, "source": str(registry.source(p.name))} for p in registry.all()]
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    console = _console()
+    for p in registry.all():
+        line = Text(f"{p.emoji + ' ' if p.emoji else ''}{p.name}", style=f"bold {p.color or ''}".strip())
+        line.append(f" - {p.title}" + (" (moderator)" if p.moderator else ""))
+        console.print(line)
+
+
+@agents_app.command("show")
+def agents_show(
+    name: Annotated[str, typer.Argument(help="Persona name (any case).")],
+    agents_dir: AgentsDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one persona in full."""
+    registry = PersonaRegistry.default(agents_dir)
+    persona = registry.get(name)
+    if as_json:
+        data = persona.model_dump(mode="json")
+        data["source"] = str(registry.source(name))
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    console = _console()
+    console.print(Text(f"{persona.emoji + ' ' if persona.emoji else ''}{persona.name}", style="bold"), Text(f"- {persona.title}"))
+    console.print(Text(f"file: {registry.source(name)}", style="dim"))
+    console.print(Text(f"\nBio: {persona.bio}\nStyle: {persona.style}\nTalkativeness: {persona.talkativeness}"))
+    for example in persona.examples:
+        console.print(Text(f'  e.g. "{example}"', style="italic"))
+    overrides = persona.sampling.model_dump(exclude_none=True)
+    if overrides:
+        console.print(Text(f"Sampling: {overrides}", style="dim"))
+
+
+@agents_app.command("import")
+def agents_import(
+    file: Annotated[Path, typer.Argument(help="A SillyTavern/Tavern card: .json or .png.")],
+    agents_dir: Annotated[Optional[Path], typer.Option("--agents-dir", help="Write here instead of your persona folder.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a persona file of the same name.")] = False,
+) -> None:
+    """Import a character card as a persona in your own folder."""
+    from townhall.cards import import_card
+
+    persona, target = import_card(file, agents_dir, force=force)
+    typer.echo(f"Imported {persona.name} -> {target}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
+    app.command("run")(run_cmd)
+    app.add_typer(agents_app, name="agents")

@@ -2,8 +2,210 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Annotated, Any
+
 import typer
+
+from townhall.cli.options import (
+    ApiKeyEnvOpt,
+    ApiModelOpt,
+    BackendOpt,
+    BaseUrlOpt,
+    GpuLayersOpt,
+    JsonOpt,
+    ModelOpt,
+    NCtxOpt,
+    ThreadsOpt,
+    engine_config,
+)
+from townhall.errors import TownhallError
+
+
+def local_report(model: str | None, n_ctx: int, threads: int | None, gpu_layers: int) -> dict[str, Any]:
+    """Everything `doctor` says about a local model, read from the file and the loaded build."""
+    import llama_cpp
+
+    from townhall.engine.local import LocalEngine
+    from townhall.engine.model_file import embedded_sha256, resolve_model_path, sha256_file, validate_model_file
+    from townhall.engine.system import gpu_offload_supported, physical_cores
+
+    path = resolve_model_path(model)
+    header = validate_model_file(path)
+    engine = LocalEngine(path, n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers)
+    engine.load_blocking()
+    try:
+        sha = sha256_file(path)
+        return {
+            "backend": "local",
+            "model_path": str(path),
+            "model_size_bytes": path.stat().st_size,
+            "model_sha256": sha,
+            "embedded_model": sha == embedded_sha256(),
+            "model_name": header.name,
+            "architecture": header.architecture,
+            "trained_context": header.context_length,
+            "layers": header.block_count,
+            "has_chat_template": header.chat_template is not None,
+            "prompt_format": "chat" if header.chat_template else "transcript",
+            "llama_cpp_python_version": llama_cpp.__version__,
+            "llama_cpp_version": llama_cpp.llama_version().decode(),
+            "n_ctx": n_ctx,
+            "threads": engine.threads,
+            "physical_cores": physical_cores(),
+            "gpu_offload_supported": gpu_offload_supported(),
+            "gpu_layers_requested": gpu_layers,
+            "layers_offloaded": engine.offloaded_layers,
+            "layers_total": engine.total_layers,
+            "device": engine.device_description(),
+            "eos_markers": list(engine.info.eos_markers),
+            "cpu_features": llama_cpp.llama_print_system_info().decode().strip(),
+        }
+    finally:
+        engine._close_model()
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value)
+        typer.echo(f"{key.replace('_', ' '):<{width}}  {value}")
+
+
+def doctor(
+    model: ModelOpt = None,
+    n_ctx: NCtxOpt = None,
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuLayersOpt = -1,
+    backend: BackendOpt = "local",
+    base_url: BaseUrlOpt = None,
+    api_model: ApiModelOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Report the model, the build and the hardware actually doing the work."""
+    config = engine_config(
+        backend=backend, model=model, n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers,
+        base_url=base_url, api_model=api_model, api_key_env=api_key_env,
+    )
+    if config.backend == "openai":
+        from townhall.engine.server_info import server_info
+
+        if not config.base_url:
+            raise TownhallError("--backend openai needs --base-url URL")
+        info = server_info(config.base_url, api_key_env=config.api_key_env)
+        if as_json:
+            typer.echo(json.dumps(info.as_dict(), indent=2))
+        else:
+            for line in info.report_lines():
+                typer.echo(line)
+        return
+    report = local_report(config.model, config.n_ctx, config.threads, config.gpu_layers)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+
+
+def _ways_table(summary: dict[str, Any]) -> None:
+    typer.echo(f"{'way':<11} {'total s':>9} {'prefill':>9} {'generated':>9} {'mean turn s':>11} {'restore ms max':>14}")
+    for way in summary["ways"]:
+        turns = way["turn_s"]
+        mean = sum(turns) / len(turns) if turns else 0.0
+        restore = way["restore_ms_max"]
+        restore_text = "-" if restore is None else f"{restore:.1f}"
+        typer.echo(
+            f"{way['name']:<11} {way['total_s']:>9.2f} {way['prefill_tokens']:>9} {way['generated_tokens']:>9} "
+            f"{mean:>11.3f} {restore_text:>14}"
+        )
+    for key, value in summary.items():
+        if key not in ("ways", "config"):
+            typer.echo(f"{key}: {value}")
+
+
+def bench(
+    agents: Annotated[int, typer.Option("--agents", help="Agents taking turns.")] = 4,
+    turns: Annotated[int, typer.Option("--turns", help="Turns in the scripted debate.")] = 48,
+    tokens: Annotated[int, typer.Option("--tokens", help="Tokens generated per turn at most.")] = 40,
+    ways: Annotated[str, typer.Option("--ways", help="Comma-separated: reprefill,save_state,townhall.")] = (
+        "reprefill,save_state,townhall"
+    ),
+    memory: Annotated[bool, typer.Option("--memory", help="Run the memory/restore suite instead.")] = False,
+    tui_latency: Annotated[
+        bool, typer.Option("--tui-latency", help="Measure key-to-screen latency in the TUI during generation.")
+    ] = False,
+    model: ModelOpt = None,
+    n_ctx: NCtxOpt = None,
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuLayersOpt = -1,
+    backend: BackendOpt = "local",
+    base_url: BaseUrlOpt = None,
+    api_model: ApiModelOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the same scripted debate three ways and print what per-agent KV states save."""
+    config = engine_config(
+        backend=backend, model=model, n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers,
+        base_url=base_url, api_model=api_model, api_key_env=api_key_env,
+    )
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if tui_latency:
+        from townhall.tui.latency import measure_key_latency
+
+        result: dict[str, Any] = measure_key_latency(config)
+        typer.echo(json.dumps(result, indent=None if as_json else 2))
+        return
+    if config.backend == "openai":
+        from townhall.bench_openai import bench_openai
+
+        if not config.base_url:
+            raise TownhallError("--backend openai needs --base-url URL")
+        results = bench_openai(config, agents=agents, turns=turns, max_tokens=tokens)
+        summary = {"ways": results}
+        if len(results) == 2 and results[1]["total_s"]:
+            summary["resend-history/append-only"] = round(results[0]["total_s"] / results[1]["total_s"], 2)
+        if as_json:
+            typer.echo(json.dumps(summary))
+        else:
+            _ways_table(summary)
+        return
+    from townhall.bench import run_debate_bench, run_memory_bench
+    from townhall.engine.local import LocalEngine
+
+    wanted = tuple(w.strip() for w in ways.split(",") if w.strip())
+    unknown = set(wanted) - {"reprefill", "save_state", "townhall"}
+    if unknown or "townhall" not in wanted:
+        raise TownhallError(f"--ways takes reprefill, save_state and townhall (townhall required), not {ways!r}")
+    if not 2 <= agents <= 12:
+        raise TownhallError("--agents must be between 2 and 12")
+    if turns < 1 or tokens < 1:
+        raise TownhallError("--turns and --tokens must be at least 1")
+    n_ctx_needed = 160 + turns * (tokens + 12)
+    ctx = config.n_ctx if n_ctx is not None else max(config.n_ctx, min(32768, n_ctx_needed))
+    if n_ctx_needed > ctx:
+        raise TownhallError(f"--turns {turns} --tokens {tokens} needs about {n_ctx_needed} tokens of context: raise --n-ctx")
+    engine = LocalEngine(config.model, n_ctx=ctx, threads=config.threads, gpu_layers=config.gpu_layers)
+    if memory:
+        result = run_memory_bench(engine, progress=progress)
+        if as_json:
+            typer.echo(json.dumps(result))
+        else:
+            _print_report(result)
+        return
+    summary = run_debate_bench(engine, agents=agents, turns=turns, tokens=tokens, ways=wanted, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        _ways_table(summary)
 
 
 def register(app: typer.Typer) -> None:
-    """Add doctor and bench."""
+    app.command("doctor")(doctor)
+    app.command("bench")(bench)
+

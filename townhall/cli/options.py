@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from pydantic import ValidationError
+
 from townhall.engine.factory import EngineConfig
+from townhall.errors import ConfigError
 
 ModelOpt = Annotated[
     Optional[str],
@@ -50,4 +53,9 @@ def engine_config(
     }
     if n_ctx is not None:
         values["n_ctx"] = n_ctx
-    return EngineConfig.model_validate(values)
+    try:
+        return EngineConfig.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
+        raise ConfigError(f"{flag}: {first['msg']}") from None

@@ -37,7 +37,7 @@ def _keys_help() -> str:
     from townhall.tui.bindings import ACTIONS
 
     lines = [f"{a.keys:<10} {a.id:<22} {a.help}" for a in ACTIONS]
-    return "Keys (remap by id in config.toml [keymap]):\n\n" + "\n\n".join(lines)
+    return "Keys (remap by id in the keymap table of config.toml):\n\n" + "\n\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -136,6 +136,10 @@ class LocalEngine:
         self.model_path = path
         from llama_cpp import Llama, __version__ as llama_cpp_version
 
+        from townhall.engine import llama_log
+
+        llama_log.install()
+
         self.total_layers = (self.header.block_count or 0) + 1  # + the output layer
         supports = gpu_offload_supported()
         requested = self.total_layers if self.gpu_layers < 0 else min(self.gpu_layers, self.total_layers)
@@ -154,7 +158,8 @@ class LocalEngine:
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(f"{path}: llama.cpp could not load this model ({exc})") from None
+            detail = "; ".join(line for line in llama_log.recent(5) if "error" in line.lower()) or str(exc)
+            raise ModelLoadError(f"{path}: llama.cpp could not load this model ({detail})") from None
         arch = self.header.architecture or ""
         self._n_swa = int(self.header.metadata.get(f"{arch}.attention.sliding_window") or 0)
         stat = path.stat()

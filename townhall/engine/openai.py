@@ -151,15 +151,14 @@ class OpenAIEngine:
         # so it gets one request at a time; llama-server one per slot.
         width = {"llama-server": self._slots, "llama-cpp-python": 1}.get(server.kind, 4)
         self._gate = asyncio.Semaphore(width)
+        # llama-server and vLLM answer /tokenize (on a 404 we fall back to an estimate);
+        # llama-cpp-python has /extras/tokenize/count, which counts a BOS with every text.
+        self._tokenize_overhead = 0
         if server.kind == "llama-cpp-python":
             self._tokenize_path = "/extras/tokenize/count"
-        elif server.kind == "llama-server":
-            self._tokenize_path = "/tokenize"
-        else:
-            self._tokenize_path = "/tokenize"  # vLLM has it; on a 404 we fall back to an estimate
-        self._tokenize_overhead = 0
-        if server.kind == "llama-cpp-python":  # it counts the BOS token of every text
             self._tokenize_overhead = await self._count_raw("") or 0
+        else:
+            self._tokenize_path = "/tokenize"
         self._info = self._make_info()
 
     def generate(self, request: GenerationRequest) -> Generation:
@@ -204,8 +203,8 @@ class OpenAIEngine:
 
         Not part of the Engine protocol: only llama-server with more than one slot can
         evaluate a second prompt alongside the running one. It sends the prompt to the
-        agent's slot with `n_predict: 0` and `cache_prompt: true` (the request editors
-        use for cache warming), so the turn itself finds only its last line new. Returns
+        agent's slot with `n_predict: 0` and `cache_prompt: true` (evaluate and keep,
+        generate nothing), so the turn itself finds only its last line new. Returns
         False, doing nothing, where that cannot help; a failure is only a lost warm-up.
         """
         if self._client is None or not self.pins_slots or self._slots < 2:
@@ -412,6 +411,8 @@ class OpenAIEngine:
                 await self._attempt(generation, progress, matcher, started)
                 return
             except _Fault as fault:
+                if progress.finish is not None:
+                    return  # the turn was over; only the trailing usage/[DONE] went missing
                 last = fault
                 can_continue = request.messages is None or not progress.raw
                 if not fault.retryable or not can_continue or n + 1 >= self.max_tries:

@@ -1,0 +1,120 @@
+"""End to end: the real `townhall tui` in a real terminal (tmux, 120x40) on the real model.
+
+Watch turns appear, pause, interject, quit with the quit key, then read the database
+with the sqlite3 module as any other tool would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
+
+INTERJECTION = "What about parking for the market?"
+TOWNHALL = """
+motion = "The old rail yard should become a skate park."
+participants = ["Stacy", "Walt", "Priya"]
+policy = "round_robin"
+max_turns = 40
+closing_phrase = "this meeting is adjourned"
+n_ctx = 1024
+
+[sampling]
+max_tokens = 24
+seed = 11
+"""
+
+
+class Tmux:
+    """A private tmux server (its own socket) so the test never touches a user's sessions."""
+
+    def __init__(self) -> None:
+        self.socket = f"townhall-test-{uuid.uuid4().hex[:8]}"
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check)
+
+    def screen(self) -> str:
+        result = self("capture-pane", "-p", "-t", "th", check=False)
+        return result.stdout
+
+    def alive(self) -> bool:
+        """True while the app's process runs (the pane itself stays: remain-on-exit)."""
+        result = self("display-message", "-p", "-t", "th", "#{pane_dead}", check=False)
+        return result.returncode == 0 and result.stdout.strip() == "0"
+
+    def wait_for(self, predicate: Callable[[str], bool], what: str, timeout: float = 90.0) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.screen()
+            if predicate(text):
+                return text
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; screen was:\n{text}")
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        self("send-keys", "-t", "th", *(["-l"] if literal else []), *keys)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_townhall_in_tmux_pause_interject_quit(tmp_path: Path, model_path: Path) -> None:
+    spec_file = tmp_path / "hall.toml"
+    spec_file.write_text(TOWNHALL)
+    db = tmp_path / "e2e.db"
+    env = {
+        "TOWNHALL_CONFIG_DIR": os.environ["TOWNHALL_CONFIG_DIR"],
+        "TOWNHALL_DATA_DIR": os.environ["TOWNHALL_DATA_DIR"],
+        "TERM": "xterm-256color",
+        "COLORTERM": "truecolor",
+    }
+    # Textual draws on stderr, so it is not redirected; the pane is kept after exit to read.
+    command = f"{sys.executable} -m townhall tui {spec_file} --db {db} --model {model_path} --n-ctx 1024 --threads 2"
+    tmux = Tmux()
+    env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    tmux("new-session", "-d", "-s", "th", "-x", "120", "-y", "40", *env_args, command)
+    try:
+        tmux("set-option", "-t", "th", "remain-on-exit", "on")
+        tmux("set-option", "-t", "th", "escape-time", "0", check=False)
+        tmux.wait_for(lambda s: "Motion:" in s, "the first screen", timeout=20)
+        screen = tmux.wait_for(lambda s: "#1" in s and "Walt" in s, "two turns on screen")
+        assert "CPU" in screen and "GPU" not in screen  # the header tells the truth here
+        tmux.keys("p")
+        tmux.wait_for(lambda s: " paused " in s, "the paused state")
+        tmux.keys("i")
+        time.sleep(0.3)
+        tmux.keys(INTERJECTION, literal=True)
+        tmux.keys("Enter")
+        tmux.wait_for(lambda s: "Audience" in s and INTERJECTION in s, "the interjection in the transcript")
+        tmux.keys("Escape")
+        time.sleep(0.5)
+        tmux.keys("q")
+        deadline = time.monotonic() + 30
+        while tmux.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not tmux.alive(), "the app did not quit on the quit key"
+        after = tmux("capture-pane", "-p", "-S", "-200", "-t", "th").stdout
+        assert "Traceback" not in after and "error" not in after.lower(), after
+    finally:
+        tmux("kill-server", check=False)
+    with sqlite3.connect(db) as conn:
+        sessions = conn.execute("SELECT id, motion, status FROM sessions").fetchall()
+        assert len(sessions) == 1 and sessions[0][1] == "The old rail yard should become a skate park."
+        session_id = sessions[0][0]
+        rows = conn.execute(
+            "SELECT speaker, kind, content, status FROM turns WHERE session_id = ? ORDER BY turn_index", (session_id,)
+        ).fetchall()
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    agent_rows = [r for r in rows if r[1] == "agent"]
+    assert len(agent_rows) >= 2 and all(r[3] != "streaming" for r in rows)
+    assert ("Audience", "audience", INTERJECTION, "complete") in rows

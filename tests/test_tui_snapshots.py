@@ -1,0 +1,67 @@
+"""Snapshots of the main screen, the new-town-hall dialog and the sessions browser at 120x40.
+
+Deterministic by construction: scripted replies, fixed engine stats (SteadyEngine), a
+counter clock, fixed session ids, UTC for dates, no cursor blink, no live spinner.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+from test_tui_support import SIZE, SteadyEngine, counter_clock, make_app, REPLIES
+
+from townhall.store import Store
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+def finished_app(store: Store | None = None, session_id: str = "snap-main", turns: int = 4):
+    return make_app(SteadyEngine(REPLIES), store=store, turns=turns, session_id=session_id, clock=counter_clock())
+
+
+async def _wait_finished(pilot) -> None:
+    await wait_until(lambda: pilot.app.state == "finished", timeout=20)
+    await pilot.pause()
+
+
+def test_main_screen(snap_compare) -> None:
+    assert snap_compare(finished_app(), terminal_size=SIZE, run_before=_wait_finished)
+
+
+def test_new_townhall_dialog(snap_compare) -> None:
+    async def open_dialog(pilot) -> None:
+        await _wait_finished(pilot)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+
+    assert snap_compare(finished_app(), terminal_size=SIZE, run_before=open_dialog)
+
+
+def test_sessions_browser(snap_compare, tmp_path: Path) -> None:
+    import asyncio
+
+    store = Store.open(tmp_path / "townhall.db")
+
+    async def record_one() -> None:
+        app = finished_app(store, session_id="snap-older", turns=2)
+        async with app.run_test(size=SIZE):
+            await wait_until(lambda: app.state == "finished", timeout=20)
+
+    asyncio.run(record_one())
+
+    async def open_sessions(pilot) -> None:
+        await _wait_finished(pilot)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+
+    try:
+        assert snap_compare(finished_app(store, session_id="snap-main"), terminal_size=SIZE, run_before=open_sessions)
+    finally:
+        store.close()
