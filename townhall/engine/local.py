@@ -89,6 +89,7 @@ class LocalEngine:
         self._worker: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="townhall-llama")
         self._start_lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.offloaded_layers = 0
         self.total_layers = 0
 
@@ -115,15 +116,17 @@ class LocalEngine:
         return self.llm is not None
 
     async def start(self) -> None:
-        if self._start_lock is None:
+        loop = asyncio.get_running_loop()
+        if self._start_lock is None or self._loop is not loop:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
             if self.llm is None:
-                loop = asyncio.get_running_loop()
                 await loop.run_in_executor(self._executor, self._load)
-            if self._worker is None or self._worker.done():
+            # A worker belongs to one event loop; a new loop (a new app, a new test) gets its own.
+            if self._worker is None or self._worker.done() or self._loop is not loop:
+                self._loop = loop
                 self._queue = asyncio.Queue()
-                self._worker = asyncio.get_running_loop().create_task(self._serve_forever())
+                self._worker = loop.create_task(self._serve_forever())
 
     def load_blocking(self) -> None:
         """Load without an event loop (benchmarks and doctor)."""
@@ -209,7 +212,7 @@ class LocalEngine:
         return len(tokens) == 1 and bool(llama_cpp.llama_vocab_is_control(vocab, tokens[0]))
 
     async def aclose(self) -> None:
-        if self._worker is not None:
+        if self._worker is not None and self._loop is asyncio.get_running_loop():
             self._worker.cancel()
             try:
                 await self._worker

@@ -93,10 +93,10 @@ class GenerateConfig(BaseModel):
     def fingerprint(self) -> str:
         """What makes two runs "the same config" for resuming: everything but the word list and output.
 
-        Adding words to a list resumes the old output; changing who talks, the motion
-        or the sampling starts the topics over.
+        Adding words to a list or renaming the file resumes the old output; changing
+        who talks, the motion or the sampling starts the topics over.
         """
-        data = self.model_dump(mode="json", exclude={"words", "words_file", "out", "format"})
+        data = self.model_dump(mode="json", exclude={"name", "words", "words_file", "out", "format"})
         blob = json.dumps(data, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 

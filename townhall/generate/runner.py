@@ -252,7 +252,7 @@ class Runner:
         if verdict.keep:
             text = FORMATS[self.output.format](self.store, scheduler.session_id)
             if self.output.format == "txt" and text:
-                text += "\n"  # a blank line between conversations
+                text += "\n\n"  # two blank lines between conversations, one between turns
             if text.strip():
                 try:
                     entry = self.output.append(
