@@ -95,7 +95,7 @@ def test_townhall_in_tmux_pause_interject_quit(tmp_path: Path, model_path: Path)
         assert "Stacy" in screen and "#1" in screen  # turn labels in the transcript
         assert "CPU" in screen and "GPU" not in screen  # the header tells the truth here
         tmux.keys("p")
-        tmux.wait_for(lambda s: " paused " in s, "the paused state")
+        tmux.wait_for(lambda s: len(s.splitlines()) > 1 and "paused" in s.splitlines()[1], "the paused state in the header")
         tmux.keys("i")
         time.sleep(0.3)
         tmux.keys(INTERJECTION, literal=True)

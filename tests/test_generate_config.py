@@ -26,8 +26,9 @@ def write(tmp_path: Path, text: str, name: str = "gen.toml") -> Path:
 
 
 def test_example_config_loads_with_its_personas() -> None:
-    path = data_dir("examples") / "student_teacher.toml"
+    path = data_dir("examples") / "generate" / "student_teacher.toml"
     config = load_config(path)
+    assert load_config(Path("student_teacher")) == config  # shipped examples load by name
     words = topics(config)
     assert words[:3] == ["bridge", "leaf", "pocket"] and len(words) == 8
     assert config.exclude == ["relig", "sex", "gender", "politic", "kill"]
@@ -58,6 +59,11 @@ def test_unknown_field_and_bad_min_turns_are_named(tmp_path: Path) -> None:
         load_config(write(tmp_path, BASE + 'prompt_lines = ["x"]\n'))
     with pytest.raises(ConfigError, match=r"min_turns \(5\) is more than turns \(3\)"):
         load_config(write(tmp_path, BASE + "turns = 3\nmin_turns = 5\n"))
+
+
+def test_missing_config_file_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="nope.toml: no such generate config file"):
+        load_config(tmp_path / "nope.toml")
 
 
 def test_missing_words_file_and_no_topics(tmp_path: Path) -> None:

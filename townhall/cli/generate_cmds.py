@@ -33,7 +33,7 @@ from townhall.errors import ConfigError, TownhallError
 
 
 def generate_cmd(
-    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.toml", help="Generate config (see examples/student_teacher.toml).")],
+    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.toml", help="Generate config file, or a shipped example by name (student_teacher).")],
     count: Annotated[Optional[int], typer.Option("--count", "-n", min=1, help="Write at most N conversations (default: every topic once).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file, appended to (default: the config's `out`, else ./NAME.jsonl).")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="jsonl, sharegpt or txt (default: the config's `format`, else jsonl).")] = None,

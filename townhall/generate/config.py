@@ -184,13 +184,29 @@ def topics(config: GenerateConfig) -> list[str]:
     return unique
 
 
+def example_config_path(name: str) -> Path | None:
+    """A shipped generate config by name (`student_teacher`), from examples/generate/."""
+    from townhall.paths import data_dir
+
+    path = data_dir("examples") / "generate" / f"{name.removesuffix('.toml')}.toml"
+    return path if path.is_file() else None
+
+
+def resolve_config_path(path: Path) -> Path:
+    """The file itself if it exists, else a shipped example of that name."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.parent == Path(".") and (example := example_config_path(path.name)) is not None:
+        return example
+    raise NotFoundError(f"{path}: no such generate config file (or shipped example)")
+
+
 def load_config(path: Path, **overrides: Any) -> GenerateConfig:
     """Read a generate TOML file; non-None `overrides` (from flags) replace its fields."""
     from townhall.personas import format_validation_error, read_toml
 
-    path = Path(path)
-    if not path.is_file():
-        raise NotFoundError(f"{path}: no such generate config file")
+    path = resolve_config_path(path)
     data = read_toml(path)
     data.setdefault("name", path.stem)
     data.update({k: v for k, v in overrides.items() if v is not None})

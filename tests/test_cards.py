@@ -1,0 +1,108 @@
+"""Character cards (V1/V2 JSON, PNG with a `chara` chunk) become personas; files made here."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from townhall.cards import card_to_persona, import_card, read_card
+from townhall.errors import ConfigError
+from townhall.paths import user_agents_dir
+from townhall.personas import PersonaRegistry, load_persona
+
+V1 = {
+    "name": "Captain Reyes",
+    "description": "{{char}} commanded the harbour patrol for thirty years.",
+    "personality": "Gruff, loyal, impatient with {{user}}.",
+    "scenario": "The harbour is flooding.",
+    "first_mes": "Stand up straight, {{user}}.",
+    "mes_example": "<START>\n{{user}}: Hello\n{{char}}: State your business.\n{{char}}: Make it quick.",
+}
+V2 = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {**V1, "name": "Nova: the Bard", "tags": ["bard", "traveller"]}}
+
+
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_with(text_chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """A real 1x1 RGB PNG, plus the given text chunks before IEND."""
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+    pixels = chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
+    extra = b"".join(chunk(kind, data) for kind, data in text_chunks)
+    return b"\x89PNG\r\n\x1a\n" + header + pixels + extra + chunk(b"IEND", b"")
+
+
+def test_v1_json_card(tmp_path: Path) -> None:
+    path = tmp_path / "reyes.json"
+    path.write_text(json.dumps(V1), encoding="utf-8")
+    persona = card_to_persona(read_card(path), str(path))
+    assert persona.name == "Captain Reyes"
+    assert persona.bio == "Captain Reyes commanded the harbour patrol for thirty years. The harbour is flooding."
+    assert persona.style == "Gruff, loyal, impatient with the audience."
+    assert persona.title == "Gruff, loyal, impatient with the audience."
+    assert persona.examples == ("State your business.", "Make it quick.")
+
+
+def test_v2_json_card_name_is_made_a_valid_tag(tmp_path: Path) -> None:
+    path = tmp_path / "nova.json"
+    path.write_text(json.dumps(V2), encoding="utf-8")
+    persona = card_to_persona(read_card(path), str(path))
+    assert persona.name == "Nova the Bard" and persona.title == "bard, traveller"
+
+
+def test_png_card_with_chara_chunk_imports_into_the_user_folder(tmp_path: Path) -> None:
+    payload = base64.b64encode(json.dumps(V2).encode("utf-8"))
+    path = tmp_path / "nova.png"
+    path.write_bytes(png_with([(b"tEXt", b"Comment\x00hello"), (b"tEXt", b"chara\x00" + payload)]))
+    persona, target = import_card(path)
+    assert target.parent == user_agents_dir() and target.exists()
+    assert load_persona(target) == persona
+    assert PersonaRegistry.default().get(persona.name).examples == ("State your business.", "Make it quick.")
+    with pytest.raises(ConfigError, match="--force"):
+        import_card(path)
+    import_card(path, force=True)
+
+
+def test_png_ztxt_chunk_is_read(tmp_path: Path) -> None:
+    payload = base64.b64encode(json.dumps(V1).encode("utf-8"))
+    path = tmp_path / "z.png"
+    path.write_bytes(png_with([(b"zTXt", b"chara\x00\x00" + zlib.compress(payload))]))
+    assert read_card(path)["name"] == "Captain Reyes"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (png_with([(b"tEXt", b"Comment\x00nothing")]), "no 'chara' text chunk"),
+        (png_with([(b"tEXt", b"chara\x00!!!not base64!!!")]), "not valid base64"),
+        (b'{"description": "no name"}', "card field 'name'"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b"not json", "invalid JSON"),
+    ],
+)
+def test_bad_cards_give_one_clear_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.card"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        card_to_persona(read_card(path), str(path))
+    assert message in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_agents_import_command(tmp_path: Path) -> None:
+    path = tmp_path / "reyes.json"
+    path.write_text(json.dumps(V1), encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "townhall", "agents", "import", str(path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "Imported Captain Reyes" in run.stdout
+    shown = subprocess.run([sys.executable, "-m", "townhall", "agents", "show", "captain reyes", "--json"], capture_output=True, text=True)
+    assert json.loads(shown.stdout)["name"] == "Captain Reyes"
+    missing = subprocess.run([sys.executable, "-m", "townhall", "agents", "import", str(tmp_path / "nope.json")], capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("townhall: error:") and "Traceback" not in missing.stderr
