@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter
+from pathlib import Path
+
+import pytest
 
 from townhall.engine.base import GenerationRequest
 from townhall.engine.scripted import ScriptedEngine
@@ -122,3 +125,26 @@ async def test_moderator_policy_sends_a_grammar_over_the_waiting_names() -> None
 def test_grammar_escapes_names_and_policies_are_named() -> None:
     assert names_grammar(['Dr "Q"', "Al"]) == 'root ::= " "? ("Dr \\"Q\\"" | "Al")\n'
     assert make_policy("mention").name == "mention"
+
+
+@pytest.mark.model
+async def test_names_grammar_constrains_the_real_model(model_path: Path) -> None:
+    from townhall.engine.base import SamplingParams
+    from townhall.engine.local import LocalEngine
+
+    engine = LocalEngine(model_path, n_ctx=512)
+    await engine.start()
+    try:
+        names = ["Walt", "Priya", "pogi"]
+        for seed in (1, 2, 3):
+            request = GenerationRequest(
+                agent_id=None,
+                prompt="Town hall.\nWalt: The bridge is old.\nMargaret: Thank you. Next I call on",
+                sampling=SamplingParams(seed=seed, max_tokens=8, temperature=1.2),
+                grammar=names_grammar(names),
+            )
+            answer = (await engine.generate(request).result()).strip()
+            assert answer in names
+    finally:
+        await engine.aclose()
+

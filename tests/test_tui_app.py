@@ -135,14 +135,15 @@ async def test_interject_with_enter_and_newline_key(store: Store) -> None:
 
 
 async def test_model_text_is_never_markup() -> None:
-    hostile = "[bold red]not styled[/] <script>alert(1)</script> [link=x]y[/link]"
+    hostile = "Look: [bold red]not styled[/] <script>alert(1)</script> [link=x]y[/link]"
     app = make_app(ScriptedEngine([hostile]), turns=1)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(lambda: app.state == "finished")
         await pilot.pause()
         text = screen_text(app)
-        assert "[bold red]not styled[/]" in text
-        assert "<script>alert(1)</script>" in text
+        assert app.scheduler.turns[0].content == hostile
+        for piece in ("Look: [bold red]not styled[/]", "<script>alert(1)</script>", "[link=x]y[/link]"):
+            assert piece in text, piece
 
 
 async def test_transcript_follows_bottom_only_when_user_is_there() -> None:
@@ -357,3 +358,55 @@ async def test_steady_engine_gives_fixed_stats() -> None:
         await wait_until(lambda: app.state == "finished")
         stats = [t.stats for t in app.scheduler.turns] if app.scheduler else []
     assert [s.decode_tps for s in stats] == [40.0, 40.0]
+
+
+async def test_bench_latency_helper_on_the_default_town_hall() -> None:
+    from townhall.tui.latency import measure_engine_latency
+
+    report = await measure_engine_latency(ScriptedEngine([LONG], delay=0.01), presses=3)
+    assert len(report.samples_ms) == 3 and report.token_batches > 0
+    assert 0 < report.median_ms < 1000 and report.device == "CPU · scripted"
+    assert "median" in report.line()
+
+
+async def test_first_screen_shows_while_the_model_loads() -> None:
+    import asyncio
+    import time as clock
+
+    class SlowLoad(ScriptedEngine):
+        async def start(self) -> None:
+            await asyncio.sleep(1.5)
+
+    began = clock.perf_counter()
+    app = make_app(SlowLoad(["a b"]), turns=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: app.header.rendered_at > 0, timeout=5)
+        first_frame = app.header.rendered_at - began
+        assert first_frame < 1.0
+        assert "loading model" in screen_text(app)
+        assert app.state == "loading"
+        await pilot.press("p")  # keys work during loading: a notice, not a crash
+        await wait_until(lambda: app.state == "finished", timeout=10)
+
+
+async def test_context_error_strategy_ends_in_a_dialog(store: Store) -> None:
+    from test_tui_support import personas, spec
+
+    from townhall.tui.app import Debate
+
+    app = TownhallApp(
+        Debate(spec(turns=3, context_strategy="error"), personas(), session_id="ctx"),
+        engine=ScriptedEngine(["a b c"], n_ctx=160),
+        store=store,
+        save_settings=False,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: isinstance(app.screen, ErrorScreen), timeout=10)
+        assert app.screen.error_text and "\n" not in app.screen.error_text.strip()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.state == "error"
+        await pilot.press("ctrl+o")  # still usable: the record is browsable
+        await pilot.pause()
+        assert type(app.screen).__name__ == "SessionsScreen"
+    assert store.get_session("ctx").summary.end_reason == "error"

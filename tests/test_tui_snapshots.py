@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from test_tui_support import SIZE, SteadyEngine, counter_clock, make_app, REPLIES
+from test_tui_support import REPLIES, SIZE, SteadyEngine, counter_clock, make_app, personas
+
+from textual.widgets import Input
 
 from townhall.store import Store
 
@@ -23,7 +25,10 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def finished_app(store: Store | None = None, session_id: str = "snap-main", turns: int = 4):
-    return make_app(SteadyEngine(REPLIES), store=store, turns=turns, session_id=session_id, clock=counter_clock())
+    app = make_app(SteadyEngine(REPLIES), store=store, turns=turns, session_id=session_id, clock=counter_clock())
+    # A fixed pick, so a persona added to agents/ later does not change the dialog's picture.
+    app.available_personas = personas(("Margaret", "Priya", "Stacy", "Walt", "pogi"))
+    return app
 
 
 async def _wait_finished(pilot) -> None:
@@ -39,6 +44,9 @@ def test_new_townhall_dialog(snap_compare) -> None:
     async def open_dialog(pilot) -> None:
         await _wait_finished(pilot)
         await pilot.press("ctrl+n")
+        await pilot.pause()
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
         await pilot.pause()
 
     assert snap_compare(finished_app(), terminal_size=SIZE, run_before=open_dialog)

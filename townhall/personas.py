@@ -56,12 +56,12 @@ def format_validation_error(source: str, error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(file)"
-        message = item["msg"]
         if item["type"] == "missing":
-            message = "is required"
+            problems.append(f"field '{where}' is required")
         elif item["type"] == "extra_forbidden":
-            message = "is not a known field"
-        problems.append(f"field '{where}' {message}" if item["type"] in ("missing", "extra_forbidden") else f"field '{where}': {message}")
+            problems.append(f"field '{where}' is not a known field")
+        else:
+            problems.append(f"field '{where}': {item['msg']}")
     return f"{source}: " + "; ".join(problems)
 
 

@@ -460,6 +460,8 @@ class Scheduler:
                     generation.cancel()
                     raise
                 except Exception as failure:  # noqa: BLE001 - the engine's fault becomes a failed turn
+                    turn.content = generation.text.strip()  # what was said before the fault is kept
+                    turn.stats = generation.stats
                     await self._fail(turn, failure)
                 finally:
                     self._generation = None

@@ -233,14 +233,12 @@ async def run_townhall(
     """
     from townhall.scheduler import Scheduler
 
-    scheduler = Scheduler(engine, spec, personas)
-    store = None
-    if db is not None:
-        # Store hook: the record is written by the store's own subscriber.
-        from townhall.store import Store
+    from townhall.store import Store
 
-        store = Store.open(db)
-        store.attach(scheduler)
+    scheduler = Scheduler(engine, spec, personas)
+    # Every town hall is kept: --db, else $TOWNHALL_DB, else the user data directory.
+    store = Store.open(db)
+    store.attach(scheduler)
     for fn in subscribers:
         scheduler.subscribe(fn)
     ended: list[SessionEnded] = []
@@ -272,8 +270,7 @@ async def run_townhall(
         try:
             await engine.aclose()
         finally:
-            if store is not None:
-                store.close()
+            store.close()
     error = ended[-1].error if ended else None
     return reason, error, pressed[0] > 0
 

@@ -154,6 +154,7 @@ class TownhallApp(App[None]):
         self._flush_timer: Any = None
         self._turn_pieces = 0
         self._turn_started = 0.0
+        self._turns_this_run = 0  # what "turn i of N" counts: the scheduler's max_turns ignores history
         self._spinner: Any = None
         self._theme_problems: list[str] = []
         self._members: dict[str, Member] = {}
@@ -222,6 +223,7 @@ class TownhallApp(App[None]):
         self.debate = debate
         self.state = "loading"
         self.end_reason = None
+        self._turns_this_run = 0
         header = self.header
         header.state = "loading"
         if self._spinner is None:
@@ -278,14 +280,14 @@ class TownhallApp(App[None]):
             raise
         except TownhallError as exc:
             self._flush_tokens()
-            self.post_message(DebateFinished("error", str(exc)))
+            self.post_message(DebateFinished(scheduler.session_id, "error", str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 - the app stays usable after a scheduler bug
             self._flush_tokens()
-            self.post_message(DebateFinished("error", f"{type(exc).__name__}: {exc}"))
+            self.post_message(DebateFinished(scheduler.session_id, "error", f"{type(exc).__name__}: {exc}"))
             return
         self._flush_tokens()
-        self.post_message(DebateFinished(reason))
+        self.post_message(DebateFinished(scheduler.session_id, reason))
 
     async def _show_history(self, turns: list[Turn]) -> None:
         transcript = self.transcript
@@ -366,13 +368,13 @@ class TownhallApp(App[None]):
         self.push_screen(ErrorScreen(message.title, message.text))
 
     def on_debate_finished(self, message: DebateFinished) -> None:
+        if not self._live or message.session_id != self.session_id:
+            return  # a replaced debate finishing late must not mark the new one finished
         self.end_reason = message.reason
-        if not self._live:
-            return
         if message.error:
             self._set_state("error")
             self.push_screen(ErrorScreen("The debate stopped with an error", message.error))
-        else:
+        elif message.reason != "error":
             self._set_state("finished")
         self.roster.set_roles(None, None)
 
@@ -420,7 +422,7 @@ class TownhallApp(App[None]):
         self._turn_pieces = 0
         self._turn_started = time.perf_counter()
         if event.kind in (TurnKind.AGENT, TurnKind.MODERATOR):
-            self.header.turn = self._agent_turns() + 1
+            self.header.turn = self._turns_this_run + 1
         colour, emoji = self._look(event.speaker, event.kind)
         await self.transcript.start_turn(event.index, event.speaker, event.kind, colour, emoji)
         next_up = self.scheduler.next_speaker if self.scheduler is not None else None
@@ -432,6 +434,9 @@ class TownhallApp(App[None]):
         colour, emoji = self._look(turn.speaker, turn.kind)
         await self.transcript.finish_turn(turn, colour, emoji)
         self._count_turn(turn)
+        if turn.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and turn.error != SKIPPED:
+            self._turns_this_run += 1
+            self.header.turn = self._turns_this_run
         if turn.stats is not None:
             self.stats.add_turn(turn.stats.total_ms, turn.stats.reused_tokens, turn.stats.decode_tps)
         next_up = self.scheduler.next_speaker if self.scheduler is not None else None
@@ -450,9 +455,6 @@ class TownhallApp(App[None]):
             member.kv_tokens = self.engine.state_tokens(turn.speaker)
         self.roster.refresh_entries()
         self.stats.set_talk(list(self._members.values()))
-
-    def _agent_turns(self) -> int:
-        return sum(m.turns for m in self._members.values())
 
     def _look(self, speaker: str, kind: TurnKind) -> tuple[str, str]:
         member = self._members.get(speaker)

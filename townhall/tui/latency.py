@@ -99,3 +99,26 @@ async def measure_key_latency(app: TownhallApp, presses: int = 10, timeout: floa
         token_batches=batches,
         device=device,
     )
+
+
+async def measure_engine_latency(engine: Any, presses: int = 10, townhall_file: Any = None) -> LatencyReport:
+    """For `townhall bench`: the default town hall (or `townhall_file`) on `engine`, no store.
+
+    The caller owns the engine (starts nothing else, closes nothing).
+    """
+    from townhall.personas import PersonaRegistry
+    from townhall.spec import default_spec_path, load_spec
+    from townhall.tui.app import Debate
+    from townhall.tui.config import TuiConfig
+
+    spec = load_spec(townhall_file or default_spec_path())
+    spec = spec.model_copy(update={"max_turns": None})
+    registry = PersonaRegistry.default()
+    names = ([spec.moderator] if spec.moderator else []) + list(spec.participants)
+    app = TownhallApp(
+        Debate(spec, registry.resolve(list(dict.fromkeys(names)))),
+        engine=engine,
+        config=TuiConfig(),
+        save_settings=False,
+    )
+    return await measure_key_latency(app, presses=presses)

@@ -52,5 +52,6 @@ class TokensArrived(Message):
 class DebateFinished(Message):
     """The scheduler's `run()` returned (or raised); `error` is the one-line reason if it failed."""
 
+    session_id: str
     reason: str
     error: str | None = None
