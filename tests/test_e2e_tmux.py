@@ -38,15 +38,15 @@ seed = 11
 
 
 class Tmux:
-    """A private tmux server (its own socket) so the test never touches a user's sessions."""
+    """A private tmux server (its own socket, in the test's temp dir) that never touches a user's sessions."""
 
-    def __init__(self) -> None:
-        self.socket = f"townhall-test-{uuid.uuid4().hex[:8]}"
+    def __init__(self, folder: Path) -> None:
+        self.socket = str(folder / f"tmux-{uuid.uuid4().hex[:8]}.sock")
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         # COLUMNS/LINES from the test runner would override the 120x40 terminal for Textual.
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TMUX")}
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=check, env=env)
+        return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, check=check, env=env)
 
     def screen(self) -> str:
         result = self("capture-pane", "-p", "-t", "th", check=False)
@@ -84,7 +84,7 @@ def test_townhall_in_tmux_pause_interject_quit(tmp_path: Path, model_path: Path)
     }
     # Textual draws on stderr, so it is not redirected; the pane is kept after exit to read.
     command = f"{sys.executable} -m townhall tui {spec_file} --db {db} --model {model_path} --n-ctx 1024 --threads 2"
-    tmux = Tmux()
+    tmux = Tmux(tmp_path)
     env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
     tmux("new-session", "-d", "-s", "th", "-x", "120", "-y", "40", *env_args, command)
     try:

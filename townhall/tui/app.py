@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
 from textual.command import CommandPalette as _PALETTE
 from textual.containers import Container
 from textual.screen import Screen
@@ -41,10 +42,17 @@ from townhall.events import (
 from townhall.paths import user_data_dir
 from townhall.personas import Persona
 from townhall.scheduler import SKIPPED
-from townhall.spec import TownHallSpec
 from townhall.tui.bindings import ACTIONS, app_bindings
 from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
 from townhall.tui.config import TuiConfig, save_config
+from townhall.tui.debate import (
+    Debate,
+    EngineFactory,
+    SchedulerFactory,
+    SchedulerLike,
+    default_scheduler_factory,
+    export_to_file,
+)
 from townhall.tui.messages import DebateEvent, DebateFinished, EngineFailed, EngineReady, TokensArrived
 from townhall.tui.screens.error import ErrorScreen
 from townhall.tui.themes import DEFAULT_THEME, load_themes
@@ -56,49 +64,8 @@ from townhall.tui.widgets.transcript import Transcript
 from townhall.turns import Turn, TurnKind
 
 _DEBATE_ACTIONS = frozenset({"toggle_pause", "step", "interrupt", "skip", "interject", "export", "toggle_stats"})
-FRAME_S = 1 / 30  # token batches per second: smooth to the eye, cheap to redraw
+FRAME_S = 1 / 12  # token batches per second: each one re-lays out the screen, and the CPU is shared with the model
 STOP_TIMEOUT_S = 10.0
-
-
-class SchedulerLike(Protocol):
-    """The part of townhall.scheduler.Scheduler's contract the app drives."""
-
-    session_id: str
-    turns: list[Turn]
-    status: str
-    current_speaker: str | None
-    next_speaker: str | None
-
-    def subscribe(self, fn: Callable[[Event], Any]) -> Callable[[], None]: ...
-    async def run(self) -> str: ...
-    def pause(self) -> None: ...
-    def resume(self) -> None: ...
-    def step(self) -> None: ...
-    def skip(self) -> None: ...
-    def interrupt(self) -> None: ...
-    def interject(self, text: str, speaker: str = "Audience") -> None: ...
-    def stop(self) -> None: ...
-
-
-SchedulerFactory = Callable[..., SchedulerLike]
-EngineFactory = Callable[[EngineConfig], Engine]
-
-
-def default_scheduler_factory(engine: Engine, spec: TownHallSpec, personas: list[Persona], **kwargs: Any) -> SchedulerLike:
-    from townhall.scheduler import Scheduler
-
-    return Scheduler(engine, spec, personas, **kwargs)
-
-
-@dataclass
-class Debate:
-    """What to run next: a town hall, and for a resumed session its id and past turns."""
-
-    spec: TownHallSpec
-    personas: list[Persona]
-    session_id: str | None = None
-    history: Sequence[Turn] = ()
-    engine_config: EngineConfig | None = None
 
 
 @dataclass
@@ -186,6 +153,14 @@ class TownhallApp(App[None]):
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self.config.keymap:
+            unknown = sorted(set(self.config.keymap) - known_binding_ids())
+            if unknown:
+                self.notify(
+                    f"config.toml [keymap]: unknown binding id(s) {', '.join(unknown)} (see `townhall tui --help`)",
+                    severity="warning",
+                    markup=False,
+                    timeout=10,
+                )
             self.set_keymap(self.config.keymap)
         self._apply_stats_position(self.config.stats_position)
         self.transcript.focus()
@@ -293,7 +268,7 @@ class TownhallApp(App[None]):
         transcript = self.transcript
         for turn in turns:
             colour, emoji = self._look(turn.speaker, turn.kind)
-            await transcript.finish_turn(turn, colour, emoji)
+            transcript.call_later(transcript.finish_turn, turn, colour, emoji)
             self._count_turn(turn)
 
     async def _stop_debate(self) -> None:
@@ -386,7 +361,9 @@ class TownhallApp(App[None]):
     async def on_tokens_arrived(self, message: TokensArrived) -> None:
         if not self._live or message.session_id != self.session_id:
             return
-        await self.transcript.append(message.index, message.text)
+        # Drawing happens in the transcript's own queue, so the app's queue (keys,
+        # bindings) never waits on Markdown parsing or mounting.
+        self.transcript.call_later(self.transcript.append, message.index, message.text)
         self._turn_pieces += message.pieces
         elapsed = time.perf_counter() - self._turn_started
         if elapsed > 0:
@@ -424,7 +401,7 @@ class TownhallApp(App[None]):
         if event.kind in (TurnKind.AGENT, TurnKind.MODERATOR):
             self.header.turn = self._turns_this_run + 1
         colour, emoji = self._look(event.speaker, event.kind)
-        await self.transcript.start_turn(event.index, event.speaker, event.kind, colour, emoji)
+        self.transcript.call_later(self.transcript.start_turn, event.index, event.speaker, event.kind, colour, emoji)
         next_up = self.scheduler.next_speaker if self.scheduler is not None else None
         self.roster.set_roles(event.speaker, next_up)
         if self.state not in ("paused", "pausing"):
@@ -432,7 +409,7 @@ class TownhallApp(App[None]):
 
     async def _turn_finished_event(self, turn: Turn) -> None:
         colour, emoji = self._look(turn.speaker, turn.kind)
-        await self.transcript.finish_turn(turn, colour, emoji)
+        self.transcript.call_later(self.transcript.finish_turn, turn, colour, emoji)
         self._count_turn(turn)
         if turn.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and turn.error != SKIPPED:
             self._turns_this_run += 1
@@ -557,6 +534,9 @@ class TownhallApp(App[None]):
     async def _new_townhall_chosen(self, debate: Debate | None) -> None:
         if debate is None:
             return
+        if debate.engine_config is not None and self.engine_factory is None:
+            self.push_screen(ErrorScreen("Cannot change the model", "This window was opened with a fixed engine; start `townhall tui --model PATH` instead."))
+            return
         if debate.engine_config is not None:
             debate.engine_config = self.engine_config.model_copy(update={"model": debate.engine_config.model})
         await self._replace_debate(debate)
@@ -606,14 +586,10 @@ class TownhallApp(App[None]):
         return run
 
 
-def export_to_file(store: Any, session_id: str, fmt: str, folder: Path) -> Path:
-    """Write one session through the store's exporter; the file name is the session id."""
-    from townhall.export import export_session
+def known_binding_ids() -> set[str]:
+    """Every binding id a user may remap, across the app, its screens and widgets."""
+    from townhall.tui.screens.new_townhall import NewTownhallScreen
+    from townhall.tui.screens.sessions import ConfirmScreen, ReplayScreen, SessionsScreen
 
-    text = export_session(store, session_id, fmt)
-    folder.mkdir(parents=True, exist_ok=True)
-    suffix = {"md": "md", "json": "json", "jsonl": "jsonl", "sharegpt": "json", "html": "html", "txt": "txt"}[fmt]
-    stem = f"townhall-{session_id}" + (".sharegpt" if fmt == "sharegpt" else "")
-    path = folder / f"{stem}.{suffix}"
-    path.write_text(text, encoding="utf-8")
-    return path
+    owners: list[Any] = [TownhallApp, InterjectBox, ErrorScreen, NewTownhallScreen, SessionsScreen, ReplayScreen, ConfirmScreen]
+    return {b.id for owner in owners for b in owner.BINDINGS if isinstance(b, Binding) and b.id}

@@ -26,7 +26,7 @@ class Member:
 
 class RosterEntry(Static):
     DEFAULT_CSS = """
-    RosterEntry { padding: 0 1; margin-bottom: 1; }
+    RosterEntry { padding: 0 1; margin-bottom: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     RosterEntry.-speaking { background: $boost; }
     """
 
@@ -42,7 +42,7 @@ class RosterEntry(Static):
 
     def _text(self) -> Text:
         m = self.member
-        text = Text(no_wrap=False)
+        text = Text(no_wrap=True, overflow="ellipsis")  # one fact per line, cut rather than wrapped
         marker = {"speaking": "▶ ", "next": "… "}.get(self.role, "  ")
         text.append(marker, style="bold")
         if m.emoji:
@@ -54,7 +54,9 @@ class RosterEntry(Static):
         text.append(m.title, style="italic")
         if self.role:
             text.append(f"\n  {'speaking now' if self.role == 'speaking' else 'next'}", style=m.colour)
-        text.append(f"\n  {m.turns} turns · {m.words} words", style="dim")
+        turns = "1 turn" if m.turns == 1 else f"{m.turns} turns"
+        words = "1 word" if m.words == 1 else f"{m.words} words"
+        text.append(f"\n  {turns} · {words}", style="dim")
         text.append(f"\n  KV state {m.kv_tokens} tokens", style="dim")
         return text
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from markdown_it import MarkdownIt
 from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
+from textual.widget import MountError
 from textual.widgets import Markdown, Static
 from textual.widgets._markdown import MarkdownStream
 
@@ -47,9 +48,12 @@ class TurnView(Vertical):
         self._body = Markdown("", parser_factory=safe_markdown_parser)
         self._stream: MarkdownStream | None = None
 
-    def compose(self):  # type: ignore[no-untyped-def]
-        yield self._label
-        yield self._body
+    async def build(self) -> None:
+        """Mount label and body and wait for them, so text can go in straight away.
+
+        (Composed children may still be mounting when a fast turn finishes.)
+        """
+        await self.mount_all([self._label, self._body])
 
     def _label_text(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
@@ -115,17 +119,24 @@ class Transcript(VerticalScroll):
         if view is None:
             view = TurnView(index, speaker, kind, colour, emoji)
             self.views[index] = view
-            await self.mount(view)
+            try:
+                await self.mount(view)
+                await view.build()
+            except MountError:
+                if self.app.is_running:
+                    raise
+                # The app is shutting down with turns still queued: nothing to draw on.
         return view
 
     async def append(self, index: int, text: str) -> None:
         view = self.views.get(index)
-        if view is not None:
+        if view is not None and view.is_attached:
             await view.append(text)
 
     async def finish_turn(self, turn: Turn, colour: str, emoji: str = "") -> None:
         view = await self.start_turn(turn.index, turn.speaker, turn.kind, colour, emoji)
-        await view.finish(turn)
+        if view.is_attached:
+            await view.finish(turn)
 
     async def clear(self) -> None:
         self.views.clear()
