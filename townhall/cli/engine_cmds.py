@@ -156,10 +156,13 @@ def bench(
         print(line, file=sys.stderr, flush=True)
 
     if tui_latency:
-        from townhall.tui.latency import measure_key_latency
+        import asyncio
 
-        result: dict[str, Any] = measure_key_latency(config)
-        typer.echo(json.dumps(result, indent=None if as_json else 2))
+        from townhall.engine.factory import build_engine
+        from townhall.tui.latency import measure_engine_latency
+
+        report = asyncio.run(measure_engine_latency(build_engine(config), presses=10))
+        typer.echo(json.dumps(report.as_dict()) if as_json else report.line())
         return
     if config.backend == "openai":
         from townhall.bench_openai import bench_openai

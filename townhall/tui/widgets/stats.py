@@ -30,6 +30,7 @@ class StatsPanel(VerticalScroll):
     StatsPanel { width: 36; border-left: solid $panel; padding: 0 1; }
     StatsPanel Label { margin-top: 1; text-style: bold; }
     StatsPanel Sparkline { height: 3; }
+    StatsPanel Sparkline.empty { display: none; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -42,10 +43,11 @@ class StatsPanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static(self._speed_text(), id="stats-speed", markup=False)
         yield Label("Latency per turn (s)")
-        yield Sparkline([0.0], id="stats-latency")
+        # Hidden until the first turn: a sparkline of one value draws as a solid block.
+        yield Sparkline([], id="stats-latency", classes="empty")
         yield Static("", id="stats-latency-last", markup=False)
         yield Label("Prefill tokens saved by KV states")
-        yield Sparkline([0.0], id="stats-saved")
+        yield Sparkline([], id="stats-saved", classes="empty")
         yield Static("", id="stats-saved-last", markup=False)
         yield Label("Talk time")
         yield Static("", id="stats-talk", markup=False)
@@ -68,8 +70,10 @@ class StatsPanel(VerticalScroll):
         self.last_tps = decode_tps
         self.current_tps = 0.0
         self.query_one("#stats-speed", Static).update(self._speed_text())
-        self.query_one("#stats-latency", Sparkline).data = self.latencies[-60:]
-        self.query_one("#stats-saved", Sparkline).data = self.saved[-60:]
+        for selector, values in (("#stats-latency", self.latencies), ("#stats-saved", self.saved)):
+            sparkline = self.query_one(selector, Sparkline)
+            sparkline.data = values[-60:]
+            sparkline.set_class(len(values) < 2, "empty")
         self.query_one("#stats-latency-last", Static).update(
             f"last {self.latencies[-1]:.2f}s · mean {sum(self.latencies) / len(self.latencies):.2f}s"
         )
