@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from townhall.engine.base import SamplingOverrides
+from townhall.engine.factory import EngineSection
 from townhall.errors import ConfigError, NotFoundError
 
 PolicyName = Literal["round_robin", "random", "moderator", "mention"]
@@ -38,6 +39,7 @@ class TownHallSpec(BaseModel):
     n_ctx: int = Field(default=4096, ge=128)
     context_strategy: StrategyName = "truncate"
     prompt_format: PromptFormatName = "auto"
+    engine: EngineSection | None = None  # which model or server; command-line flags win
 
     @field_validator("participants")
     @classmethod

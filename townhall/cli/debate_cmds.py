@@ -289,8 +289,8 @@ def run_cmd(
     model: ModelOpt = None,
     n_ctx: NCtxOpt = None,
     threads: ThreadsOpt = None,
-    gpu_layers: GpuLayersOpt = -1,
-    backend: BackendOpt = "local",
+    gpu_layers: GpuLayersOpt = None,
+    backend: BackendOpt = None,
     base_url: BaseUrlOpt = None,
     api_model: ApiModelOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
@@ -307,7 +307,7 @@ def run_cmd(
     personas = cast_of(spec, PersonaRegistry.default(agents_dir))  # fail fast, before loading a model
     config = engine_config(
         backend=backend, model=model, n_ctx=spec.n_ctx, threads=threads, gpu_layers=gpu_layers,
-        base_url=base_url, api_model=api_model, api_key_env=api_key_env,
+        base_url=base_url, api_model=api_model, api_key_env=api_key_env, section=spec.engine,
     )
     engine = build_engine(config)
     out = sys.stdout

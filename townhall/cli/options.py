@@ -9,7 +9,7 @@ import typer
 
 from pydantic import ValidationError
 
-from townhall.engine.factory import EngineConfig
+from townhall.engine.factory import EngineConfig, EngineSection
 from townhall.errors import ConfigError
 
 ModelOpt = Annotated[
@@ -19,9 +19,11 @@ ModelOpt = Annotated[
 NCtxOpt = Annotated[Optional[int], typer.Option("--n-ctx", help="Context size per agent, in tokens.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads (default: physical cores).")]
 GpuLayersOpt = Annotated[
-    int, typer.Option("--gpu-layers", help="Layers to offload to a GPU (-1 all, 0 none); ignored by CPU builds.")
+    Optional[int], typer.Option("--gpu-layers", help="Layers to offload to a GPU (-1 all, 0 none); ignored by CPU builds.")
 ]
-BackendOpt = Annotated[str, typer.Option("--backend", help="local (llama.cpp in-process) or openai (a server).")]
+BackendOpt = Annotated[
+    Optional[str], typer.Option("--backend", help="local (llama.cpp in-process, the default) or openai (a server).")
+]
 BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.")]
 ApiModelOpt = Annotated[Optional[str], typer.Option("--api-model", help="Model name to ask the server for.")]
 ApiKeyEnvOpt = Annotated[
@@ -33,26 +35,29 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 
 def engine_config(
     *,
-    backend: str = "local",
+    backend: str | None = None,
     model: str | None = None,
     n_ctx: int | None = None,
     threads: int | None = None,
-    gpu_layers: int = -1,
+    gpu_layers: int | None = None,
     base_url: str | None = None,
     api_model: str | None = None,
     api_key_env: str | None = None,
+    section: EngineSection | None = None,
 ) -> EngineConfig:
-    values: dict[str, object] = {
+    """Flags first, then the town-hall file's `[engine]` table, then the defaults."""
+    flags: dict[str, object] = {
         "backend": backend,
         "model": model,
+        "n_ctx": n_ctx,
         "threads": threads,
         "gpu_layers": gpu_layers,
         "base_url": base_url,
         "api_model": api_model,
         "api_key_env": api_key_env,
     }
-    if n_ctx is not None:
-        values["n_ctx"] = n_ctx
+    values = section.model_dump(exclude_none=True) if section is not None else {}
+    values.update({k: v for k, v in flags.items() if v is not None})
     try:
         return EngineConfig.model_validate(values)
     except ValidationError as exc:

@@ -309,8 +309,8 @@ def resume_cmd(
     model: ModelOpt = None,
     n_ctx: NCtxOpt = None,
     threads: ThreadsOpt = None,
-    gpu_layers: GpuLayersOpt = -1,
-    backend: BackendOpt = "local",
+    gpu_layers: GpuLayersOpt = None,
+    backend: BackendOpt = None,
     base_url: BaseUrlOpt = None,
     api_model: ApiModelOpt = None,
     api_key_env: ApiKeyEnvOpt = None,
@@ -323,6 +323,7 @@ def resume_cmd(
         config = engine_config(
             backend=backend, model=model, n_ctx=n_ctx if n_ctx is not None else spec.n_ctx, threads=threads,
             gpu_layers=gpu_layers, base_url=base_url, api_model=api_model, api_key_env=api_key_env,
+            section=spec.engine,
         )
         engine = build_engine(config)
 

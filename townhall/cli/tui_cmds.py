@@ -7,7 +7,7 @@ personas, user config); the app itself constructs nothing it depends on.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -23,7 +23,6 @@ from townhall.cli.options import (
     ThreadsOpt,
     engine_config,
 )
-from townhall.engine.factory import EngineConfig
 
 TownhallFileArg = Annotated[
     Optional[Path],
@@ -49,8 +48,8 @@ def register(app: typer.Typer) -> None:
         model: ModelOpt = None,
         n_ctx: NCtxOpt = None,
         threads: ThreadsOpt = None,
-        gpu_layers: GpuLayersOpt = -1,
-        backend: BackendOpt = "local",
+        gpu_layers: GpuLayersOpt = None,
+        backend: BackendOpt = None,
         base_url: BaseUrlOpt = None,
         api_model: ApiModelOpt = None,
         api_key_env: ApiKeyEnvOpt = None,
@@ -58,17 +57,11 @@ def register(app: typer.Typer) -> None:
         turns: TurnsOpt = None,
         agents_dir: AgentsDirOpt = None,
     ) -> None:
-        config = engine_config(
-            backend=backend,
-            model=model,
-            n_ctx=n_ctx,
-            threads=threads,
-            gpu_layers=gpu_layers,
-            base_url=base_url,
-            api_model=api_model,
-            api_key_env=api_key_env,
-        )
-        launch(townhall_file, config, db=db, turns=turns, agents_dir=agents_dir)
+        flags = {
+            "backend": backend, "model": model, "n_ctx": n_ctx, "threads": threads, "gpu_layers": gpu_layers,
+            "base_url": base_url, "api_model": api_model, "api_key_env": api_key_env,
+        }
+        launch(townhall_file, flags, db=db, turns=turns, agents_dir=agents_dir)
 
 
 def _spec_path(townhall_file: Path | None) -> Path:
@@ -83,7 +76,7 @@ def _spec_path(townhall_file: Path | None) -> Path:
 
 def launch(
     townhall_file: Path | None = None,
-    config: EngineConfig | None = None,
+    flags: dict[str, Any] | None = None,
     *,
     db: Path | None = None,
     turns: int | None = None,
@@ -97,8 +90,11 @@ def launch(
     from townhall.tui.app import Debate, TownhallApp
     from townhall.tui.config import load_config
 
-    config = config or EngineConfig()
     spec = load_spec(_spec_path(townhall_file), max_turns=turns)
+    flags = dict(flags or {})
+    if flags.get("n_ctx") is None:
+        flags["n_ctx"] = spec.n_ctx
+    config = engine_config(**flags, section=spec.engine)
     registry = PersonaRegistry.default(agents_dir)
     names = ([spec.moderator] if spec.moderator else []) + list(spec.participants)
     personas = registry.resolve(list(dict.fromkeys(names)))

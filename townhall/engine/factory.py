@@ -25,6 +25,21 @@ class EngineConfig(BaseModel):
     api_key_env: str | None = None
 
 
+class EngineSection(BaseModel):
+    """The `[engine]` table of a town-hall file: every field optional; flags win over it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["local", "openai"] | None = None
+    model: str | None = None
+    threads: int | None = Field(default=None, ge=1)
+    gpu_layers: int | None = None
+    flash_attn: bool | None = None
+    base_url: str | None = None
+    api_model: str | None = None
+    api_key_env: str | None = None
+
+
 def build_engine(config: EngineConfig) -> Engine:
     """Construct (not start) the engine; `await engine.start()` loads or connects."""
     if config.backend == "openai":
