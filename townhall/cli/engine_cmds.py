@@ -110,14 +110,14 @@ def doctor(
 
 
 def _ways_table(summary: dict[str, Any]) -> None:
-    typer.echo(f"{'way':<11} {'total s':>9} {'prefill':>9} {'generated':>9} {'mean turn s':>11} {'restore ms max':>14}")
+    typer.echo(f"{'way':<14} {'total s':>9} {'prefill':>9} {'generated':>9} {'mean turn s':>11} {'restore ms max':>14}")
     for way in summary["ways"]:
         turns = way["turn_s"]
         mean = sum(turns) / len(turns) if turns else 0.0
         restore = way["restore_ms_max"]
         restore_text = "-" if restore is None else f"{restore:.1f}"
         typer.echo(
-            f"{way['name']:<11} {way['total_s']:>9.2f} {way['prefill_tokens']:>9} {way['generated_tokens']:>9} "
+            f"{way['name']:<14} {way['total_s']:>9.2f} {way['prefill_tokens']:>9} {way['generated_tokens']:>9} "
             f"{mean:>11.3f} {restore_text:>14}"
         )
     for key, value in summary.items():
