@@ -295,11 +295,15 @@ async def test_llama_server_detected_and_agents_pinned_to_slots(monkeypatch: pyt
         handler.event(completion_chunk("MUST NOT APPEAR"))
         handler.end_stream()
 
-    props = {"default_generation_settings": {"n_ctx": 8192}, "total_slots": 2, "chat_template": "", "build_info": "b9999"}
-    slots = [{"id": 0, "n_ctx": 4096, "is_processing": False}, {"id": 1, "n_ctx": 4096, "is_processing": True}]
+    props = {"default_generation_settings": {"n_ctx": 8192}, "total_slots": 3, "chat_template": "", "build_info": "b9999"}
+    slots = [
+        {"id": 0, "n_ctx": 4096, "is_processing": False},
+        {"id": 1, "n_ctx": 4096, "is_processing": True},
+        {"id": 2, "n_ctx": 4096, "is_processing": False},
+    ]
     with FaultServer(llama, props=props, slots=slots, models=["gemma"]) as server:
         info = await aserver_info(server.root + "/v1")
-        assert info.kind == "llama-server" and info.total_slots == 2 and info.n_ctx == 4096
+        assert info.kind == "llama-server" and info.total_slots == 3 and info.n_ctx == 4096
         assert any("slot 1: busy" in line for line in info.report_lines())
         engine = await started(server.root, api_key_env="TH_TEST_KEY")
         try:
@@ -319,9 +323,10 @@ async def test_llama_server_detected_and_agents_pinned_to_slots(monkeypatch: pyt
         finally:
             await engine.aclose()
     bodies = server.requests
+    # Agents share all slots but the last; one-offs take the last, so they never wipe an agent's cache.
     assert [b["id_slot"] for b in bodies[:5]] == [0, 1, 0, 0, 0]
     assert [b["cache_prompt"] for b in bodies] == [True, True, True, True, False, False]
-    assert "id_slot" not in bodies[5]
+    assert bodies[5]["id_slot"] == 2
     assert all(b["_auth"] == "Bearer sk-secret-value" for b in bodies)
     assert "sk-secret" not in repr(engine) and "sk-secret" not in str(engine.info)
 
@@ -413,3 +418,13 @@ async def test_a_cut_after_the_finish_chunk_is_not_a_fault() -> None:
         finally:
             await engine.aclose()
     assert len(server.requests) == 1
+
+
+def test_llama_server_chatml_fallback_is_not_a_chat_template() -> None:
+    """llama-server reports a built-in ChatML template for base models; auto must still pick transcript."""
+    from townhall.engine.server_info import LLAMA_SERVER_FALLBACK_TEMPLATE, effective_chat_template
+
+    assert effective_chat_template(LLAMA_SERVER_FALLBACK_TEMPLATE) is None
+    assert effective_chat_template(None) is None and effective_chat_template("  ") is None
+    qwen_like = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    assert effective_chat_template(qwen_like) == qwen_like

@@ -278,9 +278,17 @@ class OpenAIEngine:
         raise AssertionError("unreachable")
 
     def _slot_for(self, agent_id: str) -> int:
+        """Agents take slots in turn, all but the last, which one-off requests use."""
         if agent_id not in self._slot_of:
-            self._slot_of[agent_id] = len(self._slot_of) % self._slots
+            agent_slots = self._slots - 1 if self._slots > 1 else 1
+            self._slot_of[agent_id] = len(self._slot_of) % agent_slots
         return self._slot_of[agent_id]
+
+    @property
+    def _oneoff_slot(self) -> int | None:
+        # Unpinned, llama-server would put a one-off in the slot with the most similar
+        # prefix: an agent's (they share the header), wiping that agent's cache.
+        return self._slots - 1 if self.pins_slots and self._slots > 1 else None
 
     def _body(self, request: GenerationRequest, progress: _Progress) -> tuple[str, dict[str, Any]]:
         s = request.sampling
@@ -309,6 +317,8 @@ class OpenAIEngine:
                 body["id_slot"] = self._slot_for(agent)
         else:
             body["cache_prompt"] = False  # a one-off: nothing of it is worth keeping
+            if self._oneoff_slot is not None:
+                body["id_slot"] = self._oneoff_slot
         if request.messages is not None:
             body["messages"] = [dict(m) for m in request.messages]
             return "/v1/chat/completions", body

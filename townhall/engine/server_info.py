@@ -78,6 +78,27 @@ class ServerInfo:
         return lines
 
 
+# llama-server answers with this minimal ChatML template (llama.cpp common/chat.cpp,
+# CHATML_TEMPLATE_SRC) when the model carries none, e.g. a base model: it is not the model's.
+LLAMA_SERVER_FALLBACK_TEMPLATE = (
+    "{%- for message in messages -%}\n"
+    "  {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' -}}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "  {{- '<|im_start|>assistant\n' -}}\n"
+    "{%- endif -%}"
+)
+
+
+def effective_chat_template(template: object) -> str | None:
+    """The model's own template, or None when there is none (or only llama-server's fallback)."""
+    if not isinstance(template, str) or not template.strip():
+        return None
+    if template.strip() == LLAMA_SERVER_FALLBACK_TEMPLATE.strip():
+        return None
+    return template
+
+
 def server_root(base_url: str | None) -> str:
     """Normalise `http://host:port[/prefix][/v1][/]` to the root the API paths hang from.
 
@@ -181,8 +202,7 @@ async def probe(client: httpx.AsyncClient, root: str) -> ServerInfo:
         info.n_ctx = int(n_ctx) if isinstance(n_ctx, int) else None
         slots_total = props.get("total_slots")
         info.total_slots = int(slots_total) if isinstance(slots_total, int) else None
-        template = props.get("chat_template")
-        info.chat_template = template if isinstance(template, str) and template.strip() else None
+        info.chat_template = effective_chat_template(props.get("chat_template"))
         build = props.get("build_info")
         info.build = str(build) if build else None
         slots = await _get_json(client, "/slots")
