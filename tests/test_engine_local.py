@@ -200,3 +200,20 @@ async def test_missing_model_fails_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError) as info:
         await eng.start()
     assert str(tmp_path / "nope.gguf") in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.3, 0.9])
+def test_fast_greedy_picks_exactly_what_llama_cpp_sampler_picks(model_path: Path, penalty: float) -> None:
+    """The numpy greedy path must be token-for-token llama.cpp's penalties + greedy chain."""
+    prompt = HEADER + "Bram: Say it again and again: bridge bridge bridge.\nAda:"
+    sampling = SamplingParams(temperature=0.0, max_tokens=48, repeat_penalty=penalty)
+    texts = []
+    for fast in (True, False):
+        eng = LocalEngine(model_path, n_ctx=1024, fast_greedy=fast)
+        eng.load_blocking()
+        try:
+            text, stats = serve(eng, None, prompt, sampling)
+            texts.append((text, stats.generated_tokens))
+        finally:
+            eng._close_model()
+    assert texts[0] == texts[1] and texts[0][1] > 10
