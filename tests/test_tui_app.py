@@ -467,3 +467,23 @@ async def test_pause_mid_turn_says_so_at_once() -> None:
         assert "pausing after this turn" in screen_text(app)
         await wait_until(lambda: app.state == "paused")
         assert app.transcript.views[0].status is TurnStatus.COMPLETE  # the turn was allowed to finish
+
+
+async def test_new_motion_drops_the_old_title(store: Store) -> None:
+    """The old title named the old motion; keeping it would mislabel the new session."""
+    from townhall.tui.screens.new_townhall import NewTownhallScreen
+
+    app = make_app(ScriptedEngine(["a b c"], delay=0.005), store=store, turns=1, session_id=None)
+    app.debate.spec = app.debate.spec.model_copy(update={"title": "Rail Yard Town Hall"})
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: app.state == "finished")
+        first_session = app.session_id
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, NewTownhallScreen)
+        app.screen.query_one("#nt-motion").value = "Should the town ban leaf blowers?"
+        await pilot.press("ctrl+s")
+        await wait_until(lambda: app.session_id != first_session and app.state == "finished")
+    titles = {s.id: s.title for s in store.list_sessions()}
+    assert titles[first_session] == "Rail Yard Town Hall"
+    assert titles[app.session_id] != "Rail Yard Town Hall"

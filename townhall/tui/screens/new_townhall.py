@@ -66,7 +66,7 @@ class NewTownhallScreen(ModalScreen["object | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static("New town hall", id="nt-title")
+            yield Static("New town hall   (Ctrl+S starts · Esc cancels)", id="nt-title")
             yield Label("Motion")
             yield Input(self.spec.motion, placeholder="The question the town hall debates", id="nt-motion")
             yield Label("Participants (space to pick)")
@@ -134,6 +134,8 @@ class NewTownhallScreen(ModalScreen["object | None"]):
         except ValueError:
             return self._fail("Turns: a whole number, or empty for no limit.")
         values = self.spec.model_dump()
+        if motion != self.spec.motion.strip():
+            values["title"] = None  # the old title named the old motion; the record falls back to the motion
         values.update(
             motion=motion,
             participants=[p.name for p in speakers],
