@@ -71,10 +71,12 @@ from townhall.prompts import (
 )
 from townhall.spec import TownHallSpec
 from townhall.trimming import is_degenerate, trim_turn
-from townhall.turns import Turn, TurnKind, TurnStatus
+from townhall.turns import Turn, TurnKind, TurnStatus, uses_turn_budget
 
 log = logging.getLogger(__name__)
 
+# A skipped turn is `TurnStatus.SKIPPED`; this note only rides along in `turn.error` for
+# views that still test it (tui/app.py), until they test the status instead.
 SKIPPED = "skipped by the watcher"
 _SEED_SPACE = 2**31 - 1
 
@@ -274,7 +276,7 @@ class Scheduler:
             return "stopped"
         if self._closing:
             return "closing_phrase"
-        spoken = [t for t in self.turns[self._history_len :] if t.kind != TurnKind.AUDIENCE and t.error != SKIPPED]
+        spoken = [t for t in self.turns[self._history_len :] if uses_turn_budget(t)]
         if self.spec.max_turns is not None and len(spoken) >= self.spec.max_turns:
             return "max_turns"
         if self.spec.token_budget is not None:
@@ -468,7 +470,7 @@ class Scheduler:
                 turn.stats = generation.stats
                 finish = generation.stats.finish_reason if generation.stats else "stop"
                 if self._skip_current:
-                    turn.content, turn.status, turn.error = "", TurnStatus.INTERRUPTED, SKIPPED
+                    turn.content, turn.status, turn.error = "", TurnStatus.SKIPPED, SKIPPED
                     break
                 cut_short = finish in ("length", "context")
                 turn.content = trim_turn(
