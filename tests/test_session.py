@@ -26,7 +26,7 @@ from townhall.events import (
     TurnFinished,
     TurnStarted,
 )
-from townhall.session import Session, SessionPlan, plan_resume, run_session, turns_left
+from townhall.session import NoTurnsLeft, Session, SessionPlan, plan_resume, run_session, turns_left
 from townhall.store import Store
 from townhall.turns import Turn, TurnKind, TurnStatus
 
@@ -133,8 +133,9 @@ async def test_resuming_again_counts_against_the_original_max_turns(tmp_path: Pa
         plan = plan_resume(store, SESSION)
         assert plan.spec.max_turns == 2 and plan.session_id == SESSION and len(plan.history) == len(HISTORY) + 1
         await run_session(_engine(), plan, store=store)
-        with pytest.raises(ConfigError, match="already had its 5 turns; pass --turns N"):
+        with pytest.raises(NoTurnsLeft, match="already had its 5 turns; pass --turns N") as refused:
             plan_resume(store, SESSION)
+        assert isinstance(refused.value, ConfigError) and refused.value.max_turns == 5
         assert store.get_session(SESSION).spec["max_turns"] == 5  # the record keeps the original
 
 
@@ -214,7 +215,7 @@ async def test_the_runner_on_the_real_model(tmp_path: Path, model_path: Path) ->
     from townhall.engine.local import LocalEngine
 
     engine = LocalEngine(model_path, n_ctx=512, threads=2)
-    plan = SessionPlan(spec(max_turns=2, seed=5, sampling={"max_tokens": 12}), personas())
+    plan = SessionPlan(spec(max_turns=2, sampling={"max_tokens": 12}), personas())
     with Store.open(tmp_path / "th.db") as store:
         result = await run_session(engine, plan, store=store, close_engine=True)
         stored = store.turns(result.session_id)

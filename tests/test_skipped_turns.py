@@ -42,7 +42,7 @@ async def test_a_skipped_turn_is_stored_as_skipped_and_uses_no_budget(tmp_path: 
         rows = store.connection.conn.execute(
             "SELECT status, content FROM turns WHERE session_id = ? ORDER BY turn_index", (sid,)
         ).fetchall()
-        assert [tuple(r) for r in rows][0] == ("skipped", "")
+        assert tuple(rows[0]) == ("skipped", "")
         stored = store.turns(sid)
         assert stored[0].status == TurnStatus.SKIPPED
         # the resume rule counts like the scheduler: 3 stored turns, 2 of them used the budget of 3

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from townhall.engine.base import Engine
 from townhall.errors import ConfigError
@@ -37,6 +37,15 @@ if TYPE_CHECKING:
     from townhall.store import Store
 
 STOPPED = "stopped"
+
+
+class NoTurnsLeft(ConfigError):
+    """A stored session used up its max_turns: a front end may ask for more (`more_turns`)."""
+
+    def __init__(self, session_id: str, max_turns: int) -> None:
+        super().__init__(f"session {session_id} already had its {max_turns} turns; pass --turns N to continue it")
+        self.session_id = session_id
+        self.max_turns = max_turns
 
 
 class SessionScheduler(Protocol):
@@ -102,9 +111,7 @@ def plan_resume(store: Store, session_id: str, *, more_turns: int | None = None)
     spec, personas, history = store.load_for_resume(record.id)
     left = turns_left(spec.max_turns, history, more_turns)
     if left is not None and left <= 0:
-        raise ConfigError(
-            f"session {record.id} already had its {spec.max_turns} turns; pass --turns N to continue it"
-        )
+        raise NoTurnsLeft(record.id, spec.max_turns or 0)
     return SessionPlan(spec.model_copy(update={"max_turns": left}), list(personas), record.id, tuple(history))
 
 
@@ -144,7 +151,7 @@ class CtrlC:
         elif self.second is not None:
             self.second()
 
-    def __enter__(self) -> CtrlC:
+    def __enter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
         for signum in self.signals:
             try:
@@ -236,7 +243,11 @@ class Session:
         """
         task = self.start()
         if ctrl_c:
-            self._ctrl_c = CtrlC(self.request_stop, task.cancel)
+
+            def cancel() -> None:
+                task.cancel()
+
+            self._ctrl_c = CtrlC(self.request_stop, cancel)
             with self._ctrl_c:
                 return await self._await(task)
         return await self._await(task)
