@@ -127,3 +127,27 @@ def test_a_motion_alone_is_debated_by_the_default_cast(tmp_path: Path) -> None:
     turns = [e for e in events if e["type"] == "turn"]
     assert len(turns) == 2 and all(t["speaker"] in cast for t in turns)
     assert events[-1]["type"] == "end" and events[-1]["reason"] == "max_turns"
+
+
+def test_a_motion_alone_runs_on_a_scripted_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same command in-process, with the engine the factory builds swapped for the scripted one."""
+    from typer.testing import CliRunner
+
+    from townhall.cli import app
+    from townhall.engine.scripted import ScriptedEngine
+    from townhall.personas import PersonaRegistry
+    from townhall.store import Store
+
+    monkeypatch.setattr("townhall.engine.factory.build_engine", lambda config: ScriptedEngine())
+    motion = "The library should open on Sundays."
+    db = tmp_path / "th.db"
+    result = CliRunner().invoke(app, ["run", "--motion", motion, "--turns", "3", "--json", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.output.splitlines()]
+    cast = [p.name for p in cast_of(build_spec(None), PersonaRegistry.default())]
+    assert events[0]["spec"]["motion"] == motion and events[0]["spec"].get("title") is None
+    assert sorted(events[0]["participants"]) == sorted(cast)
+    assert events[-1]["reason"] == "max_turns"
+    with Store.open(db) as store:
+        stored = store.turns(events[0]["session"])
+    assert len(stored) == 3 and all(t.speaker in cast for t in stored)

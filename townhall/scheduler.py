@@ -7,7 +7,7 @@ PUBLIC API CONTRACT (other layers code against this; the debate work implements 
     scheduler.subscribe(fn) -> unsubscribe          # fn(event) sync or async
     await scheduler.run() -> str                     # end reason; publishes SessionEnded
     scheduler.pause(); scheduler.resume(); scheduler.step()   # step = one turn, then pause
-    scheduler.skip()        # skip the current/next speaker
+    scheduler.skip()        # skip the current/next speaker; a cut turn is TurnStatus.SKIPPED
     scheduler.interrupt()   # stop the turn being generated; its text is kept, INTERRUPTED
     scheduler.interject(text, speaker="Audience")   # queued; becomes the next turn
     scheduler.stop()        # watcher ends the session after the current turn is settled
@@ -20,7 +20,9 @@ PUBLIC API CONTRACT (other layers code against this; the debate work implements 
 
 Notes on behaviour beyond the contract:
 - Turn indices continue after `history`; `max_turns` and the token budget count the
-  turns of this run only, so resuming a session always moves it forward.
+  turns of this run only (skipped turns and audience lines are free, see
+  `turns.uses_turn_budget`), so resuming a session always moves it forward;
+  `session.plan_resume` decides a resumed run's budget.
 - Events go out in order on the scheduler's loop: SessionStarted, then per turn
   [StrategyApplied] TurnStarted TokenStreamed* (TurnFinished | TurnFailed), Paused and
   Resumed between turns, SessionEnded last. A degenerate turn is retried once inside
