@@ -40,8 +40,8 @@ async def test_resume_continues_the_transcript_with_the_same_people(tmp_path: Pa
 
     engine = ScriptedEngine(lambda request: f"Continuing point {len(engine.requests)}.")
     out = io.StringIO()
-    reason = await resume_session(store, session_id[:6], engine, turns=2, out=out)
-    assert reason == "max_turns"
+    result = await resume_session(store, session_id[:6], engine, turns=2, out=out)
+    assert result.reason == "max_turns" and result.session_id == session_id
     after = store.turns(session_id)
     assert after[:3] == before  # nothing said before was changed
     assert [(t.index, t.status, t.content.strip()) for t in after[3:]] == [

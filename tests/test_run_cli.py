@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from townhall.cli.debate_cmds import build_spec
+from townhall.cli.debate_cmds import build_spec, cast_of
 from townhall.errors import ConfigError
 
 ARGS = ["--agents", "Walt,Priya", "--motion", "Ban leaf blowers.", "--n-ctx", "512", "--max-tokens", "16", "--threads", "2"]
@@ -28,8 +28,11 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     assert spec.sampling.max_tokens == 20 and spec.sampling.temperature == 0.8  # the file's value kept
     flags = build_spec(None, motion="M?", agents="Walt, pogi")
     assert flags.participants == ["Walt", "pogi"] and flags.moderator is None
-    with pytest.raises(ConfigError, match="both --motion and --agents"):
-        build_spec(None, motion="M?")
+    alone = build_spec(None, motion="Ban leaf blowers?")
+    default = build_spec(None)
+    assert alone.motion == "Ban leaf blowers?" and alone.participants == default.participants
+    assert alone.moderator == default.moderator and alone.title is None  # the default's title named its motion
+    assert build_spec(None, agents="Walt,Priya").motion == default.motion
     with pytest.raises(ConfigError, match="field 'policy'"):
         build_spec(None, policy="loudest")
 
@@ -105,3 +108,46 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_turns(tmp_path: Path) -> None:
     assert len(turns) >= 2 and len(turns) < 40
     assert turns[0]["status"] in ("complete", "degenerate")
     assert turns[-1]["status"] in ("interrupted", "complete", "degenerate")
+
+
+@pytest.mark.model
+def test_a_motion_alone_is_debated_by_the_default_cast(tmp_path: Path) -> None:
+    from townhall.personas import PersonaRegistry
+
+    motion = "The library should open on Sundays."
+    result = townhall(
+        "run", "--motion", motion, "--turns", "2", "--max-tokens", "12", "--n-ctx", "1024", "--threads", "2",
+        "--seed", "8", "--json", "--db", str(tmp_path / "th.db"),
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    cast = [p.name for p in cast_of(build_spec(None), PersonaRegistry.default())]
+    assert events[0]["type"] == "start" and events[0]["spec"]["motion"] == motion
+    assert sorted(events[0]["participants"]) == sorted(cast)
+    turns = [e for e in events if e["type"] == "turn"]
+    assert len(turns) == 2 and all(t["speaker"] in cast for t in turns)
+    assert events[-1]["type"] == "end" and events[-1]["reason"] == "max_turns"
+
+
+def test_a_motion_alone_runs_on_a_scripted_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same command in-process, with the engine the factory builds swapped for the scripted one."""
+    from typer.testing import CliRunner
+
+    from townhall.cli import app
+    from townhall.engine.scripted import ScriptedEngine
+    from townhall.personas import PersonaRegistry
+    from townhall.store import Store
+
+    monkeypatch.setattr("townhall.engine.factory.build_engine", lambda config: ScriptedEngine())
+    motion = "The library should open on Sundays."
+    db = tmp_path / "th.db"
+    result = CliRunner().invoke(app, ["run", "--motion", motion, "--turns", "3", "--json", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.output.splitlines()]
+    cast = [p.name for p in cast_of(build_spec(None), PersonaRegistry.default())]
+    assert events[0]["spec"]["motion"] == motion and events[0]["spec"].get("title") is None
+    assert sorted(events[0]["participants"]) == sorted(cast)
+    assert events[-1]["reason"] == "max_turns"
+    with Store.open(db) as store:
+        stored = store.turns(events[0]["session"])
+    assert len(stored) == 3 and all(t.speaker in cast for t in stored)

@@ -7,7 +7,7 @@ PUBLIC API CONTRACT (other layers code against this; the debate work implements 
     scheduler.subscribe(fn) -> unsubscribe          # fn(event) sync or async
     await scheduler.run() -> str                     # end reason; publishes SessionEnded
     scheduler.pause(); scheduler.resume(); scheduler.step()   # step = one turn, then pause
-    scheduler.skip()        # skip the current/next speaker
+    scheduler.skip()        # skip the current/next speaker; a cut turn is TurnStatus.SKIPPED
     scheduler.interrupt()   # stop the turn being generated; its text is kept, INTERRUPTED
     scheduler.interject(text, speaker="Audience")   # queued; becomes the next turn
     scheduler.stop()        # watcher ends the session after the current turn is settled
@@ -20,7 +20,9 @@ PUBLIC API CONTRACT (other layers code against this; the debate work implements 
 
 Notes on behaviour beyond the contract:
 - Turn indices continue after `history`; `max_turns` and the token budget count the
-  turns of this run only, so resuming a session always moves it forward.
+  turns of this run only (skipped turns and audience lines are free, see
+  `turns.uses_turn_budget`), so resuming a session always moves it forward;
+  `session.plan_resume` decides a resumed run's budget.
 - Events go out in order on the scheduler's loop: SessionStarted, then per turn
   [StrategyApplied] TurnStarted TokenStreamed* (TurnFinished | TurnFailed), Paused and
   Resumed between turns, SessionEnded last. A degenerate turn is retried once inside
@@ -71,10 +73,12 @@ from townhall.prompts import (
 )
 from townhall.spec import TownHallSpec
 from townhall.trimming import is_degenerate, trim_turn
-from townhall.turns import Turn, TurnKind, TurnStatus
+from townhall.turns import Turn, TurnKind, TurnStatus, uses_turn_budget
 
 log = logging.getLogger(__name__)
 
+# A skipped turn is `TurnStatus.SKIPPED`; this note only rides along in `turn.error` for
+# views that still test it (tui/app.py), until they test the status instead.
 SKIPPED = "skipped by the watcher"
 _SEED_SPACE = 2**31 - 1
 
@@ -274,7 +278,7 @@ class Scheduler:
             return "stopped"
         if self._closing:
             return "closing_phrase"
-        spoken = [t for t in self.turns[self._history_len :] if t.kind != TurnKind.AUDIENCE and t.error != SKIPPED]
+        spoken = [t for t in self.turns[self._history_len :] if uses_turn_budget(t)]
         if self.spec.max_turns is not None and len(spoken) >= self.spec.max_turns:
             return "max_turns"
         if self.spec.token_budget is not None:
@@ -468,7 +472,7 @@ class Scheduler:
                 turn.stats = generation.stats
                 finish = generation.stats.finish_reason if generation.stats else "stop"
                 if self._skip_current:
-                    turn.content, turn.status, turn.error = "", TurnStatus.INTERRUPTED, SKIPPED
+                    turn.content, turn.status, turn.error = "", TurnStatus.SKIPPED, SKIPPED
                     break
                 cut_short = finish in ("length", "context")
                 turn.content = trim_turn(

@@ -21,6 +21,7 @@ class TurnStatus(StrEnum):
     INTERRUPTED = "interrupted"
     FAILED = "failed"
     DEGENERATE = "degenerate"  # empty or a verbatim repeat, even after one retry
+    SKIPPED = "skipped"  # the watcher skipped it: nothing was said, and it uses no turn budget
 
 
 @dataclass
@@ -36,3 +37,13 @@ class Turn:
     sampling: SamplingParams | None = None
     retries: int = 0
     error: str | None = None
+
+
+def uses_turn_budget(turn: Turn) -> bool:
+    """Whether a turn counts against `max_turns` and the token budget.
+
+    One rule for the scheduler (this run's budget) and for resuming (what a stored
+    session has used): a persona spoke, or tried to; audience lines and skipped
+    turns are free.
+    """
+    return turn.kind != TurnKind.AUDIENCE and turn.status != TurnStatus.SKIPPED

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional, TextIO
@@ -17,20 +16,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from townhall.cli.options import (
-    ApiKeyEnvOpt,
-    ApiModelOpt,
-    BackendOpt,
-    BaseUrlOpt,
-    DbOpt,
-    GpuLayersOpt,
-    JsonOpt,
-    ModelOpt,
-    NCtxOpt,
-    ThreadsOpt,
-    engine_config,
-)
-from townhall.errors import ConfigError, TownhallError
+from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
+from townhall.errors import TownhallError
 from townhall.events import (
     Event,
     Paused,
@@ -78,7 +65,12 @@ def build_spec(
     context_strategy: str | None = None,
     max_tokens: int | None = None,
 ) -> TownHallSpec:
-    """A file (or the default example) with each given flag replacing its field."""
+    """A file (or the default town hall) with each given flag replacing its field.
+
+    `--motion` and `--agents` together and no file: a town hall from the flags alone
+    (no moderator). Either one alone changes the default town hall, so `--motion`
+    alone is debated by the default cast.
+    """
     overrides: dict[str, Any] = {
         "motion": motion,
         "participants": [a.strip() for a in agents.split(",") if a.strip()] if agents is not None else None,
@@ -89,9 +81,7 @@ def build_spec(
         "n_ctx": n_ctx,
         "context_strategy": context_strategy,
     }
-    if townhall is None and (motion is None) != (agents is None):
-        raise ConfigError("give a TOWNHALL.toml, or both --motion and --agents")
-    if townhall is None and motion is not None:
+    if townhall is None and motion is not None and agents is not None:
         base: dict[str, Any] = {}
         source = "flags"
     else:
@@ -101,6 +91,8 @@ def build_spec(
     given = {k: v for k, v in overrides.items() if v is not None}
     if given and source != "flags":
         source += " with the command-line flags"
+    if motion is not None and motion.strip() != str(base.get("motion", "")).strip():
+        base.pop("title", None)  # the file's title names its own motion, not this one
     base.update(given)
     if max_tokens is not None:
         base["sampling"] = {**dict(base.get("sampling") or {}), "max_tokens": max_tokens}
@@ -219,65 +211,11 @@ class ColourPrinter:
 
 
 # -- running ----------------------------------------------------------------------------
-async def run_townhall(
-    engine: Any,
-    spec: TownHallSpec,
-    personas: list[Persona],
-    subscribers: list[Any],
-    *,
-    db: Path | None = None,
-) -> tuple[str, str | None, bool]:
-    """Run to the end; Ctrl+C interrupts the turn in progress and stops cleanly.
-
-    Returns (end reason, error text, whether Ctrl+C was pressed).
-    """
-    from townhall.scheduler import Scheduler
-
-    from townhall.store import Store
-
-    scheduler = Scheduler(engine, spec, personas)
-    # Every town hall is kept: --db, else $TOWNHALL_DB, else the user data directory.
-    store = Store.open(db)
-    store.attach(scheduler)
-    for fn in subscribers:
-        scheduler.subscribe(fn)
-    ended: list[SessionEnded] = []
-    scheduler.subscribe(lambda e: ended.append(e) if isinstance(e, SessionEnded) else None)
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(scheduler.run())
-    pressed = [0]
-
-    def on_sigint() -> None:
-        pressed[0] += 1
-        if pressed[0] == 1:
-            scheduler.interrupt()
-            scheduler.stop()
-        else:
-            task.cancel()
-
-    try:
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-        installed = True
-    except (NotImplementedError, RuntimeError):
-        installed = False
-    try:
-        reason = await task
-    except asyncio.CancelledError:
-        reason = "stopped"
-    finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)
-        try:
-            await engine.aclose()
-        finally:
-            store.close()
-    error = ended[-1].error if ended else None
-    return reason, error, pressed[0] > 0
-
-
+@engine_options
 def run_cmd(
+    engine_flags: EngineFlags,
     townhall: Annotated[Optional[Path], typer.Argument(metavar="[TOWNHALL.toml]", help="Town-hall file (default: the shipped default).")] = None,
-    motion: Annotated[Optional[str], typer.Option("--motion", help="The question debated.")] = None,
+    motion: Annotated[Optional[str], typer.Option("--motion", help="The question debated (alone: by the default town hall's cast).")] = None,
     agents: Annotated[Optional[str], typer.Option("--agents", help="Comma-separated persona names.")] = None,
     moderator: Annotated[Optional[str], typer.Option("--moderator", help="Persona who moderates.")] = None,
     policy: Annotated[Optional[str], typer.Option("--policy", help="round_robin, random, moderator or mention.")] = None,
@@ -286,30 +224,25 @@ def run_cmd(
     context_strategy: Annotated[Optional[str], typer.Option("--context-strategy", help="truncate, summarize or error.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Most tokens per turn.")] = None,
     agents_dir: AgentsDirOpt = None,
-    model: ModelOpt = None,
-    n_ctx: NCtxOpt = None,
-    threads: ThreadsOpt = None,
-    gpu_layers: GpuLayersOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_model: ApiModelOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a town hall without the TUI, streaming it to the terminal (or JSON lines)."""
+    """Run a town hall without the TUI, streaming it to the terminal (or JSON lines).
+
+    Ctrl+C cuts the turn being generated (its words are kept) and stops; a second
+    Ctrl+C stops at once. Every town hall is recorded (--db, else $TOWNHALL_DB, else
+    the user data directory).
+    """
     from townhall.engine.factory import build_engine
+    from townhall.session import SessionPlan, run_session
+    from townhall.store import Store
 
     spec = build_spec(
         townhall, motion=motion, agents=agents, moderator=moderator, policy=policy, turns=turns,
-        seed=seed, n_ctx=n_ctx, context_strategy=context_strategy, max_tokens=max_tokens,
+        seed=seed, n_ctx=engine_flags.n_ctx, context_strategy=context_strategy, max_tokens=max_tokens,
     )
     personas = cast_of(spec, PersonaRegistry.default(agents_dir))  # fail fast, before loading a model
-    config = engine_config(
-        backend=backend, model=model, n_ctx=spec.n_ctx, threads=threads, gpu_layers=gpu_layers,
-        base_url=base_url, api_model=api_model, api_key_env=api_key_env, section=spec.engine,
-    )
-    engine = build_engine(config)
+    engine = build_engine(engine_flags.config(n_ctx=spec.n_ctx, section=spec.engine))
     out = sys.stdout
     if as_json:
         printer: Any = JsonLines(out)
@@ -317,10 +250,13 @@ def run_cmd(
         printer = ColourPrinter(_console(out), personas)
     else:
         printer = PlainPrinter(out)
-    reason, error, pressed = asyncio.run(run_townhall(engine, spec, personas, [printer], db=db))
-    if reason == "error":
-        raise TownhallError(error or "the town hall stopped on an error")
-    if pressed:
+    with Store.open(db) as store:
+        result = asyncio.run(
+            run_session(engine, SessionPlan(spec, personas), store=store, views=[printer], ctrl_c=True, close_engine=True)
+        )
+    if result.reason == "error":
+        raise TownhallError(result.error or "the town hall stopped on an error")
+    if result.stopped_by_user:
         raise typer.Exit(130)
 
 

@@ -8,18 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from townhall.cli.options import (
-    ApiKeyEnvOpt,
-    ApiModelOpt,
-    BackendOpt,
-    BaseUrlOpt,
-    GpuLayersOpt,
-    JsonOpt,
-    ModelOpt,
-    NCtxOpt,
-    ThreadsOpt,
-    engine_config,
-)
+from townhall.cli.options import EngineFlags, JsonOpt, engine_options
 from townhall.errors import TownhallError
 
 
@@ -74,22 +63,13 @@ def _print_report(report: dict[str, Any]) -> None:
         typer.echo(f"{key.replace('_', ' '):<{width}}  {value}")
 
 
+@engine_options
 def doctor(
-    model: ModelOpt = None,
-    n_ctx: NCtxOpt = None,
-    threads: ThreadsOpt = None,
-    gpu_layers: GpuLayersOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_model: ApiModelOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
+    engine_flags: EngineFlags,
     as_json: JsonOpt = False,
 ) -> None:
     """Report the model, the build and the hardware actually doing the work."""
-    config = engine_config(
-        backend=backend, model=model, n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers,
-        base_url=base_url, api_model=api_model, api_key_env=api_key_env,
-    )
+    config = engine_flags.config()
     if config.backend == "openai":
         from townhall.engine.server_info import server_info
 
@@ -125,7 +105,9 @@ def _ways_table(summary: dict[str, Any]) -> None:
             typer.echo(f"{key}: {value}")
 
 
+@engine_options
 def bench(
+    engine_flags: EngineFlags,
     agents: Annotated[int, typer.Option("--agents", help="Agents taking turns.")] = 4,
     turns: Annotated[int, typer.Option("--turns", help="Turns in the scripted debate.")] = 48,
     tokens: Annotated[int, typer.Option("--tokens", help="Tokens generated per turn at most.")] = 40,
@@ -136,21 +118,10 @@ def bench(
     tui_latency: Annotated[
         bool, typer.Option("--tui-latency", help="Measure key-to-screen latency in the TUI during generation.")
     ] = False,
-    model: ModelOpt = None,
-    n_ctx: NCtxOpt = None,
-    threads: ThreadsOpt = None,
-    gpu_layers: GpuLayersOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_model: ApiModelOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the same scripted debate three ways and print what per-agent KV states save."""
-    config = engine_config(
-        backend=backend, model=model, n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers,
-        base_url=base_url, api_model=api_model, api_key_env=api_key_env,
-    )
+    config = engine_flags.config()
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -190,7 +161,7 @@ def bench(
     if turns < 1 or tokens < 1:
         raise TownhallError("--turns and --tokens must be at least 1")
     n_ctx_needed = 160 + turns * (tokens + 12)
-    ctx = config.n_ctx if n_ctx is not None else max(config.n_ctx, min(32768, n_ctx_needed))
+    ctx = config.n_ctx if engine_flags.n_ctx is not None else max(config.n_ctx, min(32768, n_ctx_needed))
     if n_ctx_needed > ctx:
         raise TownhallError(f"--turns {turns} --tokens {tokens} needs about {n_ctx_needed} tokens of context: raise --n-ctx")
     engine = LocalEngine(config.model, n_ctx=ctx, threads=config.threads, gpu_layers=config.gpu_layers)

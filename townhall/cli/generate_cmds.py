@@ -17,22 +17,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from townhall.cli.options import (
-    ApiKeyEnvOpt,
-    ApiModelOpt,
-    BackendOpt,
-    BaseUrlOpt,
-    DbOpt,
-    GpuLayersOpt,
-    ModelOpt,
-    NCtxOpt,
-    ThreadsOpt,
-    engine_config,
-)
+from townhall.cli.options import DbOpt, EngineFlags, engine_options
 from townhall.errors import ConfigError, TownhallError
 
 
+@engine_options
 def generate_cmd(
+    engine_flags: EngineFlags,
     config_file: Annotated[Path, typer.Argument(metavar="CONFIG.toml", help="Generate config file, or a shipped example by name (student_teacher).")],
     count: Annotated[Optional[int], typer.Option("--count", "-n", min=1, help="Write at most N conversations (default: every topic once).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file, appended to (default: the config's `out`, else ./NAME.jsonl).")] = None,
@@ -41,14 +32,6 @@ def generate_cmd(
     forever: Annotated[bool, typer.Option("--forever", help="Cycle through the topics with fresh seeds until Ctrl+C.")] = False,
     agents_dir: Annotated[Optional[Path], typer.Option("--agents-dir", help="Extra folder of persona files.")] = None,
     db: DbOpt = None,
-    model: ModelOpt = None,
-    n_ctx: NCtxOpt = None,
-    threads: ThreadsOpt = None,
-    gpu_layers: GpuLayersOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_model: ApiModelOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
 ) -> None:
     """Run one town hall per topic word and append each clean conversation to the output as it finishes."""
     from townhall.engine.factory import build_engine
@@ -57,37 +40,27 @@ def generate_cmd(
     from townhall.generate.progress import make_reporter
     from townhall.generate.runner import Runner
     from townhall.personas import PersonaRegistry
+    from townhall.session import CtrlC
     from townhall.store import Store
 
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
-    config = load_config(config_file, seed=seed, format=fmt, out=out, agents_dir=agents_dir, n_ctx=n_ctx)
+    config = load_config(config_file, seed=seed, format=fmt, out=out, agents_dir=agents_dir, n_ctx=engine_flags.n_ctx)
     words = topics(config)
     personas = PersonaRegistry.default(config.agents_dir).resolve(config.persona_names())
     output = OutputFile(config.out or default_out(config), config.format, config.fingerprint())
     reporter = make_reporter(sys.stdout, count_written=count is not None)
     with Store.open(db) as store:
-        engine = build_engine(engine_config(
-            backend=backend, model=model, n_ctx=config.n_ctx, threads=threads, gpu_layers=gpu_layers,
-            base_url=base_url, api_model=api_model, api_key_env=api_key_env,
-        ))
+        engine = build_engine(engine_flags.config(n_ctx=config.n_ctx))
         runner = Runner(config, words, engine, store, personas, output, count=count, forever=forever,
                         reporter=reporter)
 
         async def main() -> None:
-            loop = asyncio.get_running_loop()
-
-            def on_signal(signum: int) -> None:
-                runner.stop()
-                loop.remove_signal_handler(signum)  # a second Ctrl+C quits at once
-
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, on_signal, signum)
+            # The first Ctrl+C (or SIGTERM) stops the run; a second quits at once.
             try:
-                await runner.run()
+                with CtrlC(runner.stop, None, signals=(signal.SIGINT, signal.SIGTERM)):
+                    await runner.run()
             finally:
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(signum)
                 await engine.aclose()
 
         asyncio.run(main())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Optional, TextIO
@@ -20,22 +19,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from townhall.cli.options import (
-    ApiKeyEnvOpt,
-    ApiModelOpt,
-    BackendOpt,
-    BaseUrlOpt,
-    DbOpt,
-    GpuLayersOpt,
-    JsonOpt,
-    ModelOpt,
-    NCtxOpt,
-    ThreadsOpt,
-    engine_config,
-)
+from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
 from townhall.errors import ConfigError, NotFoundError, TownhallError
 from townhall.events import Event, SessionEnded, TokenStreamed, TurnFailed, TurnFinished, TurnStarted
 from townhall.export.common import clean
+from townhall.session import SessionResult
 from townhall.store import Store
 
 sessions_app = typer.Typer(help="List, show, rename and delete recorded town halls.", no_args_is_help=True)
@@ -260,16 +248,6 @@ class _Printer:
         self.out.flush()
 
 
-def remaining_turns(spec_max: int | None, history: list[Any], requested: int | None) -> int | None:
-    """How many turns a resumed session may add: --turns N, else what its max_turns left."""
-    if requested is not None:
-        return requested
-    if spec_max is None:
-        return None
-    spoken = sum(1 for t in history if t.kind != "audience")
-    return spec_max - spoken
-
-
 async def resume_session(
     store: Store,
     session_id: str,
@@ -277,65 +255,40 @@ async def resume_session(
     *,
     turns: int | None = None,
     out: TextIO | None = None,
-    on_scheduler: Callable[[Any], None] | None = None,
-) -> str:
-    """Continue a stored session on `engine`, recording into `store`; return the end reason."""
-    from townhall.scheduler import Scheduler
+    ctrl_c: bool = False,
+) -> SessionResult:
+    """Continue a stored session on `engine`, recording into `store` (the turn budget: `session.turns_left`)."""
+    from townhall.session import plan_resume, run_session
 
-    record = store.get_session(session_id)
-    spec, personas, history = store.load_for_resume(record.id)
-    left = remaining_turns(spec.max_turns, history, turns)
-    if left is not None and left <= 0:
-        raise ConfigError(
-            f"session {record.id} already had its {spec.max_turns} turns; pass --turns N to continue it"
-        )
-    spec = spec.model_copy(update={"max_turns": left})
-    scheduler = Scheduler(engine, spec, personas, session_id=record.id, history=history)
-    detach = store.attach(scheduler)
-    if out is not None:
-        scheduler.subscribe(_Printer(out))
-    if on_scheduler is not None:
-        on_scheduler(scheduler)
-    try:
-        return await scheduler.run()
-    finally:
-        detach()
+    plan = plan_resume(store, session_id, more_turns=turns)
+    views = [_Printer(out)] if out is not None else []
+    return await run_session(engine, plan, store=store, views=views, ctrl_c=ctrl_c)
 
 
+@engine_options
 def resume_cmd(
+    engine_flags: EngineFlags,
     session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id or a unique prefix.")],
     turns: Annotated[Optional[int], typer.Option("--turns", "-t", min=1, help="Turns to add (default: what max_turns left).")] = None,
     db: DbOpt = None,
-    model: ModelOpt = None,
-    n_ctx: NCtxOpt = None,
-    threads: ThreadsOpt = None,
-    gpu_layers: GpuLayersOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_model: ApiModelOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
 ) -> None:
-    """Continue a stopped session with the same participants and settings."""
+    """Continue a stopped session with the same participants and settings.
+
+    `--turns N` adds N turns; without it the session gets what its max_turns left.
+    Ctrl+C cuts the turn being generated and stops; a second Ctrl+C stops at once.
+    """
     from townhall.engine.factory import build_engine
+    from townhall.session import plan_resume, run_session
 
     with _open(db) as store:
-        spec, _, _ = store.load_for_resume(session_id)  # fail fast, before loading a model
-        config = engine_config(
-            backend=backend, model=model, n_ctx=n_ctx if n_ctx is not None else spec.n_ctx, threads=threads,
-            gpu_layers=gpu_layers, base_url=base_url, api_model=api_model, api_key_env=api_key_env,
-            section=spec.engine,
-        )
-        engine = build_engine(config)
-
-        async def main() -> str:
-            try:
-                return await resume_session(store, session_id, engine, turns=turns, out=sys.stdout)
-            finally:
-                await engine.aclose()
-
-        reason = asyncio.run(main())
-    if reason == "error":
-        raise TownhallError(f"session {session_id} stopped on an error (see `townhall sessions show {session_id}`)")
+        plan = plan_resume(store, session_id, more_turns=turns)  # fail fast, before loading a model
+        engine = build_engine(engine_flags.config(n_ctx=plan.spec.n_ctx, section=plan.spec.engine))
+        views = [_Printer(sys.stdout)]
+        result = asyncio.run(run_session(engine, plan, store=store, views=views, ctrl_c=True, close_engine=True))
+    if result.reason == "error":
+        raise TownhallError(f"session {result.session_id} stopped on an error (see `townhall sessions show {result.session_id}`)")
+    if result.stopped_by_user:
+        raise typer.Exit(130)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,22 +7,11 @@ personas, user config); the app itself constructs nothing it depends on.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from townhall.cli.options import (
-    ApiKeyEnvOpt,
-    ApiModelOpt,
-    BackendOpt,
-    BaseUrlOpt,
-    DbOpt,
-    GpuLayersOpt,
-    ModelOpt,
-    NCtxOpt,
-    ThreadsOpt,
-    engine_config,
-)
+from townhall.cli.options import DbOpt, EngineFlags, engine_options
 
 TownhallFileArg = Annotated[
     Optional[Path],
@@ -43,25 +32,15 @@ def register(app: typer.Typer) -> None:
     """Add `townhall tui`."""
 
     @app.command("tui", help="Open the TUI and watch a town hall debate.\n\n" + _keys_help())
+    @engine_options
     def tui(
+        engine_flags: EngineFlags,
         townhall_file: TownhallFileArg = None,
-        model: ModelOpt = None,
-        n_ctx: NCtxOpt = None,
-        threads: ThreadsOpt = None,
-        gpu_layers: GpuLayersOpt = None,
-        backend: BackendOpt = None,
-        base_url: BaseUrlOpt = None,
-        api_model: ApiModelOpt = None,
-        api_key_env: ApiKeyEnvOpt = None,
         db: DbOpt = None,
         turns: TurnsOpt = None,
         agents_dir: AgentsDirOpt = None,
     ) -> None:
-        flags = {
-            "backend": backend, "model": model, "n_ctx": n_ctx, "threads": threads, "gpu_layers": gpu_layers,
-            "base_url": base_url, "api_model": api_model, "api_key_env": api_key_env,
-        }
-        launch(townhall_file, flags, db=db, turns=turns, agents_dir=agents_dir)
+        launch(townhall_file, engine_flags, db=db, turns=turns, agents_dir=agents_dir)
 
 
 def _spec_path(townhall_file: Path | None) -> Path:
@@ -76,7 +55,7 @@ def _spec_path(townhall_file: Path | None) -> Path:
 
 def launch(
     townhall_file: Path | None = None,
-    flags: dict[str, Any] | None = None,
+    flags: EngineFlags | None = None,
     *,
     db: Path | None = None,
     turns: int | None = None,
@@ -91,10 +70,7 @@ def launch(
     from townhall.tui.config import load_config
 
     spec = load_spec(_spec_path(townhall_file), max_turns=turns)
-    flags = dict(flags or {})
-    if flags.get("n_ctx") is None:
-        flags["n_ctx"] = spec.n_ctx
-    config = engine_config(**flags, section=spec.engine)
+    config = (flags or EngineFlags()).config(n_ctx=spec.n_ctx, section=spec.engine)
     registry = PersonaRegistry.default(agents_dir)
     names = ([spec.moderator] if spec.moderator else []) + list(spec.participants)
     personas = registry.resolve(list(dict.fromkeys(names)))

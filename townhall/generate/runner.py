@@ -15,20 +15,18 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from townhall.engine.base import Engine
 from townhall.errors import NotFoundError, TownhallError
-from townhall.events import Event, EventBus, SessionEnded, TurnFinished
+from townhall.events import Event, TurnFinished
 from townhall.export import FORMATS
 from townhall.generate.cleaning import judge
 from townhall.generate.config import GenerateConfig, conversation_seed
 from townhall.generate.output import OutputFile
 from townhall.personas import Persona
+from townhall.session import Session, SessionPlan
 from townhall.store import Store
-
-if TYPE_CHECKING:
-    from townhall.scheduler import Scheduler
 
 STOPPED = "stopped"
 EMPTY = "empty"
@@ -136,7 +134,7 @@ class Runner:
         self.max_failures = max_failures
         self.summary = Summary(out=output.path, format=output.format)
         self._stopping = False
-        self._scheduler: Scheduler | None = None
+        self._session: Session | None = None
 
     # -- control --------------------------------------------------------------------
     def pending(self) -> list[str]:
@@ -151,9 +149,8 @@ class Runner:
         self._stopping = True
         self.summary.stopped = True
         self.reporter.stopping()
-        if self._scheduler is not None:
-            self._scheduler.interrupt()
-            self._scheduler.stop()
+        if self._session is not None:
+            self._session.request_stop()
 
     @property
     def stopping(self) -> bool:
@@ -208,55 +205,46 @@ class Runner:
             self.engine.forget(persona.name)
 
     async def _conversation(self, topic: str) -> tuple[Outcome, str | None]:
-        from townhall.scheduler import Scheduler
-
         attempt = self.output.attempts(topic)
         base = self.config.seed
         seed = conversation_seed(base, topic, attempt) if base is not None else self.rng.randrange(2**31 - 1)
         spec = self.config.spec_for(topic, seed)
         self._forget()
-        scheduler = Scheduler(self.engine, spec, self.personas, bus=EventBus())
-        ended: list[SessionEnded] = []
 
         def watch(event: Event) -> None:
             if isinstance(event, TurnFinished) and event.turn.stats is not None:
                 self.reporter.turn(event.turn.stats.generated_tokens)
-            elif isinstance(event, SessionEnded):
-                ended.append(event)
 
-        detach = self.store.attach(scheduler)
-        scheduler.subscribe(watch)
-        self._scheduler = scheduler
+        session = Session(self.engine, SessionPlan(spec, self.personas), store=self.store, views=[watch])
+        self._session = session
         began = self.clock()
         try:
             if self._stopping:
-                scheduler.stop()
-            reason = await scheduler.run()
+                session.request_stop()
+            result = await session.run()
         finally:
-            self._scheduler = None
-            detach()
+            self._session = None
         seconds = self.clock() - began
-        turns = list(scheduler.turns)
+        reason, turns, session_id = result.reason, result.turns, result.session_id
         tokens = sum(t.stats.generated_tokens for t in turns if t.stats is not None)
         self.summary.tokens += tokens
         self.summary.generation_s += seconds
-        error = ((ended[-1].error if ended else None) or "unknown error") if reason == "error" else None
+        error = (result.error or "unknown error") if reason == "error" else None
 
         def outcome(written: bool, why: str | None, detail: str = "", lines: int = 0) -> Outcome:
-            return Outcome(topic, attempt, scheduler.session_id, seed, written, why, detail, lines,
-                           len(turns), tokens, seconds)
+            return Outcome(topic, attempt, session_id, seed, written, why, detail, lines, len(turns), tokens, seconds)
 
         if self._stopping and reason == STOPPED:
             return outcome(False, STOPPED, "interrupted; kept in the store, not written"), None
         verdict = judge(turns, exclude=self.config.exclude, min_turns=self.config.min_turns, end_reason=reason)
         if verdict.keep:
-            text = FORMATS[self.output.format](self.store, scheduler.session_id)
+            text = FORMATS[self.output.format](self.store, session_id)
             if self.output.format == "txt" and text:
                 text += "\n\n"  # two blank lines between conversations, one between turns
             if text.strip():
                 try:
                     entry = self.output.append(
-                        text, topic=topic, attempt=attempt, session_id=scheduler.session_id, seed=seed
+                        text, topic=topic, attempt=attempt, session_id=session_id, seed=seed
                     )
                 except OSError as failure:
                     raise TownhallError(
@@ -267,9 +255,9 @@ class Runner:
             verdict_reason, detail = EMPTY, "the export had nothing to write"
         else:
             verdict_reason, detail = verdict.reason or "dropped", verdict.detail
-        self.output.drop(topic=topic, attempt=attempt, reason=verdict_reason, session_id=scheduler.session_id, seed=seed)
+        self.output.drop(topic=topic, attempt=attempt, reason=verdict_reason, session_id=session_id, seed=seed)
         self.summary.dropped[verdict_reason] += 1
-        self._mark_dropped(scheduler.session_id, spec.title or topic, verdict_reason)
+        self._mark_dropped(session_id, spec.title or topic, verdict_reason)
         return outcome(False, verdict_reason, detail), error
 
     def _mark_dropped(self, session_id: str, title: str, reason: str) -> None:

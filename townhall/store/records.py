@@ -157,7 +157,12 @@ def turn_to_row(session_id: str, turn: Turn) -> dict[str, Any]:
     return row
 
 
+# Before `TurnStatus.SKIPPED` existed, a skipped turn was stored as `interrupted` with this error.
+_LEGACY_SKIP = ("interrupted", "skipped by the watcher")
+
+
 def row_to_turn(row: dict[str, Any]) -> Turn:
+    status = TurnStatus.SKIPPED if (row["status"], row["error"]) == _LEGACY_SKIP else TurnStatus(row["status"])
     stats = None
     if row.get("finish_reason") is not None or row.get("generated_tokens") is not None:
         values = {c: row[c] for c in STAT_COLUMNS if row.get(c) is not None}
@@ -168,7 +173,7 @@ def row_to_turn(row: dict[str, Any]) -> Turn:
         speaker=row["speaker"],
         kind=TurnKind(row["kind"]),
         content=row["content"] or "",
-        status=TurnStatus(row["status"]),
+        status=status,
         started_at=float(row["started_at"] or 0.0),
         finished_at=row["finished_at"],
         stats=stats,
