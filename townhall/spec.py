@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from townhall.engine.base import SamplingOverrides
-from townhall.engine.factory import EngineSection
+from townhall.engine.config import EngineSection
 from townhall.errors import ConfigError, NotFoundError
 
 PolicyName = Literal["round_robin", "random", "moderator", "mention"]

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats, SamplingParams
+from townhall.engine.config import EngineConfig
 from townhall.engine.model_file import GGUFHeader, resolve_model_path, validate_model_file
 from townhall.engine.stops import StopMatcher
 from townhall.engine.system import gpu_offload_supported, physical_cores
@@ -100,7 +101,7 @@ class LocalEngine:
         self.total_layers = 0
 
     @classmethod
-    def from_config(cls, config: Any) -> LocalEngine:
+    def from_config(cls, config: EngineConfig) -> LocalEngine:
         return cls(
             config.model,
             n_ctx=config.n_ctx,

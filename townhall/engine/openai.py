@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import httpx
 
 from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats
-from townhall.engine.factory import EngineConfig
+from townhall.engine.config import EngineConfig
 from townhall.engine.server_info import (
     ServerInfo,
     api_key_from_env,
@@ -33,7 +33,7 @@ from townhall.engine.server_info import (
     probe,
     server_root,
 )
-from townhall.engine.sse import DONE, aiter_events
+from townhall.engine.sse import DONE, aiter_events, aiter_sse_lines
 from townhall.engine.stops import StopMatcher
 from townhall.errors import BackendUnavailableError, ContextOverflowError, GenerationError, TownhallError
 
@@ -459,7 +459,7 @@ class OpenAIEngine:
                     self._take_whole(response, generation, progress, matcher, chat)
                     return
                 finished = False
-                async for event in aiter_events(response.aiter_lines()):
+                async for event in aiter_events(aiter_sse_lines(response.aiter_bytes())):
                     if event.data.strip() == DONE:
                         finished = True
                         break
