@@ -10,22 +10,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from townhall.engine.base import GenerationStats, SamplingParams
+from townhall.engine.base import STAT_FIELDS, GenerationStats, SamplingParams
 from townhall.personas import Persona
 from townhall.turns import Turn, TurnKind, TurnStatus
 
-STAT_COLUMNS = (
-    "prompt_tokens",
-    "reused_tokens",
-    "prefill_tokens",
-    "generated_tokens",
-    "ttft_ms",
-    "decode_tps",
-    "restore_ms",
-    "save_ms",
-    "total_ms",
-    "finish_reason",
-)
+STAT_COLUMNS = STAT_FIELDS  # one column per GenerationStats field, same names
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 
 from townhall.engine.factory import EngineConfig
-from townhall.errors import TownhallError
+from townhall.errors import TownhallError, validation_message
 from townhall.personas import Persona
 from townhall.spec import PolicyName, TownHallSpec
 
@@ -148,9 +148,7 @@ class NewTownhallScreen(ModalScreen["object | None"]):
         try:
             spec = TownHallSpec.model_validate(values)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "town hall"
-            return self._fail(f"{field}: {first['msg']}")
+            return self._fail(validation_message(exc, kind=""))
         engine_config = None
         if model != self.model:
             if model is not None:
