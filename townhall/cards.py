@@ -96,9 +96,9 @@ def _png_card_text(raw: bytes, path: Path) -> str:
             found[name.casefold()] = text
         if kind == b"IEND":
             break
-    for keyword in _CARD_KEYWORDS:
-        if keyword in found:
-            return found[keyword]
+    for wanted in _CARD_KEYWORDS:
+        if wanted in found:
+            return found[wanted]
     raise ConfigError(f"{path}: this PNG holds no character card (no 'chara' text chunk)")
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats
+from townhall.engine.base import EngineInfo, FinishReason, Generation, GenerationRequest, GenerationStats
 from townhall.engine.config import EngineConfig
 from townhall.engine.server_info import (
     ServerInfo,
@@ -39,7 +39,7 @@ from townhall.errors import BackendUnavailableError, ContextOverflowError, Gener
 
 T = TypeVar("T")
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
-_FINISH = {"stop": "stop", "eos": "stop", "length": "length", "max_tokens": "length"}
+_FINISH: dict[str, FinishReason] = {"stop": "stop", "eos": "stop", "length": "length", "max_tokens": "length"}
 
 
 class _Fault(Exception):
@@ -61,7 +61,7 @@ class _Progress:
     pieces: int = 0
     first_piece_at: float | None = None
     last_piece_at: float | None = None
-    finish: str | None = None
+    finish: FinishReason | None = None
     usage: Mapping[str, Any] | None = None
     timings: Mapping[str, Any] | None = None
 

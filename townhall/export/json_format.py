@@ -35,7 +35,7 @@ from townhall.personas import Persona
 from townhall.store import SessionRecord, Store
 from townhall.turns import Turn, TurnKind, TurnStatus
 
-FORMAT_NAME = "townhall.session"
+FORMAT_NAME: Literal["townhall.session"] = "townhall.session"
 FORMAT_VERSION = 1
 
 

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import CommandPalette as _PALETTE
 from textual.containers import Container
 from textual.screen import Screen
@@ -79,7 +79,7 @@ class _PendingTokens:
 class TownhallApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "Townhall"
-    BINDINGS = app_bindings()
+    BINDINGS: ClassVar[list[BindingType]] = [*app_bindings()]
 
     def __init__(
         self,

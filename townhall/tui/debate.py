@@ -23,6 +23,7 @@ class SchedulerLike(Protocol):
     """The part of townhall.scheduler.Scheduler's contract the app drives."""
 
     session_id: str
+    participants: list[Persona]
     turns: list[Turn]
     status: str
     current_speaker: str | None

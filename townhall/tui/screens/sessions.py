@@ -117,7 +117,7 @@ class ReplayScreen(Screen[None]):
             await transcript.finish_turn(turn, colour)
         self.done = True
 
-    def action_toggle(self) -> None:
+    def action_toggle(self) -> None:  # type: ignore[override]  # not DOMNode's toggle(attribute)
         if self._playing.is_set():
             self._playing.clear()
         else:
