@@ -30,6 +30,7 @@ from townhall.cli.options import (
     ThreadsOpt,
     engine_config,
 )
+from townhall.engine.base import Engine
 from townhall.errors import ConfigError, TownhallError
 from townhall.events import (
     Event,
@@ -220,7 +221,7 @@ class ColourPrinter:
 
 # -- running ----------------------------------------------------------------------------
 async def run_townhall(
-    engine: Any,
+    engine: Engine,
     spec: TownHallSpec,
     personas: list[Persona],
     subscribers: list[Any],

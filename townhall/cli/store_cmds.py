@@ -33,6 +33,7 @@ from townhall.cli.options import (
     ThreadsOpt,
     engine_config,
 )
+from townhall.engine.base import Engine
 from townhall.errors import ConfigError, NotFoundError, TownhallError
 from townhall.events import Event, SessionEnded, TokenStreamed, TurnFailed, TurnFinished, TurnStarted
 from townhall.export.common import clean
@@ -273,7 +274,7 @@ def remaining_turns(spec_max: int | None, history: list[Any], requested: int | N
 async def resume_session(
     store: Store,
     session_id: str,
-    engine: Any,
+    engine: Engine,
     *,
     turns: int | None = None,
     out: TextIO | None = None,

@@ -33,6 +33,7 @@ from townhall import __version__
 from townhall.engine.base import GenerationStats, SamplingParams
 from townhall.personas import Persona
 from townhall.store import SessionRecord, Store
+from townhall.store.records import SessionStatus
 from townhall.turns import Turn, TurnKind, TurnStatus
 
 FORMAT_NAME: Literal["townhall.session"] = "townhall.session"
@@ -56,7 +57,7 @@ class SessionOut(_Model):
     id: str
     title: str | None = None
     motion: str
-    status: str = Field(description="running|finished|stopped|failed|interrupted")
+    status: SessionStatus
     end_reason: str | None = None
     error: str | None = None
     created_at: float

@@ -31,12 +31,12 @@ from townhall.events import (
 )
 from townhall.store.database import Connection, writer_identity
 from townhall.store.modelhash import model_sha256
-from townhall.store.records import turn_to_row
+from townhall.store.records import SessionStatus, turn_to_row
 from townhall.turns import Turn, TurnKind, TurnStatus
 
 log = logging.getLogger(__name__)
 
-_END_STATUS = {"stopped": "stopped", "error": "failed"}
+_END_STATUS: dict[str, SessionStatus] = {"stopped": "stopped", "error": "failed"}
 
 
 def persona_dict(persona: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from townhall.errors import NotFoundError, StoreError
+from townhall.events import Subscriber
 from townhall.paths import default_db_path
 from townhall.personas import Persona
 from townhall.spec import TownHallSpec
@@ -28,7 +29,9 @@ from townhall.turns import Turn, TurnStatus
 
 
 class Subscribable(Protocol):
-    def subscribe(self, fn: Callable[[Any], Any]) -> Callable[[], None]: ...
+    """Whatever publishes the debate's events: a Scheduler or an EventBus."""
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]: ...
 
 
 _SUMMARY_SQL = (

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -63,6 +63,9 @@ from townhall.tui.widgets.stats import StatsPanel
 from townhall.tui.widgets.transcript import Transcript
 from townhall.turns import Turn, TurnKind
 
+if TYPE_CHECKING:
+    from townhall.store import Store
+
 _DEBATE_ACTIONS = frozenset({"toggle_pause", "step", "interrupt", "skip", "interject", "export", "toggle_stats"})
 FRAME_S = 1 / 12  # token batches per second: each one re-lays out the screen, and the CPU is shared with the model
 STOP_TIMEOUT_S = 10.0
@@ -88,7 +91,7 @@ class TownhallApp(App[None]):
         engine: Engine | None = None,
         engine_factory: EngineFactory | None = None,
         engine_config: EngineConfig | None = None,
-        store: Any | None = None,
+        store: Store | None = None,
         config: TuiConfig | None = None,
         available_personas: Sequence[Persona] | None = None,
         scheduler_factory: SchedulerFactory = default_scheduler_factory,
