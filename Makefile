@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test lint install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/townhall
 
-test: $(STAMP)
+# The checks run in order and the first failure stops `make test`: lint, types, the layers
+# (import contracts in pyproject.toml), then the suite.
+lint: $(STAMP)
+	$(BIN)/ruff check townhall tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 bench: $(STAMP)

@@ -10,6 +10,17 @@ from pathlib import Path
 import pytest
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that needs the real model (directly or through a fixture) must say so with
+    `@pytest.mark.model`, so `-m "not model"` really runs without it."""
+    unmarked = [
+        item.nodeid for item in items
+        if "model_path" in getattr(item, "fixturenames", ()) and item.get_closest_marker("model") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("uses the real model without @pytest.mark.model: " + ", ".join(unmarked))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep tests out of the real user config/data; share one model cache across the run."""

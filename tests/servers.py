@@ -59,8 +59,14 @@ class LlamaCppServer:
 
         log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
         self._log_path = Path(log.name)
+        # llama_cpp.server's own model load, minus the repacked CPU weights that crash this
+        # machine kind's build (see townhall.engine.system.without_cpu_repack).
+        launcher = (
+            "import runpy; from townhall.engine.system import without_cpu_repack\n"
+            "with without_cpu_repack(): runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)"
+        )
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-c", launcher,
             "--model", str(self.model_path),
             "--host", "127.0.0.1",
             "--port", str(self.port),

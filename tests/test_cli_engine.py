@@ -101,6 +101,7 @@ def test_bench_rejects_bad_arguments() -> None:
     assert result.returncode == 1 and "--ways" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.wheel
 def test_wheel_carries_its_data_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],

@@ -34,11 +34,18 @@ def serve(engine: LocalEngine, agent: str | None, prompt: str, sampling: Samplin
     return "".join(pieces), stats
 
 
-def test_reports_truthful_cpu_device(engine: LocalEngine) -> None:
+def test_reports_the_device_this_build_really_uses(engine: LocalEngine) -> None:
+    import llama_cpp
+
     info = engine.info
     assert info.backend == "local" and info.model_name == "Gemma 3 270m"
-    assert engine.offloaded_layers == 0 and info.device.startswith("CPU · ")
-    assert "GPU" not in info.device
+    if llama_cpp.llama_supports_gpu_offload():  # asked for every layer (-1): a GPU build takes them all
+        total = engine.total_layers
+        assert total > 1 and engine.offloaded_layers == total
+        assert info.device == f"GPU · {total}/{total} layers offloaded"
+    else:
+        assert engine.offloaded_layers == 0 and info.device.startswith("CPU · ")
+        assert "GPU" not in info.device
     assert "<end_of_turn>" in info.eos_markers
 
 

@@ -80,6 +80,7 @@ def test_bad_model_files_get_one_line_naming_the_path(tmp_path: Path, make, mess
     assert str(tmp_path / "model.gguf") in text and message in text and "\n" not in text
 
 
+@pytest.mark.model
 def test_truncated_tensor_data_is_caught(tmp_path: Path, model_path: Path) -> None:
     cut = tmp_path / "cut.gguf"
     with model_path.open("rb") as src:

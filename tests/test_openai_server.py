@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from servers import LlamaCppServer
 
-from townhall.bench_openai import abench_openai
+from townhall.bench.server import abench_openai
 from townhall.engine.base import GenerationRequest, SamplingParams
 from townhall.engine.factory import EngineConfig, build_engine
 from townhall.engine.openai import OpenAIEngine

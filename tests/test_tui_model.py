@@ -40,7 +40,9 @@ async def test_real_model_streams_into_the_transcript_and_the_record(model_path:
             await pilot.pause()
             device = app.header.device
             assert device == engine.info.device
-            if not llama_cpp.llama_supports_gpu_offload():
+            if llama_cpp.llama_supports_gpu_offload():
+                assert device.startswith("GPU · ") and "CPU" not in device
+            else:
                 assert device.startswith("CPU") and "GPU" not in device
             views = list(app.transcript.views.values())
             assert len(views) == 2 and all(v.status is not TurnStatus.STREAMING for v in views)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from townhall.errors import ConfigError, NotFoundError
+from townhall.errors import ConfigError, NotFoundError, validation_message
 from townhall.paths import user_agents_dir
 from townhall.personas import Persona, persona_from_data, persona_to_toml, slug
 
@@ -96,9 +96,9 @@ def _png_card_text(raw: bytes, path: Path) -> str:
             found[name.casefold()] = text
         if kind == b"IEND":
             break
-    for keyword in _CARD_KEYWORDS:
-        if keyword in found:
-            return found[keyword]
+    for wanted in _CARD_KEYWORDS:
+        if wanted in found:
+            return found[wanted]
     raise ConfigError(f"{path}: this PNG holds no character card (no 'chara' text chunk)")
 
 
@@ -108,9 +108,7 @@ def card_fields(card: dict[str, Any], source: str) -> CardData:
     try:
         return CardData.model_validate(body)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{source}: card field '{where}': {first['msg'].lower()}") from None
+        raise ConfigError(validation_message(error, source, kind="card field")) from None
 
 
 def _fill(text: str, name: str) -> str:

@@ -21,7 +21,7 @@ from townhall.prompts import AgentView, Line
 
 Measure = Callable[[AgentView], Awaitable[int]]
 CountTokens = Callable[[str], Awaitable[int]]
-Summarize = Callable[[str | None, Sequence[Line]], Awaitable[str]]
+SummarizeFn = Callable[[str | None, Sequence[Line]], Awaitable[str]]
 
 
 @dataclass
@@ -36,7 +36,7 @@ class FitJob:
     fixed_tokens: int  # header + persona + cue: never dropped
     measure: Measure
     count: CountTokens
-    summarize: Summarize | None = None
+    summarize: SummarizeFn | None = None
 
     @property
     def limit(self) -> int:

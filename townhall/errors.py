@@ -7,6 +7,14 @@ server) is a `TownhallError`; the CLI and the TUI catch this type once and show
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+Location = Sequence[str | int]
+
 
 class TownhallError(Exception):
     """Base of all user-facing errors; `str()` is a complete one-line message."""
@@ -42,3 +50,33 @@ class StoreError(TownhallError):
 
 class NotFoundError(TownhallError):
     """A named session, persona or file does not exist."""
+
+
+def dotted(loc: Location) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validation_message(
+    error: ValidationError,
+    source: str = "",
+    *,
+    kind: str = "field",
+    name: Callable[[Location], str] = dotted,
+) -> str:
+    """Every problem pydantic found, on one line: `source: field 'a' is required; field 'b': ...`.
+
+    The one formatter for files, flags, cards and dialogs: `kind` says what a location is
+    ("card field", "" for bare names), `name` spells it (a flag as `--n-ctx`).
+    """
+    problems = []
+    for item in error.errors():
+        where = name(item["loc"]) or "(top level)"
+        label = f"{kind} '{where}'" if kind else where
+        if item["type"] == "missing":
+            problems.append(f"{label} is required")
+        elif item["type"] == "extra_forbidden":
+            problems.append(f"{label} is not a known field")
+        else:
+            problems.append(f"{label}: {' '.join(str(item['msg']).split())}")
+    text = "; ".join(problems)
+    return f"{source}: {text}" if source else text

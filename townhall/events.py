@@ -6,19 +6,22 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from townhall.engine.base import EngineInfo
+from townhall.personas import Persona
 from townhall.turns import Turn, TurnKind
 
 log = logging.getLogger(__name__)
+
+SchedulerStatus = Literal["idle", "running", "paused", "finished"]
 
 
 @dataclass(frozen=True)
 class SessionStarted:
     session_id: str
     spec: dict[str, Any]  # the town hall as given (TownHallSpec.model_dump())
-    participants: tuple[Any, ...]  # Persona snapshots, in speaking order
+    participants: tuple[Persona, ...]  # snapshots, in speaking order
     engine: EngineInfo
     at: float
     resumed: bool = False

@@ -17,7 +17,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from townhall.engine.base import SamplingOverrides
-from townhall.errors import ConfigError, NotFoundError
+from townhall.errors import ConfigError, NotFoundError, validation_message
 from townhall.paths import data_dir, user_agents_dir
 
 
@@ -51,20 +51,6 @@ class Persona(BaseModel):
         return value.strip()
 
 
-def format_validation_error(source: str, error: ValidationError) -> str:
-    """One line naming the file, each bad field and what is wrong with it."""
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(file)"
-        if item["type"] == "missing":
-            problems.append(f"field '{where}' is required")
-        elif item["type"] == "extra_forbidden":
-            problems.append(f"field '{where}' is not a known field")
-        else:
-            problems.append(f"field '{where}': {item['msg']}")
-    return f"{source}: " + "; ".join(problems)
-
-
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -81,7 +67,7 @@ def persona_from_data(data: Mapping[str, Any], source: str) -> Persona:
     try:
         return Persona.model_validate(dict(data))
     except ValidationError as error:
-        raise ConfigError(format_validation_error(source, error)) from None
+        raise ConfigError(validation_message(error, source)) from None
 
 
 def load_persona(path: Path) -> Persona:

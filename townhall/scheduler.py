@@ -52,6 +52,7 @@ from townhall.events import (
     Resumed,
     SessionEnded,
     SessionStarted,
+    SchedulerStatus,
     StrategyApplied,
     Subscriber,
     TokenStreamed,
@@ -149,7 +150,7 @@ class Scheduler:
         self.participants: list[Persona] = ([self.moderator] if self.moderator else []) + speakers
         self.policy = make_policy(spec.policy)
         self.strategy = make_strategy(spec.context_strategy)
-        self.status = "idle"
+        self.status: SchedulerStatus = "idle"
         self.current_speaker: str | None = None
         self.next_speaker: str | None = None
         self.end_reason: str | None = None

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from townhall.engine.base import Engine
 from townhall.errors import ConfigError
-from townhall.events import Event, EventBus, SessionEnded, Subscriber
+from townhall.events import Event, EventBus, SchedulerStatus, SessionEnded, Subscriber
 from townhall.personas import Persona
 from townhall.spec import TownHallSpec
 from townhall.turns import Turn, uses_turn_budget
@@ -57,7 +57,7 @@ class SessionScheduler(Protocol):
 
     session_id: str
     turns: list[Turn]
-    status: str
+    status: SchedulerStatus
     current_speaker: str | None
     next_speaker: str | None
 

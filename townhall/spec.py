@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from townhall.engine.base import SamplingOverrides
-from townhall.engine.factory import EngineSection
-from townhall.errors import ConfigError, NotFoundError
+from townhall.engine.config import EngineSection
+from townhall.errors import ConfigError, NotFoundError, validation_message
 
 PolicyName = Literal["round_robin", "random", "moderator", "mention"]
 StrategyName = Literal["truncate", "summarize", "error"]
@@ -53,12 +53,10 @@ class TownHallSpec(BaseModel):
 
 
 def spec_from_data(data: Mapping[str, Any], source: str) -> TownHallSpec:
-    from townhall.personas import format_validation_error
-
     try:
         return TownHallSpec.model_validate(dict(data))
     except ValidationError as error:
-        raise ConfigError(format_validation_error(source, error)) from None
+        raise ConfigError(validation_message(error, source)) from None
 
 
 def load_spec(path: Path, **overrides: Any) -> TownHallSpec:

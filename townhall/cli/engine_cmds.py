@@ -90,19 +90,10 @@ def doctor(
 
 
 def _ways_table(summary: dict[str, Any]) -> None:
-    typer.echo(f"{'way':<14} {'total s':>9} {'prefill':>9} {'generated':>9} {'mean turn s':>11} {'restore ms max':>14}")
-    for way in summary["ways"]:
-        turns = way["turn_s"]
-        mean = sum(turns) / len(turns) if turns else 0.0
-        restore = way["restore_ms_max"]
-        restore_text = "-" if restore is None else f"{restore:.1f}"
-        typer.echo(
-            f"{way['name']:<14} {way['total_s']:>9.2f} {way['prefill_tokens']:>9} {way['generated_tokens']:>9} "
-            f"{mean:>11.3f} {restore_text:>14}"
-        )
-    for key, value in summary.items():
-        if key not in ("ways", "config"):
-            typer.echo(f"{key}: {value}")
+    from townhall.bench.report import table_lines
+
+    for line in table_lines(summary):
+        typer.echo(line)
 
 
 @engine_options
@@ -136,31 +127,30 @@ def bench(
         typer.echo(json.dumps(report.as_dict()) if as_json else report.line())
         return
     if config.backend == "openai":
-        from townhall.bench_openai import bench_openai
+        from townhall.bench.report import summarize_server
+        from townhall.bench.server import bench_openai
 
         if not config.base_url:
             raise TownhallError("--backend openai needs --base-url URL")
-        results = bench_openai(config, agents=agents, turns=turns, max_tokens=tokens)
-        summary = {"ways": results}
-        if len(results) == 2 and results[1]["total_s"]:
-            summary["resend-history/append-only"] = round(results[0]["total_s"] / results[1]["total_s"], 2)
+        summary = summarize_server(bench_openai(config, agents=agents, turns=turns, max_tokens=tokens))
         if as_json:
             typer.echo(json.dumps(summary))
         else:
             _ways_table(summary)
         return
-    from townhall.bench import run_debate_bench, run_memory_bench
+    from townhall.bench.local import LOCAL_WAYS, run_debate_bench, run_memory_bench
+    from townhall.bench.script import MAX_AGENTS, MIN_AGENTS, context_needed
     from townhall.engine.local import LocalEngine
 
     wanted = tuple(w.strip() for w in ways.split(",") if w.strip())
-    unknown = set(wanted) - {"reprefill", "save_state", "townhall"}
+    unknown = set(wanted) - set(LOCAL_WAYS)
     if unknown or "townhall" not in wanted:
         raise TownhallError(f"--ways takes reprefill, save_state and townhall (townhall required), not {ways!r}")
-    if not 2 <= agents <= 12:
-        raise TownhallError("--agents must be between 2 and 12")
+    if not MIN_AGENTS <= agents <= MAX_AGENTS:
+        raise TownhallError(f"--agents must be between {MIN_AGENTS} and {MAX_AGENTS}")
     if turns < 1 or tokens < 1:
         raise TownhallError("--turns and --tokens must be at least 1")
-    n_ctx_needed = 160 + turns * (tokens + 12)
+    n_ctx_needed = context_needed(agents, turns, tokens)
     ctx = config.n_ctx if engine_flags.n_ctx is not None else max(config.n_ctx, min(32768, n_ctx_needed))
     if n_ctx_needed > ctx:
         raise TownhallError(f"--turns {turns} --tokens {tokens} needs about {n_ctx_needed} tokens of context: raise --n-ctx")

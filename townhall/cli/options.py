@@ -18,7 +18,7 @@ import typer
 from pydantic import ValidationError
 
 from townhall.engine.factory import EngineConfig, EngineSection
-from townhall.errors import ConfigError
+from townhall.errors import ConfigError, Location, validation_message
 
 _PANEL = "Engine"  # one panel in --help, the same in every command
 
@@ -140,6 +140,8 @@ def engine_config(
     try:
         return EngineConfig.model_validate(values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
-        raise ConfigError(f"{flag}: {first['msg']}") from None
+        raise ConfigError(validation_message(exc, kind="", name=_flag)) from None
+
+
+def _flag(loc: Location) -> str:
+    return "--" + str(loc[0]).replace("_", "-") if loc else "options"

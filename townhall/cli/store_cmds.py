@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
+from townhall.engine.base import Engine
 from townhall.errors import ConfigError, NotFoundError, TownhallError
 from townhall.events import Event, SessionEnded, TokenStreamed, TurnFailed, TurnFinished, TurnStarted
 from townhall.export.common import clean
@@ -251,7 +252,7 @@ class _Printer:
 async def resume_session(
     store: Store,
     session_id: str,
-    engine: Any,
+    engine: Engine,
     *,
     turns: int | None = None,
     out: TextIO | None = None,

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+FinishReason = Literal["stop", "length", "context", "cancelled", "error"]
+BackendKind = Literal["local", "openai", "scripted"]
 
 
 class SamplingOverrides(BaseModel):
@@ -77,7 +80,14 @@ class GenerationRequest:
 
 @dataclass
 class GenerationStats:
-    """What one request cost; every engine fills every field it can measure."""
+    """What one request cost; every engine fills every field it can measure.
+
+    The one definition of the per-request figures: the store's columns (`STAT_FIELDS`),
+    the JSON export and the views all take their names from here.
+    """
+
+    # Read by pydantic where an export embeds these stats: a misspelt field is an error.
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(extra="forbid")
 
     prompt_tokens: int = 0
     reused_tokens: int = 0
@@ -88,17 +98,20 @@ class GenerationStats:
     restore_ms: float = 0.0
     save_ms: float = 0.0
     total_ms: float = 0.0
-    finish_reason: str = "stop"  # stop | length | context | cancelled | error
+    finish_reason: FinishReason = "stop"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+STAT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(GenerationStats))
 
 
 @dataclass(frozen=True)
 class EngineInfo:
     """The truth about what is serving requests, for headers and `townhall doctor`."""
 
-    backend: str  # "local", "openai", "scripted"
+    backend: BackendKind
     model_name: str
     n_ctx: int
     device: str  # e.g. "CPU · 2 threads" or "GPU · 18/18 layers offloaded"

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats
-from townhall.engine.factory import EngineConfig
+from townhall.engine.base import EngineInfo, FinishReason, Generation, GenerationRequest, GenerationStats
+from townhall.engine.config import EngineConfig
 from townhall.engine.server_info import (
     ServerInfo,
     api_key_from_env,
@@ -33,13 +33,13 @@ from townhall.engine.server_info import (
     probe,
     server_root,
 )
-from townhall.engine.sse import DONE, aiter_events
+from townhall.engine.sse import DONE, aiter_events, aiter_sse_lines
 from townhall.engine.stops import StopMatcher
 from townhall.errors import BackendUnavailableError, ContextOverflowError, GenerationError, TownhallError
 
 T = TypeVar("T")
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
-_FINISH = {"stop": "stop", "eos": "stop", "length": "length", "max_tokens": "length"}
+_FINISH: dict[str, FinishReason] = {"stop": "stop", "eos": "stop", "length": "length", "max_tokens": "length"}
 
 
 class _Fault(Exception):
@@ -61,7 +61,7 @@ class _Progress:
     pieces: int = 0
     first_piece_at: float | None = None
     last_piece_at: float | None = None
-    finish: str | None = None
+    finish: FinishReason | None = None
     usage: Mapping[str, Any] | None = None
     timings: Mapping[str, Any] | None = None
 
@@ -459,7 +459,7 @@ class OpenAIEngine:
                     self._take_whole(response, generation, progress, matcher, chat)
                     return
                 finished = False
-                async for event in aiter_events(response.aiter_lines()):
+                async for event in aiter_events(aiter_sse_lines(response.aiter_bytes())):
                     if event.data.strip() == DONE:
                         finished = True
                         break

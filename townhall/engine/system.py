@@ -1,9 +1,12 @@
-"""Facts about this machine that the engine must not guess: cores and GPU offload."""
+"""Facts about this machine that the engine must not guess: cores, GPU offload, a build fault."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 
 @lru_cache(maxsize=1)
@@ -39,3 +42,30 @@ def gpu_offload_supported() -> bool:
     import llama_cpp
 
     return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+@contextmanager
+def without_cpu_repack() -> Iterator[None]:
+    """Build a llama.cpp model (`Llama(...)` inside this block) without repacked CPU weights.
+
+    Why: llama-cpp-python 0.3.36 compiled on this project's machine kind (an AVX-512 Xeon)
+    segfaults in `llama_decode` on any batch of two tokens or more when the Q4_K weights are
+    repacked into the CPU "extra buffer"; one token at a time works, and so does every batch
+    with `use_extra_bufts = False` (measured with the embedded model). `Llama()` takes no
+    such argument and reads the model defaults once while loading, so they are swapped for
+    the length of the load. Load models on one thread at a time (the engines do).
+    """
+    from llama_cpp import llama as high_level
+
+    original = high_level.llama_cpp.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    high_level.llama_cpp.llama_model_default_params = defaults
+    try:
+        yield
+    finally:
+        high_level.llama_cpp.llama_model_default_params = original

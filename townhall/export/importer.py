@@ -12,17 +12,12 @@ import uuid
 
 from pydantic import ValidationError
 
-from townhall.errors import ConfigError
+from townhall.errors import ConfigError, dotted, validation_message
 from townhall.export.json_format import FORMAT_NAME, FORMAT_VERSION, SessionExport
-from townhall.store import Store
+from townhall.store import SessionRecord, SessionSummary, Store, StoredEvent
+from townhall.turns import Turn, TurnStatus
 
 COLLECTION_NAME = "townhall.sessions"
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "document"
-    return f"{where}: {error['msg']}"
 
 
 def _parse(text: str, source: str) -> list[SessionExport]:
@@ -48,8 +43,8 @@ def _parse(text: str, source: str) -> list[SessionExport]:
         try:
             documents.append(SessionExport.model_validate(item))
         except ValidationError as exc:
-            prefix = f"sessions.{i}." if data["format"] == COLLECTION_NAME else ""
-            raise ConfigError(f"{source}: {prefix}{_first_error(exc)}") from None
+            where = (f"sessions.{i}",) if data["format"] == COLLECTION_NAME else ()
+            raise ConfigError(validation_message(exc, source, kind="", name=lambda loc: dotted((*where, *loc)))) from None
     return documents
 
 
@@ -58,46 +53,51 @@ def new_session_id() -> str:
 
 
 def _insert(store: Store, document: SessionExport) -> str:
-    session_id = new_session_id()
+    """Hand the document to the store as a new session; a live status becomes `interrupted`."""
     s, engine = document.session, document.session.engine
-    status = "interrupted" if s.status == "running" else s.status
-    with store.connection.transaction() as conn:
-        conn.execute(
-            "INSERT INTO sessions(id, title, motion, spec, backend, model_name, model_path, model_sha256, n_ctx, "
-            "device, seed, created_at, updated_at, ended_at, status, end_reason, error) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (session_id, s.title, s.motion, json.dumps(s.spec, ensure_ascii=False), engine.backend,
-             engine.model_name, engine.model_path, engine.model_sha256, engine.n_ctx, engine.device, s.seed,
-             s.created_at, s.updated_at, s.ended_at, status, s.end_reason, s.error),
+    summary = SessionSummary(
+        id=new_session_id(),
+        title=s.title,
+        motion=s.motion,
+        status="interrupted" if s.status == "running" else s.status,
+        created_at=s.created_at,
+        updated_at=s.updated_at,
+        ended_at=s.ended_at,
+        end_reason=s.end_reason,
+        model_name=engine.model_name,
+        participants=tuple(p.name for p in document.participants),
+        turns=len(document.turns),
+    )
+    record = SessionRecord(
+        summary=summary,
+        spec=s.spec,
+        personas=tuple(document.participants),
+        backend=engine.backend,
+        model_path=engine.model_path,
+        model_sha256=engine.model_sha256,
+        n_ctx=engine.n_ctx,
+        device=engine.device,
+        seed=s.seed,
+        error=s.error,
+        events=tuple(StoredEvent(at=e.at, type=e.type, detail=e.detail) for e in document.events),
+    )
+    turns = [
+        Turn(
+            index=t.index,
+            speaker=t.speaker,
+            kind=t.kind,
+            content=t.content,
+            status=TurnStatus.INTERRUPTED if t.status == TurnStatus.STREAMING else t.status,
+            started_at=t.started_at,
+            finished_at=t.finished_at,
+            stats=t.stats,
+            sampling=t.sampling,
+            retries=t.retries,
+            error=t.error,
         )
-        for position, persona in enumerate(document.participants):
-            conn.execute(
-                "INSERT INTO participants(session_id, position, name, title, color, moderator, persona) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (session_id, position, persona.name, persona.title, persona.color, int(persona.moderator),
-                 persona.model_dump_json()),
-            )
-        for turn in document.turns:
-            stats = turn.stats.model_dump() if turn.stats is not None else {}
-            conn.execute(
-                "INSERT INTO turns(session_id, turn_index, speaker, kind, content, status, started_at, finished_at, "
-                "prompt_tokens, reused_tokens, prefill_tokens, generated_tokens, ttft_ms, decode_tps, restore_ms, "
-                "save_ms, total_ms, finish_reason, sampling, retries, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, turn.index, turn.speaker, str(turn.kind), turn.content,
-                 "interrupted" if turn.status == "streaming" else str(turn.status),
-                 turn.started_at, turn.finished_at,
-                 stats.get("prompt_tokens"), stats.get("reused_tokens"), stats.get("prefill_tokens"),
-                 stats.get("generated_tokens"), stats.get("ttft_ms"), stats.get("decode_tps"),
-                 stats.get("restore_ms"), stats.get("save_ms"), stats.get("total_ms"), stats.get("finish_reason"),
-                 turn.sampling.model_dump_json() if turn.sampling is not None else None, turn.retries, turn.error),
-            )
-        for event in document.events:
-            conn.execute(
-                "INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, ?, ?)",
-                (session_id, event.at, event.type, json.dumps(event.detail, ensure_ascii=False)),
-            )
-    return session_id
+        for t in document.turns
+    ]
+    return store.insert_session(record, turns)
 
 
 def import_documents(store: Store, text: str, source: str = "import") -> list[str]:

@@ -10,8 +10,9 @@ Schema `townhall.session`, version 1 (these pydantic models are its definition;
                   engine: {backend, model_name, model_path, model_sha256, n_ctx, device}},
       "participants": [Persona, ...],             # speaking order, as they were
       "turns": [{index, speaker, kind, content, status, started_at, finished_at,
-                 stats: {prompt_tokens, reused_tokens, prefill_tokens, generated_tokens,
-                         ttft_ms, decode_tps, restore_ms, save_ms, total_ms, finish_reason} | null,
+                 stats: {...GenerationStats: prompt_tokens, reused_tokens, prefill_tokens,
+                         generated_tokens, ttft_ms, decode_tps, restore_ms, save_ms,
+                         total_ms, finish_reason} | null,
                  sampling: {...resolved sampling...} | null, retries, error}, ...],
       "events": [{at, type, detail}, ...]          # pauses, strategy actions, errors, start/end
     }
@@ -29,12 +30,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from townhall import __version__
-from townhall.engine.base import SamplingParams
+from townhall.engine.base import GenerationStats, SamplingParams
 from townhall.personas import Persona
 from townhall.store import SessionRecord, Store
+from townhall.store.records import SessionStatus
 from townhall.turns import Turn, TurnKind, TurnStatus
 
-FORMAT_NAME = "townhall.session"
+FORMAT_NAME: Literal["townhall.session"] = "townhall.session"
 FORMAT_VERSION = 1
 
 
@@ -55,7 +57,7 @@ class SessionOut(_Model):
     id: str
     title: str | None = None
     motion: str
-    status: str = Field(description="running|finished|stopped|failed|interrupted")
+    status: SessionStatus
     end_reason: str | None = None
     error: str | None = None
     created_at: float
@@ -66,19 +68,6 @@ class SessionOut(_Model):
     engine: EngineOut
 
 
-class StatsOut(_Model):
-    prompt_tokens: int = 0
-    reused_tokens: int = 0
-    prefill_tokens: int = 0
-    generated_tokens: int = 0
-    ttft_ms: float = 0.0
-    decode_tps: float = 0.0
-    restore_ms: float = 0.0
-    save_ms: float = 0.0
-    total_ms: float = 0.0
-    finish_reason: str = "stop"
-
-
 class TurnOut(_Model):
     index: int
     speaker: str
@@ -87,7 +76,7 @@ class TurnOut(_Model):
     status: TurnStatus
     started_at: float
     finished_at: float | None = None
-    stats: StatsOut | None = None
+    stats: GenerationStats | None = None
     sampling: SamplingParams | None = None
     retries: int = 0
     error: str | None = None
@@ -118,7 +107,7 @@ def turn_out(turn: Turn) -> TurnOut:
         status=turn.status,
         started_at=turn.started_at,
         finished_at=turn.finished_at,
-        stats=StatsOut(**turn.stats.as_dict()) if turn.stats is not None else None,
+        stats=turn.stats,
         sampling=turn.sampling,
         retries=turn.retries,
         error=turn.error,

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from townhall.engine.base import SamplingOverrides
-from townhall.errors import ConfigError, NotFoundError
+from townhall.errors import ConfigError, NotFoundError, validation_message
 from townhall.spec import PolicyName, PromptFormatName, StrategyName, TownHallSpec
 
 WORD = "{word}"
@@ -204,7 +204,7 @@ def resolve_config_path(path: Path) -> Path:
 
 def load_config(path: Path, **overrides: Any) -> GenerateConfig:
     """Read a generate TOML file; non-None `overrides` (from flags) replace its fields."""
-    from townhall.personas import format_validation_error, read_toml
+    from townhall.personas import read_toml
 
     path = resolve_config_path(path)
     data = read_toml(path)
@@ -213,7 +213,7 @@ def load_config(path: Path, **overrides: Any) -> GenerateConfig:
     try:
         config = GenerateConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(str(path), error)) from None
+        raise ConfigError(validation_message(error, str(path))) from None
     base = path.resolve().parent
     updates: dict[str, Path] = {}
     for field in ("words_file", "agents_dir"):

@@ -13,6 +13,7 @@ Public API (the TUI, `townhall run`, `generate` and the exports use exactly this
     store.turns(session_id) -> list[Turn]                        # in turn order
     store.search(query, limit=20) -> list[SearchHit]             # FTS5; bad syntax -> SearchQueryError
     store.rename(id, title); store.delete(id); store.close()
+    store.insert_session(record, turns) -> str   # a whole session in one transaction (`townhall import`)
     spec, personas, turns = store.load_for_resume(id)
     Scheduler(engine, spec, personas, session_id=id, history=turns)   # then store.attach(...) and run
 

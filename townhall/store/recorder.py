@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,12 +32,12 @@ from townhall.events import (
 )
 from townhall.store.database import Connection, writer_identity
 from townhall.store.modelhash import model_sha256
-from townhall.store.records import turn_to_row
+from townhall.store.records import SessionStatus, turn_to_row
 from townhall.turns import Turn, TurnKind, TurnStatus
 
 log = logging.getLogger(__name__)
 
-_END_STATUS = {"stopped": "stopped", "error": "failed"}
+_END_STATUS: dict[str, SessionStatus] = {"stopped": "stopped", "error": "failed"}
 
 
 def persona_dict(persona: Any) -> dict[str, Any]:
@@ -195,12 +196,12 @@ class Recorder:
             self._event(conn, session_id, at, kind, detail)
 
     @staticmethod
-    def _event(conn: Any, session_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
+    def _event(conn: sqlite3.Connection, session_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
         conn.execute("INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, ?, ?)",
                      (session_id, at, kind, _json(detail)))
 
     @staticmethod
-    def _ensure_session(conn: Any, session_id: str, at: float) -> None:
+    def _ensure_session(conn: sqlite3.Connection, session_id: str, at: float) -> None:
         """A store attached after SessionStarted still keeps the turns, under a placeholder session."""
         if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
             return

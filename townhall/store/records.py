@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from townhall.engine.base import GenerationStats, SamplingParams
+from townhall.engine.base import STAT_FIELDS, GenerationStats, SamplingParams
 from townhall.personas import Persona
 from townhall.turns import Turn, TurnKind, TurnStatus
 
-STAT_COLUMNS = (
-    "prompt_tokens",
-    "reused_tokens",
-    "prefill_tokens",
-    "generated_tokens",
-    "ttft_ms",
-    "decode_tps",
-    "restore_ms",
-    "save_ms",
-    "total_ms",
-    "finish_reason",
-)
+STAT_COLUMNS = STAT_FIELDS  # one column per GenerationStats field, same names
+
+
+# `running` while a process records it; `interrupted` if that process died or closed mid-debate.
+SessionStatus = Literal["running", "finished", "stopped", "failed", "interrupted"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +28,7 @@ class SessionSummary:
     id: str
     title: str | None
     motion: str
-    status: str
+    status: SessionStatus
     created_at: float
     updated_at: float
     ended_at: float | None

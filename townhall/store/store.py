@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from townhall.errors import NotFoundError, StoreError
+from townhall.events import Subscriber
 from townhall.paths import default_db_path
 from townhall.personas import Persona
 from townhall.spec import TownHallSpec
 from townhall.store import database
 from townhall.store.database import Connection
 from townhall.store.recorder import Recorder
-from townhall.store.records import SearchHit, SessionRecord, SessionSummary, StoredEvent, loads, row_to_turn
+from townhall.store.records import (
+    SearchHit,
+    SessionRecord,
+    SessionSummary,
+    StoredEvent,
+    loads,
+    row_to_turn,
+    turn_to_row,
+)
 from townhall.store.search import search as fts_search
 from townhall.turns import Turn, TurnStatus
 
 
 class Subscribable(Protocol):
-    def subscribe(self, fn: Callable[[Any], Any]) -> Callable[[], None]: ...
+    """Whatever publishes the debate's events: a Scheduler or an EventBus."""
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]: ...
 
 
 _SUMMARY_SQL = (
@@ -173,6 +184,45 @@ class Store:
         return spec, list(record.personas), turns
 
     # -- changing --------------------------------------------------------------------
+    def insert_session(self, record: SessionRecord, turns: Sequence[Turn]) -> str:
+        """Write a whole session at once (an import), all rows in one transaction.
+
+        The record's id must be new; it is written as given, with no live writer, so
+        nothing here marks it as being recorded.
+        """
+        summary = record.summary
+        with self._db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (summary.id,)).fetchone():
+                raise StoreError(f"a session with id {summary.id} already exists")
+            conn.execute(
+                "INSERT INTO sessions(id, title, motion, spec, backend, model_name, model_path, model_sha256, "
+                "n_ctx, device, seed, created_at, updated_at, ended_at, status, end_reason, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (summary.id, summary.title, summary.motion, json.dumps(record.spec, ensure_ascii=False),
+                 record.backend, summary.model_name, record.model_path, record.model_sha256, record.n_ctx,
+                 record.device, record.seed, summary.created_at, summary.updated_at, summary.ended_at,
+                 summary.status, summary.end_reason, record.error),
+            )
+            for position, persona in enumerate(record.personas):
+                conn.execute(
+                    "INSERT INTO participants(session_id, position, name, title, color, moderator, persona) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (summary.id, position, persona.name, persona.title, persona.color, int(persona.moderator),
+                     persona.model_dump_json()),
+                )
+            for turn in turns:
+                row = turn_to_row(summary.id, turn)
+                conn.execute(
+                    f"INSERT INTO turns({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                    tuple(row.values()),
+                )
+            for event in record.events:
+                conn.execute(
+                    "INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, ?, ?)",
+                    (summary.id, event.at, event.type, json.dumps(event.detail, ensure_ascii=False)),
+                )
+        return summary.id
+
     def rename(self, id_or_prefix: str, title: str) -> str:
         session_id = self.resolve_id(id_or_prefix)
         title = title.strip()

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import CommandPalette as _PALETTE
 from textual.containers import Container
 from textual.screen import Screen
@@ -63,6 +63,9 @@ from townhall.tui.widgets.stats import StatsPanel
 from townhall.tui.widgets.transcript import Transcript
 from townhall.turns import Turn, TurnKind
 
+if TYPE_CHECKING:
+    from townhall.store import Store
+
 _DEBATE_ACTIONS = frozenset({"toggle_pause", "step", "interrupt", "skip", "interject", "export", "toggle_stats"})
 FRAME_S = 1 / 12  # token batches per second: each one re-lays out the screen, and the CPU is shared with the model
 STOP_TIMEOUT_S = 10.0
@@ -79,7 +82,7 @@ class _PendingTokens:
 class TownhallApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "Townhall"
-    BINDINGS = app_bindings()
+    BINDINGS: ClassVar[list[BindingType]] = [*app_bindings()]
 
     def __init__(
         self,
@@ -88,7 +91,7 @@ class TownhallApp(App[None]):
         engine: Engine | None = None,
         engine_factory: EngineFactory | None = None,
         engine_config: EngineConfig | None = None,
-        store: Any | None = None,
+        store: Store | None = None,
         config: TuiConfig | None = None,
         available_personas: Sequence[Persona] | None = None,
         scheduler_factory: SchedulerFactory = default_scheduler_factory,

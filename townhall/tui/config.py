@@ -19,7 +19,7 @@ from pathlib import Path
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from townhall.errors import ConfigError
+from townhall.errors import ConfigError, validation_message
 from townhall.paths import user_config_dir
 
 
@@ -49,9 +49,7 @@ def load_config(path: Path | None = None) -> TuiConfig:
     try:
         return TuiConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "file"
-        raise ConfigError(f"{path}: config field '{field}': {first['msg']}") from exc
+        raise ConfigError(validation_message(exc, str(path), kind="config field")) from exc
 
 
 def save_config(config: TuiConfig, path: Path | None = None) -> None:

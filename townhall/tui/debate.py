@@ -9,22 +9,26 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from townhall.engine.base import Engine
 from townhall.engine.factory import EngineConfig
-from townhall.events import Event
+from townhall.events import Event, SchedulerStatus
 from townhall.personas import Persona
 from townhall.spec import TownHallSpec
 from townhall.turns import Turn
+
+if TYPE_CHECKING:
+    from townhall.store import Store
 
 
 class SchedulerLike(Protocol):
     """The part of townhall.scheduler.Scheduler's contract the app drives."""
 
     session_id: str
+    participants: list[Persona]
     turns: list[Turn]
-    status: str
+    status: SchedulerStatus
     current_speaker: str | None
     next_speaker: str | None
 
@@ -60,7 +64,7 @@ class Debate:
     engine_config: EngineConfig | None = None
 
 
-def export_to_file(store: Any, session_id: str, fmt: str, folder: Path) -> Path:
+def export_to_file(store: Store, session_id: str, fmt: str, folder: Path) -> Path:
     """Write one session through the store's exporter; the file name is the session id."""
     from townhall.export import export_session
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
-from townhall.errors import ConfigError
+from townhall.errors import ConfigError, validation_message
 from townhall.paths import data_dir, user_config_dir
 
 DEFAULT_THEME = "townhall-night"
@@ -65,9 +65,7 @@ def load_theme_file(path: Path) -> Theme:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "file"
-        raise ConfigError(f"{path}: theme field '{field}': {first['msg']}") from exc
+        raise ConfigError(validation_message(exc, str(path), kind="theme field")) from exc
 
 
 def theme_dirs() -> list[Path]:

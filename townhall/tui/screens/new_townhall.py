@@ -19,9 +19,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 
 from townhall.engine.factory import EngineConfig
-from townhall.errors import TownhallError
+from townhall.errors import TownhallError, validation_message
 from townhall.personas import Persona
 from townhall.spec import PolicyName, TownHallSpec
+from townhall.tui.debate import Debate
 
 
 def _persona_label(persona: Persona) -> Text:
@@ -35,7 +36,7 @@ def _persona_label(persona: Persona) -> Text:
     return text
 
 
-class NewTownhallScreen(ModalScreen["object | None"]):
+class NewTownhallScreen(ModalScreen["Debate | None"]):
     """Returns a `townhall.tui.app.Debate`, or None when cancelled."""
 
     DEFAULT_CSS = """
@@ -112,8 +113,6 @@ class NewTownhallScreen(ModalScreen["object | None"]):
         self.query_one("#nt-error", Static).update(text)
 
     def action_start(self) -> None:
-        from townhall.tui.app import Debate
-
         motion = self.query_one("#nt-motion", Input).value.strip()
         names: list[str] = list(self.query_one("#nt-participants", SelectionList).selected)
         policy = self.query_one("#nt-policy", Select).value
@@ -148,9 +147,7 @@ class NewTownhallScreen(ModalScreen["object | None"]):
         try:
             spec = TownHallSpec.model_validate(values)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "town hall"
-            return self._fail(f"{field}: {first['msg']}")
+            return self._fail(validation_message(exc, kind=""))
         engine_config = None
         if model != self.model:
             if model is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -25,6 +25,9 @@ from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
 from townhall.tui.screens.error import ErrorScreen
 from townhall.tui.widgets.transcript import Transcript
 from townhall.turns import Turn, TurnKind
+
+if TYPE_CHECKING:
+    from townhall.store import Store
 
 SPEEDS: list[tuple[str, float]] = [
     ("instant", 0.0),
@@ -117,7 +120,7 @@ class ReplayScreen(Screen[None]):
             await transcript.finish_turn(turn, colour)
         self.done = True
 
-    def action_toggle(self) -> None:
+    def action_toggle(self) -> None:  # type: ignore[override]  # not DOMNode's toggle(attribute)
         if self._playing.is_set():
             self._playing.clear()
         else:
@@ -147,7 +150,7 @@ class SessionsScreen(Screen[str | None]):
     SessionsScreen #sessions-options Select { width: 24; margin-right: 2; }
     """
 
-    def __init__(self, store: Any, exports_dir: Path, current: str | None = None) -> None:
+    def __init__(self, store: Store, exports_dir: Path, current: str | None = None) -> None:
         super().__init__()
         self.store = store
         self.exports_dir = exports_dir

@@ -1,0 +1,211 @@
+"""`townhall bench`: what per-agent KV states buy, measured on the real model in-process.
+
+The scripted debate (`script.py`) runs three ways on one model in one process:
+
+1. `reprefill`  - each turn sends the agent's whole prompt through llama-cpp-python's
+                   `create_completion`, relying on its own longest-common-prefix reuse, as a
+                   chat framework that re-sends the history does;
+2. `save_state` - llama-cpp-python's `save_state()`/`load_state()` around each agent's turn;
+3. `townhall`   - this project's engine (per-sequence KV states).
+
+A second suite, `memory`, checks the footprint of many resident agents and the restore
+time at a long context.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from townhall.bench.report import summarize_local
+from townhall.bench.script import ScriptedTurn, sampling, scripted_turns
+from townhall.engine.base import GenerationRequest, SamplingParams
+from townhall.engine.local import LocalEngine
+from townhall.engine.system import without_cpu_repack
+
+LOCAL_WAYS = ("reprefill", "save_state", "townhall")
+Progress = Callable[[str], None]
+
+
+@dataclass
+class WayResult:
+    name: str
+    total_s: float = 0.0
+    prefill_tokens: int = 0
+    generated_tokens: int = 0
+    turn_s: list[float] = field(default_factory=list)
+    restore_ms_max: float = 0.0
+    prefill_per_turn: list[int] = field(default_factory=list)
+    new_per_turn: list[int] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        keys = ("name", "total_s", "prefill_tokens", "generated_tokens", "turn_s", "restore_ms_max")
+        data = asdict(self)
+        return {k: data[k] for k in keys}
+
+
+def _llama(engine: LocalEngine) -> Any:
+    """A second high-level Llama with the engine's exact settings, for the baselines."""
+    from llama_cpp import Llama
+
+    with without_cpu_repack():
+        return Llama(
+            model_path=str(engine.model_path),
+            n_ctx=engine.n_ctx,
+            n_batch=engine.n_batch,
+            n_ubatch=engine.n_batch,
+            n_threads=engine.threads,
+            n_threads_batch=engine.threads,
+            n_gpu_layers=engine.offloaded_layers,
+            flash_attn=engine.flash_attn,
+            swa_full=engine.swa_full,
+            verbose=False,
+        )
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def run_way(
+    name: str, engine: LocalEngine, script: list[ScriptedTurn], tokens: int, progress: Progress
+) -> WayResult:
+    result = WayResult(name)
+    held_prompt: dict[str, int] = {}  # tokens of each agent's previous prompt
+    params = sampling(tokens)
+    llm = _llama(engine) if name != "townhall" else None
+    saved: dict[str, Any] = {}
+    try:
+        start = time.perf_counter()
+        for number, turn in enumerate(script, start=1):
+            speaker, prompt = turn.speaker, turn.prompt
+            prompt_tokens = engine.tokenize(prompt)
+            t0 = time.perf_counter()
+            if llm is None:
+                stats = engine.serve_blocking(GenerationRequest(speaker, prompt, params))
+                prefill, generated = stats.prefill_tokens, stats.generated_tokens
+                result.restore_ms_max = max(result.restore_ms_max, stats.restore_ms)
+            else:
+                prefill, generated = _baseline_turn(name, llm, saved, turn, prompt_tokens, params, result)
+            elapsed = time.perf_counter() - t0
+            result.turn_s.append(round(elapsed, 4))
+            result.prefill_tokens += prefill
+            result.generated_tokens += generated
+            result.prefill_per_turn.append(prefill)
+            result.new_per_turn.append(len(prompt_tokens) - held_prompt.get(speaker, 0))
+            held_prompt[speaker] = len(prompt_tokens)
+            progress(f"{name}: turn {number}/{len(script)} {elapsed:.2f}s prefill {prefill}")
+        result.total_s = round(time.perf_counter() - start, 3)
+    finally:
+        if llm is not None:
+            llm.close()
+        saved.clear()
+        gc.collect()
+    result.restore_ms_max = round(result.restore_ms_max, 3)
+    return result
+
+
+def _baseline_turn(
+    name: str, llm: Any, saved: dict[str, Any], turn: ScriptedTurn, prompt_tokens: list[int],
+    params: SamplingParams, result: WayResult,
+) -> tuple[int, int]:
+    """One turn through llama-cpp-python's high-level API; returns (prefill, generated)."""
+    if name == "save_state" and turn.speaker in saved:
+        r0 = time.perf_counter()
+        llm.load_state(saved[turn.speaker])
+        result.restore_ms_max = max(result.restore_ms_max, (time.perf_counter() - r0) * 1000)
+    held = [int(t) for t in llm.input_ids[: llm.n_tokens]]
+    reused = min(_common(held, prompt_tokens), len(prompt_tokens) - 1)
+    out = llm.create_completion(
+        turn.prompt, max_tokens=params.max_tokens, temperature=params.temperature, stop=list(params.stop),
+        repeat_penalty=params.repeat_penalty, seed=params.seed,
+    )
+    if name == "save_state":
+        saved[turn.speaker] = llm.save_state()
+    return len(prompt_tokens) - reused, int(out["usage"]["completion_tokens"])
+
+
+def run_debate_bench(
+    engine: LocalEngine,
+    *,
+    agents: int = 4,
+    turns: int = 48,
+    tokens: int = 40,
+    ways: tuple[str, ...] = LOCAL_WAYS,
+    progress: Progress = lambda line: None,
+) -> dict[str, Any]:
+    engine.load_blocking()
+    script = scripted_turns(agents, turns)
+    results = [run_way(way, engine, script, tokens, progress) for way in ways]
+    summary = summarize_local(
+        [r.public() for r in results],
+        turns=turns,
+        prefill_per_turn={r.name: r.prefill_per_turn for r in results},
+        new_per_turn={r.name: r.new_per_turn for r in results},
+    )
+    summary["config"] = {
+        "agents": agents, "turns": turns, "tokens": tokens, "model": str(engine.model_path),
+        "n_ctx": engine.n_ctx, "device": engine.device_description(),
+    }
+    return summary
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_memory_bench(
+    engine: LocalEngine, *, agents: int = 8, context: int = 2000, long_context: int = 3500,
+    progress: Progress = lambda line: None,
+) -> dict[str, Any]:
+    """RSS with `agents` states of `context` tokens each, and restore time at `long_context`."""
+    engine.load_blocking()
+    filler = (
+        "The council heard from residents about the bridge, the budget, the bus routes and the park. "
+    )
+
+    def text_of(n_tokens: int, who: str) -> str:
+        words = f"{who} speaks. " + filler * (n_tokens // 10 + 10)
+        ids = engine.tokenize(words, add_bos=False)[:n_tokens]
+        return str(engine.llm.detokenize(ids).decode("utf-8", errors="ignore"))
+
+    rss_loaded = _rss_mb()
+    params = SamplingParams(temperature=0.0, max_tokens=4)
+    for i in range(agents):
+        engine.serve_blocking(GenerationRequest(f"agent{i}", text_of(context, f"Agent {i}"), params))
+        progress(f"memory: agent {i + 1}/{agents} holds {engine.state_tokens(f'agent{i}')} tokens")
+    rss_agents = _rss_mb()
+    long_prompt = text_of(long_context, "Long")
+    engine.serve_blocking(GenerationRequest("long", long_prompt, params))
+    restores = []
+    for _ in range(5):
+        engine.serve_blocking(GenerationRequest("agent0", text_of(context, "Agent 0"), params))
+        stats = engine.serve_blocking(GenerationRequest("long", long_prompt, params))
+        restores.append(round(stats.restore_ms, 3))
+        progress(f"memory: restore at {engine.state_tokens('long')} tokens took {stats.restore_ms:.1f} ms")
+    return {
+        "agents": agents,
+        "tokens_per_agent": context,
+        "rss_mb_loaded": round(rss_loaded, 1),
+        "rss_mb_with_agents": round(rss_agents, 1),
+        "state_mb_total": round(engine.state_bytes() / 1e6, 1),
+        "long_context_tokens": engine.state_tokens("long"),
+        "restore_ms": restores,
+        "restore_ms_max": max(restores),
+    }

@@ -1,0 +1,63 @@
+"""The figures a benchmark prints: ratios between ways, and one table for every backend.
+
+Local and server results share the keys `name, total_s, prefill_tokens, generated_tokens,
+turn_s, restore_ms_max` (None where it cannot be timed), so one table shows both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Way = Mapping[str, Any]
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def summarize_local(
+    ways: list[dict[str, Any]],
+    *,
+    turns: int,
+    prefill_per_turn: Mapping[str, list[int]],
+    new_per_turn: Mapping[str, list[int]],
+) -> dict[str, Any]:
+    """What per-agent KV states save against each baseline, and whether turns stay flat."""
+    by_name = {way["name"]: way for way in ways}
+    town = by_name["townhall"]
+    summary: dict[str, Any] = {"ways": ways}
+    for other in ("reprefill", "save_state"):
+        if other in by_name and town["total_s"] > 0:
+            summary[f"{other}/townhall"] = round(by_name[other]["total_s"] / town["total_s"], 2)
+    if turns >= 16:
+        early, late = _mean(town["turn_s"][8:16]), _mean(town["turn_s"][-8:])
+        summary["townhall_turns_9_16_mean_s"] = round(early, 4)
+        summary["townhall_last_8_mean_s"] = round(late, 4)
+        summary["townhall_late_over_early"] = round(late / early, 3) if early else None
+    # Each agent's first turn evaluates its whole header: "new" is everything then too.
+    excess = [p - n for p, n in zip(prefill_per_turn["townhall"], new_per_turn["townhall"], strict=True)]
+    summary["townhall_prefill_minus_new_max"] = max(excess) if excess else 0
+    return summary
+
+
+def summarize_server(ways: list[dict[str, Any]]) -> dict[str, Any]:
+    """Resending the history against appending to a pinned slot, through one server."""
+    summary: dict[str, Any] = {"ways": ways}
+    if len(ways) == 2 and ways[1]["total_s"]:
+        summary["resend-history/append-only"] = round(ways[0]["total_s"] / ways[1]["total_s"], 2)
+    return summary
+
+
+def table_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The ways as a fixed-width table, then every other figure as `key: value`."""
+    lines = [f"{'way':<14} {'total s':>9} {'prefill':>9} {'generated':>9} {'mean turn s':>11} {'restore ms max':>14}"]
+    for way in summary["ways"]:
+        restore = way["restore_ms_max"]
+        restore_text = "-" if restore is None else f"{restore:.1f}"
+        lines.append(
+            f"{way['name']:<14} {way['total_s']:>9.2f} {way['prefill_tokens']:>9} {way['generated_tokens']:>9} "
+            f"{_mean(way['turn_s']):>11.3f} {restore_text:>14}"
+        )
+    lines += [f"{key}: {value}" for key, value in summary.items() if key not in ("ways", "config")]
+    return lines
