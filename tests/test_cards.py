@@ -124,7 +124,7 @@ WPP = {
             '{{char}}: *Thistle wipes her hands on her apron and squints at you.* "Beans, mostly. Beans feed a street '
             'for a week." *She points at the rows.* "Squash when the rain is kind."\r\n'
             '{{user}}: "Why the garden?"\r\n'
-            '{{char}}: *She laughs.* "Because a vacant lot is a waste of good dirt."\r\n'
+            '{{char}}: *She laughs.* "I am a gardener, first and last. A vacant lot is a waste of good dirt."\r\n'
             "[Genre: slice of life; Tags: garden, village; Scenario: You stumble into {{char}}'s allotment at dawn.]"
         ),
         "personality": "",
@@ -157,14 +157,15 @@ CODER = {
 
 def test_wpp_card_gives_a_readable_persona_without_looks_or_narration() -> None:
     persona = card_to_persona(WPP, "thistle.json")
-    assert persona.title == "stubborn, thrifty, kind"
+    assert persona.title == "gardener", "the role the character names in its own words"
+    assert persona.bio == "Thistle is a gardener, stubborn, thrifty, kind, nosy."
     assert "[" not in persona.title + persona.bio + persona.style and "=" not in persona.title
     assert persona.style == "Stubborn, thrifty, kind, nosy."
     assert "braid" not in persona.bio + persona.style, "looks stay out of a town-hall persona"
     assert "You stumble" not in persona.bio and "allotment" not in persona.bio, "second-person scene-setting is dropped"
     assert persona.examples == (
         "Beans, mostly. Beans feed a street for a week. Squash when the rain is kind.",
-        "Because a vacant lot is a waste of good dirt.",
+        "I am a gardener, first and last. A vacant lot is a waste of good dirt.",
     )
     assert not any("*" in ex for ex in persona.examples)
     assert persona.talkativeness == 0.8
@@ -172,7 +173,7 @@ def test_wpp_card_gives_a_readable_persona_without_looks_or_narration() -> None:
 
 def test_prose_card_keeps_facts_and_drops_the_roleplay_scene() -> None:
     persona = card_to_persona(PROSE, "pip.json")
-    assert persona.title == "loyal, loud, curious" and persona.style == "Loyal, loud, curious."
+    assert persona.title == "terrier" and persona.style == "Loyal, loud, curious."
     assert persona.bio.startswith("Pip the Dog is a terrier who guards the town square. Pip the Dog loves tennis balls.")
     assert "{{" not in persona.bio and "You have not" not in persona.bio and "wary of" not in persona.bio
     assert persona.examples == (), "a second-person first_mes is narration, not something the dog says"
@@ -199,4 +200,4 @@ def test_png_v2_card_with_wpp_block_imports(tmp_path: Path) -> None:
     path = tmp_path / "thistle.png"
     path.write_bytes(png_with([(b"tEXt", b"chara\x00" + payload)]))
     persona, target = import_card(path)
-    assert load_persona(target) == persona and persona.title == "stubborn, thrifty, kind"
+    assert load_persona(target) == persona and persona.title == "gardener"

@@ -274,14 +274,29 @@ def _traits_of(personality: str) -> tuple[list[str], str]:
     return [], personality
 
 
-def _title(parsed: _Parsed, tags: list[str], name: str) -> str:
-    """A short title in the card's own words: its first traits, a role it names, or its tags."""
-    if parsed.traits:
-        return ", ".join(t.casefold() for t in dict.fromkeys(parsed.traits[:3]))
+_ROLE_END = r"(?=\s+(?:and|who|with|that|of|in)\b|[,.;:!?—–]|$)"
+
+
+def _role(parsed: _Parsed, name: str) -> str:
+    """What the card says the character is: "X is a terrier", or in its own voice "I am a guardian"."""
     for sentence in parsed.prose:
-        match = re.search(rf"\b{re.escape(name)} is (?:a|an|the) ([^,.;!?]{{3,60}}?)(?= and | who | with |[,.;!?]|$)", sentence)
+        match = re.search(rf"\b{re.escape(name)} is (?:a|an|the) ([\w' -]{{3,50}}?){_ROLE_END}", sentence)
         if match:
             return match.group(1).strip()
+    for line in parsed.dialogue:
+        match = re.search(rf"\bI(?: am|'m) (?:a|an|the) ([\w' -]{{3,50}}?){_ROLE_END}", _spoken(line, name))
+        if match:
+            return match.group(1).strip()
+    return ""
+
+
+def _title(parsed: _Parsed, tags: list[str], name: str) -> str:
+    """A short title in the card's own words: the role it names, its first traits, or its tags."""
+    role = _role(parsed, name)
+    if role:
+        return role
+    if parsed.traits:
+        return ", ".join(t.casefold() for t in dict.fromkeys(parsed.traits[:3]))
     if tags:
         return ", ".join(t for t in tags[:3] if t)
     return ""
@@ -313,7 +328,8 @@ def card_to_persona(card: dict[str, Any], source: str) -> Persona:
         prose = spoken_to_nobody
     bio = _sentences_within(" ".join(prose + parsed.facts + background), 700)
     if not bio and parsed.traits:
-        bio = f"{name} is {', '.join(t.casefold() for t in dict.fromkeys(parsed.traits[:5]))}."
+        role = _role(parsed, name)
+        bio = f"{name}{' is a ' + role + ',' if role else ' is'} {', '.join(t.casefold() for t in dict.fromkeys(parsed.traits[:5]))}."
     if not bio:
         bio = f"{name}, a character brought in from a card."
     style_parts = []
