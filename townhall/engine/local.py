@@ -35,6 +35,7 @@ from typing import Any
 
 from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats, SamplingParams
 from townhall.engine.model_file import GGUFHeader, resolve_model_path, validate_model_file
+from townhall.engine.repack import needs_plain_weights, plain_weights
 from townhall.engine.stops import StopMatcher
 from townhall.engine.system import gpu_offload_supported, physical_cores
 from townhall.errors import ContextOverflowError, GenerationError, ModelLoadError
@@ -154,18 +155,19 @@ class LocalEngine:
         requested = self.total_layers if self.gpu_layers < 0 else min(self.gpu_layers, self.total_layers)
         self.offloaded_layers = requested if supports else 0
         try:
-            self.llm = Llama(
-                model_path=str(path),
-                n_ctx=self.n_ctx,
-                n_batch=self.n_batch,
-                n_ubatch=self.n_batch,
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                n_gpu_layers=self.offloaded_layers,
-                flash_attn=self.flash_attn,
-                swa_full=self.swa_full,
-                verbose=False,
-            )
+            with plain_weights(needs_plain_weights(self.header)):  # see engine/repack.py
+                self.llm = Llama(
+                    model_path=str(path),
+                    n_ctx=self.n_ctx,
+                    n_batch=self.n_batch,
+                    n_ubatch=self.n_batch,
+                    n_threads=self.threads,
+                    n_threads_batch=self.threads,
+                    n_gpu_layers=self.offloaded_layers,
+                    flash_attn=self.flash_attn,
+                    swa_full=self.swa_full,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             detail = "; ".join(line for line in llama_log.recent(5) if "error" in line.lower()) or str(exc)
             raise ModelLoadError(f"{path}: llama.cpp could not load this model ({detail})") from None
