@@ -158,7 +158,7 @@ CODER = {
 def test_wpp_card_gives_a_readable_persona_without_looks_or_narration() -> None:
     persona = card_to_persona(WPP, "thistle.json")
     assert persona.title == "gardener", "the role the character names in its own words"
-    assert persona.bio == "Thistle is a gardener, stubborn, thrifty, kind, nosy."
+    assert persona.bio == "Thistle is a gardener: stubborn, thrifty, kind, nosy."
     assert "[" not in persona.title + persona.bio + persona.style and "=" not in persona.title
     assert persona.style == "Stubborn, thrifty, kind, nosy."
     assert "braid" not in persona.bio + persona.style, "looks stay out of a town-hall persona"
@@ -201,3 +201,14 @@ def test_png_v2_card_with_wpp_block_imports(tmp_path: Path) -> None:
     path.write_bytes(png_with([(b"tEXt", b"chara\x00" + payload)]))
     persona, target = import_card(path)
     assert load_persona(target) == persona and persona.title == "gardener"
+
+
+def test_classic_wpp_block_over_several_lines() -> None:
+    card = {
+        "name": "Ola",
+        "description": '[character("Ola")\n{\nSpecies("human")\nPersonality("calm" + "dry" + "punctual")\n'
+        'Body("tall" + "grey coat")\nLikes("timetables")\n}]',
+    }
+    persona = card_to_persona(card, "ola.json")
+    assert persona.title == "calm, dry, punctual" and persona.style == "Calm, dry, punctual."
+    assert persona.bio == "Species: human. Likes: timetables."

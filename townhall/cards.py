@@ -120,8 +120,8 @@ _USER = r"\{\{\s*user\s*\}\}|<USER>"
 # to a small model, the source of "*Seraphina's body: pink hair...*" turns.
 _APPEARANCE = {"body", "appearance", "looks", "features", "clothes", "clothing", "outfit", "attire", "wearing",
                "hair", "eyes", "height", "weight", "face", "skin", "figure", "build"}
-_TRAIT_KEYS = {"personality", "traits", "personality traits", "mind", "character", "temperament"}
-_SKIP_KEYS = {"genre", "tags", "tag", "setting", "world"}
+_TRAIT_KEYS = {"personality", "traits", "personality traits", "mind", "temperament"}
+_SKIP_KEYS = {"genre", "tags", "tag", "setting", "world", "character", "name"}
 _SECOND_PERSON = re.compile(r"\b(you|your|yours|yourself)\b", re.IGNORECASE)
 
 
@@ -212,10 +212,16 @@ def _parse_text(text: str, name: str, parsed: _Parsed, *, dialogue_only: bool = 
     """Sort one card field into prose, W++/PList pairs and `<START>` example dialogue."""
     in_dialogue = dialogue_only
     last_was_char = False
+    block: list[str] = []  # a `[...]` block spread over lines (classic W++)
     for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         line = raw.strip()
         if not line:
             continue
+        if block or (line.startswith("[") and "]" not in line):
+            block.append(line)
+            if not line.endswith("]"):
+                continue
+            line, block = " ".join(block), []
         if re.fullmatch(r"<\s*START\s*>", line, flags=re.IGNORECASE):
             in_dialogue, last_was_char = True, False
             continue
@@ -329,7 +335,7 @@ def card_to_persona(card: dict[str, Any], source: str) -> Persona:
     bio = _sentences_within(" ".join(prose + parsed.facts + background), 700)
     if not bio and parsed.traits:
         role = _role(parsed, name)
-        bio = f"{name}{' is a ' + role + ',' if role else ' is'} {', '.join(t.casefold() for t in dict.fromkeys(parsed.traits[:5]))}."
+        bio = f"{name} is {'a ' + role + ': ' if role else ''}{', '.join(t.casefold() for t in dict.fromkeys(parsed.traits[:5]))}."
     if not bio:
         bio = f"{name}, a character brought in from a card."
     style_parts = []
