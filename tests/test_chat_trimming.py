@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from townhall.trimming import clean_spoken, cut_inline_tags, leaks_instruction, strip_leading_tags, strip_narration
+from townhall.trimming import (
+    clean_spoken,
+    cut_inline_tags,
+    leaks_instruction,
+    strip_any_leading_tag,
+    strip_leading_tags,
+    strip_narration,
+)
 
 NAMES = ("Margaret", "Walt", "Priya", "Jax", "Ines", "Audience")
 SYSTEM = (
@@ -74,3 +81,10 @@ def test_clean_spoken_returns_empty_for_what_must_be_resampled() -> None:
     assert clean_spoken("*Jax leans back in his chair.*", "Jax", NAMES) == ""
     assert clean_spoken("Margaret: You are Margaret, the moderator, at a town hall meeting.", "Margaret", NAMES, SYSTEM) == ""
     assert clean_spoken("Walt, what would upkeep cost?", "Margaret", NAMES, SYSTEM) == "Walt, what would upkeep cost?"
+
+
+def test_any_leading_tag_goes_for_chat_replies() -> None:
+    assert strip_any_leading_tag("Mike: Hey, Ines. You have a plan?") == "Hey, Ines. You have a plan?"
+    assert strip_any_leading_tag("Town Clerk: The minutes are read.") == "The minutes are read."
+    assert strip_any_leading_tag("Costs matter: ask Walt.") == "Costs matter: ask Walt."
+    assert strip_any_leading_tag("We need a park.") == "We need a park."

@@ -16,7 +16,7 @@ from typing import Protocol
 from townhall.errors import ConfigError
 from townhall.personas import Persona
 from townhall.spec import TownHallSpec
-from townhall.trimming import clean_spoken
+from townhall.trimming import clean_spoken, strip_any_leading_tag
 from townhall.turns import Turn, TurnStatus
 
 TURN_SEPARATOR = "\n"
@@ -254,7 +254,7 @@ class ChatFormat:
 
     def clean_turn(self, persona: Persona, text: str, names: Sequence[str]) -> str:
         """Tags, narration and echoed instructions out of a generated turn ("" = resample)."""
-        return clean_spoken(text, persona.name, names, self.instruction_text(persona))
+        return clean_spoken(strip_any_leading_tag(text), persona.name, names, self.instruction_text(persona))
 
 
 def choose_format(

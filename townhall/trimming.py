@@ -225,3 +225,17 @@ def clean_spoken(text: str, speaker: str, names: Iterable[str], instruction: str
     if leaks_instruction(text, instruction):
         return ""
     return text
+
+
+# "Mike: Hey." from a chat model: a one- or two-word capitalised tag before the words.
+_ANY_LEADING_TAG = re.compile(r"^\s*[*_]*[A-Z][\w'.-]{0,20}(?: [A-Z][\w'.-]{0,20})?[*_]*\s*:[*_]*[ \t]+(?=\S)")
+
+
+def strip_any_leading_tag(text: str) -> str:
+    """Drop a leading `Someone:` tag even for a name nobody in the room has.
+
+    For chat models only: a reply never opens with a tag, while a transcript's
+    base model may legitimately start "Note: ...". Measured on SmolLM2-135M:
+    "Mike: Hey, Ines." with no Mike present.
+    """
+    return _ANY_LEADING_TAG.sub("", text, count=1)
