@@ -29,10 +29,11 @@ async def test_smollm_debate_keeps_a_clean_record(smollm_path: Path) -> None:
         motion="The city should turn the old rail yard into a public park",
         participants=["Margaret", "Walt", "Priya", "Jax"],
         moderator="Margaret",
-        max_turns=8,
+        max_turns=6,
         seed=11,
         n_ctx=2048,
-        sampling={"max_tokens": 60},
+        closing_phrase=None,  # a 135M moderator says "this meeting is adjourned" at random
+        sampling={"max_tokens": 48},
     )
     engine = LocalEngine(smollm_path, n_ctx=2048)
     try:
@@ -45,7 +46,7 @@ async def test_smollm_debate_keeps_a_clean_record(smollm_path: Path) -> None:
     assert isinstance(fmt, ChatFormat), "a model with a chat template gets the chat format"
     names = [p.name for p in scheduler.participants]
     spoken = [t for t in scheduler.turns if t.status == TurnStatus.COMPLETE]
-    assert len(spoken) >= 6, [(t.speaker, t.status, t.content) for t in scheduler.turns]
+    assert len(spoken) >= 4, [(t.speaker, t.status, t.content) for t in scheduler.turns]
     for turn in spoken:
         assert not re.search(rf"(^|[.!?]\s+)({'|'.join(names)})\s*:", turn.content), turn.content
         assert not leaks_instruction(turn.content, fmt.instruction_text(next(p for p in scheduler.participants if p.name == turn.speaker)))

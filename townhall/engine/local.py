@@ -35,7 +35,7 @@ from typing import Any
 
 from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats, SamplingParams
 from townhall.engine.model_file import GGUFHeader, resolve_model_path, validate_model_file
-from townhall.engine.repack import needs_plain_weights, plain_weights
+from townhall.engine.repack import amx_in_build, plain_weights
 from townhall.engine.stops import StopMatcher
 from townhall.engine.system import gpu_offload_supported, physical_cores
 from townhall.errors import ContextOverflowError, GenerationError, ModelLoadError
@@ -155,7 +155,7 @@ class LocalEngine:
         requested = self.total_layers if self.gpu_layers < 0 else min(self.gpu_layers, self.total_layers)
         self.offloaded_layers = requested if supports else 0
         try:
-            with plain_weights(needs_plain_weights(self.header)):  # see engine/repack.py
+            with plain_weights(amx_in_build()):  # AMX kernels crash here: see engine/repack.py
                 self.llm = Llama(
                     model_path=str(path),
                     n_ctx=self.n_ctx,
