@@ -15,6 +15,7 @@ from townhall.trimming import (
     strip_any_leading_tag,
     strip_leading_tags,
     strip_narration,
+    talks_about_the_prompt,
 )
 
 NAMES = ("Margaret", "Walt", "Priya", "Jax", "Ines", "Audience")
@@ -88,3 +89,19 @@ def test_any_leading_tag_goes_for_chat_replies() -> None:
     assert strip_any_leading_tag("Town Clerk: The minutes are read.") == "The minutes are read."
     assert strip_any_leading_tag("Costs matter: ask Walt.") == "Costs matter: ask Walt."
     assert strip_any_leading_tag("We need a park.") == "We need a park."
+
+
+@pytest.mark.parametrize(
+    ("text", "meta"),
+    [
+        ("Margaret, I'll respond as Ines in one sentence.", True),
+        ("I'll play a role that's been created by Ines.", True),
+        ("As an AI, I cannot attend meetings.", True),
+        ("Stay in character, Walt.", True),
+        ("The park will play a role in flood control.", False),
+        ("I respond to every letter the council sends.", False),
+    ],
+)
+def test_turns_about_the_prompt_are_caught(text: str, meta: bool) -> None:
+    assert talks_about_the_prompt(text) is meta
+    assert (clean_spoken(text, "Walt", NAMES) == "") is meta

@@ -210,6 +210,21 @@ def leaks_instruction(text: str, instruction: str, *, n: int = 4, share: float =
     return copied / len(grams) >= share
 
 
+# The instruction paraphrased instead of copied, measured on SmolLM2-135M: "I'll respond as
+# Ines in one sentence.", "I'll play a role that's been created by Ines". Shown to the next
+# speaker, such a turn spreads to the whole room, so it is resampled, never recorded.
+_META = re.compile(
+    r"\b(respond|reply|speak|answer|talk)(ing)? as\b|\bplay(ing|ed)? (a|the|my|her|his|your) (new )?(role|character|part)\b(?! in\b)"
+    r"|\bin character\b|\bas an? (AI|language model|assistant)\b|\bone[- ]sentence response\b",
+    re.IGNORECASE,
+)
+
+
+def talks_about_the_prompt(text: str) -> bool:
+    """True when the turn talks about its instructions or its role instead of the motion."""
+    return bool(_META.search(text))
+
+
 def clean_spoken(text: str, speaker: str, names: Iterable[str], instruction: str = "") -> str:
     """A trimmed turn made fit for the record: no tags, no narration, no leaked prompt.
 
@@ -222,7 +237,7 @@ def clean_spoken(text: str, speaker: str, names: Iterable[str], instruction: str
     text = strip_narration(text)
     text, _again = strip_leading_tags(text, speaker, names)
     text = text.strip()
-    if leaks_instruction(text, instruction):
+    if leaks_instruction(text, instruction) or talks_about_the_prompt(text):
         return ""
     return text
 
