@@ -140,9 +140,10 @@ class ChatFormat:
     keeps its cue, so an agent's prompt still only grows (its KV state is reused).
 
     `layout="transcript"` instead puts the last `window` lines, own ones included,
-    into one user message: kept for comparison, it measured worse (see tests and
-    the commit notes). The template is rendered in a sandboxed Jinja environment
-    (it came from a model file, so it is untrusted).
+    into one user message. Kept for comparison: on SmolLM2 (seed 11, 14 turns) it
+    paraphrased the cue back ("Margaret, I'll respond as Ines in one sentence.")
+    more often than the default layout did. The template is rendered in a sandboxed
+    Jinja environment (it came from a model file, so it is untrusted).
     """
 
     spec: TownHallSpec
