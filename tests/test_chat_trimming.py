@@ -56,7 +56,7 @@ def test_inline_tag_after_a_sentence_ends_the_turn_but_a_colon_in_speech_does_no
     ("text", "spoken"),
     [
         ('*She smiles and folds her hands.* "A park heals a town." *She nods.*', "A park heals a town."),
-        ("*Seraphina's body: pink hair, amber eyes*", ""),
+        ("*Thistle's boots: muddy, green laces*", ""),
         ('"We need shade trees."', "We need shade trees."),
         ("Parks are **not** free.", "Parks are **not** free."),
         ('"Fine," she said, "but who mows it?"', '"Fine," she said, "but who mows it?"'),
