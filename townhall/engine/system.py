@@ -44,17 +44,34 @@ def gpu_offload_supported() -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
 
 
-@contextmanager
-def without_cpu_repack() -> Iterator[None]:
-    """Build a llama.cpp model (`Llama(...)` inside this block) without repacked CPU weights.
+@lru_cache(maxsize=1)
+def amx_in_build() -> bool:
+    """Whether this llama.cpp build carries AMX matrix kernels (llama.cpp's system info says)."""
+    import llama_cpp
 
-    Why: llama-cpp-python 0.3.36 compiled on this project's machine kind (an AVX-512 Xeon)
-    segfaults in `llama_decode` on any batch of two tokens or more when the Q4_K weights are
-    repacked into the CPU "extra buffer"; one token at a time works, and so does every batch
-    with `use_extra_bufts = False` (measured with the embedded model). `Llama()` takes no
-    such argument and reads the model defaults once while loading, so they are swapped for
-    the length of the load. Load models on one thread at a time (the engines do).
+    info = llama_cpp.llama_print_system_info()
+    text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+    return "AMX_INT8 = 1" in text
+
+
+@contextmanager
+def without_cpu_repack(enabled: bool | None = None) -> Iterator[None]:
+    """Build a llama.cpp model (`Llama(...)` inside this block) without its extra CPU buffers.
+
+    Why: llama-cpp-python 0.3.36 compiled natively on an AMX Xeon (this project's machine
+    kind) faults inside `ggml_backend_amx_mul_mat` at `ldtilecfg` (seen in dmesg and gdb):
+    the embedded Gemma on prompt batches of a few hundred tokens, SmolLM2's Q4_1 on its
+    first. Loading with `use_extra_bufts = False` (llama.cpp's `--no-repack`) keeps the
+    weights in plain CPU buffers and every batch runs. It also gives up the repacked
+    kernels, so it is on only where the build has AMX kernels (`enabled=None`).
+    `Llama()` takes no such argument and reads the model defaults once while loading, so
+    they are swapped for the length of the load: load models on one thread at a time.
     """
+    if enabled is None:
+        enabled = amx_in_build()
+    if not enabled:
+        yield
+        return
     from llama_cpp import llama as high_level
 
     original = high_level.llama_cpp.llama_model_default_params
