@@ -3,6 +3,11 @@
 For tests and UI work where the order of events matters more than the words. It
 honours stop strings, max_tokens (one word = one token), cancellation and per-agent
 state accounting the way the real engines do, so the scheduler cannot tell it apart.
+
+Anti-echo settings act on words, as far as a fixed script allows: with
+`no_repeat_ngram_size` N a scripted word that would complete a word N-gram (case-folded)
+of `banned_texts` or of the reply so far is dropped, as if the model had picked another;
+with `min_tokens` N a newline among the first N words becomes a space.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterable
 
-from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats
+from townhall.engine.base import DecodingSupport, EngineInfo, Generation, GenerationRequest, GenerationStats
 from townhall.engine.stops import StopMatcher
 
 Script = Callable[[GenerationRequest], str]
@@ -44,6 +49,7 @@ class ScriptedEngine:
             n_ctx=n_ctx,
             device="CPU · scripted",
             chat_template=chat_template,
+            decoding=DecodingSupport(ngram_ban=True, min_tokens=True, dry=False),
         )
 
     @property
@@ -88,7 +94,7 @@ class ScriptedEngine:
                 generation._finish(stats, exc)
                 return
             matcher = StopMatcher(request.sampling.stop)
-            words = reply.split(" ")
+            words = _constrained(reply, request)
             first = True
             for i, word in enumerate(words):
                 if generation.cancelled:
@@ -116,3 +122,30 @@ class ScriptedEngine:
             if request.agent_id:
                 self._states[request.agent_id] = prompt_tokens + stats.generated_tokens
             generation._finish(stats)
+
+
+def _constrained(reply: str, request: GenerationRequest) -> list[str]:
+    """The reply's words after the request's word-level n-gram ban and minimum length."""
+    sampling = request.sampling
+    words = reply.split(" ")
+    n = sampling.no_repeat_ngram_size
+    if n:
+        seen: set[tuple[str, ...]] = set()
+        for text in request.banned_texts:
+            said = text.casefold().split()
+            seen.update(tuple(said[i : i + n]) for i in range(len(said) - n + 1))
+        kept: list[str] = []
+        folded: list[str] = []
+        for word in words:
+            gram = tuple((folded + [word.casefold().strip()])[-n:])
+            if word.strip() and len(gram) == n and gram in seen:
+                continue
+            kept.append(word)
+            if word.strip():
+                folded.append(word.casefold().strip())
+                if len(folded) >= n:
+                    seen.add(tuple(folded[-n:]))
+        words = kept
+    for i in range(min(sampling.min_tokens, len(words))):
+        words[i] = words[i].replace("\n", " ")
+    return words
