@@ -51,32 +51,34 @@ def test_ngrams_never_span_two_texts() -> None:
 
 
 def _classes() -> TokenClasses:
-    pieces = {0: b"<eos>", 1: b"\n", 2: b".\n"}
-    return TokenClasses.scan(8, lambda t: pieces.get(t, b"w"), lambda t: t == 0)
+    pieces = {0: b"", 1: b"\n", 2: b".\n", 7: b"ery"}  # 0 is the end token, 7 a word's second piece
+    return TokenClasses.scan(9, lambda t: pieces.get(t, b" w"), lambda t: t == 0)
 
 
-def test_token_classes_hold_newlines_and_end_tokens() -> None:
-    assert _classes().turn_enders == {0, 1, 2}
+def test_token_classes_hold_newlines_and_end_tokens_and_ban_only_word_starts() -> None:
+    classes = _classes()
+    assert classes.turn_enders == {0, 1, 2}
+    assert [classes.bannable(t) for t in range(9)] == [False, False, False, True, True, True, True, False, True]
 
 
-def test_constraints_ban_ngrams_but_never_a_turn_ender() -> None:
+def test_constraints_ban_word_starts_but_never_a_turn_ender_or_a_word_piece() -> None:
     banned = NgramIndex(2)
-    banned.add_sequence([5, 6, 5, 2, 5, 7])  # after 5: 6, 2 (".\n") and 7
+    banned.add_sequence([5, 6, 5, 2, 5, 7, 5, 8])  # after 5: 6, 2 (".\n"), 7 (a piece) and 8
     step = TurnConstraints(_classes(), banned=banned, min_tokens=0, history=[3, 5])
-    logits = np.zeros(8, dtype=np.float32)
+    logits = np.zeros(9, dtype=np.float32)
     step.apply(logits)
-    assert np.isneginf(logits[[6, 7]]).all() and logits[2] == 0 and logits[3] == 0
+    assert list(np.flatnonzero(np.isneginf(logits))) == [6, 8]
     step.observe(4)
     step.observe(5)
-    logits = np.zeros(8, dtype=np.float32)
+    logits = np.zeros(9, dtype=np.float32)
     step.apply(logits)
-    assert np.isneginf(logits[[4, 6, 7]]).all()  # the turn's own 2-gram (5, 4) cannot repeat
+    assert list(np.flatnonzero(np.isneginf(logits))) == [4, 6, 8]  # the turn's own 2-gram (5, 4) too
 
 
 def test_min_tokens_masks_turn_enders_until_reached() -> None:
     step = TurnConstraints(_classes(), banned=None, min_tokens=2, history=[])
     for n in range(3):
-        logits = np.zeros(8, dtype=np.float32)
+        logits = np.zeros(9, dtype=np.float32)
         step.apply(logits)
         assert np.isneginf(logits[[0, 1, 2]]).all() == (n < 2)
         assert not np.isneginf(logits[3:]).any()

@@ -97,11 +97,19 @@ class BanIndexCache:
         self._agents.pop(agent_id, None)
 
 
-@dataclass(frozen=True)
 class TokenClasses:
-    """Token ids the logits steps treat specially, found once per loaded vocabulary."""
+    """Token ids the logits steps treat specially, for one loaded vocabulary.
 
-    turn_enders: frozenset[int]  # end-of-generation tokens and every token whose text holds a newline
+    `turn_enders` (end-of-generation tokens and every token whose text holds a newline) are
+    never banned, so a turn can always end. Only tokens that start a word (their text begins
+    with a space) are ever banned: banning a word's second piece spells it wrong ("we don'
+    know" from a banned " don ' t"), and the echo is cut at the next word start anyway.
+    """
+
+    def __init__(self, turn_enders: Iterable[int], piece: Callable[[int], bytes]) -> None:
+        self.turn_enders = frozenset(turn_enders)
+        self._piece = piece
+        self._starts: dict[int, bool] = {}
 
     @classmethod
     def scan(cls, n_vocab: int, piece: Callable[[int], bytes], is_eog: Callable[[int], bool]) -> TokenClasses:
@@ -111,7 +119,13 @@ class TokenClasses:
             text = piece(token)
             if b"\n" in text or (not text and is_eog(token)):
                 enders.add(token)
-        return cls(frozenset(enders))
+        return cls(enders, piece)
+
+    def bannable(self, token: int) -> bool:
+        known = self._starts.get(token)
+        if known is None:
+            known = self._starts[token] = token not in self.turn_enders and self._piece(token)[:1] in (b" ", b"\t")
+        return known
 
 
 class TurnConstraints:
@@ -147,7 +161,7 @@ class TurnConstraints:
         out: list[int] = []
         if self._banned is not None and self._own is not None:
             ids = self._banned.banned_after(self._history) | self._own.banned_after(self._history)
-            ids = {t for t in ids if t not in self._classes.turn_enders}
+            ids = {t for t in ids if self._classes.bannable(t)}
             if ids:
                 self.bans_applied += 1
                 out.extend(ids)
