@@ -1,6 +1,6 @@
 """`townhall bench --quality`: how good the debate is, measured on fixed town halls.
 
-K town halls from a shipped list (`examples/quality_motions.toml`: motion, four
+K town halls from a shipped list (`examples/bench/quality_motions.toml`: motion, four
 participants, a moderator, stances and a fixed seed each) run through the same
 `Scheduler` and engine as `townhall run`, and each is scored with
 `townhall.quality`. Lines the scheduler writes itself (the agenda's moderator
@@ -33,7 +33,7 @@ SLOWDOWN_LIMIT = 1.3  # seconds per turn, against the baseline
 def motions_path() -> Path:
     from townhall.paths import data_dir
 
-    return data_dir("examples") / "quality_motions.toml"
+    return data_dir("examples") / "bench" / "quality_motions.toml"
 
 
 def load_motions(path: Path | None = None) -> list[TownHallSpec]:
