@@ -82,6 +82,7 @@ async def test_agenda_runs_opening_questions_closing_in_order() -> None:
             concern = STANCES[target]["concern"]
             assert concern in t.content or target in t.content
             assert turns[i + 2].speaker != target  # someone else replies
+            assert f"{target} just spoke" not in t.content
     started = [e for e in events if isinstance(e, TurnStarted)]
     assert [e.phase for e in started] == phases
 

@@ -294,6 +294,8 @@ class AgendaPolicy:
         while len(slots) < count:
             target = names[cycle % len(names)]
             replier = self._replier(names, target, cycle)
+            if previous == target:  # ask about someone else's words, never the target's own
+                previous = names[(names.index(target) - 1) % len(names)]
             if chair:
                 slots.append(Slot(QUESTIONS, chair, self._question(target, previous, cycle // len(names) + cycle)))
             slots.append(Slot(QUESTIONS, target))

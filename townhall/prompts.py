@@ -154,6 +154,11 @@ class TranscriptFormat:
 
     def persona_block(self, persona: Persona) -> str:
         parts = [f"\nAbout {persona.name}: {persona.bio.strip()}", f"{persona.name}'s style: {persona.style.strip()}"]
+        stance = None if is_chair(self.spec, persona) else resolve_stance(self.spec, persona)
+        if stance is not None:  # the agent's own side, restated close to where it speaks
+            side, concern = stance
+            where = {"for": "is for the motion", "against": "is against the motion"}.get(side, "is undecided")
+            parts.append(f"{persona.name} {where} and cares most about {concern}.")
         if persona.examples:
             parts.append(f"{persona.name} says things like:")
             parts.extend(f"{persona.name}: {ex.strip()}" for ex in persona.examples)

@@ -86,7 +86,12 @@ _SEED_SPACE = 2**31 - 1
 MAX_RESAMPLES = 3  # a turn that is not clean is drawn again this many times, then kept as DEGENERATE
 # Debate sampling, under the spec's and the persona's own overrides; tuned with
 # `townhall bench --quality` on the embedded model (see README).
-DEBATE_SAMPLING: dict[str, object] = {}
+DEBATE_SAMPLING: dict[str, object] = {
+    "temperature": 0.7,
+    "max_tokens": 64,
+    "no_repeat_ngram_size": 3,  # never repeat a token 3-gram already said in the debate
+    "min_tokens": 12,  # a newline cannot end a turn before this many tokens
+}
 
 
 def derive_seed(base: int, index: int, retry: int, salt: int = 0) -> int:
