@@ -99,18 +99,18 @@ def test_new_fields_merge_like_the_others() -> None:
         SamplingOverrides(dry_base=0.5)
 
 
-async def test_scripted_engine_drops_words_that_repeat_and_holds_the_newline() -> None:
-    engine = ScriptedEngine(["The bridge will bring customers.\nBut it costs."])
+async def test_scripted_engine_records_the_fields_and_bans_words_only_when_asked() -> None:
+    script = ["The bridge will bring customers.\nBut it costs."]
     sampling = SamplingParams(no_repeat_ngram_size=2, min_tokens=6)
     request = GenerationRequest("Ada", "prompt", sampling, banned_texts=("the BRIDGE is old",))
-    generation = engine.generate(request)
-    text = await generation.result()
-    assert text == "The will bring customers. But it costs."
-    assert engine.requests[0].banned_texts == ("the BRIDGE is old",)
-    assert engine.info.decoding.ngram_ban and engine.info.decoding.min_tokens
-    plain = await ScriptedEngine(["a a a a"]).generate(
-        GenerationRequest("Ada", "p", SamplingParams(no_repeat_ngram_size=1))).result()
-    assert plain == "a"
+    plain = ScriptedEngine(script)
+    assert await plain.generate(request).result() == script[0]  # by default the script is the text
+    assert plain.requests[0].banned_texts == ("the BRIDGE is old",) and not plain.info.decoding.ngram_ban
+    banning = ScriptedEngine(script, word_bans=True)
+    assert await banning.generate(request).result() == "The will bring customers.\nBut it costs."
+    assert banning.info.decoding.ngram_ban and not banning.info.decoding.min_tokens
+    repeats = ScriptedEngine(["a a a a"], word_bans=True)
+    assert await repeats.generate(GenerationRequest("Ada", "p", SamplingParams(no_repeat_ngram_size=1))).result() == "a"
 
 
 async def test_http_backend_sends_dry_and_min_tokens_and_says_it_cannot_ban() -> None:

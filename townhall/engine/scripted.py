@@ -4,10 +4,11 @@ For tests and UI work where the order of events matters more than the words. It
 honours stop strings, max_tokens (one word = one token), cancellation and per-agent
 state accounting the way the real engines do, so the scheduler cannot tell it apart.
 
-Anti-echo settings act on words, as far as a fixed script allows: with
-`no_repeat_ngram_size` N a scripted word that would complete a word N-gram (case-folded)
-of `banned_texts` or of the reply so far is dropped, as if the model had picked another;
-with `min_tokens` N a newline among the first N words becomes a space.
+Anti-echo settings (`no_repeat_ngram_size`, `min_tokens`, `dry_*`, `banned_texts`) are
+recorded in `requests` for tests to inspect, and by default not applied: a script is the
+text a test wants to see. With `word_bans=True` the n-gram ban acts on words, as far as a
+fixed script allows: a word that would complete a word N-gram (case-folded) of
+`banned_texts` or of the reply so far is dropped. `info.decoding` says what is applied.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ScriptedEngine:
         delay: float = 0.0,
         n_ctx: int = 4096,
         chat_template: str | None = None,
+        word_bans: bool = False,
     ) -> None:
         if script is None:
             counter = itertools.count(1)
@@ -39,6 +41,7 @@ class ScriptedEngine:
             replies = itertools.cycle(list(script))
             script = lambda request: next(replies)  # noqa: E731
         self._script: Script = script
+        self.word_bans = word_bans
         self.delay = delay
         self.requests: list[GenerationRequest] = []
         self._states: dict[str, int] = {}
@@ -49,7 +52,7 @@ class ScriptedEngine:
             n_ctx=n_ctx,
             device="CPU · scripted",
             chat_template=chat_template,
-            decoding=DecodingSupport(ngram_ban=True, min_tokens=True, dry=False),
+            decoding=DecodingSupport(ngram_ban=word_bans),
         )
 
     @property
@@ -94,7 +97,7 @@ class ScriptedEngine:
                 generation._finish(stats, exc)
                 return
             matcher = StopMatcher(request.sampling.stop)
-            words = _constrained(reply, request)
+            words = _without_banned_words(reply, request) if self.word_bans else reply.split(" ")
             first = True
             for i, word in enumerate(words):
                 if generation.cancelled:
@@ -124,8 +127,8 @@ class ScriptedEngine:
             generation._finish(stats)
 
 
-def _constrained(reply: str, request: GenerationRequest) -> list[str]:
-    """The reply's words after the request's word-level n-gram ban and minimum length."""
+def _without_banned_words(reply: str, request: GenerationRequest) -> list[str]:
+    """The reply's words after the request's word-level n-gram ban."""
     sampling = request.sampling
     words = reply.split(" ")
     n = sampling.no_repeat_ngram_size
@@ -146,6 +149,4 @@ def _constrained(reply: str, request: GenerationRequest) -> list[str]:
                 if len(folded) >= n:
                     seen.add(tuple(folded[-n:]))
         words = kept
-    for i in range(min(sampling.min_tokens, len(words))):
-        words[i] = words[i].replace("\n", " ")
     return words
