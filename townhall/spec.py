@@ -18,7 +18,7 @@ from townhall.engine.factory import EngineSection
 from townhall.errors import ConfigError, NotFoundError
 from townhall.personas import Side
 
-PolicyName = Literal["round_robin", "random", "moderator", "mention"]
+PolicyName = Literal["round_robin", "random", "moderator", "mention", "agenda"]
 StrategyName = Literal["truncate", "summarize", "error"]
 PromptFormatName = Literal["auto", "transcript", "chat"]
 
