@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from servers import FaultHandler, FaultServer, stream_words
+
 from townhall.engine.base import GenerationRequest, SamplingOverrides, SamplingParams
 from townhall.engine.decoding import BanIndexCache, NgramIndex, TokenClasses, TurnConstraints, ngram_overlap
 from townhall.engine.openai import OpenAIEngine

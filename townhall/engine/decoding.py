@@ -152,10 +152,6 @@ class TurnConstraints:
         self.generated = 0
         self.bans_applied = 0  # steps where at least one candidate was banned (for measurements)
 
-    @property
-    def active(self) -> bool:
-        return self._banned is not None or self._min_tokens > 0
-
     def masked(self) -> list[int]:
         """Token ids that must not be picked at this step."""
         out: list[int] = []
