@@ -184,11 +184,14 @@ async def test_echo_is_resampled_and_degenerate_turns_stay_out_of_prompts() -> N
     await scheduler.run()
     statuses = [(t.speaker, t.status, t.retries) for t in scheduler.turns]
     assert statuses == [("Ann", TurnStatus.COMPLETE, 0), ("Bob", TurnStatus.COMPLETE, 1), ("Ann", TurnStatus.COMPLETE, 0)]
-    # What was said is handed to the engine for its n-gram ban, one text per turn.
-    assert engine.requests[-1].banned_texts == (
+    # What was said is handed to the engine for its n-gram ban, one text per turn, after
+    # the exemplar's lines and the speaker's own examples, which a small model copies.
+    banned = engine.requests[-1].banned_texts
+    assert banned[-2:] == (
         "The bridge will cost ten million dollars.",
         "Ten million dollars is a lot, but the ferry costs more every year.",
     )
+    assert any("Half my customers are over seventy" in text for text in banned[:-2])
 
 
 def test_unknown_policy_lists_agenda() -> None:

@@ -321,8 +321,8 @@ class AgendaPolicy:
         motion = self.motion.strip().rstrip(".?!")
         return (
             f"Good evening and welcome to {where}. The motion tonight: {motion}. "
-            f"First, opening statements from {_listing(names)}. {names[0]}, you are "
-            f"{side_words(self._stance(names[0]).side)}. Please begin."
+            f"First, opening statements from {_listing(names)}: each of you, say which side you are on "
+            f"and give your reason. {names[0]}, you are {side_words(self._stance(names[0]).side)}. Please begin."
         )
 
     def _question(self, target: str, previous: str, variant: int) -> str:
@@ -344,7 +344,8 @@ class AgendaPolicy:
     def _closing_call(self, names: list[str]) -> str:
         return (
             f"We are nearly out of time. Closing statements now, one each, in the same order: "
-            f"{_listing(names)}. {names[0]}, your last word on the motion."
+            f"{_listing(names)}. Tell us if you are for or against, and the one reason that decides it. "
+            f"{names[0]}, your last word on the motion."
         )
 
 

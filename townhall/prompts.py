@@ -93,6 +93,11 @@ EXEMPLAR = (
 )
 
 
+def exemplar_lines(exemplar: str = EXEMPLAR) -> tuple[str, ...]:
+    """The exemplar's spoken words, for the n-gram ban: the model must not copy them."""
+    return tuple(line.split(":", 1)[1].strip() for line in exemplar.splitlines() if ": " in line)
+
+
 def resolve_stance(spec: TownHallSpec, persona: Persona) -> tuple[str, str] | None:
     """(side, concern) from the town hall, else the persona's defaults, else None."""
     stance = spec.stance_for(persona.name)

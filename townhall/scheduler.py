@@ -70,6 +70,7 @@ from townhall.prompts import (
     PromptFormat,
     Rendered,
     choose_format,
+    exemplar_lines,
     resolve_stance,
     stop_strings,
     visible,
@@ -420,6 +421,11 @@ class Scheduler:
         ):
             self._closing = True
 
+    def _unsayable(self, persona: Persona) -> tuple[str, ...]:
+        if self._format is None or self._format.name != "transcript":
+            return ()
+        return exemplar_lines() + tuple(" ".join(e.split()) for e in persona.examples)
+
     def _names(self) -> list[str]:
         extra = [t.speaker for t in self.turns if t.kind == TurnKind.AUDIENCE]
         return list(dict.fromkeys([p.name for p in self.participants] + [AUDIENCE] + extra))
@@ -498,7 +504,9 @@ class Scheduler:
         self._skip_current = self._interrupt_current = False
         await self._publish(TurnStarted(self.session_id, index, persona.name, kind, turn.started_at, phase))
         earlier = [t.content for t in self.turns[:index] if visible(t)]
-        banned = tuple(" ".join(text.split()) for text in earlier)  # for the engine's n-gram ban
+        # For the engine's n-gram ban: the exemplar and the persona's own examples (a small
+        # model copies them word for word), then everything said in the debate so far.
+        banned = self._unsayable(persona) + tuple(" ".join(text.split()) for text in earlier)
         names = self._names()
         try:
             for retry in range(MAX_RESAMPLES + 1):
