@@ -47,8 +47,10 @@ async def test_quality_bench_writes_transcripts_and_figures(model_path: Path, tm
     finally:
         await engine.aclose()
     (debate,) = summary["debates"]
-    assert debate["turns"] == 5 and summary["overall"]["turns"] == 5  # six turns, one the moderator's line
+    # Six turns: the moderator's welcome, four openings, then the closing call (scripted).
+    assert debate["turns"] == 4 and summary["overall"]["turns"] == 4
     assert 0 <= debate["clean_rate"] <= 1 and debate["seconds_per_turn"] > 0
     (path,) = tmp_path.glob("*.txt")
     text = path.read_text()
-    assert "-- opening --" in text and "Margaret: Good evening" in text and "clean_rate:" in text
+    assert "-- opening --" in text and "-- closing --" in text and "Margaret: Good evening" in text
+    assert "clean_rate:" in text
