@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from townhall.engine.base import GenerationRequest, SamplingParams
+from townhall.engine.decoding import ngram_overlap
 from townhall.engine.local import LocalEngine
 from townhall.errors import ContextOverflowError, ModelFileError
 
@@ -224,3 +225,108 @@ def test_fast_greedy_picks_exactly_what_llama_cpp_sampler_picks(model_path: Path
         finally:
             eng._close_model()
     assert texts[0] == texts[1] and texts[0][1] > 10
+
+
+# -- anti-echo decoding and resampling (issue 11) -------------------------------------
+ECHO_LINE = "The bridge will bring customers to every shop on Main Street."
+ECHO_PROMPT = HEADER + f"Bram: {ECHO_LINE}\nAda: {ECHO_LINE}\nBram: {ECHO_LINE}\nAda:"
+
+
+def turn_tokens(engine: LocalEngine, agent: str, prompt: str) -> list[int]:
+    """The tokens the agent's saved state holds past its prompt: exactly what it said."""
+    state = engine.export_state(agent)
+    assert state is not None
+    return state.tokens[len(engine.tokenize(prompt)):]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_ngram_ban_keeps_the_banned_ngrams_out_of_the_turn(engine: LocalEngine, temperature: float) -> None:
+    banned = engine._bans.tokens_of(ECHO_LINE)
+    banned_grams = {tuple(banned[i : i + 3]) for i in range(len(banned) - 2)}
+    sampling = SamplingParams(temperature=temperature, seed=5, max_tokens=30, stop=("\n",))
+    serve(engine, "Ada", ECHO_PROMPT, sampling)
+    echoed = ngram_overlap(turn_tokens(engine, "Ada", ECHO_PROMPT), [banned], 3)
+    assert echoed >= 5, "without the ban the model repeats the line (the prompt invites it)"
+    request = GenerationRequest("Ada", ECHO_PROMPT, sampling.merged({"no_repeat_ngram_size": 3}),
+                                banned_texts=(ECHO_LINE,))
+    pieces: list[str] = []
+    stats = engine.serve_blocking(request, feed=pieces.append)
+    said = turn_tokens(engine, "Ada", ECHO_PROMPT)
+    assert stats.generated_tokens >= 3 and "".join(pieces).strip()
+    grams = [tuple(said[i : i + 3]) for i in range(len(said) - 2)]
+    classes = engine.token_classes()
+    # A banned (or, within the turn, repeated) 3-gram may only end in a word's later piece,
+    # which is never banned; none ends in a word start.
+    assert all(not classes.bannable(g[2]) for g in grams if g in banned_grams)
+    assert all(not classes.bannable(g[2]) for i, g in enumerate(grams) if g in grams[:i])
+    assert ngram_overlap(said, [banned], 3) <= 1 < echoed
+
+
+def test_ngram_ban_is_the_same_on_the_fast_greedy_path_and_the_sampler_chain(model_path: Path) -> None:
+    sampling = SamplingParams(temperature=0.0, max_tokens=40, no_repeat_ngram_size=2, min_tokens=8)
+    texts = []
+    for fast in (True, False):
+        eng = LocalEngine(model_path, n_ctx=1024, fast_greedy=fast)
+        eng.load_blocking()
+        try:
+            request = GenerationRequest("Ada", ECHO_PROMPT, sampling, banned_texts=(ECHO_LINE, "Bram runs the bakery."))
+            pieces: list[str] = []
+            stats = eng.serve_blocking(request, feed=pieces.append)
+            texts.append(("".join(pieces), stats.generated_tokens, turn_tokens(eng, "Ada", ECHO_PROMPT)))
+        finally:
+            eng._close_model()
+    assert texts[0] == texts[1] and texts[0][1] >= 8
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_min_tokens_holds_off_the_newline_and_the_end(engine: LocalEngine, temperature: float) -> None:
+    prompt = HEADER + "Bram: Yes.\nAda: No.\nBram: Yes.\nAda: No.\nBram: Yes.\nAda:"
+    sampling = SamplingParams(temperature=temperature, seed=2, max_tokens=40, stop=("\n",))
+    short, s_short = serve(engine, None, prompt, sampling)
+    assert s_short.generated_tokens < 6 and s_short.finish_reason == "stop", short
+    long, s_long = serve(engine, None, prompt, sampling.merged({"min_tokens": 12}))
+    assert s_long.generated_tokens >= 12 and "\n" not in long
+    assert s_long.finish_reason in ("stop", "length")
+
+
+def test_resample_from_the_prompt_end_evaluates_nothing_and_leaves_an_exact_state(model_path: Path) -> None:
+    """Ada's first try is rejected and resampled with a new seed; an engine that only ever
+    saw the accepted try must agree on it and on Ada's next (greedy) turn."""
+    p1 = HEADER + "Bram: The bridge will bring customers.\nAda:"
+    rejected = SamplingParams(temperature=0.9, seed=1, max_tokens=24, stop=("\n",))
+    accepted = rejected.merged({"seed": 7})
+    greedy = SamplingParams(temperature=0.0, max_tokens=30, stop=("\n",))
+    runs = []
+    for retry in ("none", "at once", "after another agent"):
+        eng = LocalEngine(model_path, n_ctx=2048)
+        eng.load_blocking()
+        try:
+            retry_stats = None
+            if retry != "none":
+                serve(eng, "Ada", p1, rejected)
+                if retry == "after another agent":
+                    serve(eng, "Bram", HEADER + "Ada: Hello.\nBram:", greedy)
+            text1, s1 = serve(eng, "Ada", p1, accepted)
+            if retry != "none":
+                retry_stats = s1
+            text2, _ = serve(eng, "Ada", p1 + text1 + "\nBram: Why?\nAda:", greedy)
+            runs.append((text1, text2, retry_stats))
+        finally:
+            eng._close_model()
+    (fresh1, fresh2, _), *retried = runs
+    for text1, text2, stats in retried:
+        assert stats is not None and stats.prefill_tokens == 0  # the checkpoint kept the prompt's logits
+        assert stats.reused_tokens == stats.prompt_tokens
+        assert (text1, text2) == (fresh1, fresh2) and fresh2.strip()
+    assert retried[1][2].restore_ms > 0  # the second retry came back from the checkpoint
+
+
+def test_dry_sampler_runs_and_breaks_the_echo(engine: LocalEngine) -> None:
+    assert engine.info.decoding.dry and engine.info.decoding.ngram_ban
+    banned = engine._bans.tokens_of(ECHO_LINE)
+    sampling = SamplingParams(temperature=0.0, max_tokens=30, stop=("\n",))
+    serve(engine, "Ada", ECHO_PROMPT, sampling)
+    plain = ngram_overlap(turn_tokens(engine, "Ada", ECHO_PROMPT), [banned], 3)
+    serve(engine, "Ada", ECHO_PROMPT, sampling.merged({"dry_multiplier": 0.8}))
+    dry = ngram_overlap(turn_tokens(engine, "Ada", ECHO_PROMPT), [banned], 3)
+    assert dry < plain

@@ -124,7 +124,7 @@ def test_clean_turns_drop_repeats_empties_and_unfinished() -> None:
 
 
 def test_judge_orders_reasons() -> None:
-    good = [turn(0, "One."), turn(1, "Two.", speaker="B")]
+    good = [turn(0, "One bridge here."), turn(1, "Two banks there.", speaker="B")]
     assert judge(good, exclude=[], min_turns=2, end_reason="max_turns").keep
     short = judge(good[:1], exclude=[], min_turns=2, end_reason="max_turns")
     assert (short.keep, short.reason, short.clean_turns) == (False, TOO_SHORT, 1)

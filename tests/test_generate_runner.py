@@ -35,7 +35,7 @@ def script(excluded_word: str | None = None):
         word = word_of(request)
         if word == excluded_word and n % 2 == 0:
             return f"Some say the {word} is Religious, remark {n}."
-        return f"A {word} is useful, remark {n}."
+        return f"Remark {n} on the {word}: {n} reasons."  # shares under half its 3-grams: no echo
 
     return reply
 
@@ -218,7 +218,7 @@ async def test_sharegpt_and_txt_use_the_exports(tmp_path: Path) -> None:
                           out="t.txt", count=2).run()
         text = (tmp_path / "t.txt").read_text()
         conversations = text.strip().split("\n\n\n")
-        assert len(conversations) == 2 and conversations[0].startswith("Student: A bridge")
+        assert len(conversations) == 2 and conversations[0].startswith("Student: Remark 1 on the bridge")
         with pytest.raises(ConfigError, match="already holds sharegpt conversations; write txt to another file"):
             OutputFile(tmp_path / "s.jsonl", "txt", make_config().fingerprint())
 

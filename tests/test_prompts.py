@@ -23,10 +23,10 @@ CHATML = (
 def test_transcript_header_persona_lines_and_cue() -> None:
     fmt = TranscriptFormat(SPEC, [ANN, BOB])
     prompt = fmt.render(ANN, None, [Line("Bob", "Bread first."), Line("Ann", "Bridges first.")]).prompt
-    assert prompt.startswith("Town hall meeting: transcript.\nMotion: Build a bridge?\nPresent: Ann (engineer), Bob (baker).")
+    assert prompt.startswith("Minutes of a public town hall meeting.\nMotion: Build a bridge?\nSpeakers:\n- Ann, engineer.\n- Bob, baker.\n")
     assert "About Ann: Ann builds bridges." in prompt and "Ann: Count the bolts." in prompt
     assert "Bob bakes" not in prompt, "an agent sees only its own persona in full"
-    assert prompt.endswith("Transcript:\nBob: Bread first.\nAnn: Bridges first.\nAnn:")
+    assert prompt.endswith("Transcript of tonight's meeting:\nBob: Bread first.\nAnn: Bridges first.\nAnn:")
     with_summary = fmt.render(ANN, "They argued about bread.", [Line("Bob", "Still bread.")]).prompt
     assert "(Earlier in the meeting: They argued about bread.)\nBob: Still bread.\nAnn:" in with_summary
 
@@ -123,12 +123,12 @@ async def test_scheduler_uses_the_chat_format_when_the_engine_has_a_template() -
     from townhall.engine.scripted import ScriptedEngine
     from townhall.scheduler import Scheduler
 
-    engine = ScriptedEngine(["Bridges now.", "Bread now."], chat_template=CHATML)
+    engine = ScriptedEngine(["Bridges now, and soon.", "Bread now, then bridges."], chat_template=CHATML)
     spec = SPEC.model_copy(update={"max_turns": 2})
     await Scheduler(engine, spec, [ANN, BOB]).run()
     second = engine.requests[1]
     assert second.messages is not None
-    assert second.messages[-1]["content"] == "Ann: Bridges now.\n\nBob, your turn. Answer Ann in one or two sentences."
+    assert second.messages[-1]["content"] == "Ann: Bridges now, and soon.\n\nBob, your turn. Answer Ann in one or two sentences."
     assert second.prompt.endswith("<|im_start|>assistant\n")
 
 

@@ -25,7 +25,7 @@ def townhall(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
 def test_flags_override_the_file(tmp_path: Path) -> None:
     spec = build_spec(None, turns=3, seed=4, policy="mention", max_tokens=20)
     assert spec.moderator == "Margaret" and spec.max_turns == 3 and spec.policy == "mention"
-    assert spec.sampling.max_tokens == 20 and spec.sampling.temperature == 0.8  # the file's value kept
+    assert spec.sampling.max_tokens == 20 and spec.sampling.temperature == 0.7  # the file's value kept
     flags = build_spec(None, motion="M?", agents="Walt, pogi")
     assert flags.participants == ["Walt", "pogi"] and flags.moderator is None
     alone = build_spec(None, motion="Ban leaf blowers?")

@@ -21,7 +21,7 @@ from townhall.events import (
     TurnStarted,
 )
 from townhall.personas import Persona
-from townhall.scheduler import Scheduler
+from townhall.scheduler import MAX_RESAMPLES, Scheduler
 from townhall.spec import TownHallSpec
 from townhall.turns import Turn, TurnKind, TurnStatus
 
@@ -41,7 +41,8 @@ def spec(**fields: object) -> TownHallSpec:
 
 def numbered(delay: float = 0.0) -> ScriptedEngine:
     counter = itertools.count(1)
-    return ScriptedEngine(lambda r: f"{r.agent_id} makes point {next(counter)}.", delay=delay)
+    # Each reply shares no word 3-gram with any other, so none is an echo.
+    return ScriptedEngine(lambda r: f"Point {next(counter)} by {r.agent_id}.", delay=delay)
 
 
 def record(scheduler: Scheduler) -> list[object]:
@@ -60,7 +61,7 @@ async def test_round_robin_publishes_events_in_order() -> None:
     assert reason == "max_turns" and scheduler.status == "finished"
     assert [t.speaker for t in scheduler.turns] == ["Ann", "Bob", "Cy", "Ann", "Bob", "Cy"]
     assert all(t.status == TurnStatus.COMPLETE for t in scheduler.turns)
-    assert scheduler.turns[0].content == "Ann makes point 1."
+    assert scheduler.turns[0].content == "Point 1 by Ann."
     assert isinstance(events[0], SessionStarted) and isinstance(events[-1], SessionEnded)
     assert events[-1].reason == "max_turns" and events[-1].turns == 6
     # Per turn: TurnStarted, at least one token, TurnFinished with the engine's stats.
@@ -84,7 +85,7 @@ async def test_prompts_are_append_only_per_agent_with_stops_for_everyone_else() 
     assert first.endswith("\nAnn:") and "Motion: Build a bridge." in first
     assert "About Ann: Ann lives in town." in first
     assert second.startswith(first), "the second prompt must extend the first"
-    assert second.endswith("Ann: Ann makes point 1.\nBob: Bob makes point 2.\nCy: Cy makes point 3.\nAnn:")
+    assert second.endswith("Ann: Point 1 by Ann.\nBob: Point 2 by Bob.\nCy: Point 3 by Cy.\nAnn:")
     stops = ann[0].sampling.stop
     assert "\nBob:" in stops and "\nCy:" in stops and "\nAudience:" in stops and "\nAnn:" not in stops
 
@@ -97,7 +98,8 @@ async def test_agent_never_speaks_as_another_participant() -> None:
 
 
 async def test_interjection_becomes_the_next_turn_and_everyone_sees_it() -> None:
-    engine = ScriptedEngine(lambda r: f"{r.agent_id} speaks.", delay=0.001)
+    counter = itertools.count(1)
+    engine = ScriptedEngine(lambda r: f"{r.agent_id} speaks {next(counter)} times.", delay=0.001)
     scheduler = Scheduler(engine, spec(max_turns=3), PEOPLE)
     events = record(scheduler)
 
@@ -188,7 +190,7 @@ async def test_skip_current_drops_the_turn_and_the_debate_goes_on() -> None:
     skipped = scheduler.turns[0]
     assert skipped.status == TurnStatus.SKIPPED and skipped.content == ""
     assert [t.speaker for t in scheduler.turns] == ["Ann", "Bob", "Cy"], "a skipped turn does not count"
-    assert "Ann:" not in engine.requests[1].prompt.split("Transcript:\n", 1)[1]
+    assert "Ann:" not in engine.requests[1].prompt.split("Transcript of tonight's meeting:\n", 1)[1]
 
 
 async def test_skip_while_paused_skips_the_next_speaker() -> None:
@@ -216,21 +218,24 @@ async def test_stop_ends_after_the_turn_settles() -> None:
     assert isinstance(events[-1], SessionEnded) and events[-1].reason == "stopped"
 
 
-async def test_degenerate_turn_is_retried_once_with_another_seed() -> None:
-    replies = iter(["", "Now I have words.", "...", "!!", "Bob repeats.", "Bob repeats."])
+async def test_unclean_turn_is_resampled_with_another_seed_then_degenerate() -> None:
+    replies = iter(["", "Now I have words.", "...", "!!", "Bob repeats.", "Bob repeats.", "ok"])
     engine = ScriptedEngine(lambda r: next(replies))
     scheduler = Scheduler(engine, spec(max_turns=2, seed=11), PEOPLE)
     await scheduler.run()
     first, second = scheduler.turns
     assert (first.content, first.status, first.retries) == ("Now I have words.", TurnStatus.COMPLETE, 1)
     assert engine.requests[0].sampling.seed != engine.requests[1].sampling.seed
-    assert second.status == TurnStatus.DEGENERATE and second.retries == 1
-    assert len(engine.requests) == 4
+    assert second.status == TurnStatus.DEGENERATE and second.retries == MAX_RESAMPLES
+    assert len(engine.requests) == 2 + MAX_RESAMPLES + 1
 
 
 async def test_verbatim_repeat_is_degenerate_and_kept_out_of_prompts() -> None:
-    engine = ScriptedEngine(["Same words here.", "Same words here.", "same words here", "Cy is new."])
-    scheduler = Scheduler(engine, spec(max_turns=3), PEOPLE)
+    def script(request: GenerationRequest) -> str:
+        return "Cy is new here." if request.agent_id == "Cy" else "Same words here."
+
+    engine = ScriptedEngine(script)
+    scheduler = Scheduler(engine, spec(max_turns=3, sampling={"no_repeat_ngram_size": 0}), PEOPLE)
     await scheduler.run()
     assert [t.status for t in scheduler.turns] == [TurnStatus.COMPLETE, TurnStatus.DEGENERATE, TurnStatus.COMPLETE]
     assert "Bob: Same words" not in engine.requests[-1].prompt

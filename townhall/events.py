@@ -34,6 +34,7 @@ class TurnStarted:
     speaker: str
     kind: TurnKind
     at: float
+    phase: str | None = None  # the agenda's phase (opening | questions | closing), else None
 
 
 @dataclass(frozen=True)

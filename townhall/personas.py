@@ -11,7 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from townhall.engine.base import SamplingOverrides
 from townhall.errors import ConfigError, NotFoundError, validation_message
 from townhall.paths import data_dir, user_agents_dir
+
+
+Side = Literal["for", "against", "undecided"]
 
 
 class Persona(BaseModel):
@@ -34,6 +37,9 @@ class Persona(BaseModel):
     moderator: bool = False
     examples: tuple[str, ...] = ()  # few-shot lines in the persona's voice (seed 002 openers)
     sampling: SamplingOverrides = SamplingOverrides()
+    # Defaults for a town hall that gives this persona no stance of its own.
+    side: Side | None = None
+    concern: str | None = Field(default=None, min_length=3, max_length=160)
 
     @field_validator("name")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 from townhall.personas import Persona
@@ -201,11 +201,164 @@ class ModeratorPolicy:
         return candidates[0]
 
 
+OPENING, QUESTIONS, CLOSING = "opening", "questions", "closing"
+PHASE_TITLES = {OPENING: "Opening statements", QUESTIONS: "Questions and rebuttals", CLOSING: "Closing statements"}
+
+
+@dataclass(frozen=True)
+class StanceView:
+    """A participant's side and concern as the agenda words them (resolved by the scheduler)."""
+
+    side: str  # for | against | undecided
+    concern: str
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One turn of the agenda: its phase, who speaks, and the moderator's words if scripted."""
+
+    phase: str
+    speaker: str
+    line: str | None = None
+
+
+def side_words(side: str) -> str:
+    return {"for": "for the motion", "against": "against the motion"}.get(side, "undecided")
+
+
+@dataclass
+class AgendaPolicy:
+    """A town hall in three phases: opening statements, questions and rebuttals, closing statements.
+
+    Every participant opens once, in order; then the moderator asks a named
+    participant about their own stated concern, that participant answers and one
+    from another side replies; then everyone closes once and the moderator
+    adjourns. The moderator's lines are written here from the motion, the
+    participants and their stances rather than by the model: a question to a named
+    person about their concern is the strongest cue a small model gets, and a base
+    model asked to chair invents another meeting. The plan fills `total` turns,
+    the closing statements always fitting at the end.
+    """
+
+    name: ClassVar[str] = "agenda"
+    motion: str = ""
+    title: str | None = None
+    stances: dict[str, StanceView] = field(default_factory=dict)
+    total: int | None = None
+    _plan: list[Slot] | None = None
+
+    def plan(self, ctx: PolicyContext) -> list[Slot]:
+        if self._plan is None:
+            self._plan = self._build(ctx)
+        return self._plan
+
+    def slot(self, ctx: PolicyContext) -> Slot:
+        """The slot for the next turn: the n-th non-audience turn of the session."""
+        plan = self.plan(ctx)
+        index = sum(1 for t in ctx.turns if t.kind != TurnKind.AUDIENCE)
+        if index < len(plan):
+            return plan[index]
+        names = [p.name for p in ctx.speakers]
+        return Slot(CLOSING, _after(names, ctx.last_speaker, ctx.exclude))
+
+    def peek(self, ctx: PolicyContext) -> str | None:
+        slot = self.slot(ctx)
+        if slot.speaker in ctx.exclude:
+            names = [p.name for p in ctx.speakers]
+            return _after(names, slot.speaker, ctx.exclude)
+        return slot.speaker
+
+    async def choose(self, ctx: PolicyContext) -> str:
+        return self.peek(ctx) or ctx.order[0]
+
+    # -- the plan ---------------------------------------------------------------------
+    def _stance(self, name: str) -> StanceView:
+        return self.stances.get(name) or StanceView("undecided", "what this motion means for them")
+
+    def _build(self, ctx: PolicyContext) -> list[Slot]:
+        names = [p.name for p in ctx.speakers]
+        chair = ctx.moderator.name if ctx.moderator else None
+        opening = ([Slot(OPENING, chair, self._welcome(names))] if chair else []) + [Slot(OPENING, n) for n in names]
+        closing = ([Slot(CLOSING, chair, self._closing_call(names))] if chair else []) + [Slot(CLOSING, n) for n in names]
+        if chair:
+            closing.append(Slot(CLOSING, chair, "Thank you all for speaking tonight. Your views are in the minutes. This meeting is adjourned."))
+        total = self.total if self.total is not None else len(opening) + len(closing) + 6 * len(names)
+        middle_len = total - len(opening) - len(closing)
+        middle = self._questions(names, chair, max(middle_len, 0))
+        return opening + middle + closing
+
+    def _questions(self, names: list[str], chair: str | None, count: int) -> list[Slot]:
+        slots: list[Slot] = []
+        previous = names[-1]
+        cycle = 0
+        while len(slots) < count:
+            target = names[cycle % len(names)]
+            replier = self._replier(names, target, cycle)
+            if previous == target:  # ask about someone else's words, never the target's own
+                previous = names[(names.index(target) - 1) % len(names)]
+            if chair:
+                slots.append(Slot(QUESTIONS, chair, self._question(target, previous, cycle // len(names) + cycle)))
+            slots.append(Slot(QUESTIONS, target))
+            slots.append(Slot(QUESTIONS, replier))
+            previous = replier
+            cycle += 1
+        slots = slots[:count]
+        if slots and slots[-1].line is not None:  # never end the phase on an unanswered question
+            last_spoke = next((s.speaker for s in reversed(slots) if s.line is None), names[-1])
+            slots[-1] = Slot(QUESTIONS, _after(names, last_spoke, frozenset()))
+        return slots
+
+    def _replier(self, names: list[str], target: str, cycle: int) -> str:
+        """Someone on another side than `target` (rotating), else the next participant."""
+        side = self._stance(target).side
+        others = [n for n in names if n != target]
+        opposed = [n for n in others if self._stance(n).side != side]
+        pool = opposed or others
+        return pool[cycle % len(pool)]
+
+    def _welcome(self, names: list[str]) -> str:
+        where = f"the {self.title}" if self.title else "this town hall"
+        motion = self.motion.strip().rstrip(".?!")
+        return (
+            f"Good evening and welcome to {where}. The motion tonight: {motion}. "
+            f"First, opening statements from {_listing(names)}: each of you, say which side you are on "
+            f"and give your reason. {names[0]}, you are {side_words(self._stance(names[0]).side)}. Please begin."
+        )
+
+    def _question(self, target: str, previous: str, variant: int) -> str:
+        stance = self._stance(target)
+        concern = stance.concern
+        if stance.side == "undecided":
+            options = [
+                f"{target}, you have not made up your mind. What about {concern}?",
+                f"{target}, you care about {concern}. What would it take to win your vote?",
+            ]
+        else:
+            options = [
+                f"{target}, you are {side_words(stance.side)}, and you care about {concern}. Tell us why.",
+                f"{target}, {previous} just spoke. What do you say to {previous} about {concern}?",
+                f"{target}, what is your strongest reason to be {side_words(stance.side)}?",
+            ]
+        return options[variant % len(options)]
+
+    def _closing_call(self, names: list[str]) -> str:
+        return (
+            f"We are nearly out of time. Closing statements now, one each, in the same order: "
+            f"{_listing(names)}. Tell us if you are for or against, and the one reason that decides it. "
+            f"{names[0]}, your last word on the motion."
+        )
+
+
+def _listing(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 POLICIES: dict[str, type] = {
     RoundRobin.name: RoundRobin,
     RandomPolicy.name: RandomPolicy,
     MentionPolicy.name: MentionPolicy,
     ModeratorPolicy.name: ModeratorPolicy,
+    AgendaPolicy.name: AgendaPolicy,
 }
 
 

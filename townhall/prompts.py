@@ -81,17 +81,53 @@ class PromptFormat(Protocol):
         """The part of every prompt for `persona` that no strategy may drop."""
 
 
+# One short exchange on another topic, in the header of every base-model prompt: it shows
+# what a substantive turn looks like (a position, a concrete reason, an answer by name).
+EXEMPLAR = (
+    "From the minutes of an earlier meeting, on a new crosswalk by the school:\n"
+    "Chair: Dana, you run the hardware store on the corner. What would a crosswalk mean for you?\n"
+    "Dana: I am for it. Half my customers are over seventy, and the trucks on Elm Street do not slow "
+    "down for anyone.\n"
+    "Lee: Dana, a signal costs forty thousand dollars. Paint and a sign cost two thousand, so I say we "
+    "try those first and count the cars for a month.\n"
+    "Dana: Lee, paint fades by spring. If a child is hit, nobody will ask what the paint saved us.\n"
+)
+
+
+def exemplar_lines(exemplar: str = EXEMPLAR) -> tuple[str, ...]:
+    """The exemplar's spoken words, for the n-gram ban: the model must not copy them."""
+    return tuple(line.split(":", 1)[1].strip() for line in exemplar.splitlines() if ": " in line)
+
+
+def resolve_stance(spec: TownHallSpec, persona: Persona) -> tuple[str, str] | None:
+    """(side, concern) from the town hall, else the persona's defaults, else None."""
+    stance = spec.stance_for(persona.name)
+    if stance is not None:
+        return stance.side, stance.concern
+    if persona.side or persona.concern:
+        return persona.side or "undecided", (persona.concern or f"what the motion means for a {persona.title}").rstrip(".")
+    return None
+
+
+def is_chair(spec: TownHallSpec, persona: Persona) -> bool:
+    return bool(spec.moderator) and persona.name.casefold() == (spec.moderator or "").casefold()
+
+
 @dataclass
 class TranscriptFormat:
-    """For base models: a short natural header, then `Name: text` lines, then `Name:`.
+    """For base models: minutes of a meeting, then `Name: text` lines, then `Name:`.
 
-    A base model continues documents; this one reads like minutes of a meeting,
-    which the embedded Gemma 270M continues in voice (NOTES.md).
+    A base model continues documents; this one reads like the minutes of a town
+    hall, which the embedded Gemma 270M continues in voice (NOTES.md). The header
+    states each participant's side and concern and carries one exemplar exchange:
+    told a position, the small model argues it instead of agreeing with everyone.
+    The header never changes during a session, so prompts stay append-only.
     """
 
     spec: TownHallSpec
     participants: Sequence[Persona]
     name: str = "transcript"
+    exemplar: str = EXEMPLAR
     _headers: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -99,15 +135,36 @@ class TranscriptFormat:
         return TRANSCRIPT_STOPS
 
     def header(self) -> str:
-        title = self.spec.title or "Town hall meeting"
-        present = ", ".join(
-            f"{p.name} ({'moderator, ' if p.moderator or p.name == self.spec.moderator else ''}{p.title})"
-            for p in self.participants
+        opening = f"Minutes of the {self.spec.title}, a public town hall meeting." if self.spec.title else (
+            "Minutes of a public town hall meeting."
         )
-        return f"{title}: transcript.\nMotion: {self.spec.motion.strip()}\nPresent: {present}.\n"
+        lines = [opening, f"Motion: {self.spec.motion.strip()}"]
+        chair = [p for p in self.participants if is_chair(self.spec, p)]
+        speakers = [p for p in self.participants if not is_chair(self.spec, p)]
+        if chair:
+            lines.append(f"Chair: {chair[0].name}, {chair[0].title}.")
+        lines.append("Speakers:")
+        for p in speakers:
+            stance = resolve_stance(self.spec, p)
+            if stance is None:
+                lines.append(f"- {p.name}, {p.title}.")
+            else:
+                side, concern = stance
+                where = {"for": "for the motion", "against": "against the motion"}.get(side, "undecided")
+                lines.append(f"- {p.name}, {p.title}: {where}. Cares most about {concern}.")
+        lines.append(
+            "Each speaker talks in two or three full sentences, gives a reason from their own life, "
+            "answers the others by name and never repeats what was already said."
+        )
+        return "\n".join(lines) + "\n"
 
     def persona_block(self, persona: Persona) -> str:
         parts = [f"\nAbout {persona.name}: {persona.bio.strip()}", f"{persona.name}'s style: {persona.style.strip()}"]
+        stance = None if is_chair(self.spec, persona) else resolve_stance(self.spec, persona)
+        if stance is not None:  # the agent's own side, restated close to where it speaks
+            side, concern = stance
+            where = {"for": "is for the motion", "against": "is against the motion"}.get(side, "is undecided")
+            parts.append(f"{persona.name} {where} and cares most about {concern}.")
         if persona.examples:
             parts.append(f"{persona.name} says things like:")
             parts.extend(f"{persona.name}: {ex.strip()}" for ex in persona.examples)
@@ -115,7 +172,10 @@ class TranscriptFormat:
 
     def fixed_part(self, persona: Persona) -> str:
         if persona.name not in self._headers:
-            self._headers[persona.name] = self.header() + self.persona_block(persona) + "\nTranscript:\n"
+            example = f"\n{self.exemplar}" if self.exemplar else ""
+            self._headers[persona.name] = (
+                self.header() + example + self.persona_block(persona) + "\nTranscript of tonight's meeting:\n"
+            )
         return self._headers[persona.name]
 
     def render(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> Rendered:

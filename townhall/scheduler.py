@@ -25,9 +25,13 @@ Notes on behaviour beyond the contract:
   `session.plan_resume` decides a resumed run's budget.
 - Events go out in order on the scheduler's loop: SessionStarted, then per turn
   [StrategyApplied] TurnStarted TokenStreamed* (TurnFinished | TurnFailed), Paused and
-  Resumed between turns, SessionEnded last. A degenerate turn is retried once inside
-  the same TurnStarted/TurnFinished pair, so the streamed pieces may restart: views
-  should show `turn.content` from TurnFinished as the final, trimmed text.
+  Resumed between turns, SessionEnded last. A turn that is not clean (`townhall.quality`)
+  is resampled with a new seed, up to `MAX_RESAMPLES` times, inside the same
+  TurnStarted/TurnFinished pair, so the streamed pieces may restart: views should show
+  `turn.content` from TurnFinished as the final, trimmed text. Still unclean, it is
+  recorded DEGENERATE and kept out of every prompt.
+- Under the `agenda` policy each turn carries its phase (`Turn.phase`, `TurnStarted.phase`)
+  and the moderator's lines are written from the agenda (`Turn.scripted`), not generated.
 - Interjections are taken even while paused; they never wait for the model.
 """
 
@@ -61,7 +65,7 @@ from townhall.events import (
     TurnStarted,
 )
 from townhall.personas import Persona
-from townhall.policies import PolicyContext, make_policy, names_grammar
+from townhall.policies import AgendaPolicy, PolicyContext, Slot, StanceView, TurnPolicy, make_policy, names_grammar
 from townhall.prompts import (
     AUDIENCE,
     AgentView,
@@ -69,11 +73,14 @@ from townhall.prompts import (
     PromptFormat,
     Rendered,
     choose_format,
+    exemplar_lines,
+    resolve_stance,
     stop_strings,
     visible,
 )
+from townhall.quality import check_turn
 from townhall.spec import TownHallSpec
-from townhall.trimming import clean_spoken, is_degenerate, trim_turn
+from townhall.trimming import clean_spoken, trim_turn
 from townhall.turns import Turn, TurnKind, TurnStatus, uses_turn_budget
 
 log = logging.getLogger(__name__)
@@ -82,6 +89,15 @@ log = logging.getLogger(__name__)
 # views that still test it (tui/app.py), until they test the status instead.
 SKIPPED = "skipped by the watcher"
 _SEED_SPACE = 2**31 - 1
+MAX_RESAMPLES = 3  # a turn that is not clean is drawn again this many times, then kept as DEGENERATE
+# Debate sampling, under the spec's and the persona's own overrides; tuned with
+# `townhall bench --quality` on the embedded model (see README).
+DEBATE_SAMPLING: dict[str, object] = {
+    "temperature": 0.7,
+    "max_tokens": 64,
+    "no_repeat_ngram_size": 3,  # never repeat a token 3-gram already said in the debate
+    "min_tokens": 12,  # a newline cannot end a turn before this many tokens
+}
 
 
 def derive_seed(base: int, index: int, retry: int, salt: int = 0) -> int:
@@ -148,7 +164,7 @@ class Scheduler:
             raise ConfigError("participants: a town hall needs at least one participant besides the moderator")
         self.speakers: list[Persona] = speakers
         self.participants: list[Persona] = ([self.moderator] if self.moderator else []) + speakers
-        self.policy = make_policy(spec.policy)
+        self.policy = self._make_policy()
         self.strategy = make_strategy(spec.context_strategy)
         self.status: SchedulerStatus = "idle"
         self.current_speaker: str | None = None
@@ -171,6 +187,16 @@ class Scheduler:
         self._started_at = 0.0
         self._closing = False
         self._summaries: dict[tuple[str | None, tuple[Line, ...]], str] = {}
+
+    def _make_policy(self) -> TurnPolicy:
+        if self.spec.policy != AgendaPolicy.name:
+            return make_policy(self.spec.policy)
+        stances = {}
+        for p in self.speakers:
+            stance = resolve_stance(self.spec, p)
+            if stance is not None:
+                stances[p.name] = StanceView(*stance)
+        return AgendaPolicy(motion=self.spec.motion, title=self.spec.title, stances=stances, total=self.spec.max_turns)
 
     # -- public control (sync, safe to call from any callback on the loop) ----
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
@@ -315,8 +341,12 @@ class Scheduler:
             if self._paused:
                 self._steps -= 1
             self.status = "running"
+            slot = self.policy.slot(self._policy_context()) if isinstance(self.policy, AgendaPolicy) else None
             speaker = await self._choose()
-            await self._agent_turn(speaker)
+            if slot is not None and slot.line is not None and slot.speaker == speaker.name:
+                await self._scripted_turn(speaker, slot)
+            else:
+                await self._agent_turn(speaker, slot.phase if slot is not None else None)
             if self._pause_after_turn:
                 self._pause_after_turn = False
                 self._paused = True
@@ -368,12 +398,45 @@ class Scheduler:
         await self._publish(TurnFinished(self.session_id, turn))
         self._refresh_next()
 
+    async def _scripted_turn(self, persona: Persona, slot: Slot) -> None:
+        """The moderator's line from the agenda: said at once, streamed as one piece."""
+        assert slot.line is not None
+        index = len(self.turns)
+        turn = Turn(
+            index=index, speaker=persona.name, kind=TurnKind.MODERATOR, content=slot.line,
+            started_at=self.clock(), phase=slot.phase, scripted=True,
+        )
+        self.turns.append(turn)
+        self.current_speaker = persona.name
+        self.next_speaker = None
+        await self._publish(TurnStarted(self.session_id, index, persona.name, turn.kind, turn.started_at, slot.phase))
+        await self._publish(TokenStreamed(self.session_id, index, persona.name, slot.line))
+        turn.status = TurnStatus.COMPLETE
+        turn.finished_at = self.clock()
+        self.current_speaker = None
+        await self._publish(TurnFinished(self.session_id, turn))
+        self._note_closing(turn)
+
+    def _note_closing(self, turn: Turn) -> None:
+        if (
+            turn.kind == TurnKind.MODERATOR
+            and self.spec.closing_phrase
+            and turn.status == TurnStatus.COMPLETE
+            and self.spec.closing_phrase.casefold() in turn.content.casefold()
+        ):
+            self._closing = True
+
+    def _unsayable(self, persona: Persona) -> tuple[str, ...]:
+        if self._format is None or self._format.name != "transcript":
+            return ()
+        return exemplar_lines() + tuple(" ".join(e.split()) for e in persona.examples)
+
     def _names(self) -> list[str]:
         extra = [t.speaker for t in self.turns if t.kind == TurnKind.AUDIENCE]
         return list(dict.fromkeys([p.name for p in self.participants] + [AUDIENCE] + extra))
 
     def _sampling(self, persona: Persona, index: int, retry: int) -> SamplingParams:
-        base = SamplingParams().merged(self.spec.sampling, persona.sampling)
+        base = SamplingParams().merged(DEBATE_SAMPLING, self.spec.sampling, persona.sampling)
         assert self._format is not None
         stops = stop_strings(
             persona.name, self._names(), self.engine.info.eos_markers, self._format.generic_stops
@@ -434,27 +497,31 @@ class Scheduler:
         assert self._format is not None
         return self._format.render(persona, None, [])
 
-    async def _agent_turn(self, persona: Persona) -> None:
+    async def _agent_turn(self, persona: Persona, phase: str | None = None) -> None:
         index = len(self.turns)
         kind = TurnKind.MODERATOR if persona is self.moderator else TurnKind.AGENT
         sampling = self._sampling(persona, index, 0)
         rendered = await self._fit(persona, sampling.max_tokens)
-        turn = Turn(index=index, speaker=persona.name, kind=kind, started_at=self.clock(), sampling=sampling)
+        turn = Turn(index=index, speaker=persona.name, kind=kind, started_at=self.clock(), sampling=sampling, phase=phase)
         self.turns.append(turn)
         self.current_speaker = persona.name
         self.next_speaker = None
         self._skip_current = self._interrupt_current = False
-        await self._publish(TurnStarted(self.session_id, index, persona.name, kind, turn.started_at))
-        earlier = [t.content for t in self.turns[:index] if t.content]
+        await self._publish(TurnStarted(self.session_id, index, persona.name, kind, turn.started_at, phase))
+        earlier = [t.content for t in self.turns[:index] if visible(t)]
+        # For the engine's n-gram ban: the exemplar and the persona's own examples (a small
+        # model copies them word for word), then everything said in the debate so far.
+        banned = self._unsayable(persona) + tuple(" ".join(text.split()) for text in earlier)
         names = self._names()
         try:
-            for retry in (0, 1):
+            for retry in range(MAX_RESAMPLES + 1):
                 if retry:
                     sampling = self._sampling(persona, index, retry)
                     turn.sampling = sampling
                     turn.retries = retry
                 request = GenerationRequest(
-                    agent_id=persona.name, prompt=rendered.prompt, sampling=sampling, messages=rendered.messages
+                    agent_id=persona.name, prompt=rendered.prompt, sampling=sampling, messages=rendered.messages,
+                    banned_texts=banned,
                 )
                 generation = self.engine.generate(request)
                 self._generation = generation
@@ -489,7 +556,7 @@ class Scheduler:
                 if self._interrupt_current or finish == "cancelled":
                     turn.status = TurnStatus.INTERRUPTED
                     break
-                if is_degenerate(turn.content, earlier):
+                if not check_turn(turn.content, persona.name, names, earlier).clean:
                     turn.status = TurnStatus.DEGENERATE
                     continue
                 turn.status = TurnStatus.COMPLETE
@@ -503,13 +570,7 @@ class Scheduler:
         turn.finished_at = self.clock()
         self.current_speaker = None
         await self._publish(TurnFinished(self.session_id, turn))
-        if (
-            kind == TurnKind.MODERATOR
-            and self.spec.closing_phrase
-            and turn.status == TurnStatus.COMPLETE
-            and self.spec.closing_phrase.casefold() in turn.content.casefold()
-        ):
-            self._closing = True
+        self._note_closing(turn)
 
     async def _fail(self, turn: Turn, failure: BaseException) -> None:
         message = str(failure) if isinstance(failure, TownhallError) else f"{type(failure).__name__}: {failure}"

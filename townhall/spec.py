@@ -11,15 +11,37 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from townhall.engine.base import SamplingOverrides
 from townhall.engine.config import EngineSection
 from townhall.errors import ConfigError, NotFoundError, validation_message
+from townhall.personas import Side
 
-PolicyName = Literal["round_robin", "random", "moderator", "mention"]
+PolicyName = Literal["round_robin", "random", "moderator", "mention", "agenda"]
 StrategyName = Literal["truncate", "summarize", "error"]
 PromptFormatName = Literal["auto", "transcript", "chat"]
+
+
+class Stance(BaseModel):
+    """A participant's side on this motion and what they care about most.
+
+    The header states it and the moderator's questions name the concern: a small
+    base model argues a position it has been told far better than one it must invent.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    side: Side
+    concern: str = Field(min_length=3, max_length=160)
+
+    @field_validator("concern")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        value = " ".join(value.split()).rstrip(".")
+        if len(value) < 3:
+            raise ValueError("must say what the participant is worried about, in a few words")
+        return value
 
 
 class TownHallSpec(BaseModel):
@@ -30,6 +52,7 @@ class TownHallSpec(BaseModel):
     participants: list[str] = Field(min_length=1)
     moderator: str | None = None
     policy: PolicyName = "round_robin"
+    stances: dict[str, Stance] = {}  # participant name -> side and concern on this motion
     max_turns: int | None = Field(default=12, ge=1)
     token_budget: int | None = Field(default=None, ge=1)
     time_budget_s: float | None = Field(default=None, gt=0)
@@ -50,6 +73,22 @@ class TownHallSpec(BaseModel):
         if len({n.casefold() for n in names}) != len(names):
             raise ValueError("each persona may appear only once")
         return names
+
+    @model_validator(mode="after")
+    def _stances_name_participants(self) -> TownHallSpec:
+        known = {n.casefold() for n in self.participants}
+        for name in self.stances:
+            if self.moderator and name.casefold() == self.moderator.casefold():
+                raise ValueError(f"stances: the moderator '{name}' takes no side")
+            if name.casefold() not in known:
+                raise ValueError(f"stances: '{name}' is not one of the participants")
+        return self
+
+    def stance_for(self, name: str) -> Stance | None:
+        for key, stance in self.stances.items():
+            if key.casefold() == name.casefold():
+                return stance
+        return None
 
 
 def spec_from_data(data: Mapping[str, Any], source: str) -> TownHallSpec:

@@ -20,7 +20,7 @@ class TurnStatus(StrEnum):
     COMPLETE = "complete"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
-    DEGENERATE = "degenerate"  # empty or a verbatim repeat, even after one retry
+    DEGENERATE = "degenerate"  # still not clean (townhall.quality) after the resamples
     SKIPPED = "skipped"  # the watcher skipped it: nothing was said, and it uses no turn budget
 
 
@@ -37,6 +37,8 @@ class Turn:
     sampling: SamplingParams | None = None
     retries: int = 0
     error: str | None = None
+    phase: str | None = None  # opening | questions | closing under the agenda policy, else None
+    scripted: bool = False  # written by the scheduler from the agenda (a moderator's line), not the model
 
 
 def uses_turn_budget(turn: Turn) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -100,7 +101,9 @@ def _ways_table(summary: dict[str, Any]) -> None:
 def bench(
     engine_flags: EngineFlags,
     agents: Annotated[int, typer.Option("--agents", help="Agents taking turns.")] = 4,
-    turns: Annotated[int, typer.Option("--turns", help="Turns in the scripted debate.")] = 48,
+    turns: Annotated[
+        Optional[int], typer.Option("--turns", help="Turns in the scripted debate (48), or per town hall with --quality (24).")
+    ] = None,
     tokens: Annotated[int, typer.Option("--tokens", help="Tokens generated per turn at most.")] = 40,
     ways: Annotated[str, typer.Option("--ways", help="Comma-separated: reprefill,save_state,townhall.")] = (
         "reprefill,save_state,townhall"
@@ -109,10 +112,24 @@ def bench(
     tui_latency: Annotated[
         bool, typer.Option("--tui-latency", help="Measure key-to-screen latency in the TUI during generation.")
     ] = False,
+    quality: Annotated[
+        bool, typer.Option("--quality", help="Score the debate itself on the shipped town halls (clean, echo, words...).")
+    ] = False,
+    debates: Annotated[int, typer.Option("--debates", min=1, help="With --quality: how many town halls.")] = 6,
+    transcripts: Annotated[
+        Optional[Path], typer.Option("--transcripts", help="With --quality: write each debate's text into this folder.")
+    ] = None,
+    baseline_s: Annotated[
+        Optional[float], typer.Option("--baseline-s", help="With --quality: seconds per turn to hold speed against.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the same scripted debate three ways and print what per-agent KV states save."""
     config = engine_flags.config()
+    if quality:
+        _quality(config, debates=debates, turns=turns or 24, transcripts=transcripts, baseline_s=baseline_s, as_json=as_json)
+        return
+    turns = turns or 48
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -167,6 +184,35 @@ def bench(
         typer.echo(json.dumps(summary))
     else:
         _ways_table(summary)
+
+
+def _quality(config: Any, *, debates: int, turns: int, transcripts: Path | None, baseline_s: float | None, as_json: bool) -> None:
+    import asyncio
+
+    from townhall.bench.quality import load_motions, report_lines, run_quality_bench
+    from townhall.engine.factory import build_engine
+    from townhall.personas import PersonaRegistry
+
+    specs = load_motions()
+    if debates > len(specs):
+        raise TownhallError(f"--debates: the shipped list has {len(specs)} town halls")
+    engine = build_engine(config)
+    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if as_json else (lambda line: None)
+
+    async def go() -> dict[str, Any]:
+        try:
+            return await run_quality_bench(
+                engine, PersonaRegistry.default(), specs[:debates], turns=turns, transcripts=transcripts, progress=progress
+            )
+        finally:
+            await engine.aclose()
+
+    summary = asyncio.run(go())
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        for line in report_lines(summary, baseline_s):
+            typer.echo(line)
 
 
 def register(app: typer.Typer) -> None:

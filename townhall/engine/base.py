@@ -30,6 +30,12 @@ class SamplingOverrides(BaseModel):
     seed: int | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=1)
     stop: tuple[str, ...] | None = None
+    no_repeat_ngram_size: int | None = Field(default=None, ge=0)
+    min_tokens: int | None = Field(default=None, ge=0)
+    dry_multiplier: float | None = Field(default=None, ge=0.0)
+    dry_base: float | None = Field(default=None, ge=1.0)
+    dry_allowed_length: int | None = Field(default=None, ge=1)
+    dry_penalty_last_n: int | None = Field(default=None, ge=-1)
 
 
 class SamplingParams(BaseModel):
@@ -37,6 +43,18 @@ class SamplingParams(BaseModel):
 
     Defaults follow seed 002 (top_k 40, top_p 0.95, repeat_penalty 1.1) with a cooler
     temperature, because a 270M base model at 1.2 drifts off topic within a sentence.
+
+    Anti-echo decoding, all off by default (the quality benchmark picks the defaults):
+    - `no_repeat_ngram_size` N: a token that would complete a token N-gram already present
+      in the request's `banned_texts` or earlier in this turn is never picked (0 = off).
+      Newline and end-of-turn tokens are never banned, so a turn can always end.
+    - `min_tokens` N: until N tokens are generated, newline and end-of-generation tokens
+      cannot be picked, so a turn cannot end on its first words (0 = off). Stop strings
+      without a newline can still end it.
+    - `dry_*`: llama.cpp's DRY sampler (on when `dry_multiplier` > 0). It penalises tokens
+      that extend a sequence already seen in the prompt or the turn beyond
+      `dry_allowed_length` tokens, by multiplier × base^(length − allowed); it looks back
+      over `dry_penalty_last_n` tokens (-1 = the whole context).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +67,12 @@ class SamplingParams(BaseModel):
     seed: int | None = Field(default=None, ge=0)
     max_tokens: int = Field(default=160, ge=1)
     stop: tuple[str, ...] = ()
+    no_repeat_ngram_size: int = Field(default=0, ge=0)
+    min_tokens: int = Field(default=0, ge=0)
+    dry_multiplier: float = Field(default=0.0, ge=0.0)
+    dry_base: float = Field(default=1.75, ge=1.0)
+    dry_allowed_length: int = Field(default=2, ge=1)
+    dry_penalty_last_n: int = Field(default=-1, ge=-1)
 
     def merged(self, *overrides: SamplingOverrides | Mapping[str, Any] | None) -> SamplingParams:
         """Return a copy with each override's set (non-None) fields applied, later ones winning."""
@@ -69,6 +93,12 @@ class GenerationRequest:
     requests, which is what lets the engine reuse that agent's KV state. `messages`
     carries the same prompt as chat messages for chat-completion backends.
     `agent_id=None` asks for a stateless one-off (a summary, a speaker choice).
+
+    `banned_texts` are what was already said (the scheduler passes the debate's turns,
+    one text each); with `sampling.no_repeat_ngram_size` N the reply never repeats a token
+    N-gram of any of them. Each text is tokenized as it reads after a `Name:` tag (one
+    leading space) and n-grams never span two texts. Pass the same growing tuple turn
+    after turn: the local engine tokenizes only the texts it has not seen.
     """
 
     agent_id: str | None
@@ -76,6 +106,7 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     messages: tuple[Mapping[str, str], ...] | None = None
     grammar: str | None = None
+    banned_texts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -108,6 +139,18 @@ STAT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(GenerationStats))
 
 
 @dataclass(frozen=True)
+class DecodingSupport:
+    """Which anti-echo settings a backend really applies, so a caller can fall back.
+
+    Where `ngram_ban` is False the scheduler should resample turns that echo instead.
+    """
+
+    ngram_ban: bool = False  # sampling.no_repeat_ngram_size with request.banned_texts
+    min_tokens: bool = False
+    dry: bool = False
+
+
+@dataclass(frozen=True)
 class EngineInfo:
     """The truth about what is serving requests, for headers and `townhall doctor`."""
 
@@ -118,6 +161,7 @@ class EngineInfo:
     model_path: str | None = None
     chat_template: str | None = None
     eos_markers: tuple[str, ...] = ()
+    decoding: DecodingSupport = DecodingSupport()
 
 
 class Generation:

@@ -10,6 +10,16 @@ How a turn runs (all llama.cpp calls on one worker thread, fed by one asyncio qu
 3. roll back anything past that prefix and evaluate only the rest;
 4. sample, stream, stop; then save the agent's state (prompt + what it said).
 
+Before each pick the request's logits steps (`engine/decoding.py`: n-gram bans against
+`banned_texts`, `min_tokens`) write -inf into the logits row, so llama.cpp's sampler chain
+and the numpy greedy picker both honour them.
+
+A resample (same agent, same prompt, new seed) evaluates nothing: the prompt-end
+checkpoint keeps the logits row its prompt ended with (1 MiB for Gemma's vocabulary), so
+the retry samples from exactly what the first try saw. Re-evaluating the last token alone
+would not do: a one-token batch gives slightly different logits than the prompt's batch,
+enough to change a sampled turn.
+
 The sliding-window trap (Gemma 3 attends over 512 positions on 15 of 18 layers): a saved
 sequence state keeps only the cells still inside the window, so after a restore the state
 can be rolled back by at most one token and stay exact. Two things keep restores exact:
@@ -33,8 +43,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats, SamplingParams
+from townhall.engine.base import (
+    DecodingSupport,
+    EngineInfo,
+    Generation,
+    GenerationRequest,
+    GenerationStats,
+    SamplingParams,
+)
 from townhall.engine.config import EngineConfig
+from townhall.engine.decoding import BanIndexCache, TokenClasses, TurnConstraints
 from townhall.engine.model_file import GGUFHeader, resolve_model_path, validate_model_file
 from townhall.engine.stops import StopMatcher
 from townhall.engine.system import gpu_offload_supported, physical_cores, without_cpu_repack
@@ -42,6 +60,7 @@ from townhall.errors import ContextOverflowError, GenerationError, ModelLoadErro
 
 _SEQ = 0  # every agent's tokens live in sequence 0 while it is resident
 _PENALTY_LAST_N = 64  # tokens the repeat penalty looks back over
+_DRY_BREAKERS = ("\n", ":", '"', "*")  # llama.cpp's defaults: a match never spans these
 
 
 @dataclass
@@ -52,10 +71,11 @@ class SavedState:
     data: Any  # ctypes uint8 array, handed straight back to llama.cpp on restore
     size: int
     fingerprint: str
+    logits: Any = None  # prompt-end checkpoints: the float32 row to sample the first token from
 
     @property
     def nbytes(self) -> int:
-        return self.size
+        return self.size + (self.logits.nbytes if self.logits is not None else 0)
 
 
 class LocalEngine:
@@ -99,6 +119,8 @@ class LocalEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.offloaded_layers = 0
         self.total_layers = 0
+        self._token_classes: TokenClasses | None = None
+        self._bans = BanIndexCache(lambda text: self.tokenize(text, add_bos=False))
 
     @classmethod
     def from_config(cls, config: EngineConfig) -> LocalEngine:
@@ -144,6 +166,7 @@ class LocalEngine:
         path = resolve_model_path(self._requested_path)
         self.header = validate_model_file(path)
         self.model_path = path
+        import llama_cpp
         from llama_cpp import Llama, __version__ as llama_cpp_version
 
         from townhall.engine import llama_log
@@ -187,6 +210,7 @@ class LocalEngine:
             model_path=str(path),
             chat_template=self.header.chat_template,
             eos_markers=self._eos_markers(),
+            decoding=DecodingSupport(ngram_ban=True, min_tokens=True, dry=hasattr(llama_cpp, "llama_sampler_init_dry")),
         )
 
     def device_description(self) -> str:
@@ -235,6 +259,8 @@ class LocalEngine:
         self._states.clear()
         self._checkpoints.clear()
         self._resident = None
+        self._token_classes = None
+        self._bans = BanIndexCache(lambda text: self.tokenize(text, add_bos=False))
         if self.llm is not None:
             self.llm.close()
             self.llm = None
@@ -333,18 +359,27 @@ class LocalEngine:
         llm.n_tokens = keep
         stats.reused_tokens = keep
         stats.prefill_tokens = len(prompt) - keep
-        try:
-            llm.eval(prompt[keep:])
-        except Exception as exc:
-            self._invalidate(agent)
-            raise GenerationError(f"llama.cpp failed to evaluate the prompt ({exc})") from None
-        if agent is not None:
-            self._checkpoints[agent] = self._snapshot(len(prompt))
+        if keep == len(prompt):  # a resample: the checkpoint's logits stand in for an evaluation
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llm.ctx), _SEQ, keep, -1)
+            _logits_row(llm)[:] = self._checkpoints[agent].logits  # type: ignore[index]
+        else:
+            try:
+                llm.eval(prompt[keep:])
+            except Exception as exc:
+                self._invalidate(agent)
+                raise GenerationError(f"llama.cpp failed to evaluate the prompt ({exc})") from None
+            if agent is not None:
+                checkpoint = self._snapshot(len(prompt))
+                checkpoint.logits = _logits_row(llm).copy()
+                self._checkpoints[agent] = checkpoint
 
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        constraints = self._constraints(request, prompt)
         greedy = _GreedyPicker(llm, sampling.repeat_penalty) if (
-            self.fast_greedy and sampling.temperature <= 0 and not request.grammar) else None
-        sampler = None if greedy else _build_sampler(vocab, sampling, llm.n_vocab(), request.grammar)
+            self.fast_greedy and sampling.temperature <= 0 and not request.grammar
+            and sampling.dry_multiplier <= 0) else None
+        sampler = None if greedy else _build_sampler(
+            vocab, sampling, llm.n_vocab(), request.grammar, prompt, self.n_ctx)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         matcher = StopMatcher(sampling.stop)
         first_token_at: float | None = None
@@ -360,7 +395,11 @@ class LocalEngine:
                 if llm.n_tokens >= self.n_ctx:
                     stats.finish_reason = "context"
                     break
+                if constraints is not None:
+                    constraints.apply(_logits_row(llm))
                 token = greedy.pick() if greedy else llama_cpp.llama_sampler_sample(sampler, llm.ctx, -1)
+                if constraints is not None:
+                    constraints.observe(token)
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
                     stats.ttft_ms = (first_token_at - started) * 1000
@@ -408,6 +447,32 @@ class LocalEngine:
         stats.total_ms = (time.perf_counter() - started) * 1000
         return stats
 
+    def _constraints(self, request: GenerationRequest, prompt: list[int]) -> TurnConstraints | None:
+        """This turn's logits step, or None when the request asks for none (the common case)."""
+        sampling = request.sampling
+        n = sampling.no_repeat_ngram_size
+        if not n and sampling.min_tokens <= 0:
+            return None
+        banned = self._bans.index_for(request.agent_id, request.banned_texts, n) if n else None
+        return TurnConstraints(self.token_classes(), banned=banned, min_tokens=sampling.min_tokens, history=prompt)
+
+    def token_classes(self) -> TokenClasses:
+        """Newline and end-of-generation tokens, scanned once per loaded model (about 1 s for 262k tokens here)."""
+        if self._token_classes is None:
+            import llama_cpp
+
+            vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+            buffer = ctypes.create_string_buffer(256)
+            to_piece = llama_cpp.llama_token_to_piece
+
+            def piece(token: int) -> bytes:  # one shared buffer: this runs 262k times
+                n = to_piece(vocab, token, buffer, 256, 0, False)
+                return ctypes.string_at(buffer, n) if n >= 0 else self._piece(token)
+
+            self._token_classes = TokenClasses.scan(
+                self.llm.n_vocab(), piece, lambda t: bool(llama_cpp.llama_vocab_is_eog(vocab, t)))
+        return self._token_classes
+
     def _make_resident(self, agent_id: str | None, prompt: list[int], stats: GenerationStats) -> int:
         """Put the best state for this prompt in sequence 0; return how many prompt tokens it covers.
 
@@ -417,7 +482,10 @@ class LocalEngine:
         import llama_cpp
 
         llm = self.llm
-        limit = len(prompt) - 1  # at least one token must be evaluated to get logits
+        limit = len(prompt) - 1  # at least one token must be evaluated to get logits...
+        checkpoint = self._checkpoints.get(agent_id) if agent_id is not None else None
+        if checkpoint is not None and checkpoint.logits is not None and checkpoint.tokens == prompt:
+            limit = len(prompt)  # ...unless the prompt-end checkpoint kept them
         if agent_id is not None and agent_id == self._resident:
             held = [int(t) for t in llm.input_ids[: llm.n_tokens]]
             return min(_common_prefix(held, prompt), limit)
@@ -496,6 +564,14 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+def _logits_row(llm: Any) -> Any:
+    """The last evaluated position's logits as a writable float32 view of llama.cpp's buffer."""
+    import llama_cpp
+    import numpy as np
+
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
+
+
 class _GreedyPicker:
     """Exactly llama.cpp's penalties + greedy samplers, on a numpy view of the logits.
 
@@ -529,7 +605,9 @@ class _GreedyPicker:
         return token
 
 
-def _build_sampler(vocab: Any, sampling: SamplingParams, n_vocab: int, grammar: str | None) -> Any:
+def _build_sampler(
+    vocab: Any, sampling: SamplingParams, n_vocab: int, grammar: str | None, prompt: Sequence[int], n_ctx: int
+) -> Any:
     import llama_cpp
 
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -541,6 +619,8 @@ def _build_sampler(vocab: Any, sampling: SamplingParams, n_vocab: int, grammar: 
             raise GenerationError("the grammar for this request does not parse")
         add(g)
     add(llama_cpp.llama_sampler_init_penalties(n_vocab, _PENALTY_LAST_N, sampling.repeat_penalty, 0.0, 0.0))
+    if sampling.dry_multiplier > 0:
+        add(_dry_sampler(vocab, sampling, prompt, n_ctx))
     if sampling.temperature <= 0:
         add(llama_cpp.llama_sampler_init_greedy())
     else:
@@ -552,3 +632,17 @@ def _build_sampler(vocab: Any, sampling: SamplingParams, n_vocab: int, grammar: 
         seed = sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
         add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
     return chain
+
+
+def _dry_sampler(vocab: Any, sampling: SamplingParams, prompt: Sequence[int], n_ctx: int) -> Any:
+    """llama.cpp's DRY sampler, fed the prompt first (as llama-server does) so echoes of it count."""
+    import llama_cpp
+
+    last_n = n_ctx if sampling.dry_penalty_last_n < 0 else sampling.dry_penalty_last_n
+    breakers = (ctypes.c_char_p * len(_DRY_BREAKERS))(*(b.encode() for b in _DRY_BREAKERS))
+    dry = llama_cpp.llama_sampler_init_dry(
+        vocab, sampling.dry_multiplier, sampling.dry_base, sampling.dry_allowed_length, last_n,
+        breakers, len(_DRY_BREAKERS))
+    for token in prompt[-last_n:] if last_n else ():
+        llama_cpp.llama_sampler_accept(dry, token)
+    return dry

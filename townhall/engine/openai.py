@@ -7,6 +7,12 @@ the new tail is evaluated; vLLM's automatic prefix caching finds the shared pref
 its own. Faults (refused connections, timeouts, 5xx, cut streams, malformed events)
 are retried a bounded number of times with backoff; then the Generation ends with a
 one-line TownhallError, keeping every piece of text already streamed.
+
+Anti-echo decoding over HTTP: llama-server runs llama.cpp's DRY sampler, so `dry_*` go to
+it when `dry_multiplier` > 0. `min_tokens` is sent as vLLM names it (llama-server ignores
+it). The n-gram ban (`no_repeat_ngram_size` with `banned_texts`) cannot be done here: it
+needs the token ids of every step, which the API never exposes, so it is not sent and
+`info.decoding` says so; the scheduler resamples echoing turns instead.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from townhall.engine.base import EngineInfo, FinishReason, Generation, GenerationRequest, GenerationStats
+from townhall.engine.base import DecodingSupport, EngineInfo, FinishReason, Generation, GenerationRequest, GenerationStats
 from townhall.engine.config import EngineConfig
 from townhall.engine.server_info import (
     ServerInfo,
@@ -233,7 +239,12 @@ class OpenAIEngine:
             device=f"server · {self.root}",
             model_path=None,
             chat_template=server.chat_template if server else None,
+            decoding=DecodingSupport(ngram_ban=False, min_tokens=False, dry=self._runs_dry),
         )
+
+    @property
+    def _runs_dry(self) -> bool:
+        return self.server is not None and self.server.kind == "llama-server"
 
     @contextlib.asynccontextmanager
     async def _gated(self) -> AsyncIterator[None]:
@@ -310,6 +321,11 @@ class OpenAIEngine:
             body["stop"] = list(s.stop)
         if request.grammar:
             body["grammar"] = request.grammar
+        if s.dry_multiplier > 0 and self._runs_dry:
+            body.update(dry_multiplier=s.dry_multiplier, dry_base=s.dry_base,
+                        dry_allowed_length=s.dry_allowed_length, dry_penalty_last_n=s.dry_penalty_last_n)
+        if s.min_tokens > 0:
+            body["min_tokens"] = max(0, s.min_tokens - progress.pieces)
         agent = request.agent_id
         if agent is not None:
             body["cache_prompt"] = agent not in self._fresh

@@ -3,6 +3,12 @@
 For tests and UI work where the order of events matters more than the words. It
 honours stop strings, max_tokens (one word = one token), cancellation and per-agent
 state accounting the way the real engines do, so the scheduler cannot tell it apart.
+
+Anti-echo settings (`no_repeat_ngram_size`, `min_tokens`, `dry_*`, `banned_texts`) are
+recorded in `requests` for tests to inspect, and by default not applied: a script is the
+text a test wants to see. With `word_bans=True` the n-gram ban acts on words, as far as a
+fixed script allows: a word that would complete a word N-gram (case-folded) of
+`banned_texts` or of the reply so far is dropped. `info.decoding` says what is applied.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterable
 
-from townhall.engine.base import EngineInfo, Generation, GenerationRequest, GenerationStats
+from townhall.engine.base import DecodingSupport, EngineInfo, Generation, GenerationRequest, GenerationStats
 from townhall.engine.stops import StopMatcher
 
 Script = Callable[[GenerationRequest], str]
@@ -26,6 +32,7 @@ class ScriptedEngine:
         delay: float = 0.0,
         n_ctx: int = 4096,
         chat_template: str | None = None,
+        word_bans: bool = False,
     ) -> None:
         if script is None:
             counter = itertools.count(1)
@@ -34,6 +41,7 @@ class ScriptedEngine:
             replies = itertools.cycle(list(script))
             script = lambda request: next(replies)  # noqa: E731
         self._script: Script = script
+        self.word_bans = word_bans
         self.delay = delay
         self.requests: list[GenerationRequest] = []
         self._states: dict[str, int] = {}
@@ -44,6 +52,7 @@ class ScriptedEngine:
             n_ctx=n_ctx,
             device="CPU · scripted",
             chat_template=chat_template,
+            decoding=DecodingSupport(ngram_ban=word_bans),
         )
 
     @property
@@ -88,7 +97,7 @@ class ScriptedEngine:
                 generation._finish(stats, exc)
                 return
             matcher = StopMatcher(request.sampling.stop)
-            words = reply.split(" ")
+            words = _without_banned_words(reply, request) if self.word_bans else reply.split(" ")
             first = True
             for i, word in enumerate(words):
                 if generation.cancelled:
@@ -116,3 +125,28 @@ class ScriptedEngine:
             if request.agent_id:
                 self._states[request.agent_id] = prompt_tokens + stats.generated_tokens
             generation._finish(stats)
+
+
+def _without_banned_words(reply: str, request: GenerationRequest) -> list[str]:
+    """The reply's words after the request's word-level n-gram ban."""
+    sampling = request.sampling
+    words = reply.split(" ")
+    n = sampling.no_repeat_ngram_size
+    if n:
+        seen: set[tuple[str, ...]] = set()
+        for text in request.banned_texts:
+            said = text.casefold().split()
+            seen.update(tuple(said[i : i + n]) for i in range(len(said) - n + 1))
+        kept: list[str] = []
+        folded: list[str] = []
+        for word in words:
+            gram = tuple((folded + [word.casefold().strip()])[-n:])
+            if word.strip() and len(gram) == n and gram in seen:
+                continue
+            kept.append(word)
+            if word.strip():
+                folded.append(word.casefold().strip())
+                if len(folded) >= n:
+                    seen.add(tuple(folded[-n:]))
+        words = kept
+    return words

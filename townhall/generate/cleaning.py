@@ -1,8 +1,9 @@
 """Deciding whether a finished conversation is training data: part of generation, not a later script.
 
 Seed 003 generated first and cleaned afterwards with `format.py`; here a
-conversation is judged as soon as it ends, with the same turn-hygiene rules the
-debate uses (`townhall.trimming`), and only a clean one reaches the output.
+conversation is judged as soon as it ends, with the same definition of a clean turn
+the debate and its benchmark use (`townhall.quality`), and only a clean one reaches
+the output.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from townhall.generate.config import stem_pattern
-from townhall.trimming import is_degenerate
+from townhall.quality import check_turn
 from townhall.turns import Turn, TurnKind, TurnStatus
 
 # Drop reasons, as counted in the summary.
@@ -43,14 +44,15 @@ def excluded_stem(turns: Sequence[Turn], stems: Sequence[str]) -> str | None:
 
 
 def clean_turns(turns: Sequence[Turn]) -> list[Turn]:
-    """Complete spoken turns with words in them that repeat no earlier turn verbatim."""
+    """Complete spoken turns that are clean by `townhall.quality.check_turn`."""
+    names = list(dict.fromkeys(t.speaker for t in turns))
     kept: list[Turn] = []
     earlier: list[str] = []
     for turn in turns:
         if turn.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and turn.status == TurnStatus.COMPLETE:
-            if not is_degenerate(turn.content, earlier):
+            if check_turn(turn.content, turn.speaker, names, earlier).clean:
                 kept.append(turn)
-        if turn.content:
+        if turn.content and turn.status in (TurnStatus.COMPLETE, TurnStatus.INTERRUPTED):
             earlier.append(turn.content)
     return kept
 

@@ -1,0 +1,157 @@
+"""`townhall bench --quality`: how good the debate is, measured on fixed town halls.
+
+K town halls from a shipped list (`examples/bench/quality_motions.toml`: motion, four
+participants, a moderator, stances and a fixed seed each) run through the same
+`Scheduler` and engine as `townhall run`, and each is scored with
+`townhall.quality`. Lines the scheduler writes itself (the agenda's moderator
+lines) are context, not scored: only what the model wrote is counted.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from townhall.engine.base import Engine
+from townhall.errors import ConfigError, NotFoundError
+from townhall.personas import PersonaRegistry, read_toml
+from townhall.quality import DebateScore, ScoredTurn, score_debate
+from townhall.spec import TownHallSpec, spec_from_data
+
+TARGETS: dict[str, tuple[str, float]] = {
+    "clean_rate": (">=", 0.97),
+    "echo_rate": ("<=", 0.03),
+    "mean_words": (">=", 12.0),
+    "distinct_2": (">=", 0.75),
+}
+SLOWDOWN_LIMIT = 1.3  # seconds per turn, against the baseline
+
+
+def motions_path() -> Path:
+    from townhall.paths import data_dir
+
+    return data_dir("examples") / "bench" / "quality_motions.toml"
+
+
+def load_motions(path: Path | None = None) -> list[TownHallSpec]:
+    """The benchmark's town halls, each validated as a town-hall spec."""
+    path = Path(path) if path is not None else motions_path()
+    if not path.is_file():
+        raise NotFoundError(f"{path}: no such motions file")
+    entries = read_toml(path).get("townhall")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: needs at least one [[townhall]] table")
+    return [spec_from_data(entry, f"{path} (town hall {i + 1})") for i, entry in enumerate(entries)]
+
+
+def bench_spec(spec: TownHallSpec, turns: int) -> TownHallSpec:
+    return spec.model_copy(update={"max_turns": turns, "context_strategy": "truncate"})
+
+
+def check_targets(overall: dict[str, Any], baseline_s: float | None) -> dict[str, bool]:
+    met = {}
+    for key, (op, bound) in TARGETS.items():
+        value = overall[key]
+        met[key] = value >= bound if op == ">=" else value <= bound
+    if baseline_s:
+        met["seconds_per_turn"] = overall["seconds_per_turn"] <= SLOWDOWN_LIMIT * baseline_s
+    return met
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-")[:40] or "debate"
+
+
+def transcript_text(spec: TownHallSpec, turns: Sequence[Any], scored: Sequence[ScoredTurn], figures: dict[str, Any]) -> str:
+    """A debate as a person reads it: each turn, marked where the scorer rejected it."""
+    verdicts = iter(scored)
+    lines = [f"{spec.title or 'Town hall'}", f"Motion: {spec.motion}", f"Seed: {spec.seed}", ""]
+    phase = None
+    for turn in turns:
+        if getattr(turn, "phase", None) and turn.phase != phase:
+            phase = turn.phase
+            lines.append(f"-- {phase} --")
+        mark = ""
+        if not getattr(turn, "scripted", False) and turn.kind != "audience":
+            verdict = next(verdicts)
+            if not verdict.clean:
+                mark = f"   [{verdict.reason}]"
+            if turn.retries:
+                mark += f"   (resampled {turn.retries}x)"
+        lines.append(f"{turn.speaker}: {turn.content}{mark}")
+    lines.append("")
+    lines.extend(f"{k}: {v}" for k, v in figures.items())
+    return "\n".join(lines) + "\n"
+
+
+async def run_quality_bench(
+    engine: Engine,
+    registry: PersonaRegistry,
+    specs: Sequence[TownHallSpec],
+    *,
+    turns: int = 24,
+    transcripts: Path | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> dict[str, Any]:
+    """Run each town hall to the end on `engine` and score it; returns per-debate and overall figures."""
+    from townhall.session import Session, SessionPlan
+
+    await engine.start()
+    if transcripts is not None:
+        transcripts.mkdir(parents=True, exist_ok=True)
+    debates: list[dict[str, Any]] = []
+    scores: list[DebateScore] = []
+    for number, base in enumerate(specs, start=1):
+        spec = bench_spec(base, turns)
+        names = list(dict.fromkeys([*([spec.moderator] if spec.moderator else []), *spec.participants]))
+        personas = registry.resolve(names)
+        session = Session(engine, SessionPlan(spec, personas))  # the path `townhall run` takes
+        started = time.perf_counter()
+        result = await session.run()
+        seconds = time.perf_counter() - started
+        for persona in personas:
+            engine.forget(persona.name)
+        reason = result.reason
+        if reason == "error":
+            raise ConfigError(f"town hall {number} ({spec.title}) stopped on an error: {result.error}")
+        spoken = [t for t in result.turns if t.kind != "audience"]
+        rows = [(t.speaker, t.content, not t.scripted) for t in spoken]
+        score, scored = score_debate(rows, [p.name for p in personas], seconds)
+        scores.append(score)
+        figures = {"title": spec.title, "motion": spec.motion, "seed": spec.seed, "end": reason, **score.figures()}
+        debates.append(figures)
+        progress(_line(f"{number}. {spec.title}", score.figures()))
+        if transcripts is not None:
+            path = transcripts / f"{number:02d}-{_slug(spec.title or spec.motion)}.txt"
+            path.write_text(transcript_text(spec, spoken, scored, score.figures()), encoding="utf-8")
+    overall = DebateScore.merge(scores).figures()
+    return {"debates": debates, "overall": overall, "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()}}
+
+
+def _line(label: str, f: dict[str, Any]) -> str:
+    return (
+        f"{label[:28]:<28} turns {f['turns']:>3}  clean {f['clean_rate']:>6.1%}  echo {f['echo_rate']:>5.1%}  "
+        f"words {f['mean_words']:>5.1f}  distinct-2 {f['distinct_2']:.3f}  answer {f['answer_rate']:>6.1%}  "
+        f"s/turn {f['seconds_per_turn']:.2f}"
+    )
+
+
+def report_lines(summary: dict[str, Any], baseline_s: float | None = None) -> list[str]:
+    lines = [_line(f"{i}. {d['title']}", d) for i, d in enumerate(summary["debates"], start=1)]
+    overall = summary["overall"]
+    lines.append(_line("overall", overall))
+    if overall["failures"]:
+        lines.append("rejected turns: " + ", ".join(f"{k} {v}" for k, v in overall["failures"].items()))
+    met = check_targets(overall, baseline_s)
+    targets = [f"{k} {TARGETS[k][0]} {TARGETS[k][1]}: {'met' if met[k] else 'MISSED'}" for k in TARGETS]
+    if baseline_s:
+        targets.append(
+            f"seconds_per_turn <= {SLOWDOWN_LIMIT} x {baseline_s}: {'met' if met['seconds_per_turn'] else 'MISSED'}"
+        )
+    else:
+        targets.append(f"seconds_per_turn <= {SLOWDOWN_LIMIT} x baseline (give --baseline-s to check)")
+    lines.append("targets: " + "; ".join(targets))
+    return lines
