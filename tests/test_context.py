@@ -15,6 +15,7 @@ from townhall.scheduler import Scheduler
 from townhall.spec import TownHallSpec
 from townhall.turns import TurnStatus
 
+N_CTX = 320  # the minutes header, stances and exemplar take about 170 scripted tokens
 PEOPLE = [Persona(name=n, title="resident", bio=f"{n} lives here.", style="short") for n in ("Ann", "Bob", "Cy")]
 
 
@@ -24,9 +25,10 @@ def talkative() -> ScriptedEngine:
     def script(request: GenerationRequest) -> str:
         if request.agent_id is None:
             return "They argued about the bridge and its cost."
-        return f"point {next(counter)} about the bridge and its cost today"
+        n = next(counter)
+        return f"point {n} about bridge{n} costs item{n} and item{n + 1}"  # never an echo
 
-    return ScriptedEngine(script, n_ctx=160)
+    return ScriptedEngine(script, n_ctx=N_CTX)
 
 
 def spec(strategy: str, turns: int = 40) -> TownHallSpec:
@@ -57,12 +59,12 @@ async def test_long_debate_in_a_small_context_finishes(strategy: str) -> None:
     assert sorted(set(forgotten)) == ["Ann", "Bob", "Cy"] and len(forgotten) == len(applied)
     for request in engine.requests:
         if request.agent_id is not None:
-            assert len(request.prompt.split()) + request.sampling.max_tokens <= 160
+            assert len(request.prompt.split()) + request.sampling.max_tokens <= N_CTX
     # Each rebuild cuts deep enough to serve several turns before the next.
     assert len(applied) < len(scheduler.turns) / 2
     # The header and the persona survive every cut.
     last = [r for r in engine.requests if r.agent_id == "Ann"][-1].prompt
-    assert last.startswith("Town hall meeting: transcript.\nMotion: Build a bridge.") and "About Ann:" in last
+    assert last.startswith("Minutes of a public town hall meeting.\nMotion: Build a bridge.") and "About Ann:" in last
     if strategy == "summarize":
         assert "(Earlier in the meeting: They argued about the bridge and its cost.)" in last
         assert any(r.agent_id is None for r in engine.requests)
@@ -77,7 +79,7 @@ async def test_error_strategy_stops_with_a_clear_message() -> None:
     assert await scheduler.run() == "error"
     end = events[-1]
     assert isinstance(end, SessionEnded) and end.error is not None
-    assert "160-token context" in end.error and "--n-ctx" in end.error and "\n" not in end.error
+    assert f"{N_CTX}-token context" in end.error and "--n-ctx" in end.error and "\n" not in end.error
     assert all(t.status == TurnStatus.COMPLETE for t in scheduler.turns), "nothing said is lost"
 
 

@@ -137,9 +137,9 @@ async def test_scheduler_trims_tags_and_resamples_a_leaked_prompt_in_chat() -> N
     from townhall.scheduler import Scheduler
     from townhall.turns import TurnStatus
 
-    replies = ["Bob: Ann: Bridges now.", "You are Bob, baker, at a town hall meeting.", "Bread now, Ann."]
+    replies = ["Bob: Ann: Bridges now, and soon.", "You are Bob, baker, at a town hall meeting.", "Bread now, Ann."]
     engine = ScriptedEngine(replies, chat_template=CHATML)
     scheduler = Scheduler(engine, SPEC.model_copy(update={"max_turns": 2}), [ANN, BOB])
     await scheduler.run()
-    assert [t.content for t in scheduler.turns] == ["Bridges now.", "Bread now, Ann."]
+    assert [t.content for t in scheduler.turns] == ["Bridges now, and soon.", "Bread now, Ann."]
     assert scheduler.turns[1].retries == 1 and scheduler.turns[1].status == TurnStatus.COMPLETE

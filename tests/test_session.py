@@ -59,7 +59,7 @@ async def _store_history(db: Path, max_turns: int = 5) -> None:
 
 def _engine() -> ScriptedEngine:
     counter = iter(range(1, 1000))
-    return ScriptedEngine(lambda request: f"Resumed remark number {next(counter)}.")
+    return ScriptedEngine(lambda request: (lambda n: f"Resumed remark {n} about item{n} and item{n + 1}.")(next(counter)))  # no echoes: the scheduler resamples those
 
 
 def _new_turns(db: Path) -> list[Turn]:

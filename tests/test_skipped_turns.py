@@ -21,7 +21,7 @@ async def _debate_with_a_skip(store: Store) -> Scheduler:
     """Two turns of budget; the first speaker is skipped mid-turn by the watcher."""
     def reply(request: object) -> str:
         n = len(engine.requests)
-        return " ".join(f"w{i}" for i in range(100)) if n == 1 else f"Fine words, remark {n}."
+        return " ".join(f"w{i}" for i in range(100)) if n == 1 else f"Remark {n} on item{n} and item{n + 1}."
 
     engine = ScriptedEngine(reply, delay=0.005)
     scheduler = Scheduler(engine, spec(max_turns=2, sampling={"max_tokens": 200}), personas())

@@ -552,7 +552,7 @@ class Scheduler:
                 assert self._format is not None
                 clean = getattr(self._format, "clean_turn", None)  # chat: tags, narration, leaked prompt
                 turn.content = clean(persona, turn.content, names) if clean else clean_spoken(
-                    turn.content, persona.name, names, self._format.fixed_part(persona))
+                    turn.content, persona.name, names, self._format.fixed_part(persona), resample_impersonation=True)
                 if self._interrupt_current or finish == "cancelled":
                     turn.status = TurnStatus.INTERRUPTED
                     break

@@ -225,14 +225,21 @@ def talks_about_the_prompt(text: str) -> bool:
     return bool(_META.search(text))
 
 
-def clean_spoken(text: str, speaker: str, names: Iterable[str], instruction: str = "") -> str:
+def clean_spoken(
+    text: str, speaker: str, names: Iterable[str], instruction: str = "", *, resample_impersonation: bool = False
+) -> str:
     """A trimmed turn made fit for the record: no tags, no narration, no leaked prompt.
 
     Returns "" for a turn that is only tags, only narration or a copy of the
-    instruction, so the scheduler's degenerate check resamples it.
+    instruction, so the scheduler's degenerate check resamples it. With
+    `resample_impersonation` (the transcript format) a turn that opens with another
+    participant's tag is "" too: a base model that starts "Ann:" is writing Ann's
+    line, not its own, and the words after the tag are hers.
     """
     names = tuple(names)
-    text, _others = strip_leading_tags(text, speaker, names)
+    text, others = strip_leading_tags(text, speaker, names)
+    if others and resample_impersonation:
+        return ""
     text = cut_inline_tags(text, speaker, names)
     text = strip_narration(text)
     text, _again = strip_leading_tags(text, speaker, names)

@@ -93,7 +93,11 @@ def build_spec(
         source += " with the command-line flags"
     if motion is not None and motion.strip() != str(base.get("motion", "")).strip():
         base.pop("title", None)  # the file's title names its own motion, not this one
+        base.pop("stances", None)  # and its sides and concerns were about that motion: persona defaults apply
     base.update(given)
+    if "participants" in given and base.get("stances"):
+        cast = {n.casefold() for n in given["participants"]}
+        base["stances"] = {n: s for n, s in base["stances"].items() if n.casefold() in cast}
     if max_tokens is not None:
         base["sampling"] = {**dict(base.get("sampling") or {}), "max_tokens": max_tokens}
     return spec_from_data(base, source)
