@@ -32,7 +32,7 @@ def finished_app(store: Store | None = None, session_id: str = "snap-main", turn
 
 
 async def _wait_finished(pilot) -> None:
-    await wait_until(lambda: pilot.app.state == "finished", timeout=20)
+    await wait_until(lambda: pilot.app.debate_screen.state == "finished", timeout=20)
     await pilot.pause()
 
 
@@ -60,7 +60,7 @@ def test_sessions_browser(snap_compare, tmp_path: Path) -> None:
     async def record_one() -> None:
         app = finished_app(store, session_id="snap-older", turns=2)
         async with app.run_test(size=SIZE):
-            await wait_until(lambda: app.state == "finished", timeout=20)
+            await wait_until(lambda: app.debate_screen.state == "finished", timeout=20)
 
     asyncio.run(record_one())
 

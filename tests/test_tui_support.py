@@ -15,7 +15,8 @@ from townhall.engine.base import Generation
 from townhall.engine.scripted import ScriptedEngine
 from townhall.personas import Persona, PersonaRegistry
 from townhall.spec import TownHallSpec
-from townhall.tui.app import Debate, TownhallApp
+from townhall.tui.app import TownhallApp
+from townhall.tui.debate import Debate
 from townhall.tui.config import TuiConfig
 
 SIZE = (120, 40)

@@ -22,6 +22,7 @@ from townhall.engine.factory import EngineConfig
 from townhall.errors import TownhallError
 from townhall.personas import Persona
 from townhall.spec import PolicyName, TownHallSpec
+from townhall.tui.debate import Debate
 
 
 def _persona_label(persona: Persona) -> Text:
@@ -36,7 +37,7 @@ def _persona_label(persona: Persona) -> Text:
 
 
 class NewTownhallScreen(ModalScreen["object | None"]):
-    """Returns a `townhall.tui.app.Debate`, or None when cancelled."""
+    """Returns a `townhall.tui.debate.Debate`, or None when cancelled."""
 
     DEFAULT_CSS = """
     NewTownhallScreen { align: center middle; }
@@ -112,8 +113,6 @@ class NewTownhallScreen(ModalScreen["object | None"]):
         self.query_one("#nt-error", Static).update(text)
 
     def action_start(self) -> None:
-        from townhall.tui.app import Debate
-
         motion = self.query_one("#nt-motion", Input).value.strip()
         names: list[str] = list(self.query_one("#nt-participants", SelectionList).selected)
         policy = self.query_one("#nt-policy", Select).value

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -24,15 +22,7 @@ class TownhallHeader(Widget):
     state: reactive[str] = reactive("loading")
     spinner: reactive[int] = reactive(0)
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.rendered_state: str = ""
-        self.rendered_at: float = 0.0
-
     def render(self) -> Text:
-        # Kept so latency measurements can see when a state change reached the screen.
-        self.rendered_state = self.state
-        self.rendered_at = time.perf_counter()
         state = self.state
         if state == "loading":
             state = "loading model " + "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"[self.spinner % 10]

@@ -94,11 +94,15 @@ class TurnView(Vertical):
             self._stream = None
         self.status = turn.status
         self.error = turn.error
-        self.text = turn.content
         body = turn.content
         if turn.status is TurnStatus.FAILED and turn.error:
             body = (body + "\n\n" if body else "") + f"Error: {turn.error}"
-        await self._body.update(body)
+        # Re-rendering the same text would remove and re-mount every block: wasted work,
+        # and the transcript shrinks for a frame, which can re-anchor a reader who just
+        # scrolled away from the bottom.
+        if body != self.text or not self._body.children:
+            await self._body.update(body)
+        self.text = turn.content
         self._label.update(self._label_text())
 
 
