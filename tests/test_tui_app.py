@@ -475,7 +475,9 @@ async def test_pause_mid_turn_says_so_at_once() -> None:
         await pilot.pause()
         assert "pausing after this turn" in screen_text(app)
         await wait_until(lambda: app.debate_screen.state == "paused")
-        assert app.debate_screen.transcript.views[0].status is TurnStatus.COMPLETE  # the turn was allowed to finish
+        assert app.debate_screen.scheduler.turns[0].status is TurnStatus.COMPLETE  # the turn was allowed to finish
+        # The transcript draws in its own queue, so its view may lag the state by a frame.
+        await wait_until(lambda: app.debate_screen.transcript.views[0].status is TurnStatus.COMPLETE)
 
 
 async def test_new_motion_drops_the_old_title(store: Store) -> None:

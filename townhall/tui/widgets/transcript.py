@@ -101,7 +101,12 @@ class TurnView(Vertical):
         # and the transcript shrinks for a frame, which can re-anchor a reader who just
         # scrolled away from the bottom.
         if body != self.text or not self._body.children:
-            await self._body.update(body)
+            try:
+                await self._body.update(body)
+            except MountError:
+                if self._body.is_attached:
+                    raise
+                return  # the app is quitting and took the transcript down while this turn ended
         self.text = turn.content
         self._label.update(self._label_text())
 
