@@ -189,6 +189,47 @@ async def test_stats_pane_moves_and_is_remembered(tmp_path: Path) -> None:
     assert load_config().stats_position == "bottom"
 
 
+async def test_narrow_terminal_gives_the_transcript_the_room() -> None:
+    app = make_app(ScriptedEngine([LONG], delay=0.01), turns=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.debate_screen
+        await wait_until(lambda: screen.roster.speaking == "Stacy")
+        await pilot.pause()
+        assert screen.has_class("-narrow")
+        assert screen.transcript.region.width >= 50
+        assert screen.roster.region.width <= 18
+        assert screen.stats.region.width == 0  # hidden: the right-hand pane does not fit
+
+        def roster_column() -> list[str]:
+            return [line[:18] for line in screen_text(app).splitlines()]
+
+        assert any("▶" in line and "Stacy" in line for line in roster_column())  # who speaks now
+        await pilot.press("p")
+        await wait_until(lambda: screen.state == "paused" and screen.roster.next_up == "Walt")
+        await pilot.pause()
+        assert any("…" in line and "Walt" in line for line in roster_column())  # and who is next
+        await pilot.press("ctrl+b")  # brings the stats back, below the transcript
+        await pilot.pause()
+        assert screen.body.has_class("-stats-bottom")
+        assert screen.stats.region.y > screen.transcript.region.y and screen.transcript.region.width >= 50
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        assert screen.body.has_class("-stats-hidden") and screen.stats.region.width == 0
+        await pilot.press("ctrl+b")  # "right" would not fit: straight back to the bottom
+        assert screen.body.has_class("-stats-bottom")
+
+
+async def test_wide_terminal_keeps_all_three_columns() -> None:
+    app = make_app(turns=1)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        screen = app.debate_screen
+        assert screen.has_class("-wide") and not screen.has_class("-narrow")
+        roster, transcript, stats = screen.roster.region, screen.transcript.region, screen.stats.region
+        assert roster.width == 34 and stats.width == 36
+        assert roster.right <= transcript.x and transcript.right <= stats.x
+
+
 async def test_theme_switch_is_remembered() -> None:
     app = make_app(turns=1, save_settings=True)
     async with app.run_test(size=SIZE) as pilot:

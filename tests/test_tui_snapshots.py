@@ -1,4 +1,5 @@
-"""Snapshots of the main screen, the new-town-hall dialog and the sessions browser at 120x40.
+"""Snapshots of the main screen (at 120x40, 80x24 and 200x50), the new-town-hall dialog and
+the sessions browser (at 120x40).
 
 Deterministic by construction: scripted replies, fixed engine stats (SteadyEngine), a
 counter clock, fixed session ids, UTC for dates, no cursor blink, no live spinner.
@@ -38,6 +39,15 @@ async def _wait_finished(pilot) -> None:
 
 def test_main_screen(snap_compare) -> None:
     assert snap_compare(finished_app(), terminal_size=SIZE, run_before=_wait_finished)
+
+
+def test_main_screen_80x24(snap_compare) -> None:
+    """The most common terminal: a name-column roster, no stats pane, a readable transcript."""
+    assert snap_compare(finished_app(), terminal_size=(80, 24), run_before=_wait_finished)
+
+
+def test_main_screen_200x50(snap_compare) -> None:
+    assert snap_compare(finished_app(), terminal_size=(200, 50), run_before=_wait_finished)
 
 
 def test_new_townhall_dialog(snap_compare) -> None:

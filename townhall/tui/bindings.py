@@ -38,7 +38,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("townhall.new", "ctrl+n", "new_townhall", "New", "Start a new town hall (motion, participants, policy, turns, model)", scope="app"),
     Action("townhall.sessions", "ctrl+o", "sessions", "Sessions", "Browse past sessions: open, replay, resume, export, delete", scope="app"),
     Action("townhall.export", "ctrl+e", "export", "Export", "Export the current session as Markdown"),
-    Action("townhall.stats", "ctrl+b", "toggle_stats", "Stats pane", "Stats pane: right, bottom or hidden (hidden by default below 100 columns)"),
+    Action("townhall.stats", "ctrl+b", "toggle_stats", "Stats", "Stats pane: right, bottom or hidden (hidden by default below 100 columns)"),
     Action("townhall.theme", "ctrl+t", "change_theme", "Theme", "Switch the colour theme (remembered)", show=False, scope="app"),
     Action("townhall.quit", "q,ctrl+q", "quit", "Quit", "Stop the debate, keep the record, quit", scope="app"),
 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
@@ -112,6 +112,7 @@ class DebateScreen(Screen[None]):
         self.transcript = Transcript(id="transcript")
         self.stats = StatsPanel(id="stats")
         self.interject_box = InterjectBox(id="interject")
+        self.footer = Footer()
 
     @property
     def scheduler(self) -> SchedulerLike | None:
@@ -129,7 +130,11 @@ class DebateScreen(Screen[None]):
             yield self.transcript
             yield self.stats
             yield self.interject_box
-        yield Footer()
+        yield self.footer
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The breakpoint classes move the panes (app.tcss); the footer tightens its spacing too."""
+        self.footer.compact = event.size.width < NARROW_BELOW
 
     def on_mount(self) -> None:
         self._apply_stats_position(self.stats_position)
