@@ -18,6 +18,7 @@ from typing import ClassVar, Literal
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
@@ -347,6 +348,12 @@ class DebateScreen(Screen[None]):
             self._spinner = None
 
     # -- actions -------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Debate keys act while this screen is on top (or the palette over it): a dialog
+        over the debate keeps them out of the footer drawn beneath it."""
+        top = self.app.screen
+        return top is self or isinstance(top, CommandPalette)
+
     def _need_scheduler(self) -> SchedulerLike | None:
         if self.scheduler is None or self.state in ("finished", "error"):
             what = "is still loading" if self.state in ("loading", "starting") else "is not running"
