@@ -17,6 +17,7 @@ from test_tui_support import REPLIES, SIZE, SteadyEngine, counter_clock, make_ap
 from textual.widgets import Input
 
 from townhall.store import Store
+from townhall.turns import TurnStatus
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +34,13 @@ def finished_app(store: Store | None = None, session_id: str = "snap-main", turn
 
 
 async def _wait_finished(pilot) -> None:
-    await wait_until(lambda: pilot.app.debate_screen.state == "finished", timeout=20)
+    """Finished, and the transcript's own queue has drawn every turn as recorded."""
+    screen = pilot.app.debate_screen
+    await wait_until(lambda: screen.state == "finished", timeout=20)
+    views = screen.transcript.views
+    await wait_until(lambda: len(views) == len(screen.scheduler.turns) and all(v.status is not TurnStatus.STREAMING for v in views.values()), timeout=20)
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
     await pilot.pause()
 
 

@@ -41,4 +41,9 @@ class TownhallHeader(Widget):
         total = str(self.max_turns) if self.max_turns else "∞"
         bottom.append(f"   turn {self.turn} of {total}   ")
         bottom.append(f" {state} ", style=f"bold reverse {colour}")
+        # One line each, cut rather than wrapped: a long motion must not push the state off.
+        width = self.content_size.width
+        if width > 0:
+            for line in (top, bottom):
+                line.truncate(width, overflow="ellipsis")
         return Text("\n").join([top, bottom])
