@@ -173,9 +173,8 @@ async def test_transcript_follows_bottom_only_when_user_is_there() -> None:
         async def grow_past(height: int) -> None:
             """Grant turns one at a time until the scrollable height passes `height`."""
             while transcript.max_scroll_y <= height:
-                done = finished()
                 engine.grant(1)
-                await wait_until(lambda: finished() > done, timeout=120)
+                await wait_until(lambda done=finished(): finished() > done, timeout=120)
                 await pilot.pause()
 
         await grow_past(10)

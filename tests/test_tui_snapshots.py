@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from test_tui_support import REPLIES, SIZE, SteadyEngine, counter_clock, make_app, personas
-
+from test_tui_support import (
+    REPLIES,
+    SIZE,
+    SteadyEngine,
+    counter_clock,
+    make_app,
+    personas,
+)
 from textual.widgets import Input
 
 from townhall.store import Store

@@ -17,8 +17,8 @@ from townhall.engine.scripted import ScriptedEngine
 from townhall.personas import Persona, PersonaRegistry
 from townhall.spec import TownHallSpec
 from townhall.tui.app import TownhallApp
-from townhall.tui.debate import Debate
 from townhall.tui.config import TuiConfig
+from townhall.tui.debate import Debate
 
 SIZE = (120, 40)
 REPLIES = [

@@ -24,7 +24,12 @@ from townhall.paths import user_data_dir
 from townhall.personas import Persona
 from townhall.tui.bindings import ACTIONS, app_bindings
 from townhall.tui.config import TuiConfig, save_config
-from townhall.tui.debate import Debate, EngineFactory, SchedulerFactory, default_scheduler_factory
+from townhall.tui.debate import (
+    Debate,
+    EngineFactory,
+    SchedulerFactory,
+    default_scheduler_factory,
+)
 from townhall.tui.engine_holder import EngineHolder
 from townhall.tui.messages import ShowError
 from townhall.tui.screens.debate_screen import DebateScreen
@@ -185,7 +190,11 @@ class TownhallApp(App[None]):
 def known_binding_ids() -> set[str]:
     """Every binding id a user may remap, across the app, its screens and widgets."""
     from townhall.tui.screens.new_townhall import NewTownhallScreen
-    from townhall.tui.screens.sessions import ConfirmScreen, ReplayScreen, SessionsScreen
+    from townhall.tui.screens.sessions import (
+        ConfirmScreen,
+        ReplayScreen,
+        SessionsScreen,
+    )
     from townhall.tui.widgets.interject import InterjectBox
 
     owners: list[Any] = [

@@ -127,7 +127,7 @@ class DebateSession:
             self.scheduler.interrupt()
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - we are leaving anyway
+            except (TimeoutError, Exception):  # noqa: BLE001 - we are leaving anyway
                 task.cancel()
         for detach in self._detach:
             detach()

@@ -108,7 +108,7 @@ async def measure_key_latency(app: TownhallApp, presses: int = 10, timeout: floa
             app.post_message(events.Key("p", "p"))
             # Pausing shows "pausing" at once, or "paused" if the turn ended meanwhile:
             # either way the key has reached the screen.
-            await _until(lambda: frames.at >= start and frames.state in ("pausing", "paused"), timeout)
+            await _until(lambda start=start: frames.at >= start and frames.state in ("pausing", "paused"), timeout)
             samples.append((frames.at - start) * 1000)
             await pilot.press("p")  # resume, so the next press lands mid-turn too
             await _until(lambda: screen.state == "debating", timeout)

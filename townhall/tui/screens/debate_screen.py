@@ -53,7 +53,14 @@ from townhall.tui.debate import (
     open_session,
 )
 from townhall.tui.engine_holder import EngineHolder
-from townhall.tui.messages import DebateEvent, DebateFinished, EngineFailed, EngineReady, ShowError, TokensArrived
+from townhall.tui.messages import (
+    DebateEvent,
+    DebateFinished,
+    EngineFailed,
+    EngineReady,
+    ShowError,
+    TokensArrived,
+)
 from townhall.tui.widgets.header import TownhallHeader
 from townhall.tui.widgets.interject import InterjectBox
 from townhall.tui.widgets.roster import Member, Roster
