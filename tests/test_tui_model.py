@@ -11,8 +11,9 @@ from test_tui_support import SIZE, counter_clock, personas, spec
 from townhall.engine.base import SamplingOverrides
 from townhall.personas import PersonaRegistry
 from townhall.store import Store
-from townhall.tui.app import Debate, TownhallApp
-from townhall.tui.latency import measure_key_latency
+from townhall.tui.app import TownhallApp
+from townhall.tui.debate import Debate
+from townhall.bench.tui_latency import measure_key_latency
 from townhall.tui.messages import TokensArrived
 from townhall.turns import TurnStatus
 
@@ -35,21 +36,21 @@ async def test_real_model_streams_into_the_transcript_and_the_record(model_path:
     batches: list[TokensArrived] = []
     try:
         async with app.run_test(size=SIZE, message_hook=lambda m: batches.append(m) if isinstance(m, TokensArrived) else None) as pilot:
-            assert app.header.state == "loading"  # first screen before the model is in
-            await wait_until(lambda: app.state == "finished", timeout=120)
+            assert app.debate_screen.header.state == "loading"  # first screen before the model is in
+            await wait_until(lambda: app.debate_screen.state == "finished", timeout=120)
             await pilot.pause()
-            device = app.header.device
+            device = app.debate_screen.header.device
             assert device == engine.info.device
             if llama_cpp.llama_supports_gpu_offload():
                 assert device.startswith("GPU · ") and "CPU" not in device
             else:
                 assert device.startswith("CPU") and "GPU" not in device
-            views = list(app.transcript.views.values())
+            views = list(app.debate_screen.transcript.views.values())
             assert len(views) == 2 and all(v.status is not TurnStatus.STREAMING for v in views)
             assert batches and sum(b.pieces for b in batches) >= len(batches)
             streamed = "".join(b.text for b in batches if b.index == 0)
             assert streamed.strip(), "the first turn streamed no text"
-            assert app.roster.members["Stacy"].kv_tokens > 0  # the agent's KV state is held
+            assert app.debate_screen.roster.members["Stacy"].kv_tokens > 0  # the agent's KV state is held
     finally:
         await engine.aclose()
     turns = store.turns("real")

@@ -6,6 +6,7 @@ except a check that the deterministic engine really is deterministic.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +16,9 @@ from townhall.engine.base import Generation
 from townhall.engine.scripted import ScriptedEngine
 from townhall.personas import Persona, PersonaRegistry
 from townhall.spec import TownHallSpec
-from townhall.tui.app import Debate, TownhallApp
+from townhall.tui.app import TownhallApp
 from townhall.tui.config import TuiConfig
+from townhall.tui.debate import Debate
 
 SIZE = (120, 40)
 REPLIES = [
@@ -55,6 +57,32 @@ class SteadyEngine(ScriptedEngine):
             generation.stats.total_ms = 250.0 + 10 * generation.stats.generated_tokens
             generation.stats.decode_tps = 40.0
             generation.stats.ttft_ms = 50.0
+
+
+class GatedEngine(ScriptedEngine):
+    """A scripted engine that starts a turn only when the test grants one.
+
+    The test, not the machine's speed, decides how much text exists at each step, so a
+    test about scrolling holds on a loaded CPU too.
+    """
+
+    def __init__(self, replies: list[str], delay: float = 0.0) -> None:
+        super().__init__(replies, delay=delay)
+        self._granted: asyncio.Semaphore | None = None
+        self._pending_grants = 0
+
+    def grant(self, turns: int = 1) -> None:
+        if self._granted is None:
+            self._pending_grants += turns
+            return
+        for _ in range(turns):
+            self._granted.release()
+
+    async def _run(self, generation: Generation) -> None:
+        if self._granted is None:
+            self._granted = asyncio.Semaphore(self._pending_grants)
+        await self._granted.acquire()
+        await super()._run(generation)
 
 
 def counter_clock(start: float = 1_767_225_600.0, step: float = 0.5) -> Callable[[], float]:

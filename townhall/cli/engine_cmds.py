@@ -138,7 +138,7 @@ def bench(
         import asyncio
 
         from townhall.engine.factory import build_engine
-        from townhall.tui.latency import measure_engine_latency
+        from townhall.bench.tui_latency import measure_engine_latency
 
         report = asyncio.run(measure_engine_latency(build_engine(config), presses=10))
         typer.echo(json.dumps(report.as_dict()) if as_json else report.line())

@@ -1,13 +1,15 @@
 """Every TUI action in one table: its key, its binding id, its footer label, its palette help.
 
-One table feeds the app's BINDINGS, the command palette and `townhall tui --help`, so an
-action cannot exist in one place and be missing from another. Users remap by id in
+One table feeds the bindings (debate actions on the debate screen, the rest on the app),
+the command palette and `townhall tui --help`, so an action cannot exist in one place and
+be missing from another. Users remap by id in
 `config.toml` (`[keymap]`), which the app applies with `App.set_keymap`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from textual.binding import Binding
 
@@ -21,6 +23,7 @@ class Action:
     help: str
     show: bool = True
     priority: bool = False
+    scope: Literal["debate", "app"] = "debate"  # debate keys act on the debate screen only
 
     def binding(self) -> Binding:
         return Binding(self.keys, self.action, self.label, show=self.show, id=self.id, priority=self.priority)
@@ -32,17 +35,21 @@ ACTIONS: tuple[Action, ...] = (
     Action("townhall.interrupt", "x", "interrupt", "Interrupt", "Stop the turn being generated, keeping its text"),
     Action("townhall.skip", "k", "skip", "Skip", "Skip the current speaker"),
     Action("townhall.interject", "i", "interject", "Interject", "Write to the town hall as the audience"),
-    Action("townhall.new", "ctrl+n", "new_townhall", "New", "Start a new town hall (motion, participants, policy, turns, model)"),
-    Action("townhall.sessions", "ctrl+o", "sessions", "Sessions", "Browse past sessions: open, replay, resume, export, delete"),
+    Action("townhall.new", "ctrl+n", "new_townhall", "New", "Start a new town hall (motion, participants, policy, turns, model)", scope="app"),
+    Action("townhall.sessions", "ctrl+o", "sessions", "Sessions", "Browse past sessions: open, replay, resume, export, delete", scope="app"),
     Action("townhall.export", "ctrl+e", "export", "Export", "Export the current session as Markdown"),
-    Action("townhall.stats", "ctrl+b", "toggle_stats", "Stats pane", "Move the stats pane between right and bottom"),
-    Action("townhall.theme", "ctrl+t", "change_theme", "Theme", "Switch the colour theme (remembered)", show=False),
-    Action("townhall.quit", "q,ctrl+q", "quit", "Quit", "Stop the debate, keep the record, quit", priority=False),
+    Action("townhall.stats", "ctrl+b", "toggle_stats", "Stats", "Stats pane: right, bottom or hidden (hidden by default below 100 columns)"),
+    Action("townhall.theme", "ctrl+t", "change_theme", "Theme", "Switch the colour theme (remembered)", show=False, scope="app"),
+    Action("townhall.quit", "q,ctrl+q", "quit", "Quit", "Stop the debate, keep the record, quit", scope="app"),
 )
 
 # ctrl+q must quit even while typing in the interjection box.
 QUIT_ALWAYS = Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="townhall.quit_always")
 
 
+DEBATE_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.scope == "debate")
+APP_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.scope == "app")
+
+
 def app_bindings() -> list[Binding]:
-    return [action.binding() for action in ACTIONS] + [QUIT_ALWAYS]
+    return [action.binding() for action in APP_ACTIONS] + [QUIT_ALWAYS]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,7 +29,7 @@ class TuiConfig(BaseModel):
 
     theme: str | None = None
     keymap: dict[str, str] = Field(default_factory=dict)
-    stats_position: str = Field(default="right", pattern="^(right|bottom)$")
+    stats_position: Literal["right", "bottom", "hidden"] = "right"
 
 
 def config_path() -> Path:

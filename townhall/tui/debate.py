@@ -1,11 +1,14 @@
 """What the app runs: a town hall (spec + personas, or a stored session to resume).
 
 Kept apart from the app so dialogs and the CLI can build one without importing the
-whole UI, and so the scheduler contract the app relies on is written down in one place.
+whole UI, and so the scheduler contract the TUI relies on is written down in one place.
+`open_session` is the TUI's only way to a scheduler: building it, attaching the store,
+subscribing the screen and capturing how the run ended all happen here.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,7 @@ from townhall.spec import TownHallSpec
 from townhall.turns import Turn
 
 if TYPE_CHECKING:
+    from townhall.session import Session
     from townhall.store import Store
 
 
@@ -26,11 +30,11 @@ class SchedulerLike(Protocol):
     """The part of townhall.scheduler.Scheduler's contract the app drives."""
 
     session_id: str
-    participants: list[Persona]
     turns: list[Turn]
     status: SchedulerStatus
     current_speaker: str | None
     next_speaker: str | None
+    participants: list[Persona]
 
     def subscribe(self, fn: Callable[[Event], Any]) -> Callable[[], None]: ...
     async def run(self) -> str: ...
@@ -43,6 +47,12 @@ class SchedulerLike(Protocol):
     def stop(self) -> None: ...
 
 
+class RecordStore(Protocol):
+    """The part of townhall.store.Store a running debate needs: recording its events."""
+
+    def attach(self, source: SchedulerLike) -> Callable[[], None]: ...
+
+
 SchedulerFactory = Callable[..., SchedulerLike]
 EngineFactory = Callable[[EngineConfig], Engine]
 
@@ -51,6 +61,9 @@ def default_scheduler_factory(engine: Engine, spec: TownHallSpec, personas: list
     from townhall.scheduler import Scheduler
 
     return Scheduler(engine, spec, personas, **kwargs)
+
+
+STOP_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -75,3 +88,58 @@ def export_to_file(store: Store, session_id: str, fmt: str, folder: Path) -> Pat
     path = folder / f"{stem}.{suffix}"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+class DebateSession:
+    """One running town hall, run by the shared session runner (`townhall.session.Session`).
+
+    The runner builds the scheduler, attaches the store and subscribes the screen, as it
+    does for `townhall run`, `resume` and `generate`; this wrapper only adds what a
+    Textual worker needs: a run that the worker's cancellation does not cut short.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.runner = session
+        self.scheduler: SchedulerLike = session.scheduler  # type: ignore[assignment]
+        self.session_id = session.session_id
+        self.end_reason: str | None = None
+        self.error: str | None = None  # one line, when the run ended on an error
+
+    async def run(self) -> str:
+        """Run to the end and return the end reason ("error" with `error` set on a fault).
+
+        Shielded: cancelling the caller (a Textual worker) does not cancel the run;
+        `stop` ends it properly so the store settles the last turn.
+        """
+        result = await asyncio.shield(self.runner.start())
+        self.end_reason, self.error = result.reason, result.error if result.reason == "error" else None
+        return result.reason
+
+    @property
+    def running(self) -> bool:
+        task = self.runner._task
+        return task is not None and not task.done()
+
+    async def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """End the run (if any) and stop listening; safe to call twice."""
+        await self.runner.end(timeout)
+
+
+def open_session(
+    engine: Engine,
+    debate: Debate,
+    *,
+    store: RecordStore | None,
+    listener: Callable[[Event], Any],
+    clock: Callable[[], float],
+    scheduler_factory: SchedulerFactory = default_scheduler_factory,
+) -> DebateSession:
+    """The TUI's only way to a scheduler: the shared session runner, with the screen as its view."""
+    from townhall.session import Session, SessionPlan
+
+    plan = SessionPlan(debate.spec, list(debate.personas), debate.session_id, tuple(debate.history))
+    session = Session(
+        engine, plan, store=store, views=[listener], clock=clock,
+        scheduler_factory=scheduler_factory,
+    )
+    return DebateSession(session)

@@ -1,4 +1,4 @@
-"""Textual messages that carry the scheduler's events and the engine's lifecycle into the app.
+"""Textual messages that carry the scheduler's events and the engine's lifecycle into the TUI.
 
 The scheduler publishes on the app's own event loop; turning each event into a message
 keeps widget updates in the app's message order and lets tests record them with
@@ -55,3 +55,11 @@ class DebateFinished(Message):
     session_id: str
     reason: str
     error: str | None = None
+
+
+@dataclass
+class ShowError(Message):
+    """Ask the app for the error dialog: a title and a copyable one-line reason."""
+
+    title: str
+    text: str

@@ -37,7 +37,7 @@ def _persona_label(persona: Persona) -> Text:
 
 
 class NewTownhallScreen(ModalScreen["Debate | None"]):
-    """Returns a `townhall.tui.app.Debate`, or None when cancelled."""
+    """Returns a `townhall.tui.debate.Debate`, or None when cancelled."""
 
     DEFAULT_CSS = """
     NewTownhallScreen { align: center middle; }

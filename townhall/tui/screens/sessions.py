@@ -22,6 +22,7 @@ from textual.widgets import Button, DataTable, Footer, Label, Select, Static
 
 from townhall.errors import TownhallError
 from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
+from townhall.tui.debate import export_to_file
 from townhall.tui.screens.error import ErrorScreen
 from townhall.tui.widgets.transcript import Transcript
 from townhall.turns import Turn, TurnKind
@@ -232,8 +233,6 @@ class SessionsScreen(Screen[str | None]):
             self.dismiss(session_id)
 
     def action_export(self) -> None:
-        from townhall.tui.app import export_to_file
-
         session_id = self.selected()
         if session_id is None:
             return

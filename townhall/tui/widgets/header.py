@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -24,15 +22,7 @@ class TownhallHeader(Widget):
     state: reactive[str] = reactive("loading")
     spinner: reactive[int] = reactive(0)
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.rendered_state: str = ""
-        self.rendered_at: float = 0.0
-
     def render(self) -> Text:
-        # Kept so latency measurements can see when a state change reached the screen.
-        self.rendered_state = self.state
-        self.rendered_at = time.perf_counter()
         state = self.state
         if state == "loading":
             state = "loading model " + "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"[self.spinner % 10]
@@ -51,4 +41,9 @@ class TownhallHeader(Widget):
         total = str(self.max_turns) if self.max_turns else "∞"
         bottom.append(f"   turn {self.turn} of {total}   ")
         bottom.append(f" {state} ", style=f"bold reverse {colour}")
+        # One line each, cut rather than wrapped: a long motion must not push the state off.
+        width = self.content_size.width
+        if width > 0:
+            for line in (top, bottom):
+                line.truncate(width, overflow="ellipsis")
         return Text("\n").join([top, bottom])

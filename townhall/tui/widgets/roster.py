@@ -48,9 +48,9 @@ class RosterEntry(Static):
         if m.emoji:
             text.append(m.emoji + " ")
         text.append(m.name, style=f"bold {m.colour}")
+        text.append("\n  ")  # the first line is the whole entry on a narrow screen: marker and name only
         if m.moderator:
-            text.append(" (moderator)", style="dim")
-        text.append("\n  ")
+            text.append("moderator · ", style="dim")
         text.append(m.title, style="italic")
         if self.role:
             text.append(f"\n  {'speaking now' if self.role == 'speaking' else 'next'}", style=m.colour)

@@ -94,11 +94,20 @@ class TurnView(Vertical):
             self._stream = None
         self.status = turn.status
         self.error = turn.error
-        self.text = turn.content
         body = turn.content
         if turn.status is TurnStatus.FAILED and turn.error:
             body = (body + "\n\n" if body else "") + f"Error: {turn.error}"
-        await self._body.update(body)
+        # Re-rendering the same text would remove and re-mount every block: wasted work,
+        # and the transcript shrinks for a frame, which can re-anchor a reader who just
+        # scrolled away from the bottom.
+        if body != self.text or not self._body.children:
+            try:
+                await self._body.update(body)
+            except MountError:
+                if self._body.is_attached:
+                    raise
+                return  # the app is quitting and took the transcript down while this turn ended
+        self.text = turn.content
         self._label.update(self._label_text())
 
 

@@ -6,6 +6,10 @@ the app repeatedly (pause, resume, pause...) the way a terminal driver posts a p
 key, and each sample is the time from posting it until the header has been rendered
 showing the new state: through the same event loop the tokens arrive on, including
 the screen's refresh (Textual draws at most 60 frames a second).
+
+All the measuring happens here, from outside the app: the driver wraps the header's
+`render` on that one instance to timestamp each frame, and counts token batches with
+`run_test(message_hook=...)`. No production module imports this one.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from textual import events
+from textual.widget import Widget
 
 from townhall.tui.app import TownhallApp
+from townhall.tui.debate import Debate
+from townhall.tui.messages import TokensArrived
 from townhall.turns import TurnStatus
 
 SIZE = (120, 40)
@@ -53,8 +60,24 @@ async def _until(predicate: Any, timeout: float) -> None:
 
 
 def _streaming(app: TownhallApp) -> bool:
-    views = app.transcript.views
+    views = app.debate_screen.transcript.views
     return bool(views) and any(v.status is TurnStatus.STREAMING and v.text for v in views.values())
+
+
+class FrameClock:
+    """Timestamps every render of one widget, with the state it showed: set on the instance only."""
+
+    def __init__(self, widget: Widget, state: Any) -> None:
+        self.at = 0.0
+        self.state = ""
+        render = widget.render
+
+        def timed() -> Any:
+            self.state = state()
+            self.at = time.perf_counter()
+            return render()
+
+        widget.render = timed  # type: ignore[method-assign]
 
 
 async def measure_key_latency(app: TownhallApp, presses: int = 10, timeout: float = 120.0) -> LatencyReport:
@@ -68,26 +91,29 @@ async def measure_key_latency(app: TownhallApp, presses: int = 10, timeout: floa
 
     def count(message: Any) -> None:
         nonlocal batches
-        if type(message).__name__ == "TokensArrived":
+        if isinstance(message, TokensArrived):
             batches += 1
 
     async with app.run_test(size=SIZE, message_hook=count) as pilot:
-        header = app.header
+        screen = app.debate_screen
+        header = screen.header
+        frames = FrameClock(header, lambda: header.state)
         attempts = 0
         while len(samples) < presses and attempts < presses * 4:
             attempts += 1
-            await _until(lambda: _streaming(app) and app.state == "debating", timeout)
+            await _until(lambda: _streaming(app) and screen.state == "debating", timeout)
             start = time.perf_counter()
             # What a terminal driver does with a parsed key: post it to the app. (Pilot's
             # press() also waits for the whole screen to settle, which is not latency.)
             app.post_message(events.Key("p", "p"))
             # Pausing shows "pausing" at once, or "paused" if the turn ended meanwhile:
             # either way the key has reached the screen.
-            await _until(lambda: header.rendered_at >= start and header.rendered_state in ("pausing", "paused"), timeout)
-            samples.append((header.rendered_at - start) * 1000)
+            await _until(lambda start=start: frames.at >= start and frames.state in ("pausing", "paused"), timeout)
+            samples.append((frames.at - start) * 1000)
             await pilot.press("p")  # resume, so the next press lands mid-turn too
-            await _until(lambda: app.state == "debating", timeout)
-        device = app.engine.info.device if app.engine is not None else "unknown"
+            await _until(lambda: screen.state == "debating", timeout)
+        engine = app.engines.engine
+        device = engine.info.device if engine is not None else "unknown"
         await pilot.press("q")
     if not samples:
         raise RuntimeError("no latency sample could be taken (the debate never streamed?)")
@@ -110,7 +136,6 @@ async def measure_engine_latency(engine: Any, presses: int = 10, townhall_file: 
     """
     from townhall.personas import PersonaRegistry
     from townhall.spec import default_spec_path, load_spec
-    from townhall.tui.app import Debate
     from townhall.tui.config import TuiConfig
 
     spec = load_spec(townhall_file or default_spec_path())

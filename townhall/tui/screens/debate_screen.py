@@ -1,0 +1,441 @@
+"""The debate screen: watch one town hall, steer it, and see who speaks and what it costs.
+
+It holds the widgets and the debate actions (pause, step, interrupt, skip, interject,
+export, stats pane). The engine and the store come in from the app; the scheduler comes
+from `open_session`, and its events come back as Textual messages on this screen,
+tokens coalesced by a `TokenBatcher`. Below `NARROW_BELOW` columns the transcript gets
+the room: the roster shrinks to a name column and the stats pane hides unless asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.command import CommandPalette
+from textual.containers import Container
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from townhall.errors import TownhallError
+from townhall.events import (
+    Event,
+    Paused,
+    Resumed,
+    SessionEnded,
+    SessionStarted,
+    StrategyApplied,
+    TokenStreamed,
+    TurnFailed,
+    TurnFinished,
+    TurnStarted,
+)
+from townhall.personas import Persona
+from townhall.tui.batcher import TokenBatcher
+from townhall.tui.bindings import DEBATE_ACTIONS
+from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
+from townhall.tui.debate import (
+    Debate,
+    DebateSession,
+    SchedulerFactory,
+    SchedulerLike,
+    default_scheduler_factory,
+    export_to_file,
+    open_session,
+)
+from townhall.tui.engine_holder import EngineHolder
+from townhall.tui.messages import (
+    DebateEvent,
+    DebateFinished,
+    EngineFailed,
+    EngineReady,
+    ShowError,
+    TokensArrived,
+)
+from townhall.tui.widgets.header import TownhallHeader
+from townhall.tui.widgets.interject import InterjectBox
+from townhall.tui.widgets.roster import Member, Roster
+from townhall.tui.widgets.stats import StatsPanel
+from townhall.tui.widgets.transcript import Transcript
+from townhall.turns import Turn, TurnKind, TurnStatus
+
+if TYPE_CHECKING:
+    from townhall.store import Store
+
+StatsPosition = Literal["right", "bottom", "hidden"]
+STATS_CYCLE: tuple[StatsPosition, ...] = ("right", "bottom", "hidden")
+NARROW_BELOW = 100  # columns: under this, a 34-column roster and a 36-column stats pane leave no room to read
+DebateState = Literal["loading", "starting", "debating", "pausing", "paused", "finished", "error"]
+
+
+class DebateScreen(Screen[None]):
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [a.binding() for a in DEBATE_ACTIONS]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
+
+    @dataclass
+    class StatsMoved(Message):
+        """The user moved the stats pane; the app remembers it."""
+
+        position: StatsPosition
+
+    def __init__(
+        self,
+        debate: Debate,
+        engines: EngineHolder,
+        *,
+        store: Store | None = None,
+        stats_position: StatsPosition = "right",
+        scheduler_factory: SchedulerFactory = default_scheduler_factory,
+        clock: Callable[[], float] = time.time,
+        exports_dir: Path,
+    ) -> None:
+        super().__init__(id="debate")
+        self.debate = debate
+        self.engines = engines
+        self.store = store
+        self.stats_position: StatsPosition = stats_position
+        self.scheduler_factory = scheduler_factory
+        self.clock = clock
+        self.exports_dir = exports_dir
+        self.session: DebateSession | None = None
+        self.session_id: str | None = None
+        self.state: DebateState = "loading"
+        self.end_reason: str | None = None
+        self.batcher = TokenBatcher(self.post_message, self.set_timer)
+        self._turn_pieces = 0
+        self._turn_started = 0.0
+        self._turns_this_run = 0  # what "turn i of N" counts: the scheduler's max_turns ignores history
+        self._spinner: object | None = None
+        self._members: dict[str, Member] = {}
+        # Held, not queried: a query from outside runs against whichever screen is on top.
+        self.header = TownhallHeader(id="header")
+        self.body = Container(id="body")
+        self.roster = Roster(id="roster")
+        self.transcript = Transcript(id="transcript")
+        self.stats = StatsPanel(id="stats")
+        self.interject_box = InterjectBox(id="interject")
+        self.footer = Footer()
+
+    @property
+    def scheduler(self) -> SchedulerLike | None:
+        return self.session.scheduler if self.session is not None else None
+
+    @property
+    def narrow(self) -> bool:
+        return self.has_class("-narrow")
+
+    # -- setup ---------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield self.header
+        with self.body:
+            yield self.roster
+            yield self.transcript
+            yield self.stats
+            yield self.interject_box
+        yield self.footer
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The breakpoint classes move the panes (app.tcss); the footer tightens its spacing too."""
+        self.footer.compact = event.size.width < NARROW_BELOW
+
+    def on_mount(self) -> None:
+        self._apply_stats_position(self.stats_position)
+        self.transcript.focus()
+        self._show_town_hall(self.debate)
+        self._start_debate(self.debate)
+
+    def _show_town_hall(self, debate: Debate) -> None:
+        self.header.motion = debate.spec.motion
+        self.header.max_turns = debate.spec.max_turns
+        self.header.turn = 0
+        self.call_next(self._set_members, list(debate.personas))
+
+    async def _set_members(self, personas: list[Persona]) -> None:
+        """Roster in speaking order; colours follow the persona file, else the palette."""
+        self._members = {
+            p.name: Member(p.name, p.title, speaker_colour(p.color, i), p.emoji or "", p.moderator)
+            for i, p in enumerate(personas)
+        }
+        await self.roster.set_members(list(self._members.values()))
+        self.stats.set_talk(list(self._members.values()))
+
+    # -- running a debate ----------------------------------------------------
+    def _start_debate(self, debate: Debate) -> None:
+        self.debate = debate
+        self.end_reason = None
+        self._turns_this_run = 0
+        self._set_state("loading")
+        if self._spinner is None:
+            self._spinner = self.set_interval(0.1, self._spin)
+        self._boot(debate)
+
+    def _spin(self) -> None:
+        self.header.spinner += 1
+
+    @work(exclusive=True, group="debate", exit_on_error=False)
+    async def _boot(self, debate: Debate) -> None:
+        """Load the model in the background, then run the session until it ends."""
+        try:
+            engine = await self.engines.ready(debate.engine_config)
+        except TownhallError as exc:
+            self.post_message(EngineFailed("The model could not be started", str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - any load failure must end in the dialog
+            self.post_message(EngineFailed("The model could not be started", f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(EngineReady(engine.info))
+        try:
+            session = open_session(
+                engine,
+                debate,
+                store=self.store,
+                listener=self._on_scheduler_event,
+                clock=self.clock,
+                scheduler_factory=self.scheduler_factory,
+            )
+        except TownhallError as exc:
+            self.post_message(EngineFailed("The town hall could not start", str(exc)))
+            return
+        self.session, self.session_id = session, session.session_id
+        self.call_next(self._set_members, list(session.scheduler.participants))
+        if debate.history:
+            self.call_next(self._show_history, list(debate.history))
+        reason = await session.run()
+        self.batcher.flush()
+        self.post_message(DebateFinished(session.session_id, reason, session.error))
+
+    async def _show_history(self, turns: list[Turn]) -> None:
+        for turn in turns:
+            colour, emoji = self._look(turn.speaker, turn.kind)
+            self.transcript.call_later(self.transcript.finish_turn, turn, colour, emoji)
+            self._count_turn(turn)
+
+    async def stop_debate(self) -> None:
+        """End the running debate so the store settles its last turn, then detach."""
+        if self.session is not None:
+            await self.session.stop()
+            self.session = None
+        self.batcher.flush()
+
+    async def replace_debate(self, debate: Debate) -> None:
+        await self.stop_debate()
+        await self.transcript.clear()
+        self.stats.latencies.clear()
+        self._show_town_hall(debate)
+        self._start_debate(debate)
+
+    # -- events in -----------------------------------------------------------
+    def _on_scheduler_event(self, event: Event) -> None:
+        """Called on this loop by the scheduler; tokens are batched, the rest forwarded in order."""
+        if isinstance(event, TokenStreamed):
+            self.batcher.add(event)
+            return
+        self.batcher.flush()
+        self.post_message(DebateEvent(event))
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        self.header.model_name = message.info.model_name
+        self.header.device = message.info.device
+        self._set_state("starting")
+
+    def on_engine_failed(self, message: EngineFailed) -> None:
+        self._set_state("error")
+        self.post_message(ShowError(message.title, message.text))
+
+    def on_debate_finished(self, message: DebateFinished) -> None:
+        if not self._live or message.session_id != self.session_id:
+            return  # a replaced debate finishing late must not mark the new one finished
+        self.end_reason = message.reason
+        if message.error:
+            self._set_state("error")
+            self.post_message(ShowError("The debate stopped with an error", message.error))
+        elif message.reason != "error":
+            self._set_state("finished")
+        self.roster.set_roles(None, None)
+
+    @property
+    def _live(self) -> bool:
+        """False once the app is shutting down and the widgets are gone."""
+        return self.transcript.is_attached
+
+    async def on_tokens_arrived(self, message: TokensArrived) -> None:
+        if not self._live or message.session_id != self.session_id:
+            return
+        # Drawing happens in the transcript's own queue, so this screen's queue (keys,
+        # bindings) never waits on Markdown parsing or mounting.
+        self.transcript.call_later(self.transcript.append, message.index, message.text)
+        self._turn_pieces += message.pieces
+        elapsed = time.perf_counter() - self._turn_started
+        if elapsed > 0:
+            self.stats.set_current_tps(self._turn_pieces / elapsed)
+
+    async def on_debate_event(self, message: DebateEvent) -> None:
+        event = message.event
+        if not self._live or getattr(event, "session_id", self.session_id) != self.session_id:
+            return
+        if isinstance(event, SessionStarted):
+            self._set_state("debating")
+        elif isinstance(event, TurnStarted):
+            self._turn_started_event(event)
+        elif isinstance(event, (TurnFinished, TurnFailed)):
+            self._turn_finished_event(event.turn)
+            if isinstance(event, TurnFailed):
+                self.notify(event.error, title=f"{event.turn.speaker}'s turn failed", severity="error", markup=False)
+        elif isinstance(event, Paused):
+            self._set_state("paused")
+        elif isinstance(event, Resumed):
+            self._set_state("debating")
+        elif isinstance(event, StrategyApplied):
+            self.notify(f"{event.agent}: {event.strategy} — {event.detail}", title="Context", markup=False)
+        elif isinstance(event, SessionEnded):
+            self.end_reason = event.reason
+            if event.error:
+                self._set_state("error")
+                self.post_message(ShowError(f"The debate ended: {event.reason}", event.error))
+            else:
+                self._set_state("finished")
+
+    def _turn_started_event(self, event: TurnStarted) -> None:
+        self._turn_pieces = 0
+        self._turn_started = time.perf_counter()
+        if event.kind in (TurnKind.AGENT, TurnKind.MODERATOR):
+            self.header.turn = self._turns_this_run + 1
+        colour, emoji = self._look(event.speaker, event.kind)
+        self.transcript.call_later(self.transcript.start_turn, event.index, event.speaker, event.kind, colour, emoji)
+        next_up = self.scheduler.next_speaker if self.scheduler is not None else None
+        self.roster.set_roles(event.speaker, next_up)
+        if self.state not in ("paused", "pausing"):
+            self._set_state("debating")
+
+    def _turn_finished_event(self, turn: Turn) -> None:
+        colour, emoji = self._look(turn.speaker, turn.kind)
+        self.transcript.call_later(self.transcript.finish_turn, turn, colour, emoji)
+        self._count_turn(turn)
+        if turn.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and turn.status != TurnStatus.SKIPPED:
+            self._turns_this_run += 1
+            self.header.turn = self._turns_this_run
+        if turn.stats is not None:
+            self.stats.add_turn(turn.stats.total_ms, turn.stats.reused_tokens, turn.stats.decode_tps)
+        next_up = self.scheduler.next_speaker if self.scheduler is not None else None
+        self.roster.set_roles(None, next_up)
+
+    def _count_turn(self, turn: Turn) -> None:
+        member = self._members.get(turn.speaker)
+        if member is None:
+            return
+        if turn.status != TurnStatus.SKIPPED:
+            member.turns += 1
+        member.words += len(turn.content.split())
+        if turn.finished_at is not None and turn.started_at:
+            member.talk_s += max(0.0, turn.finished_at - turn.started_at)
+        if self.engines.engine is not None:
+            member.kv_tokens = self.engines.engine.state_tokens(turn.speaker)
+        self.roster.refresh_entries()
+        self.stats.set_talk(list(self._members.values()))
+
+    def _look(self, speaker: str, kind: TurnKind) -> tuple[str, str]:
+        member = self._members.get(speaker)
+        if member is not None:
+            return member.colour, member.emoji
+        if kind is TurnKind.SUMMARY:
+            return SUMMARY_COLOUR, "📝"
+        return AUDIENCE_COLOUR, "🙋"
+
+    def _set_state(self, state: DebateState) -> None:
+        self.state = state
+        self.header.state = state
+        if state != "loading" and self._spinner is not None:
+            self._spinner.stop()  # type: ignore[attr-defined]
+            self._spinner = None
+
+    # -- actions -------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Debate keys act while this screen is on top (or the palette over it): a dialog
+        over the debate keeps them out of the footer drawn beneath it."""
+        top = self.app.screen
+        return top is self or isinstance(top, CommandPalette)
+
+    def _need_scheduler(self) -> SchedulerLike | None:
+        if self.scheduler is None or self.state in ("finished", "error"):
+            what = "is still loading" if self.state in ("loading", "starting") else "is not running"
+            self.notify(f"The debate {what}.", severity="warning")
+            return None
+        return self.scheduler
+
+    def action_toggle_pause(self) -> None:
+        if (scheduler := self._need_scheduler()) is None:
+            return
+        # The scheduler pauses between turns; say so at once rather than after the turn.
+        if scheduler.status == "paused" or self.state == "pausing":
+            scheduler.resume()
+            self._set_state("debating")
+        else:
+            scheduler.pause()
+            self._set_state("pausing" if scheduler.status == "running" else "paused")
+
+    def action_step(self) -> None:
+        if (scheduler := self._need_scheduler()) is not None:
+            scheduler.step()
+
+    def action_interrupt(self) -> None:
+        if (scheduler := self._need_scheduler()) is not None:
+            scheduler.interrupt()
+
+    def action_skip(self) -> None:
+        if (scheduler := self._need_scheduler()) is not None:
+            scheduler.skip()
+            self.notify("Skipping the speaker.", timeout=2)
+
+    def action_interject(self) -> None:
+        self.interject_box.focus()
+
+    @on(InterjectBox.Submitted)
+    def _interjected(self, message: InterjectBox.Submitted) -> None:
+        if (scheduler := self._need_scheduler()) is None:
+            message.box.text = message.text  # keep what the user wrote
+            return
+        try:
+            scheduler.interject(message.text)
+        except TownhallError as exc:
+            message.box.text = message.text
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.notify("Interjection queued: it is the next turn.", timeout=3)
+
+    def action_toggle_stats(self) -> None:
+        """Right → bottom → hidden → right; on a narrow terminal "right" is skipped (it would not fit)."""
+        shown = self.shown_stats_position()
+        position = STATS_CYCLE[(STATS_CYCLE.index(shown) + 1) % len(STATS_CYCLE)]
+        if position == "right" and self.narrow:
+            position = "bottom"
+        self.stats_position = position
+        self._apply_stats_position(position)
+        self.post_message(self.StatsMoved(position))
+
+    def shown_stats_position(self) -> StatsPosition:
+        """Where the stats pane is on screen now: a narrow terminal hides the right-hand pane."""
+        if self.stats_position == "right" and self.narrow:
+            return "hidden"
+        return self.stats_position
+
+    def _apply_stats_position(self, position: StatsPosition) -> None:
+        for name in STATS_CYCLE:
+            self.body.set_class(position == name, f"-stats-{name}")
+
+    def action_export(self) -> None:
+        if self.store is None or self.session_id is None:
+            self.notify("Nothing to export: no database or no session yet.", severity="warning")
+            return
+        try:
+            path = export_to_file(self.store, self.session_id, "md", self.exports_dir)
+        except (TownhallError, OSError) as exc:
+            self.post_message(ShowError("Export failed", str(exc)))
+            return
+        self.notify(f"Exported to {path}", title="Export", markup=False, timeout=6)
