@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import tomllib
 from pathlib import Path
 
@@ -161,8 +163,10 @@ async def test_transcript_follows_bottom_only_when_user_is_there() -> None:
     scrolls there smoothly (a second, starting after the next refresh), so the test waits
     for the view to arrive before checking that growing text leaves it there.
     """
-    # Different words each turn: a turn that repeats the last one is retried as degenerate.
-    engine = GatedEngine([" ".join(f"t{k}w{i}" for i in range(400)) for k in range(6)], delay=0.002)
+    # Different words every turn: a turn that echoes an earlier one is resampled (which would
+    # wait for a grant the test does not give).
+    count = itertools.count()
+    engine = GatedEngine(lambda request: (lambda k: " ".join(f"t{k}w{i}" for i in range(400)))(next(count)), delay=0.002)
     app = make_app(engine, turns=None)
     async with app.run_test(size=SIZE) as pilot:
         transcript = app.query_one(Transcript)
@@ -512,7 +516,7 @@ async def test_replay_at_a_chosen_speed(store: Store) -> None:
 
 
 async def test_pause_mid_turn_says_so_at_once() -> None:
-    app = make_app(ScriptedEngine([LONG], delay=0.01), turns=None)  # a turn of seconds, even on an idle CPU
+    app = make_app(ScriptedEngine([LONG], delay=0.05), turns=None)  # a turn of seconds, even on an idle CPU
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(lambda: bool(app.debate_screen.transcript.views) and len(app.debate_screen.transcript.views[0].text) > 10)
         await pilot.press("p")

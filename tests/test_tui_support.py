@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from townhall.engine.base import Generation
+from townhall.engine.base import Generation, GenerationRequest
 from townhall.engine.scripted import ScriptedEngine
 from townhall.personas import Persona, PersonaRegistry
 from townhall.spec import TownHallSpec
@@ -66,7 +66,7 @@ class GatedEngine(ScriptedEngine):
     test about scrolling holds on a loaded CPU too.
     """
 
-    def __init__(self, replies: list[str], delay: float = 0.0) -> None:
+    def __init__(self, replies: list[str] | Callable[[GenerationRequest], str], delay: float = 0.0) -> None:
         super().__init__(replies, delay=delay)
         self._granted: asyncio.Semaphore | None = None
         self._pending_grants = 0

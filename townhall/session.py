@@ -235,6 +235,15 @@ class Session:
         self._detach.append(unsubscribe)
         return unsubscribe
 
+    @property
+    def ended(self) -> SessionEnded | None:
+        """The SessionEnded event views were sent, once the scheduler published it."""
+        return self._ended
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def _watch(self, event: Event) -> None:
         if isinstance(event, SessionEnded):
             self._ended = event

@@ -51,7 +51,7 @@ class TownHallSpec(BaseModel):
     motion: str = Field(min_length=1)
     participants: list[str] = Field(min_length=1)
     moderator: str | None = None
-    policy: PolicyName = "round_robin"  # "agenda" when a moderator is named (see _default_policy)
+    policy: PolicyName = "round_robin"
     stances: dict[str, Stance] = {}  # participant name -> side and concern on this motion
     max_turns: int | None = Field(default=12, ge=1)
     token_budget: int | None = Field(default=None, ge=1)
@@ -63,14 +63,6 @@ class TownHallSpec(BaseModel):
     context_strategy: StrategyName = "truncate"
     prompt_format: PromptFormatName = "auto"
     engine: EngineSection | None = None  # which model or server; command-line flags win
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_policy(cls, data: Any) -> Any:
-        """A town hall with a moderator runs the agenda (openings, questions, closings) unless told otherwise."""
-        if isinstance(data, dict) and data.get("policy") is None:
-            data = {**data, "policy": "agenda" if data.get("moderator") else "round_robin"}
-        return data
 
     @field_validator("participants")
     @classmethod

@@ -82,7 +82,8 @@ def build_spec(
         "context_strategy": context_strategy,
     }
     if townhall is None and motion is not None and agents is not None:
-        base: dict[str, Any] = {}
+        # A town hall from flags alone; with a moderator it runs as a meeting (the agenda).
+        base: dict[str, Any] = {"policy": "agenda"} if moderator else {}
         source = "flags"
     else:
         path = townhall or default_spec_path()

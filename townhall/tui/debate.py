@@ -112,13 +112,15 @@ class DebateSession:
         `stop` ends it properly so the store settles the last turn.
         """
         result = await asyncio.shield(self.runner.start())
-        self.end_reason, self.error = result.reason, result.error if result.reason == "error" else None
+        self.end_reason = result.reason
+        # An error the scheduler published (SessionEnded) has reached the screen already.
+        if result.reason == "error" and self.runner.ended is None:
+            self.error = result.error
         return result.reason
 
     @property
     def running(self) -> bool:
-        task = self.runner._task
-        return task is not None and not task.done()
+        return self.runner.running
 
     async def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """End the run (if any) and stop listening; safe to call twice."""

@@ -73,6 +73,7 @@ class TurnView(Vertical):
             TurnStatus.INTERRUPTED: ("  [interrupted]", "yellow"),
             TurnStatus.FAILED: ("  [failed]", "bold red"),
             TurnStatus.DEGENERATE: ("  [degenerate]", "dim red"),
+            TurnStatus.SKIPPED: ("  [skipped]", "dim"),
         }.get(self.status)
         if status:
             text.append(*status)
