@@ -145,3 +145,23 @@ async def test_generic_server_gets_no_dry_fields() -> None:
         finally:
             await engine.aclose()
     assert not any(key.startswith("dry_") for key in server.requests[-1])
+
+
+def test_allowed_ngrams_are_never_banned() -> None:
+    """'for the motion' said once must stay sayable: the debate's own words are allowed."""
+    from townhall.engine.decoding import BanIndexCache
+
+    vocab: dict[str, int] = {}
+
+    def tokenize(text: str) -> list[int]:
+        return [vocab.setdefault(word, len(vocab)) for word in text.split()]
+
+    cache = BanIndexCache(tokenize)
+    said = ("I am for the motion because parks matter",)
+    plain = cache.index_for("Walt", said, 3)
+    history = tokenize("I speak for the")
+    assert vocab["motion"] in plain.banned_after(history)
+    allowing = cache.index_for("Priya", said, 3, allowed=("for the motion",))
+    assert vocab["motion"] not in allowing.banned_after(history)
+    # everything else said stays banned
+    assert vocab["matter"] in allowing.banned_after(tokenize("because parks"))

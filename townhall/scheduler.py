@@ -186,6 +186,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._started_at = 0.0
         self._closing = False
+        self._allowed: tuple[str, ...] | None = None
         self._summaries: dict[tuple[str | None, tuple[Line, ...]], str] = {}
 
     def _make_policy(self) -> TurnPolicy:
@@ -431,6 +432,19 @@ class Scheduler:
             return ()
         return exemplar_lines() + tuple(" ".join(e.split()) for e in persona.examples)
 
+    def _sayable(self) -> tuple[str, ...]:
+        """What every speaker may repeat despite the n-gram ban: the motion, the names, the sides, the concerns."""
+        if self._allowed is None:
+            texts = [self.spec.motion, self.spec.title or "", ", ".join(p.name for p in self.participants),
+                     "I am for the motion. I am against the motion. I am undecided on the motion. I'm for the motion. "
+                     "I'm against the motion. I'm undecided about the motion. I agree with you. I disagree with you."]
+            for persona in self.speakers:
+                stance = resolve_stance(self.spec, persona)
+                if stance is not None:
+                    texts.append(stance[1])
+            self._allowed = tuple(" ".join(t.split()) for t in texts if t.strip())
+        return self._allowed
+
     def _names(self) -> list[str]:
         extra = [t.speaker for t in self.turns if t.kind == TurnKind.AUDIENCE]
         return list(dict.fromkeys([p.name for p in self.participants] + [AUDIENCE] + extra))
@@ -521,7 +535,7 @@ class Scheduler:
                     turn.retries = retry
                 request = GenerationRequest(
                     agent_id=persona.name, prompt=rendered.prompt, sampling=sampling, messages=rendered.messages,
-                    banned_texts=banned,
+                    banned_texts=banned, allowed_texts=self._sayable(),
                 )
                 generation = self.engine.generate(request)
                 self._generation = generation

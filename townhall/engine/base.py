@@ -99,6 +99,9 @@ class GenerationRequest:
     N-gram of any of them. Each text is tokenized as it reads after a `Name:` tag (one
     leading space) and n-grams never span two texts. Pass the same growing tuple turn
     after turn: the local engine tokenizes only the texts it has not seen.
+    `allowed_texts` hold the n-grams a debate must be free to repeat (the motion, the
+    names, "for the motion"): once someone said "I am for the motion", a plain ban drove
+    the next speakers to "I'm with the third".
     """
 
     agent_id: str | None
@@ -107,6 +110,7 @@ class GenerationRequest:
     messages: tuple[Mapping[str, str], ...] | None = None
     grammar: str | None = None
     banned_texts: tuple[str, ...] = ()
+    allowed_texts: tuple[str, ...] = ()
 
 
 @dataclass

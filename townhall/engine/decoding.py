@@ -28,6 +28,13 @@ class NgramIndex:
             raise ValueError("n-gram size must be at least 1")
         self.n = n
         self._next: dict[tuple[int, ...], set[int]] = {}
+        self._allowed: dict[tuple[int, ...], set[int]] = {}
+
+    def allow_sequence(self, tokens: Sequence[int]) -> None:
+        """N-grams of `tokens` are never banned, whoever said them first."""
+        n = self.n
+        for i in range(len(tokens) - n + 1):
+            self._allowed.setdefault(tuple(tokens[i : i + n - 1]), set()).add(tokens[i + n - 1])
 
     def add_sequence(self, tokens: Sequence[int]) -> None:
         n = self.n
@@ -44,7 +51,9 @@ class NgramIndex:
         if len(history) < self.n - 1:
             return set()
         key = tuple(history[len(history) - self.n + 1 :]) if self.n > 1 else ()
-        return self._next.get(key, set())
+        banned = self._next.get(key, set())
+        allowed = self._allowed.get(key)
+        return banned - allowed if allowed and banned else banned
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._next.values())
@@ -55,6 +64,7 @@ class _AgentBans:
     n: int
     texts: tuple[str, ...]
     index: NgramIndex
+    allowed: tuple[str, ...] = ()
 
 
 @dataclass
@@ -66,13 +76,17 @@ class BanIndexCache:
     _agents: dict[str | None, _AgentBans] = field(default_factory=dict)
     texts_tokenized: int = 0  # how many texts were actually run through the tokenizer
 
-    def index_for(self, agent_id: str | None, texts: Sequence[str], n: int) -> NgramIndex:
-        texts = tuple(texts)
+    def index_for(
+        self, agent_id: str | None, texts: Sequence[str], n: int, allowed: Sequence[str] = ()
+    ) -> NgramIndex:
+        texts, allowed = tuple(texts), tuple(allowed)
         held = self._agents.get(agent_id)
-        if held is not None and held.n == n and texts[: len(held.texts)] == held.texts:
+        if held is not None and held.n == n and held.allowed == allowed and texts[: len(held.texts)] == held.texts:
             fresh = texts[len(held.texts) :]
         else:
-            held = _AgentBans(n, (), NgramIndex(n))
+            held = _AgentBans(n, (), NgramIndex(n), allowed)
+            for text in allowed:
+                held.index.allow_sequence(self.tokens_of(text))
             fresh = texts
         for text in fresh:
             held.index.add_sequence(self.tokens_of(text))

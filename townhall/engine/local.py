@@ -453,7 +453,7 @@ class LocalEngine:
         n = sampling.no_repeat_ngram_size
         if not n and sampling.min_tokens <= 0:
             return None
-        banned = self._bans.index_for(request.agent_id, request.banned_texts, n) if n else None
+        banned = self._bans.index_for(request.agent_id, request.banned_texts, n, request.allowed_texts) if n else None
         return TurnConstraints(self.token_classes(), banned=banned, min_tokens=sampling.min_tokens, history=prompt)
 
     def token_classes(self) -> TokenClasses:

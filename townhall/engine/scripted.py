@@ -137,6 +137,9 @@ def _without_banned_words(reply: str, request: GenerationRequest) -> list[str]:
         for text in request.banned_texts:
             said = text.casefold().split()
             seen.update(tuple(said[i : i + n]) for i in range(len(said) - n + 1))
+        for text in request.allowed_texts:
+            said = text.casefold().split()
+            seen.difference_update(tuple(said[i : i + n]) for i in range(len(said) - n + 1))
         kept: list[str] = []
         folded: list[str] = []
         for word in words:
