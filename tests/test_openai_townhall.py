@@ -21,7 +21,8 @@ from townhall.turns import TurnStatus
 pytestmark = [pytest.mark.server, pytest.mark.model]
 
 N_CTX = 1024
-GREEDY = SamplingOverrides(temperature=0.0, repeat_penalty=1.0, max_tokens=20)
+# The ban and min_tokens act on token ids, which a server never exposes: off, so both sides decode alike.
+GREEDY = SamplingOverrides(temperature=0.0, repeat_penalty=1.0, max_tokens=20, no_repeat_ngram_size=0, min_tokens=0)
 
 
 def personas() -> list[Persona]:

