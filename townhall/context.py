@@ -24,6 +24,12 @@ CountTokens = Callable[[str], Awaitable[int]]
 SummarizeFn = Callable[[str | None, Sequence[Line]], Awaitable[str]]
 
 
+# Engines count a prompt's text; the local engine evaluates a BOS token before it. Without
+# this one token of room, a prompt fitted to the last token ran out of context on the
+# reply's last token (the 60-turn test at n_ctx 512 found it).
+PROMPT_OVERHEAD = 1
+
+
 @dataclass
 class FitJob:
     """One agent's prompt that is too long, and the means to shorten it."""
@@ -40,8 +46,8 @@ class FitJob:
 
     @property
     def limit(self) -> int:
-        """The most prompt tokens that leave room for the reply."""
-        return self.n_ctx - self.max_tokens
+        """The most prompt tokens that leave room for the reply (and the BOS, see PROMPT_OVERHEAD)."""
+        return self.n_ctx - self.max_tokens - PROMPT_OVERHEAD
 
     @property
     def target(self) -> int:

@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from townhall.context import FitJob, make_strategy
+from townhall.context import PROMPT_OVERHEAD, FitJob, make_strategy
 from townhall.engine.base import Engine, Generation, GenerationRequest, SamplingParams
 from townhall.errors import ConfigError, TownhallError
 from townhall.events import (
@@ -478,7 +478,7 @@ class Scheduler:
         rendered = self._render(persona, view)
         n_ctx = self.engine.info.n_ctx
         needed = await self.engine.count_tokens(rendered.prompt)
-        if needed + max_tokens <= n_ctx:
+        if needed + max_tokens + PROMPT_OVERHEAD <= n_ctx:
             return rendered
         empty = AgentView(persona.name)
         fixed = await self.engine.count_tokens(self._render_bare(persona, empty).prompt)
@@ -497,7 +497,7 @@ class Scheduler:
             count=self.engine.count_tokens,
             summarize=self._summarize,
         )
-        if fixed + max_tokens > n_ctx:
+        if fixed + max_tokens + PROMPT_OVERHEAD > n_ctx:
             raise job.too_small(fixed)
         detail = await self.strategy.fit(job)
         view.rebuilds += 1

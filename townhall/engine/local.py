@@ -298,9 +298,7 @@ class LocalEngine:
     async def count_tokens(self, text: str) -> int:
         if self.llm is None:
             await self.start()
-        # What the text costs as a prompt, BOS included, exactly as `generate` evaluates it:
-        # without the BOS a prompt fitted to the last token ran out of context on its last one.
-        return await asyncio.to_thread(lambda: len(self.tokenize(text)))
+        return await asyncio.to_thread(lambda: len(self.tokenize(text, add_bos=False)))
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
