@@ -57,6 +57,7 @@ class SessionScheduler(Protocol):
 
     session_id: str
     turns: list[Turn]
+    participants: list[Persona]  # speaking order, the moderator first
     status: SchedulerStatus
     current_speaker: str | None
     next_speaker: str | None

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from townhall.engine.base import Engine
 from townhall.engine.factory import EngineConfig
-from townhall.events import Event, SchedulerStatus
+from townhall.session import SessionScheduler
+from townhall.events import Event
 from townhall.personas import Persona
 from townhall.spec import TownHallSpec
 from townhall.turns import Turn
@@ -26,25 +27,8 @@ if TYPE_CHECKING:
     from townhall.store import Store
 
 
-class SchedulerLike(Protocol):
-    """The part of townhall.scheduler.Scheduler's contract the app drives."""
-
-    session_id: str
-    turns: list[Turn]
-    status: SchedulerStatus
-    current_speaker: str | None
-    next_speaker: str | None
-    participants: list[Persona]
-
-    def subscribe(self, fn: Callable[[Event], Any]) -> Callable[[], None]: ...
-    async def run(self) -> str: ...
-    def pause(self) -> None: ...
-    def resume(self) -> None: ...
-    def step(self) -> None: ...
-    def skip(self) -> None: ...
-    def interrupt(self) -> None: ...
-    def interject(self, text: str, speaker: str = "Audience") -> None: ...
-    def stop(self) -> None: ...
+# The scheduler as the TUI drives it: the session runner's contract, written once there.
+SchedulerLike = SessionScheduler
 
 
 class RecordStore(Protocol):
@@ -100,7 +84,7 @@ class DebateSession:
 
     def __init__(self, session: Session) -> None:
         self.runner = session
-        self.scheduler: SchedulerLike = session.scheduler  # type: ignore[assignment]
+        self.scheduler: SchedulerLike = session.scheduler
         self.session_id = session.session_id
         self.end_reason: str | None = None
         self.error: str | None = None  # one line, when the run ended on an error
