@@ -24,7 +24,6 @@ from townhall.bench.report import summarize_local
 from townhall.bench.script import ScriptedTurn, sampling, scripted_turns
 from townhall.engine.base import GenerationRequest, SamplingParams
 from townhall.engine.local import LocalEngine
-from townhall.engine.system import without_cpu_repack
 
 LOCAL_WAYS = ("reprefill", "save_state", "townhall")
 Progress = Callable[[str], None]
@@ -47,25 +46,6 @@ class WayResult:
         return {k: data[k] for k in keys}
 
 
-def _llama(engine: LocalEngine) -> Any:
-    """A second high-level Llama with the engine's exact settings, for the baselines."""
-    from llama_cpp import Llama
-
-    with without_cpu_repack():
-        return Llama(
-            model_path=str(engine.model_path),
-            n_ctx=engine.n_ctx,
-            n_batch=engine.n_batch,
-            n_ubatch=engine.n_batch,
-            n_threads=engine.threads,
-            n_threads_batch=engine.threads,
-            n_gpu_layers=engine.offloaded_layers,
-            flash_attn=engine.flash_attn,
-            swa_full=engine.swa_full,
-            verbose=False,
-        )
-
-
 def _common(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -80,7 +60,7 @@ def run_way(
     result = WayResult(name)
     held_prompt: dict[str, int] = {}  # tokens of each agent's previous prompt
     params = sampling(tokens)
-    llm = _llama(engine) if name != "townhall" else None
+    llm = engine.new_llama() if name != "townhall" else None
     saved: dict[str, Any] = {}
     try:
         start = time.perf_counter()

@@ -162,12 +162,31 @@ class LocalEngine:
         if self.llm is None:
             self._load()
 
+    def new_llama(self) -> Any:
+        """A high-level Llama on this engine's model with its exact settings (the engine's own,
+        or a benchmark baseline's that must match it)."""
+        from llama_cpp import Llama
+
+        with without_cpu_repack():
+            return Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_batch=self.n_batch,
+                n_ubatch=self.n_batch,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                n_gpu_layers=self.offloaded_layers,
+                flash_attn=self.flash_attn,
+                swa_full=self.swa_full,
+                verbose=False,
+            )
+
     def _load(self) -> None:
         path = resolve_model_path(self._requested_path)
         self.header = validate_model_file(path)
         self.model_path = path
         import llama_cpp
-        from llama_cpp import Llama, __version__ as llama_cpp_version
+        from llama_cpp import __version__ as llama_cpp_version
 
         from townhall.engine import llama_log
 
@@ -178,19 +197,7 @@ class LocalEngine:
         requested = self.total_layers if self.gpu_layers < 0 else min(self.gpu_layers, self.total_layers)
         self.offloaded_layers = requested if supports else 0
         try:
-            with without_cpu_repack():
-                self.llm = Llama(
-                    model_path=str(path),
-                    n_ctx=self.n_ctx,
-                    n_batch=self.n_batch,
-                    n_ubatch=self.n_batch,
-                    n_threads=self.threads,
-                    n_threads_batch=self.threads,
-                    n_gpu_layers=self.offloaded_layers,
-                    flash_attn=self.flash_attn,
-                    swa_full=self.swa_full,
-                    verbose=False,
-                )
+            self.llm = self.new_llama()
         except (ValueError, RuntimeError, OSError) as exc:
             detail = "; ".join(line for line in llama_log.recent(5) if "error" in line.lower()) or str(exc)
             raise ModelLoadError(f"{path}: llama.cpp could not load this model ({detail})") from None
