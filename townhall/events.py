@@ -84,6 +84,55 @@ class StrategyApplied:
 
 
 @dataclass(frozen=True)
+class StanceMeasured:
+    """One agent's stance on the motion, read from its own KV state by the stance probe.
+
+    `p_for` is P(for) / (P(for) + P(against)) for the ballot cue's two answers. `turn_index`
+    is the last turn the agent's state had taken in; `round` counts completed rounds (1 after
+    every participant has spoken once). `method` says how it was read: "logits" (local
+    engine), "logprobs" (a server's token probabilities) or "choice" (a one-token constrained
+    answer where the server returns no probabilities: p_for is then 0 or 1).
+    """
+
+    session_id: str
+    agent: str
+    round: int
+    turn_index: int
+    p_for: float
+    method: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Vote:
+    agent: str
+    choice: Literal["for", "against"]
+    p_for: float
+
+
+@dataclass(frozen=True)
+class OutcomeDecided:
+    """The closing ballot: every participant's vote from its probe, and the moderator's line."""
+
+    session_id: str
+    votes: tuple[Vote, ...]
+    votes_for: int
+    votes_against: int
+    result: Literal["carried", "defeated", "tied"]
+    announcement: str  # e.g. "The motion carries, 3 to 2."
+    at: float
+
+
+@dataclass(frozen=True)
+class MinutesWritten:
+    """The minutes of the session (positions, main reasons, the result), as plain text."""
+
+    session_id: str
+    text: str
+    at: float
+
+
+@dataclass(frozen=True)
 class SessionEnded:
     session_id: str
     reason: str  # max_turns, token_budget, time_budget, closing_phrase, stopped, error
@@ -101,6 +150,9 @@ Event = Union[
     Paused,
     Resumed,
     StrategyApplied,
+    StanceMeasured,
+    OutcomeDecided,
+    MinutesWritten,
     SessionEnded,
 ]
 

@@ -135,8 +135,10 @@ class Scheduler:
         session_id: str | None = None,
         history: Sequence[Turn] = (),
         clock: Callable[[], float] = time.time,
+        agent_prefix: str = "",
     ) -> None:
         self.engine = engine
+        self.agent_prefix = agent_prefix
         self.spec = spec
         self.bus = bus if bus is not None else EventBus()
         self.session_id = session_id or uuid.uuid4().hex[:12]
@@ -200,6 +202,11 @@ class Scheduler:
         return AgendaPolicy(motion=self.spec.motion, title=self.spec.title, stances=stances, total=self.spec.max_turns)
 
     # -- public control (sync, safe to call from any callback on the loop) ----
+    def agent_key(self, name: str) -> str:
+        """The engine's id for a participant's KV state. Sessions that share one engine at the
+        same time (parallel `generate`) each pass their own `agent_prefix`, so states never mix."""
+        return f"{self.agent_prefix}{name}"
+
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         return self.bus.subscribe(fn)
 
@@ -501,7 +508,7 @@ class Scheduler:
             raise job.too_small(fixed)
         detail = await self.strategy.fit(job)
         view.rebuilds += 1
-        self.engine.forget(persona.name)
+        self.engine.forget(self.agent_key(persona.name))
         await self._publish(
             StrategyApplied(self.session_id, persona.name, self.strategy.name, detail, self.clock())
         )
@@ -534,7 +541,7 @@ class Scheduler:
                     turn.sampling = sampling
                     turn.retries = retry
                 request = GenerationRequest(
-                    agent_id=persona.name, prompt=rendered.prompt, sampling=sampling, messages=rendered.messages,
+                    agent_id=self.agent_key(persona.name), prompt=rendered.prompt, sampling=sampling, messages=rendered.messages,
                     banned_texts=banned, allowed_texts=self._sayable(),
                 )
                 generation = self.engine.generate(request)

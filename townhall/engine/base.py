@@ -166,6 +166,9 @@ class EngineInfo:
     chat_template: str | None = None
     eos_markers: tuple[str, ...] = ()
     decoding: DecodingSupport = DecodingSupport()
+    # How `probe` reads token probabilities: "logits" (in-process), "logprobs" (the server
+    # returns them) or "choice" (it does not: a one-token constrained answer); None = no probe.
+    stance_probe: str | None = None
 
 
 class Generation:

@@ -335,8 +335,8 @@ class DebateScreen(Screen[None]):
         member.words += len(turn.content.split())
         if turn.finished_at is not None and turn.started_at:
             member.talk_s += max(0.0, turn.finished_at - turn.started_at)
-        if self.engines.engine is not None:
-            member.kv_tokens = self.engines.engine.state_tokens(turn.speaker)
+        if self.engines.engine is not None and self.scheduler is not None:
+            member.kv_tokens = self.engines.engine.state_tokens(self.scheduler.agent_key(turn.speaker))
         self.roster.refresh_entries()
         self.stats.set_talk(list(self._members.values()))
 
