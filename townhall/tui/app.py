@@ -206,9 +206,12 @@ def known_binding_ids() -> set[str]:
         ReplayScreen,
         SessionsScreen,
     )
+    from townhall.tui.screens.minutes import MinutesScreen
+    from townhall.tui.screens.tally import TallyScreen
     from townhall.tui.widgets.interject import InterjectBox
 
     owners: list[Any] = [
         TownhallApp, DebateScreen, InterjectBox, ErrorScreen, NewTownhallScreen, SessionsScreen, ReplayScreen, ConfirmScreen,
+        TallyScreen, MinutesScreen,
     ]
     return {b.id for owner in owners for b in owner.BINDINGS if isinstance(b, Binding) and b.id}

@@ -1,7 +1,7 @@
 """The debate screen: watch one town hall, steer it, and see who speaks and what it costs.
 
 It holds the widgets and the debate actions (pause, step, interrupt, skip, interject,
-export, stats pane). The engine and the store come in from the app; the scheduler comes
+export, stats pane, the tally, calling the vote, the minutes). The engine and the store come in from the app; the scheduler comes
 from `open_session`, and its events come back as Textual messages on this screen,
 tokens coalesced by a `TokenBatcher`. Below `NARROW_BELOW` columns the transcript gets
 the room: the roster shrinks to a name column and the stats pane hides unless asked for.
@@ -27,10 +27,13 @@ from textual.widgets import Footer
 from townhall.errors import TownhallError
 from townhall.events import (
     Event,
+    MinutesWritten,
+    OutcomeDecided,
     Paused,
     Resumed,
     SessionEnded,
     SessionStarted,
+    StanceMeasured,
     StrategyApplied,
     TokenStreamed,
     TurnFailed,
@@ -61,6 +64,7 @@ from townhall.tui.messages import (
 )
 from townhall.tui.widgets.header import TownhallHeader
 from townhall.tui.widgets.interject import InterjectBox
+from townhall.tui.widgets.outcome import OutcomeBanner
 from townhall.tui.widgets.roster import Member, Roster
 from townhall.tui.widgets.stats import StatsPanel
 from townhall.tui.widgets.transcript import Transcript
@@ -114,8 +118,12 @@ class DebateScreen(Screen[None]):
         self._turns_this_run = 0  # what "turn i of N" counts: the scheduler's max_turns ignores history
         self._spinner: object | None = None
         self._members: dict[str, Member] = {}
+        self.outcome: OutcomeDecided | None = None
+        self.minutes: str | None = None
+        self.vote_called = False
         # Held, not queried: a query from outside runs against whichever screen is on top.
         self.header = TownhallHeader(id="header")
+        self.banner = OutcomeBanner(id="outcome")
         self.body = Container(id="body")
         self.roster = Roster(id="roster")
         self.transcript = Transcript(id="transcript")
@@ -134,6 +142,7 @@ class DebateScreen(Screen[None]):
     # -- setup ---------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield self.header
+        yield self.banner
         with self.body:
             yield self.roster
             yield self.transcript
@@ -159,17 +168,21 @@ class DebateScreen(Screen[None]):
 
     async def _set_members(self, personas: list[Persona]) -> None:
         """Roster in speaking order; colours follow the persona file, else the palette."""
+        chair = (self.debate.spec.moderator or "").casefold()
         self._members = {
-            p.name: Member(p.name, p.title, speaker_colour(p.color, i), p.emoji or "", p.moderator)
+            p.name: Member(p.name, p.title, speaker_colour(p.color, i), p.emoji or "", p.moderator or p.name.casefold() == chair)
             for i, p in enumerate(personas)
         }
         await self.roster.set_members(list(self._members.values()))
         self.stats.set_talk(list(self._members.values()))
+        self.stats.set_stances(list(self._members.values()))
 
     # -- running a debate ----------------------------------------------------
     def _start_debate(self, debate: Debate) -> None:
         self.debate = debate
         self.end_reason = None
+        self.outcome, self.minutes, self.vote_called = None, None, False
+        self.banner.reset()
         self._turns_this_run = 0
         self._set_state("loading")
         if self._spinner is None:
@@ -243,6 +256,7 @@ class DebateScreen(Screen[None]):
     def on_engine_ready(self, message: EngineReady) -> None:
         self.header.model_name = message.info.model_name
         self.header.device = message.info.device
+        self.header.stance_probe = message.info.stance_probe
         self._set_state("starting")
 
     def on_engine_failed(self, message: EngineFailed) -> None:
@@ -294,6 +308,17 @@ class DebateScreen(Screen[None]):
             self._set_state("debating")
         elif isinstance(event, StrategyApplied):
             self.notify(f"{event.agent}: {event.strategy} — {event.detail}", title="Context", markup=False)
+        elif isinstance(event, StanceMeasured):
+            self._stance_measured(event)
+        elif isinstance(event, OutcomeDecided):
+            self.outcome = event
+            self.banner.show_outcome(event)
+            self.refresh_bindings()
+        elif isinstance(event, MinutesWritten):
+            self.minutes = event.text
+            self.banner.show_minutes_ready()
+            self.refresh_bindings()
+            self.notify("The minutes are written: press m to read them.", title="Minutes", markup=False)
         elif isinstance(event, SessionEnded):
             self.end_reason = event.reason
             if event.error:
@@ -326,6 +351,14 @@ class DebateScreen(Screen[None]):
         next_up = self.scheduler.next_speaker if self.scheduler is not None else None
         self.roster.set_roles(None, next_up)
 
+    def _stance_measured(self, event: StanceMeasured) -> None:
+        member = self._members.get(event.agent)
+        if member is None or member.moderator:
+            return
+        member.stances.append(event.p_for)
+        self.roster.refresh_entries()
+        self.stats.set_stances(list(self._members.values()))
+
     def _count_turn(self, turn: Turn) -> None:
         member = self._members.get(turn.speaker)
         if member is None:
@@ -351,6 +384,7 @@ class DebateScreen(Screen[None]):
     def _set_state(self, state: DebateState) -> None:
         self.state = state
         self.header.state = state
+        self.refresh_bindings()
         if state != "loading" and self._spinner is not None:
             self._spinner.stop()  # type: ignore[attr-defined]
             self._spinner = None
@@ -360,7 +394,14 @@ class DebateScreen(Screen[None]):
         """Debate keys act while this screen is on top (or the palette over it): a dialog
         over the debate keeps them out of the footer drawn beneath it."""
         top = self.app.screen
-        return top is self or isinstance(top, CommandPalette)
+        if not (top is self or isinstance(top, CommandPalette)):
+            return False
+        # Shown dimmed in the footer until they can act.
+        if action == "show_minutes" and self.minutes is None:
+            return None
+        if action == "call_vote" and (self.vote_called or self.outcome is not None or self.state not in ("debating", "pausing", "paused", "starting")):
+            return None
+        return True
 
     def _need_scheduler(self) -> SchedulerLike | None:
         if self.scheduler is None or self.state in ("finished", "error"):
@@ -408,6 +449,37 @@ class DebateScreen(Screen[None]):
             self.notify(str(exc), severity="error", markup=False)
             return
         self.notify("Interjection queued: it is the next turn.", timeout=3)
+
+    def action_show_tally(self) -> None:
+        from townhall.tui.screens.tally import TallyScreen
+
+        can_vote = self.check_action("call_vote", ()) is True
+        members = list(self._members.values())
+        self.app.push_screen(TallyScreen(members, self.outcome, can_vote=can_vote), self._tally_closed)
+
+    def _tally_closed(self, vote: bool | None) -> None:
+        if vote:
+            self.action_call_vote()
+
+    def action_call_vote(self) -> None:
+        if (scheduler := self._need_scheduler()) is None:
+            return
+        if self.vote_called or self.outcome is not None:
+            self.notify("The vote is already called.", severity="warning")
+            return
+        scheduler.call_vote()
+        self.vote_called = True
+        self.banner.show_called()
+        self.refresh_bindings()
+        self.notify("Vote called: the closing ballot follows this turn, then the minutes.", timeout=4)
+
+    def action_show_minutes(self) -> None:
+        if self.minutes is None:
+            self.notify("No minutes yet: they are written after the closing ballot.", severity="warning")
+            return
+        from townhall.tui.screens.minutes import MinutesScreen
+
+        self.app.push_screen(MinutesScreen(f"Minutes — {self.debate.spec.motion}", self.minutes))
 
     def action_toggle_stats(self) -> None:
         """Right → bottom → hidden → right; on a narrow terminal "right" is skipped (it would not fit)."""

@@ -1,7 +1,8 @@
 """The sessions browser: past town halls from the database, to open, replay, resume, export or delete.
 
-Opening and replaying are read-only: they draw stored turns into a transcript and
-never touch the engine or the record. Resuming hands the session id back to the app,
+Each row shows the session's result; `m` reads its minutes. Opening and replaying are
+read-only: they draw stored turns into a transcript beside the session's stance chart
+and result, and never touch the engine or the record. Resuming hands the session id back to the app,
 which rebuilds a scheduler from `store.load_for_resume`.
 """
 
@@ -16,19 +17,22 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Label, Select, Static
 
 from townhall.errors import TownhallError
+from townhall.events import StanceMeasured
 from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
 from townhall.tui.debate import export_to_file
 from townhall.tui.screens.error import ErrorScreen
+from townhall.tui.screens.minutes import MinutesScreen
+from townhall.tui.widgets.stance import StanceChart, chart_rows
 from townhall.tui.widgets.transcript import Transcript
 from townhall.turns import Turn, TurnKind
 
 if TYPE_CHECKING:
-    from townhall.store import Store
+    from townhall.store import OutcomeRecord, Store
 
 SPEEDS: list[tuple[str, float]] = [
     ("instant", 0.0),
@@ -41,6 +45,25 @@ EXPORT_FORMATS = ["md", "json", "jsonl", "sharegpt", "html", "txt"]
 
 def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+
+
+def result_cell(outcome: OutcomeRecord | None) -> str:
+    """'carried 3–2' for a session that voted; empty for one that did not."""
+    if outcome is None or outcome.result is None:
+        return ""
+    return f"{outcome.result} {outcome.votes_for}–{outcome.votes_against}"
+
+
+def outcome_text(outcome: OutcomeRecord | None) -> Text:
+    """The result and the moderator's announcement, or why there is none."""
+    if outcome is None or outcome.result is None:
+        return Text("No vote was taken in this session.", style="italic")
+    text = Text()
+    text.append(f"Result: {outcome.result}, {outcome.tally}", style="bold")
+    if outcome.announcement:
+        text.append("\n" + outcome.announcement, style="italic")
+    text.append("\nm: read the minutes" if outcome.minutes else "\nNo minutes were written.")
+    return text
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -80,18 +103,37 @@ class ReplayScreen(Screen[None]):
     BINDINGS = [
         Binding("escape,q", "close", "Back", id="townhall.replay_close"),
         Binding("space", "toggle", "Pause/resume", id="townhall.replay_pause"),
+        Binding("m", "minutes", "Minutes", id="townhall.replay_minutes"),
     ]
 
     DEFAULT_CSS = """
     ReplayScreen #replay-title { height: auto; background: $panel; padding: 0 1; }
+    ReplayScreen #replay-body { height: 1fr; }
+    ReplayScreen #replay-side { width: 38; border-left: solid $panel; padding: 0 1; }
+    ReplayScreen #replay-side Label { margin-top: 1; text-style: bold; }
+    ReplayScreen.-narrow #replay-side { display: none; }
     """
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
-    def __init__(self, title: str, turns: list[Turn], colours: dict[str, str], words_per_s: float) -> None:
+    def __init__(
+        self,
+        title: str,
+        turns: list[Turn],
+        colours: dict[str, str],
+        words_per_s: float,
+        *,
+        stances: list[StanceMeasured] | None = None,
+        participants: list[str] | None = None,
+        outcome: OutcomeRecord | None = None,
+    ) -> None:
         super().__init__()
         self.replay_title = title
         self.turns = turns
         self.colours = colours
         self.words_per_s = words_per_s
+        self.stances = stances or []
+        self.participants = participants if participants is not None else list(colours)
+        self.outcome = outcome
         self.done = False
         self._playing = asyncio.Event()
         self._playing.set()
@@ -99,7 +141,15 @@ class ReplayScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         speed = "instant" if not self.words_per_s else f"{self.words_per_s:g} words/s"
         yield Static(Text(f"Replay ({speed}, read-only): {self.replay_title}"), id="replay-title")
-        yield Transcript(id="replay-transcript")
+        with Horizontal(id="replay-body"):
+            yield Transcript(id="replay-transcript")
+            with VerticalScroll(id="replay-side"):
+                yield Label("Outcome")
+                yield Static(outcome_text(self.outcome), id="replay-outcome")
+                yield Label("Stance (▁ against … █ for)")
+                chart = StanceChart(id="replay-stance")
+                chart.rows = chart_rows([(name, self.colours.get(name, AUDIENCE_COLOUR)) for name in self.participants], self.stances)
+                yield chart
         yield Footer()
 
     def on_mount(self) -> None:
@@ -127,6 +177,13 @@ class ReplayScreen(Screen[None]):
         else:
             self._playing.set()
 
+    def action_minutes(self) -> None:
+        minutes = self.outcome.minutes if self.outcome is not None else None
+        if not minutes:
+            self.notify("This session has no minutes.", severity="warning")
+            return
+        self.app.push_screen(MinutesScreen(f"Minutes — {self.replay_title}", minutes))
+
     def action_close(self) -> None:
         self.app.pop_screen()
 
@@ -139,6 +196,7 @@ class SessionsScreen(Screen[str | None]):
         Binding("r", "replay", "Replay", id="townhall.sessions_replay"),
         Binding("u", "resume", "Resume", id="townhall.sessions_resume"),
         Binding("e", "export", "Export", id="townhall.sessions_export"),
+        Binding("m", "minutes", "Minutes", id="townhall.sessions_minutes"),
         Binding("d,delete", "delete", "Delete", id="townhall.sessions_delete"),
         Binding("escape,q", "close", "Back", id="townhall.sessions_close"),
     ]
@@ -171,7 +229,7 @@ class SessionsScreen(Screen[str | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("id", "motion / title", "status", "turns", "started", "model")
+        table.add_columns("id", "motion / title", "status", "result", "turns", "started", "model")
         self.reload()
         table.focus()
 
@@ -180,6 +238,7 @@ class SessionsScreen(Screen[str | None]):
         table.clear()
         try:
             sessions = self.store.list_sessions()
+            outcomes = {s.id: self.store.outcome_of(s.id) for s in sessions}
         except TownhallError as exc:
             self.app.push_screen(ErrorScreen("Cannot list sessions", str(exc)))
             return
@@ -190,6 +249,7 @@ class SessionsScreen(Screen[str | None]):
                 Text(s.id + marker),
                 Text(label),
                 Text(s.status),
+                Text(result_cell(outcomes[s.id])),
                 Text(str(s.turns), justify="right"),
                 Text(_when(s.created_at)),
                 Text(s.model_name or ""),
@@ -214,18 +274,39 @@ class SessionsScreen(Screen[str | None]):
         try:
             record = self.store.get_session(session_id)
             turns = self.store.turns(session_id)
+            stances = self.store.stances_of(session_id)
+            outcome = self.store.outcome_of(session_id)
         except TownhallError as exc:
             self.app.push_screen(ErrorScreen("Cannot open that session", str(exc)))
             return
         colours = {p.name: speaker_colour(p.color, i) for i, p in enumerate(record.personas)}
+        measured = {reading.agent for reading in stances}
+        participants = [p.name for p in record.personas if not p.moderator or p.name in measured]
         title = record.summary.label
-        self.app.push_screen(ReplayScreen(title, turns, colours, words_per_s))
+        self.app.push_screen(
+            ReplayScreen(title, turns, colours, words_per_s, stances=stances, participants=participants, outcome=outcome)
+        )
 
     def action_open(self) -> None:
         self._replay(0.0)
 
     def action_replay(self) -> None:
         self._replay(float(self.query_one("#sessions-speed", Select).value))  # type: ignore[arg-type]
+
+    def action_minutes(self) -> None:
+        session_id = self.selected()
+        if session_id is None:
+            return
+        try:
+            outcome = self.store.outcome_of(session_id)
+            label = self.store.get_session(session_id).summary.label
+        except TownhallError as exc:
+            self.app.push_screen(ErrorScreen("Cannot read that session", str(exc)))
+            return
+        if outcome is None or not outcome.minutes:
+            self.notify("That session has no minutes.", severity="warning")
+            return
+        self.app.push_screen(MinutesScreen(f"Minutes — {label}", outcome.minutes))
 
     def action_resume(self) -> None:
         session_id = self.selected()

@@ -6,6 +6,13 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+# How the stance bars were read, where the watcher should know; the in-process probe
+# ("logits") is the normal case and says nothing.
+PROBE_NOTES = {
+    "logprobs": "stance from server probabilities",
+    "choice": "no probabilities from server: stance by one-token choice",
+}
+
 
 class TownhallHeader(Widget):
     """Shows `EngineInfo.device` verbatim: the header never claims a GPU the engine did not."""
@@ -17,6 +24,7 @@ class TownhallHeader(Widget):
     motion: reactive[str] = reactive("")
     model_name: reactive[str] = reactive("")
     device: reactive[str] = reactive("")
+    stance_probe: reactive[str | None] = reactive(None)
     turn: reactive[int] = reactive(0)
     max_turns: reactive[int | None] = reactive(None)
     state: reactive[str] = reactive("loading")
@@ -34,16 +42,21 @@ class TownhallHeader(Widget):
         top = Text(no_wrap=True, overflow="ellipsis")
         top.append("Motion: ", style="bold")
         top.append(self.motion or "—")
-        bottom = Text(no_wrap=True, overflow="ellipsis")
-        bottom.append(self.model_name or "model", style="bold")
-        bottom.append(" · ")
-        bottom.append(self.device or "starting")
+        engine = Text(no_wrap=True, overflow="ellipsis")
+        engine.append(self.model_name or "model", style="bold")
+        engine.append(" · ")
+        engine.append(self.device or "starting")
+        note = PROBE_NOTES.get(self.stance_probe or "")
+        if note:
+            engine.append(" · ")
+            engine.append(note, style="italic")
+        progress = Text(no_wrap=True)
         total = str(self.max_turns) if self.max_turns else "∞"
-        bottom.append(f"   turn {self.turn} of {total}   ")
-        bottom.append(f" {state} ", style=f"bold reverse {colour}")
-        # One line each, cut rather than wrapped: a long motion must not push the state off.
+        progress.append(f"   turn {self.turn} of {total}   ")
+        progress.append(f" {state} ", style=f"bold reverse {colour}")
+        # One line each, cut rather than wrapped: a long motion or backend must not push the state off.
         width = self.content_size.width
         if width > 0:
-            for line in (top, bottom):
-                line.truncate(width, overflow="ellipsis")
-        return Text("\n").join([top, bottom])
+            top.truncate(width, overflow="ellipsis")
+            engine.truncate(max(1, width - progress.cell_len), overflow="ellipsis")
+        return Text("\n").join([top, engine + progress])

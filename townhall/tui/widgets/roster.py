@@ -1,12 +1,14 @@
-"""The roster: who is here, who speaks now and next, and what each has cost so far."""
+"""The roster: who is here, who speaks now and next, where each stands, and what each has cost."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.widget import Widget
+
+from townhall.tui.widgets.stance import STANCE_CSS_CLASSES, StanceStyles, stance_line
 
 
 @dataclass
@@ -22,43 +24,65 @@ class Member:
     words: int = 0
     kv_tokens: int = 0
     talk_s: float = 0.0
+    stances: list[float] = field(default_factory=list)  # p_for per probe reading, oldest first
+
+    @property
+    def p_for(self) -> float | None:
+        return self.stances[-1] if self.stances else None
 
 
-class RosterEntry(Static):
+class RosterEntry(Widget):
+    """Drawn at render time, so the stance bar fits whatever width the roster has.
+
+    The stance line comes second: on a narrow terminal the entry is two lines high and
+    shows the name and the stance in words.
+    """
+
+    COMPONENT_CLASSES = STANCE_CSS_CLASSES
     DEFAULT_CSS = """
-    RosterEntry { padding: 0 1; margin-bottom: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    RosterEntry { height: auto; padding: 0 1; margin-bottom: 1; }
     RosterEntry.-speaking { background: $boost; }
+    RosterEntry > .stance--for { color: $success; }
+    RosterEntry > .stance--against { color: $error; }
+    RosterEntry > .stance--none { color: $text-muted; }
     """
 
     def __init__(self, member: Member) -> None:
-        super().__init__(id=None, markup=False)
+        super().__init__()
         self.member = member
         self.role = ""
 
     def show(self, role: str) -> None:
         self.role = role
         self.set_class(role == "speaking", "-speaking")
-        self.update(self._text())
+        self.refresh()
 
-    def _text(self) -> Text:
+    def render(self) -> Text:
         m = self.member
-        text = Text(no_wrap=True, overflow="ellipsis")  # one fact per line, cut rather than wrapped
-        marker = {"speaking": "▶ ", "next": "… "}.get(self.role, "  ")
-        text.append(marker, style="bold")
+        width = self.content_size.width or 30
+        lines: list[Text] = []
+        first = Text()
+        first.append({"speaking": "▶ ", "next": "… "}.get(self.role, "  "), style="bold")
         if m.emoji:
-            text.append(m.emoji + " ")
-        text.append(m.name, style=f"bold {m.colour}")
-        text.append("\n  ")  # the first line is the whole entry on a narrow screen: marker and name only
+            first.append(m.emoji + " ")
+        first.append(m.name, style=f"bold {m.colour}")
+        lines.append(first)
         if m.moderator:
-            text.append("moderator · ", style="dim")
-        text.append(m.title, style="italic")
+            lines.append(Text("  moderator · " + m.title, style="dim"))
+        else:
+            lines.append(Text("  ").append_text(stance_line(m.p_for, width - 2, StanceStyles.of(self))))
+            lines.append(Text("  " + m.title, style="italic"))
         if self.role:
-            text.append(f"\n  {'speaking now' if self.role == 'speaking' else 'next'}", style=m.colour)
+            lines.append(Text(f"  {'speaking now' if self.role == 'speaking' else 'next'}", style=m.colour))
         turns = "1 turn" if m.turns == 1 else f"{m.turns} turns"
         words = "1 word" if m.words == 1 else f"{m.words} words"
-        text.append(f"\n  {turns} · {words}", style="dim")
-        text.append(f"\n  KV state {m.kv_tokens} tokens", style="dim")
-        return text
+        lines.append(Text(f"  {turns} · {words}", style="dim"))
+        lines.append(Text(f"  KV state {m.kv_tokens} tokens", style="dim"))
+        for line in lines:  # one fact per line, cut rather than wrapped
+            line.no_wrap = True
+            line.overflow = "ellipsis"
+            line.truncate(width, overflow="ellipsis")
+        return Text("\n").join(lines)
 
 
 class Roster(VerticalScroll):

@@ -1,4 +1,4 @@
-"""Live numbers: speed of the turn in progress, per-turn latency, prefill saved, talk time."""
+"""Live numbers: speed, stance over time, per-turn latency, prefill saved, talk time."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Label, Sparkline, Static
 
 from townhall.tui.widgets.roster import Member
+from townhall.tui.widgets.stance import ChartRow, StanceChart
 
 BAR_WIDTH = 12
 
@@ -42,6 +43,8 @@ class StatsPanel(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static(self._speed_text(), id="stats-speed", markup=False)
+        yield Label("Stance (▁ against … █ for)")
+        yield StanceChart(id="stats-stance")
         yield Label("Latency per turn (s)")
         # Hidden until the first turn: a sparkline of one value draws as a solid block.
         yield Sparkline([], id="stats-latency", classes="empty")
@@ -83,3 +86,8 @@ class StatsPanel(VerticalScroll):
 
     def set_talk(self, members: list[Member]) -> None:
         self.query_one("#stats-talk", Static).update(talk_bars(members))
+
+    def set_stances(self, members: list[Member]) -> None:
+        """One chart row per participant; the moderator takes no side."""
+        rows = [ChartRow(m.name, m.colour, tuple(m.stances)) for m in members if not m.moderator]
+        self.query_one("#stats-stance", StanceChart).set_rows(rows)
