@@ -1,0 +1,214 @@
+"""The stance meter, the tally, the closing ballot and the minutes as the watcher sees them.
+
+A real Scheduler runs on a scripted engine; the probe's readings, the outcome and the
+minutes are published into the screen the way the scheduler publishes them (the
+screen's own listener), so each test decides the numbers and checks what is drawn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from conftest import wait_until
+from rich.style import Style
+from test_tui_support import SIZE, make_app, screen_text
+from textual.widgets import TextArea
+
+from townhall.engine.scripted import ScriptedEngine
+from townhall.events import MinutesWritten, OutcomeDecided, StanceMeasured, Vote
+from townhall.tui.screens.minutes import MinutesScreen
+from townhall.tui.screens.tally import TallyScreen, TallyTable
+from townhall.tui.tally import leaning, side_of, tally
+from townhall.tui.widgets.header import TownhallHeader
+from townhall.tui.widgets.outcome import OutcomeBanner
+from townhall.tui.widgets.roster import RosterEntry
+from townhall.tui.widgets.stance import StanceChart, StanceStyles, sparkline, stance_line
+
+PLAIN = StanceStyles(Style(), Style(), Style())
+
+
+# -- the words and the marks --------------------------------------------------------
+def test_leaning_names_the_side_and_its_share() -> None:
+    assert leaning(0.62) == "62% for"
+    assert leaning(0.2) == "80% against"
+    assert leaning(0.5) == "50% for" and side_of(0.5) == "for"
+    assert leaning(0.0) == "100% against" and leaning(1.0) == "100% for"
+
+
+def test_tally_counts_latest_sides_and_skips_the_unmeasured() -> None:
+    t = tally([("Stacy", 0.9), ("Walt", 0.1), ("Priya", 0.6), ("pogi", None)])
+    assert (t.votes_for, t.votes_against, t.result) == (2, 1, "carried")
+    assert t.summary == "The motion would carry, 2 to 1. (1 not measured yet)"
+    assert tally([("Walt", 0.3), ("Priya", 0.7)]).result == "tied"
+    assert tally([("Walt", 0.3)]).summary == "The motion would be defeated, 1 to 0."
+    assert tally([("Walt", None)]).summary == "No stance has been measured yet."
+
+
+def test_stance_line_has_a_bar_and_words_or_words_alone_when_narrow() -> None:
+    wide = stance_line(0.75, 28, PLAIN).plain
+    assert wide.endswith(" 75% for")
+    bar = wide[: -len(" 75% for")]
+    assert len(bar) == 20 and bar.count("█") == 15 and bar.count("░") == 5
+    assert stance_line(0.25, 13, PLAIN).plain == "75% against"  # no room for a bar: the words stay
+    assert stance_line(None, 28, PLAIN).plain == "stance not measured yet"
+
+
+def test_sparkline_scale_is_fixed() -> None:
+    assert sparkline([0.0, 0.5, 0.99, 1.0], PLAIN).plain == "▁▅██"
+    assert sparkline([0.5, 0.5], PLAIN).plain == "▅▅"  # a flat line stays mid-height
+
+
+# -- live in the debate screen ---------------------------------------------------------
+def _reading(app, agent: str, p_for: float, round_: int = 1, session_id: str | None = None) -> StanceMeasured:
+    screen = app.debate_screen
+    return StanceMeasured(session_id or screen.session_id, agent, round_, round_ * 3, p_for, "logits", 0.0)
+
+
+def _entry(app, name: str) -> RosterEntry:
+    return next(e for e in app.debate_screen.roster.query(RosterEntry) if e.member.name == name)
+
+
+def _entry_text(app, name: str) -> str:
+    return _entry(app, name).render().plain
+
+
+async def _finished(app, pilot) -> None:
+    await wait_until(lambda: app.debate_screen.state == "finished", timeout=20)
+    await pilot.pause()
+
+
+async def test_stance_bars_move_with_each_reading() -> None:
+    app = make_app(turns=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await _finished(app, pilot)
+        screen = app.debate_screen
+        assert "stance not measured yet" in _entry_text(app, "Walt")
+        screen._on_scheduler_event(_reading(app, "Walt", 0.3))
+        await wait_until(lambda: "70% against" in _entry_text(app, "Walt"))
+        first = _entry_text(app, "Walt").splitlines()[1].count("█")
+        screen._on_scheduler_event(_reading(app, "Walt", 0.8, round_=2))
+        await wait_until(lambda: "80% for" in _entry_text(app, "Walt"))
+        assert _entry_text(app, "Walt").splitlines()[1].count("█") > first  # the bar grew toward "for"
+        await pilot.pause()
+        assert "80% for" in screen_text(app)
+        chart = screen.stats.query_one(StanceChart)
+        assert [(r.name, r.values) for r in chart.rows] == [("Stacy", ()), ("Walt", (0.3, 0.8)), ("Priya", ())]
+        assert "80% for" in chart.render().plain.splitlines()[1]
+        # another session's reading (a replaced debate finishing late) changes nothing
+        screen._on_scheduler_event(_reading(app, "Walt", 0.1, session_id="someone-else"))
+        await pilot.pause(0.1)
+        assert screen._members["Walt"].stances == [0.3, 0.8]
+
+
+async def test_moderator_carries_no_stance_bar() -> None:
+    app = make_app(turns=1, names=("Margaret", "Stacy", "Walt"))
+    app.debate_screen.debate.spec = app.debate_screen.debate.spec.model_copy(update={"moderator": "Margaret"})
+    async with app.run_test(size=SIZE) as pilot:
+        await _finished(app, pilot)
+        assert "moderator" in _entry_text(app, "Margaret") and "stance" not in _entry_text(app, "Margaret")
+        assert "stance not measured yet" in _entry_text(app, "Stacy")
+        assert [r.name for r in app.debate_screen.stats.query_one(StanceChart).rows] == ["Stacy", "Walt"]
+
+
+async def test_narrow_roster_shows_the_stance_in_words() -> None:
+    app = make_app(turns=3)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _finished(app, pilot)
+        app.debate_screen._on_scheduler_event(_reading(app, "Priya", 0.25))
+        await wait_until(lambda: app.debate_screen._members["Priya"].stances == [0.25])
+        await pilot.pause()
+        column = [line[:18] for line in screen_text(app).splitlines()]
+        at = next(i for i, line in enumerate(column) if "Priya" in line)
+        assert "75% against" in column[at + 1]
+
+
+async def test_tally_key_shows_each_stance_and_the_would_be_result() -> None:
+    app = make_app(turns=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await _finished(app, pilot)
+        screen = app.debate_screen
+        for name, p in (("Stacy", 0.9), ("Walt", 0.35), ("Priya", 0.55)):
+            screen._on_scheduler_event(_reading(app, name, p))
+        await wait_until(lambda: all(m.stances for m in screen._members.values()))
+        await pilot.press("t")
+        await wait_until(lambda: isinstance(app.screen, TallyScreen))
+        dialog = app.screen
+        assert (dialog.tally.votes_for, dialog.tally.votes_against, dialog.tally.result) == (2, 1, "carried")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "The motion would carry, 2 to 1." in text
+        assert "0.90" in text and "0.35" in text and "65% against" in text and "55% for" in text
+        assert not dialog.can_vote  # the debate is over: nothing to call
+        await pilot.press("t")
+        await wait_until(lambda: app.screen is screen)
+
+
+async def test_outcome_banner_and_minutes_never_markup() -> None:
+    minutes = "Minutes.\n[bold red]Walt[/] said <b>no</b>.\n" + "\n".join(f"point {i}" for i in range(60))
+    app = make_app(turns=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await _finished(app, pilot)
+        screen = app.debate_screen
+        await pilot.press("m")  # nothing yet: a warning, no dialog
+        await pilot.pause()
+        assert app.screen is screen
+        votes = (Vote("Stacy", "for", 0.9), Vote("Walt", "against", 0.2), Vote("Priya", "against", 0.4))
+        sid = screen.session_id
+        screen._on_scheduler_event(OutcomeDecided(sid, votes, 1, 2, "defeated", "The motion is defeated, 2 to 1.", 0.0))
+        await wait_until(lambda: screen.banner.has_class("-defeated"))
+        await pilot.pause()
+        text = screen_text(app)
+        assert "THE MOTION IS DEFEATED" in text and "1 for · 2 against" in text
+        assert "The motion is defeated, 2 to 1." in text and "minutes are being written" in text
+        await pilot.press("t")  # the ballot as counted, not recomputed from the bars
+        await wait_until(lambda: isinstance(app.screen, TallyScreen))
+        table = app.screen.query_one(TallyTable)
+        assert table.outcome is not None and "Result: DEFEATED, 1 for, 2 against" in screen_text(app)
+        await pilot.press("escape")
+        await wait_until(lambda: app.screen is screen)
+        screen._on_scheduler_event(MinutesWritten(sid, minutes, 0.0))
+        await wait_until(lambda: screen.minutes == minutes)
+        await pilot.pause()
+        assert "read the minutes" in screen_text(app)
+        await pilot.press("m")
+        await wait_until(lambda: isinstance(app.screen, MinutesScreen))
+        await pilot.pause()
+        assert app.screen.query_one(TextArea).text == minutes
+        assert "[bold red]Walt[/] said <b>no</b>." in screen_text(app)  # shown as written
+        await pilot.press("m")
+        await wait_until(lambda: app.screen is screen)
+    assert isinstance(screen.banner, OutcomeBanner)
+
+
+async def test_header_says_when_the_probe_has_no_probabilities() -> None:
+    engine = ScriptedEngine(["a b c"])
+    engine._info = dataclasses.replace(engine.info, stance_probe="choice")
+    app = make_app(engine, turns=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await _finished(app, pilot)
+        header = app.query_one(TownhallHeader)
+        assert header.stance_probe == "choice"
+        line = screen_text(app).splitlines()[1]
+        assert "no probabilities from server: stance by one-token choice" in line and "finished" in line
+
+
+async def test_header_keeps_the_state_in_view_on_a_narrow_terminal() -> None:
+    engine = ScriptedEngine(["a b c"])
+    engine._info = dataclasses.replace(engine.info, stance_probe="choice")
+    app = make_app(engine, turns=1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _finished(app, pilot)
+        assert "finished" in screen_text(app).splitlines()[1]
+
+
+async def test_stance_colours_differ_in_every_theme() -> None:
+    app = make_app(turns=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await _finished(app, pilot)
+        app.debate_screen._on_scheduler_event(_reading(app, "Walt", 0.6))
+        for theme in ("townhall-night", "townhall-ember", "townhall-paper", "textual-dark", "textual-light"):
+            app.theme = theme
+            await pilot.pause()
+            styles = StanceStyles.of(_entry(app, "Walt"))
+            assert styles.for_.color is not None and styles.against.color is not None
+            assert styles.for_.color != styles.against.color, theme
