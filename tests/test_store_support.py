@@ -6,7 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from townhall.engine.base import EngineInfo, GenerationStats, SamplingParams
-from townhall.events import EventBus, SessionEnded, SessionStarted, TokenStreamed, TurnFinished, TurnStarted
+from townhall.events import (
+    EventBus,
+    MinutesWritten,
+    OutcomeDecided,
+    SessionEnded,
+    SessionStarted,
+    StanceMeasured,
+    TokenStreamed,
+    TurnFinished,
+    TurnStarted,
+    Vote,
+)
 from townhall.personas import Persona
 from townhall.spec import TownHallSpec
 from townhall.store import Store
@@ -38,8 +49,12 @@ async def record_debate(
     start_at: float = 1_700_000_000.0,
     first_index: int = 0,
     resumed: bool = False,
+    outcome: bool = False,
+    minutes: str = "Minutes. Ada: for, because the ferry is slow. Bo: against, because of the cost.",
 ) -> None:
-    """Publish a whole debate (one TurnStarted, tokens, TurnFinished per line) into `store`."""
+    """Publish a whole debate (one TurnStarted, tokens, TurnFinished per line) into `store`;
+    with `outcome`, a stance reading of Ada and Bo after each of their turns, the closing ballot
+    (Ada for, Bo against: a tie) and `minutes`."""
     bus = EventBus()
     unsubscribe = store.attach(bus)
     info = engine or EngineInfo(backend="scripted", model_name="scripted", n_ctx=4096, device="CPU")
@@ -59,6 +74,14 @@ async def record_debate(
                                           total_ms=900.0),
                     sampling=SamplingParams(temperature=0.7, seed=7, stop=("\nAda:",)))
         await bus.apublish(TurnFinished(session_id, turn))
+        if outcome and speaker in ("Ada", "Bo"):
+            for agent, p in (("Ada", 0.8 - 0.01 * index), ("Bo", 0.3 + 0.01 * index)):
+                await bus.apublish(StanceMeasured(session_id, agent, index // 2, index, p, "logits", at + 6))
+    if outcome:
+        at = start_at + 900
+        votes = (Vote("Ada", "for", 0.7), Vote("Bo", "against", 0.35))
+        await bus.apublish(OutcomeDecided(session_id, votes, 1, 1, "tied", "The vote is tied, 1 to 1.", at))
+        await bus.apublish(MinutesWritten(session_id, minutes, at + 1))
     if end is not None:
         await bus.apublish(SessionEnded(session_id, end, start_at + 1000, len(lines)))
     unsubscribe()

@@ -11,7 +11,11 @@ Public API (the TUI, `townhall run`, `generate` and the exports use exactly this
     store.get_session(id_or_prefix) -> SessionRecord  # unique id prefix accepted; else NotFoundError
     store.resolve_id(id_or_prefix) -> str
     store.turns(session_id) -> list[Turn]                        # in turn order
-    store.search(query, limit=20) -> list[SearchHit]             # FTS5; bad syntax -> SearchQueryError
+    store.search(query, limit=20) -> list[SearchHit]             # FTS5 over turns and minutes
+                                                                 # (a minutes hit: kind "minutes", turn_index -1)
+    store.stances_of(id) -> list[StanceMeasured]                 # every stance probe reading, in turn order
+    store.outcome_of(id) -> OutcomeRecord | None                 # closing ballot (votes, tally, result,
+                                                                 # announcement) and the minutes
     store.rename(id, title); store.delete(id); store.close()
     store.insert_session(record, turns) -> str   # a whole session in one transaction (`townhall import`)
     spec, personas, turns = store.load_for_resume(id)
@@ -23,8 +27,8 @@ one row, inserted `streaming` when it starts and completed in one transaction wh
 it ends; tokens are never written one by one.
 """
 
-from townhall.store.records import SearchHit, SessionRecord, SessionSummary, StoredEvent
+from townhall.store.records import OutcomeRecord, SearchHit, SessionRecord, SessionSummary, StoredEvent
 from townhall.store.search import SearchQueryError
 from townhall.store.store import Store
 
-__all__ = ["SearchHit", "SearchQueryError", "SessionRecord", "SessionSummary", "Store", "StoredEvent"]
+__all__ = ["OutcomeRecord", "SearchHit", "SearchQueryError", "SessionRecord", "SessionSummary", "Store", "StoredEvent"]

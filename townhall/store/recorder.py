@@ -20,10 +20,13 @@ from pydantic import BaseModel
 
 from townhall.events import (
     Event,
+    MinutesWritten,
+    OutcomeDecided,
     Paused,
     Resumed,
     SessionEnded,
     SessionStarted,
+    StanceMeasured,
     StrategyApplied,
     TokenStreamed,
     TurnFailed,
@@ -32,7 +35,7 @@ from townhall.events import (
 )
 from townhall.store.database import Connection, writer_identity
 from townhall.store.modelhash import model_sha256
-from townhall.store.records import SessionStatus, turn_to_row
+from townhall.store.records import SessionStatus, turn_to_row, votes_to_json
 from townhall.turns import Turn, TurnKind, TurnStatus
 
 log = logging.getLogger(__name__)
@@ -189,6 +192,38 @@ class Recorder:
     def _on_StrategyApplied(self, event: StrategyApplied) -> None:
         self._simple_event(event.session_id, event.at, "strategy",
                            {"agent": event.agent, "strategy": event.strategy, "detail": event.detail})
+
+    # -- the stance probe, the ballot, the minutes ------------------------------------
+    def _on_StanceMeasured(self, event: StanceMeasured) -> None:
+        with self._db.transaction() as conn:
+            self._ensure_session(conn, event.session_id, event.at)
+            conn.execute(
+                "INSERT INTO stances(session_id, round, turn_index, agent, p_for, method, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event.session_id, event.round, event.turn_index, event.agent, event.p_for, event.method, event.at),
+            )
+
+    def _on_OutcomeDecided(self, event: OutcomeDecided) -> None:
+        with self._db.transaction() as conn:
+            self._ensure_session(conn, event.session_id, event.at)
+            conn.execute(
+                "INSERT INTO outcomes(session_id, votes, votes_for, votes_against, result, announcement, decided_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id) DO UPDATE SET votes = excluded.votes, "
+                "votes_for = excluded.votes_for, votes_against = excluded.votes_against, result = excluded.result, "
+                "announcement = excluded.announcement, decided_at = excluded.decided_at",
+                (event.session_id, votes_to_json(event.votes), event.votes_for, event.votes_against, event.result,
+                 event.announcement, event.at),
+            )
+            self._event(conn, event.session_id, event.at, "outcome",
+                        {"result": event.result, "for": event.votes_for, "against": event.votes_against})
+
+    def _on_MinutesWritten(self, event: MinutesWritten) -> None:
+        with self._db.transaction() as conn:
+            self._ensure_session(conn, event.session_id, event.at)
+            conn.execute(
+                "INSERT INTO outcomes(session_id, minutes, minutes_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(session_id) DO UPDATE SET minutes = excluded.minutes, minutes_at = excluded.minutes_at",
+                (event.session_id, event.text, event.at),
+            )
 
     def _simple_event(self, session_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
         with self._db.transaction() as conn:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from townhall.engine.base import STAT_FIELDS, GenerationStats, SamplingParams
+from townhall.events import StanceMeasured, Vote
 from townhall.personas import Persona
 from townhall.turns import Turn, TurnKind, TurnStatus
 
@@ -128,6 +129,75 @@ class SearchHit:
             "highlights": [list(span) for span in self.highlights],
             "started_at": self.started_at,
         }
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """A session's closing ballot and minutes as stored; either half may still be missing
+    (a ballot cut off before its minutes, or a session that never voted: votes empty, result None)."""
+
+    session_id: str
+    votes: tuple[Vote, ...] = ()
+    votes_for: int = 0
+    votes_against: int = 0
+    result: Literal["carried", "defeated", "tied"] | None = None
+    announcement: str | None = None
+    decided_at: float | None = None
+    minutes: str | None = None
+    minutes_at: float | None = None
+
+    @property
+    def tally(self) -> str:
+        """'3 for, 2 against', or '' before a vote."""
+        return f"{self.votes_for} for, {self.votes_against} against" if self.result else ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "votes": [{"agent": v.agent, "choice": v.choice, "p_for": v.p_for} for v in self.votes],
+            "votes_for": self.votes_for,
+            "votes_against": self.votes_against,
+            "result": self.result,
+            "announcement": self.announcement,
+            "decided_at": self.decided_at,
+            "minutes": self.minutes,
+            "minutes_at": self.minutes_at,
+        }
+
+
+def stance_as_dict(stance: StanceMeasured) -> dict[str, Any]:
+    return {"agent": stance.agent, "round": stance.round, "turn_index": stance.turn_index,
+            "p_for": stance.p_for, "method": stance.method, "at": stance.at}
+
+
+def votes_to_json(votes: tuple[Vote, ...]) -> str:
+    return json.dumps([{"agent": v.agent, "choice": v.choice, "p_for": v.p_for} for v in votes], ensure_ascii=False)
+
+
+def votes_from_json(text: str | None) -> tuple[Vote, ...]:
+    items = loads(text, []) or []
+    return tuple(Vote(agent=str(v["agent"]), choice="for" if v.get("choice") == "for" else "against",
+                      p_for=float(v.get("p_for", 0.0))) for v in items if isinstance(v, dict) and "agent" in v)
+
+
+def row_to_outcome(row: dict[str, Any]) -> OutcomeRecord:
+    result = row["result"] if row["result"] in ("carried", "defeated", "tied") else None
+    return OutcomeRecord(
+        session_id=row["session_id"],
+        votes=votes_from_json(row["votes"]),
+        votes_for=int(row["votes_for"] or 0),
+        votes_against=int(row["votes_against"] or 0),
+        result=result,
+        announcement=row["announcement"],
+        decided_at=row["decided_at"],
+        minutes=row["minutes"],
+        minutes_at=row["minutes_at"],
+    )
+
+
+def row_to_stance(row: dict[str, Any]) -> StanceMeasured:
+    return StanceMeasured(session_id=row["session_id"], agent=row["agent"], round=int(row["round"]),
+                          turn_index=int(row["turn_index"]), p_for=float(row["p_for"]), method=row["method"],
+                          at=float(row["at"]))
 
 
 def turn_to_row(session_id: str, turn: Turn) -> dict[str, Any]:

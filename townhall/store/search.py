@@ -39,27 +39,46 @@ def parse_snippet(marked: str) -> tuple[str, tuple[tuple[int, int], ...]]:
     return "".join(text), tuple(spans)
 
 
-def search(connection: Connection, query: str, limit: int | None = 20) -> list[SearchHit]:
-    """Turns matching `query` (FTS5 syntax: words, "phrases", OR, NOT, prefix*, speaker:NAME)."""
-    if not query.strip():
-        raise SearchQueryError("search query is empty; give one or more words to look for")
-    sql = (
-        "SELECT t.session_id, COALESCE(s.title, s.motion) AS label, t.turn_index, t.speaker, t.kind, "
-        "t.started_at, snippet(turns_fts, 0, ?, ?, '…', 16) AS marked "
-        "FROM turns_fts JOIN turns t ON t.id = turns_fts.rowid JOIN sessions s ON s.id = t.session_id "
-        "WHERE turns_fts MATCH ? ORDER BY rank, t.started_at DESC"
-    )
+MINUTES_KIND = "minutes"  # a hit in a session's minutes: kind "minutes", speaker "Minutes", turn_index -1
+_TURNS_SQL = (
+    "SELECT t.session_id, COALESCE(s.title, s.motion) AS label, t.turn_index, t.speaker, t.kind, "
+    "t.started_at, snippet(turns_fts, 0, ?, ?, '…', 16) AS marked, rank "
+    "FROM turns_fts JOIN turns t ON t.id = turns_fts.rowid JOIN sessions s ON s.id = t.session_id "
+    "WHERE turns_fts MATCH ? ORDER BY rank, t.started_at DESC"
+)
+# speaker:NAME means a turn's speaker: a query naming a column is for turns only.
+_MINUTES_SQL = (
+    "SELECT o.session_id, COALESCE(s.title, s.motion) AS label, -1 AS turn_index, 'Minutes' AS speaker, "
+    f"'{MINUTES_KIND}' AS kind, o.minutes_at AS started_at, snippet(minutes_fts, 0, ?, ?, '…', 16) AS marked, rank "
+    "FROM minutes_fts JOIN outcomes o ON o.id = minutes_fts.rowid JOIN sessions s ON s.id = o.session_id "
+    "WHERE minutes_fts MATCH ? ORDER BY rank"
+)
+
+
+def _run(connection: Connection, sql: str, query: str, limit: int | None) -> list[dict]:
     params: tuple = (_OPEN, _CLOSE, query)
     if limit is not None:
         sql += " LIMIT ?"
         params += (int(limit),)
     try:
-        rows = connection.query(sql, params)
+        return connection.query(sql, params)
     except sqlite3.OperationalError as exc:
         raise SearchQueryError(
             f"search query {query!r} is not valid FTS5 syntax ({exc}); "
             'put words in double quotes to search for them literally, e.g. \'"don\'t"\''
         ) from None
+
+
+def search(connection: Connection, query: str, limit: int | None = 20) -> list[SearchHit]:
+    """Turns and minutes matching `query` (FTS5 syntax: words, "phrases", OR, NOT, prefix*,
+    speaker:NAME), best first."""
+    if not query.strip():
+        raise SearchQueryError("search query is empty; give one or more words to look for")
+    rows = _run(connection, _TURNS_SQL, query, limit)
+    if ":" not in query:
+        rows = sorted(rows + _run(connection, _MINUTES_SQL, query, limit), key=lambda r: r["rank"])
+        if limit is not None:
+            rows = rows[: int(limit)]
     hits = []
     for row in rows:
         snippet, spans = parse_snippet(row["marked"] or "")

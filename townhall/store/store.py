@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from townhall.errors import NotFoundError, StoreError
-from townhall.events import Subscriber
+from townhall.events import StanceMeasured, Subscriber
 from townhall.paths import default_db_path
 from townhall.personas import Persona
 from townhall.spec import TownHallSpec
@@ -16,13 +16,17 @@ from townhall.store import database
 from townhall.store.database import Connection
 from townhall.store.recorder import Recorder
 from townhall.store.records import (
+    OutcomeRecord,
     SearchHit,
     SessionRecord,
     SessionSummary,
     StoredEvent,
     loads,
+    row_to_outcome,
+    row_to_stance,
     row_to_turn,
     turn_to_row,
+    votes_to_json,
 )
 from townhall.store.search import search as fts_search
 from townhall.turns import Turn, TurnStatus
@@ -158,6 +162,18 @@ class Store:
         rows = self._db.query("SELECT * FROM turns WHERE session_id = ? ORDER BY turn_index", (session_id,))
         return [row_to_turn(row) for row in rows]
 
+    def stances_of(self, id_or_prefix: str) -> list[StanceMeasured]:
+        """Every stance reading of a session, in the order taken (turn, then the probe's order)."""
+        session_id = self.resolve_id(id_or_prefix)
+        rows = self._db.query("SELECT * FROM stances WHERE session_id = ? ORDER BY turn_index, id", (session_id,))
+        return [row_to_stance(row) for row in rows]
+
+    def outcome_of(self, id_or_prefix: str) -> OutcomeRecord | None:
+        """The session's closing ballot and minutes, or None when it has neither."""
+        session_id = self.resolve_id(id_or_prefix)
+        rows = self._db.query("SELECT * FROM outcomes WHERE session_id = ?", (session_id,))
+        return row_to_outcome(rows[0]) if rows else None
+
     def search(self, query: str, limit: int | None = 20) -> list[SearchHit]:
         return fts_search(self._db, query, limit)
 
@@ -184,7 +200,14 @@ class Store:
         return spec, list(record.personas), turns
 
     # -- changing --------------------------------------------------------------------
-    def insert_session(self, record: SessionRecord, turns: Sequence[Turn]) -> str:
+    def insert_session(
+        self,
+        record: SessionRecord,
+        turns: Sequence[Turn],
+        *,
+        stances: Sequence[StanceMeasured] = (),
+        outcome: OutcomeRecord | None = None,
+    ) -> str:
         """Write a whole session at once (an import), all rows in one transaction.
 
         The record's id must be new; it is written as given, with no live writer, so
@@ -220,6 +243,20 @@ class Store:
                 conn.execute(
                     "INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, ?, ?)",
                     (summary.id, event.at, event.type, json.dumps(event.detail, ensure_ascii=False)),
+                )
+            for stance in stances:
+                conn.execute(
+                    "INSERT INTO stances(session_id, round, turn_index, agent, p_for, method, at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (summary.id, stance.round, stance.turn_index, stance.agent, stance.p_for, stance.method, stance.at),
+                )
+            if outcome is not None:
+                conn.execute(
+                    "INSERT INTO outcomes(session_id, votes, votes_for, votes_against, result, announcement, "
+                    "decided_at, minutes, minutes_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (summary.id, votes_to_json(outcome.votes) if outcome.result else None, outcome.votes_for,
+                     outcome.votes_against, outcome.result, outcome.announcement, outcome.decided_at,
+                     outcome.minutes, outcome.minutes_at),
                 )
         return summary.id
 
