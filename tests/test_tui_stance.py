@@ -31,7 +31,7 @@ PLAIN = StanceStyles(Style(), Style(), Style())
 def test_leaning_names_the_side_and_its_share() -> None:
     assert leaning(0.62) == "62% for"
     assert leaning(0.2) == "80% against"
-    assert leaning(0.5) == "50% for" and side_of(0.5) == "for"
+    assert leaning(0.5) == "50% against" and side_of(0.5) == "against"  # the ballot's rule: for needs more than half
     assert leaning(0.0) == "100% against" and leaning(1.0) == "100% for"
 
 
@@ -212,3 +212,71 @@ async def test_stance_colours_differ_in_every_theme() -> None:
             styles = StanceStyles.of(_entry(app, "Walt"))
             assert styles.for_.color is not None and styles.against.color is not None
             assert styles.for_.color != styles.against.color, theme
+
+
+# -- the sessions browser ---------------------------------------------------------------
+MINUTES = "Minutes of the town hall meeting\nResult: The motion carries, 2 to 1.\n- Walt voted against, because [b]upkeep[/b]."
+
+
+def _voted_copy(store, source_id: str, new_id: str) -> None:
+    """A recorded session copied with stances and a ballot, through the store's own import."""
+    from townhall.store import OutcomeRecord
+
+    record = store.get_session(source_id)
+    record = dataclasses.replace(record, summary=dataclasses.replace(record.summary, id=new_id))
+    readings = [
+        StanceMeasured(new_id, agent, r, r, p, "logits", 0.0)
+        for r, row in enumerate([(0.6, 0.4, 0.5), (0.7, 0.3, 0.6), (0.9, 0.2, 0.7)])
+        for agent, p in zip(("Stacy", "Walt", "Priya"), row)
+    ]
+    votes = (Vote("Stacy", "for", 0.9), Vote("Walt", "against", 0.2), Vote("Priya", "for", 0.7))
+    outcome = OutcomeRecord(new_id, votes, 2, 1, "carried", "The motion carries, 2 to 1.", 1.0, MINUTES, 2.0)
+    store.insert_session(record, store.turns(source_id), stances=readings, outcome=outcome)
+
+
+async def test_sessions_browser_shows_result_minutes_and_stance_chart(tmp_path) -> None:
+    from townhall.store import Store
+    from townhall.tui.screens.sessions import ReplayScreen, SessionsScreen
+
+    store = Store.open(tmp_path / "townhall.db")
+    try:
+        app = make_app(store=store, turns=3, session_id="plain")
+        async with app.run_test(size=SIZE) as pilot:
+            await _finished(app, pilot)
+            _voted_copy(store, "plain", "voted")
+            await pilot.press("ctrl+o")
+            await wait_until(lambda: isinstance(app.screen, SessionsScreen))
+            await pilot.pause()
+            browser = app.screen
+            table = browser.query_one("DataTable")
+            rows = {table.coordinate_to_cell_key((i, 0))[0].value: i for i in range(table.row_count)}
+            assert "carried 2–1" in screen_text(app)
+            assert str(table.get_row_at(rows["voted"])[3]) == "carried 2–1"
+            table.move_cursor(row=rows["voted"])
+            await pilot.pause()
+            detail = screen_text(app)  # under the table: the result and the minutes, as written
+            assert "Result: carried, 2 for, 1 against" in detail and "because [b]upkeep[/b]." in detail
+            await pilot.press("m")
+            await wait_until(lambda: isinstance(app.screen, MinutesScreen))
+            assert app.screen.query_one(TextArea).text == MINUTES
+            await pilot.press("escape")
+            await wait_until(lambda: app.screen is browser)
+            await pilot.press("o")
+            await wait_until(lambda: isinstance(app.screen, ReplayScreen) and app.screen.done)
+            await pilot.pause()
+            chart = app.screen.query_one(StanceChart)
+            assert [(r.name, r.values) for r in chart.rows] == [
+                ("Stacy", (0.6, 0.7, 0.9)), ("Walt", (0.4, 0.3, 0.2)), ("Priya", (0.5, 0.6, 0.7))]
+            text = screen_text(app)
+            assert "Result: carried, 2 for, 1 against" in text and "80% against" in text
+            await pilot.press("m")  # the minutes from the replay too
+            await wait_until(lambda: isinstance(app.screen, MinutesScreen))
+            await pilot.press("escape")
+            await pilot.press("escape")
+            await wait_until(lambda: app.screen is browser)
+            table.move_cursor(row=rows["plain"])
+            await pilot.press("m")
+            await pilot.pause()
+            assert app.screen is browser  # no minutes for a session that never voted: a warning only
+    finally:
+        store.close()

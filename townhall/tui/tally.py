@@ -2,8 +2,9 @@
 
 Pure functions over probe readings, shared by the roster, the stats chart, the tally
 dialog and the sessions browser, so every place says the same side for the same number.
-A reading of exactly one half counts for the motion, as a tie in one voice goes nowhere
-else; the closing ballot itself is the scheduler's (`OutcomeDecided`), never recomputed here.
+The side follows the closing ballot's rule (`townhall.ballot.vote_from`: for only when
+P(for) is the larger share); the ballot itself is the scheduler's (`OutcomeDecided`),
+never recomputed here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ Result = Literal["carried", "defeated", "tied"]
 
 
 def side_of(p_for: float) -> Side:
-    return "for" if p_for >= 0.5 else "against"
+    return "for" if p_for > 0.5 else "against"
 
 
 def leaning(p_for: float) -> str:
@@ -38,7 +39,9 @@ def result_of(votes_for: int, votes_against: int) -> Result:
 def result_line(result: Result, votes_for: int, votes_against: int) -> str:
     """How the result reads in the tally: 'The motion would carry, 3 to 2.'"""
     high, low = max(votes_for, votes_against), min(votes_for, votes_against)
-    verb = {"carried": "carry", "defeated": "be defeated", "tied": "tie"}[result]
+    if result == "tied":
+        return f"The vote would be tied, {high} to {low}, so the motion would not carry."
+    verb = "carry" if result == "carried" else "be defeated"
     return f"The motion would {verb}, {high} to {low}."
 
 

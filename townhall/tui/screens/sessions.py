@@ -204,6 +204,7 @@ class SessionsScreen(Screen[str | None]):
     DEFAULT_CSS = """
     SessionsScreen #sessions-title { height: 1; background: $panel; padding: 0 1; text-style: bold; }
     SessionsScreen DataTable { height: 1fr; }
+    SessionsScreen #sessions-detail { height: auto; max-height: 12; border-top: solid $panel; padding: 0 1; }
     SessionsScreen #sessions-options { height: auto; padding: 0 1; }
     SessionsScreen #sessions-options Label { padding: 1 1 0 0; }
     SessionsScreen #sessions-options Select { width: 24; margin-right: 2; }
@@ -220,6 +221,8 @@ class SessionsScreen(Screen[str | None]):
         yield Static("Sessions", id="sessions-title")
         table: DataTable[Any] = DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
         yield table
+        with VerticalScroll(id="sessions-detail"):
+            yield Static("", id="sessions-outcome", markup=False)
         with Horizontal(id="sessions-options"):
             yield Label("Replay speed")
             yield Select([(label, value) for label, value in SPEEDS], value=30.0, allow_blank=False, id="sessions-speed")
@@ -258,6 +261,20 @@ class SessionsScreen(Screen[str | None]):
         self.query_one("#sessions-title", Static).update(
             Text(f"Sessions — {len(sessions)} in {Path(self.store.path).name}")
         )
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The highlighted session's result and the start of its minutes, under the table."""
+        if event.row_key.value is None:
+            return
+        try:
+            outcome = self.store.outcome_of(str(event.row_key.value))
+        except TownhallError:
+            return  # deleted meanwhile: the next reload drops the row
+        text = outcome_text(outcome)
+        if outcome is not None and outcome.minutes:
+            text.append("\n\n")
+            text.append(outcome.minutes)
+        self.query_one("#sessions-outcome", Static).update(text)
 
     def selected(self) -> str | None:
         table = self.query_one(DataTable)
