@@ -1,5 +1,6 @@
-"""Snapshots of the main screen (at 120x40, 80x24 and 200x50), the new-town-hall dialog and
-the sessions browser (at 120x40).
+"""Snapshots of the main screen (at 120x40, 80x24 and 200x50), the new-town-hall dialog,
+the sessions browser, and the stance meter, tally and outcome banner (at 120x40; the
+narrow stance roster at 80x24 in the light theme).
 
 Deterministic by construction: scripted replies, fixed engine stats (SteadyEngine), a
 counter clock, fixed session ids, UTC for dates, no cursor blink, no live spinner.
@@ -96,3 +97,70 @@ def test_sessions_browser(snap_compare, tmp_path: Path) -> None:
         assert snap_compare(finished_app(store, session_id="snap-main"), terminal_size=SIZE, run_before=open_sessions)
     finally:
         store.close()
+
+
+# -- the stance meter, the tally, the ballot (readings published into the screen) -----------
+READINGS = [(0.62, 0.35, 0.5), (0.7, 0.3, 0.58), (0.81, 0.44, 0.4)]
+
+
+def _publish_readings(app) -> None:
+    from townhall.events import StanceMeasured
+
+    screen = app.debate_screen
+    for round_, row in enumerate(READINGS, start=1):
+        for name, p in zip(("Stacy", "Walt", "Priya"), row):
+            screen._on_scheduler_event(StanceMeasured(screen.session_id, name, round_, round_, p, "logits", 0.0))
+
+
+def _publish_outcome(app) -> None:
+    from townhall.events import MinutesWritten, OutcomeDecided, Vote
+
+    screen = app.debate_screen
+    votes = (Vote("Stacy", "for", 0.81), Vote("Walt", "against", 0.44), Vote("Priya", "against", 0.4))
+    screen._on_scheduler_event(OutcomeDecided(screen.session_id, votes, 1, 2, "defeated", "The motion is defeated, 2 to 1.", 0.0))
+    screen._on_scheduler_event(MinutesWritten(screen.session_id, "Minutes of the town hall meeting", 0.0))
+
+
+async def _with_stances(pilot, outcome: bool = False) -> None:
+    await _wait_finished(pilot)
+    _publish_readings(pilot.app)
+    if outcome:
+        _publish_outcome(pilot.app)
+    screen = pilot.app.debate_screen
+    await wait_until(lambda: len(screen._members["Priya"].stances) == len(READINGS) and (not outcome or screen.minutes is not None))
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
+def test_stance_bars_and_chart(snap_compare) -> None:
+    """Roster bars with their words, the stance chart in the stats pane."""
+    assert snap_compare(finished_app(), terminal_size=SIZE, run_before=_with_stances)
+
+
+def test_stance_bars_80x24_paper(snap_compare) -> None:
+    """Narrow: the stance in words under each name; the light theme."""
+
+    async def paper(pilot) -> None:
+        pilot.app.theme = "townhall-paper"
+        await _with_stances(pilot)
+
+    assert snap_compare(finished_app(), terminal_size=(80, 24), run_before=paper)
+
+
+def test_outcome_banner(snap_compare) -> None:
+    async def outcome(pilot) -> None:
+        await _with_stances(pilot, outcome=True)
+
+    assert snap_compare(finished_app(), terminal_size=SIZE, run_before=outcome)
+
+
+def test_tally_dialog(snap_compare) -> None:
+    async def tally(pilot) -> None:
+        await _with_stances(pilot)
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+
+    assert snap_compare(finished_app(), terminal_size=SIZE, run_before=tally)

@@ -51,6 +51,7 @@ def test_stance_line_has_a_bar_and_words_or_words_alone_when_narrow() -> None:
     assert len(bar) == 20 and bar.count("█") == 15 and bar.count("░") == 5
     assert stance_line(0.25, 13, PLAIN).plain == "75% against"  # no room for a bar: the words stay
     assert stance_line(None, 28, PLAIN).plain == "stance not measured yet"
+    assert stance_line(None, 13, PLAIN).plain == "no stance yet"
 
 
 def test_sparkline_scale_is_fixed() -> None:
@@ -278,5 +279,56 @@ async def test_sessions_browser_shows_result_minutes_and_stance_chart(tmp_path) 
             await pilot.press("m")
             await pilot.pause()
             assert app.screen is browser  # no minutes for a session that never voted: a warning only
+    finally:
+        store.close()
+
+
+# -- the whole path: a real Scheduler probing a scripted engine ------------------------------
+def _drifting_probe():
+    """Walt warms to the motion a little with each reading; Stacy is sure; Priya doubts."""
+    seen: dict[str, int] = {}
+
+    def script(agent_id, prompt, choices):
+        name = next(n for n in ("Stacy", "Walt", "Priya") if agent_id and agent_id.endswith(n))
+        seen[name] = seen.get(name, 0) + 1
+        p = {"Stacy": 0.9, "Walt": min(0.95, 0.2 + 0.15 * seen[name]), "Priya": 0.3}[name]
+        return [p, 1 - p]
+
+    return script
+
+
+async def test_call_vote_key_ends_with_the_ballot_and_the_minutes(tmp_path) -> None:
+    from townhall.store import Store
+
+    store = Store.open(tmp_path / "townhall.db")
+    try:
+        engine = ScriptedEngine(["one two three four five six seven"], delay=0.01, probe_script=_drifting_probe())
+        app = make_app(engine, store=store, turns=None, session_id="voting")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.debate_screen
+            walt = lambda: screen._members["Walt"].stances  # noqa: E731
+            await wait_until(lambda: len(walt()) >= 2, timeout=30)
+            assert walt()[1] > walt()[0]  # read after each of Walt's turns, and moving
+            await wait_until(lambda: f"{round(walt()[-1] * 100)}% for" in _entry_text(app, "Walt") or "against" in _entry_text(app, "Walt"))
+            await pilot.press("v")
+            assert screen.vote_called and "Vote called" in str(screen.banner.render())
+            await wait_until(lambda: screen.minutes is not None, timeout=30)
+            await wait_until(lambda: screen.state == "finished", timeout=30)
+            await pilot.pause()
+            outcome = screen.outcome
+            assert outcome is not None and outcome.result == "carried"
+            assert [(v.agent, v.choice) for v in outcome.votes] == [("Stacy", "for"), ("Walt", "for"), ("Priya", "against")]
+            text = screen_text(app)
+            assert "THE MOTION CARRIES" in text and "2 for · 1 against" in text
+            await pilot.press("m")
+            await wait_until(lambda: isinstance(app.screen, MinutesScreen))
+            assert app.screen.query_one(TextArea).text == screen.minutes
+            await pilot.press("escape")
+            await pilot.press("v")  # a second call does nothing: the ballot is over
+            await pilot.pause()
+            assert screen.outcome is outcome
+        stored = store.outcome_of("voting")
+        assert stored is not None and stored.result == "carried" and stored.minutes == screen.minutes
+        assert [s.p_for for s in store.stances_of("voting") if s.agent == "Walt"][:2] == walt()[:2]
     finally:
         store.close()

@@ -76,6 +76,7 @@ if TYPE_CHECKING:
 StatsPosition = Literal["right", "bottom", "hidden"]
 STATS_CYCLE: tuple[StatsPosition, ...] = ("right", "bottom", "hidden")
 NARROW_BELOW = 100  # columns: under this, a 34-column roster and a 36-column stats pane leave no room to read
+COMPACT_FOOTER_BELOW = 140  # columns: below this the footer's keys, Quit included, fit only without spacing
 DebateState = Literal["loading", "starting", "debating", "pausing", "paused", "finished", "error"]
 
 
@@ -152,7 +153,7 @@ class DebateScreen(Screen[None]):
 
     def on_resize(self, event: events.Resize) -> None:
         """The breakpoint classes move the panes (app.tcss); the footer tightens its spacing too."""
-        self.footer.compact = event.size.width < NARROW_BELOW
+        self.footer.compact = event.size.width < COMPACT_FOOTER_BELOW
 
     def on_mount(self) -> None:
         self._apply_stats_position(self.stats_position)
@@ -229,6 +230,22 @@ class DebateScreen(Screen[None]):
             colour, emoji = self._look(turn.speaker, turn.kind)
             self.transcript.call_later(self.transcript.finish_turn, turn, colour, emoji)
             self._count_turn(turn)
+        self._show_stored_stances()
+
+    def _show_stored_stances(self) -> None:
+        """A resumed session's bars and chart go on from its recorded readings."""
+        if self.store is None or self.session_id is None:
+            return
+        try:
+            readings = self.store.stances_of(self.session_id)
+        except TownhallError:
+            return  # a session not yet in the record has no readings
+        for reading in readings:
+            member = self._members.get(reading.agent)
+            if member is not None and not member.moderator:
+                member.stances.append(reading.p_for)
+        self.roster.refresh_entries()
+        self.stats.set_stances(list(self._members.values()))
 
     async def stop_debate(self) -> None:
         """End the running debate so the store settles its last turn, then detach."""

@@ -58,7 +58,7 @@ def stance_line(p_for: float | None, width: int, styles: StanceStyles) -> Text:
     """A bar and its words in `width` cells; just the words where a bar would be too short."""
     text = Text(no_wrap=True, overflow="ellipsis")
     if p_for is None:
-        text.append("stance not measured yet", style=styles.none)
+        text.append("stance not measured yet" if width >= 23 else "no stance yet", style=styles.none)
         return text
     label = leaning(p_for)
     bar = width - len(label) - 1
