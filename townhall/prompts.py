@@ -27,6 +27,9 @@ AUDIENCE = "Audience"
 # newline itself ends the turn. Chat models end turns with their own end marker.
 TRANSCRIPT_STOPS = ("\n",)
 CHAT_STOPS = ("\n\n\n", "\n```")
+# The stance probe's two answers, as they follow the ballot cue ("... Ada votes" / "I vote"):
+# the engine reads the probability of each one's first token.
+BALLOT_CHOICES = (" for", " against")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,11 @@ class PromptFormat(Protocol):
 
     def fixed_part(self, persona: Persona) -> str:
         """The part of every prompt for `persona` that no strategy may drop."""
+
+    def render_ballot(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> str:
+        """The agent's prompt with a private-ballot cue where its turn cue would be; the next
+        token answers it (`BALLOT_CHOICES`). It shares the turn prompt's prefix, so a probe
+        on the agent's state evaluates only the cue and whatever was said since it spoke."""
 
 
 # One short exchange on another topic, in the header of every base-model prompt: it shows
@@ -185,6 +193,14 @@ class TranscriptFormat:
         for line in lines:
             text += f"{line.speaker}: {line.text}{TURN_SEPARATOR}"
         return Rendered(text + f"{persona.name}:")
+
+    def render_ballot(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> str:
+        """The minutes go on to the vote, in the header's own `- Name, title: for the motion`
+        form. Measured on the embedded 270M model against six other cues (a secret-ballot line
+        ending in "votes", a chair's question, "I vote"...): the only one whose answer followed
+        each speaker's side instead of saying " for" for everyone."""
+        prompt = self.render(persona, summary, lines).prompt.removesuffix(f"{persona.name}:")
+        return prompt + f"\nThe vote at the end of the meeting:\n- {persona.name}, {persona.title}:"
 
 
 @dataclass
@@ -312,6 +328,22 @@ class ChatFormat:
         except TemplateError as error:
             raise ConfigError(f"the model's chat template failed to render: {error}") from None
         return Rendered(prompt, tuple(messages))
+
+    def render_ballot(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> str:
+        from jinja2.exceptions import TemplateError
+
+        messages = self.messages(persona, summary, lines)
+        question = ("Secret ballot: do you vote for or against the motion? "
+                    f"Motion: {self.spec.motion.strip()}")
+        last = dict(messages[-1])
+        body = last["content"].rsplit("\n\n", 1)[0] if "\n\n" in last["content"] else ""
+        last["content"] = f"{body}\n\n{question}" if body else question
+        messages[-1] = last
+        try:
+            prompt = self._template.render(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
+        except TemplateError as error:
+            raise ConfigError(f"the model's chat template failed to render: {error}") from None
+        return prompt + "I vote"
 
     def clean_turn(self, persona: Persona, text: str, names: Sequence[str]) -> str:
         """Tags, narration and echoed instructions out of a generated turn ("" = resample)."""

@@ -11,6 +11,7 @@ PUBLIC API CONTRACT (other layers code against this; the debate work implements 
     scheduler.interrupt()   # stop the turn being generated; its text is kept, INTERRUPTED
     scheduler.interject(text, speaker="Audience")   # queued; becomes the next turn
     scheduler.stop()        # watcher ends the session after the current turn is settled
+    scheduler.call_vote()   # end after the current turn with the closing ballot and the minutes
     scheduler.session_id: str
     scheduler.turns: list[Turn]
     scheduler.participants: list[Persona]   # speaking order (moderator included if any)
@@ -33,6 +34,14 @@ Notes on behaviour beyond the contract:
 - Under the `agenda` policy each turn carries its phase (`Turn.phase`, `TurnStarted.phase`)
   and the moderator's lines are written from the agenda (`Turn.scripted`), not generated.
 - Interjections are taken even while paused; they never wait for the model.
+- The outcome (on when `spec.ballot` and the engine has a stance probe): right after each
+  participant's turn (not the moderator's) its stance is read from its own state, which is
+  still resident, so only the ballot cue is evaluated, and published as StanceMeasured
+  (after TurnFinished). When the debate ends on its own (max_turns, a budget, the closing
+  phrase) or by `call_vote()` (end reason "vote_called"), every participant is probed on
+  its full current view, the moderator announces the result as a scripted turn, then
+  OutcomeDecided and MinutesWritten go out, all before SessionEnded. `stop()` and errors
+  end without a ballot.
 """
 
 from __future__ import annotations
@@ -46,17 +55,21 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from townhall.ballot import MinutesEntry, Tally, clean_reason, completed_rounds, tally, vote_from, write_minutes
 from townhall.context import PROMPT_OVERHEAD, FitJob, make_strategy
-from townhall.engine.base import Engine, Generation, GenerationRequest, SamplingParams
+from townhall.engine.base import Engine, Generation, GenerationRequest, ProbeResult, SamplingParams
 from townhall.errors import ConfigError, TownhallError
 from townhall.events import (
     Event,
     EventBus,
+    MinutesWritten,
+    OutcomeDecided,
     Paused,
     Resumed,
     SessionEnded,
     SessionStarted,
     SchedulerStatus,
+    StanceMeasured,
     StrategyApplied,
     Subscriber,
     TokenStreamed,
@@ -68,6 +81,7 @@ from townhall.personas import Persona
 from townhall.policies import AgendaPolicy, PolicyContext, Slot, StanceView, TurnPolicy, make_policy, names_grammar
 from townhall.prompts import (
     AUDIENCE,
+    BALLOT_CHOICES,
     AgentView,
     Line,
     PromptFormat,
@@ -103,6 +117,26 @@ DEBATE_SAMPLING: dict[str, object] = {
 def derive_seed(base: int, index: int, retry: int, salt: int = 0) -> int:
     """A request's sampling seed from the session seed, so a seeded run repeats exactly."""
     return (base * 1_000_003 + index * 7_919 + retry * 104_729 + salt * 15_485_863) % _SEED_SPACE
+
+
+# End reasons after which the closing ballot is held: the debate ran its course, or was called.
+VOTE_CALLED = "vote_called"
+BALLOT_AFTER = frozenset({"max_turns", "token_budget", "time_budget", "closing_phrase", VOTE_CALLED})
+MINUTES_REASON_TOKENS = 40
+
+
+@dataclass
+class ProbeCost:
+    """What the stance probes of one run cost the engine, for the benchmark."""
+
+    probes: int = 0
+    evaluated_tokens: int = 0
+    total_ms: float = 0.0
+
+    def add(self, result: ProbeResult) -> None:
+        self.probes += 1
+        self.evaluated_tokens += result.evaluated_tokens
+        self.total_ms += result.total_ms
 
 
 @dataclass
@@ -190,6 +224,11 @@ class Scheduler:
         self._closing = False
         self._allowed: tuple[str, ...] | None = None
         self._summaries: dict[tuple[str | None, tuple[Line, ...]], str] = {}
+        self._vote_called = False
+        self.stances: dict[str, float] = {}  # each participant's latest P(for)
+        self.outcome: OutcomeDecided | None = None
+        self.minutes: str | None = None
+        self.probe_cost = ProbeCost()
 
     def _make_policy(self) -> TurnPolicy:
         if self.spec.policy != AgendaPolicy.name:
@@ -259,6 +298,16 @@ class Scheduler:
         self._stop_requested = True
         self._poke()
 
+    def call_vote(self) -> None:
+        """End after the current turn with the closing ballot and the minutes (even while paused)."""
+        self._vote_called = True
+        self._poke()
+
+    @property
+    def probing(self) -> bool:
+        """Whether this run reads stances and holds a ballot: the spec asks, the engine can."""
+        return self.spec.ballot and self.engine.info.stance_probe is not None
+
     def _poke(self) -> None:
         self._wake.set()
 
@@ -274,8 +323,7 @@ class Scheduler:
         reason, error = "error", None
         try:
             try:
-                await self.engine.start()
-                self._format = choose_format(self.spec, self.participants, self.engine.info.chat_template)
+                await self.prepare()
                 self._started_at = self.clock()
                 await self._publish(
                     SessionStarted(
@@ -288,6 +336,8 @@ class Scheduler:
                     )
                 )
                 reason = await self._loop()
+                if reason in BALLOT_AFTER and self.probing:
+                    await self.hold_vote()
             except _EndSession as end:
                 reason, error = end.reason, end.error
             except TownhallError as failure:
@@ -311,6 +361,8 @@ class Scheduler:
     def _stop_reason(self) -> str | None:
         if self._stop_requested:
             return "stopped"
+        if self._vote_called:
+            return VOTE_CALLED
         if self._closing:
             return "closing_phrase"
         spoken = [t for t in self.turns[self._history_len :] if uses_turn_budget(t)]
@@ -340,7 +392,8 @@ class Scheduler:
                     self._paused_published = True
                     await self._publish(Paused(self.session_id, self.clock()))
                 self._wake.clear()
-                if self._paused and self._steps == 0 and not self._interjections and not self._stop_requested:
+                if (self._paused and self._steps == 0 and not self._interjections and not self._stop_requested
+                        and not self._vote_called):
                     await self._wake.wait()
                 continue
             if not self._paused and self._paused_published:
@@ -355,6 +408,7 @@ class Scheduler:
                 await self._scripted_turn(speaker, slot)
             else:
                 await self._agent_turn(speaker, slot.phase if slot is not None else None)
+                await self._stance_after_turn(speaker)
             if self._pause_after_turn:
                 self._pause_after_turn = False
                 self._paused = True
@@ -601,6 +655,108 @@ class Scheduler:
         self.current_speaker = None
         await self._publish(TurnFailed(self.session_id, turn, message))
         raise _EndSession("error", f"{turn.speaker}'s turn failed: {message}")
+
+    # -- the stance probe, the closing ballot, the minutes ------------------------------
+    async def _read_stance(self, persona: Persona) -> ProbeResult | None:
+        """P(for) from the agent's own state and current view; None if the probe failed."""
+        assert self._format is not None
+        view = self._views[persona.name]
+        prompt = self._format.render_ballot(persona, view.summary, [line for _, line in self._entries(view)])
+        try:
+            result = await self.engine.probe(self.agent_key(persona.name), prompt, BALLOT_CHOICES)
+        except TownhallError as failure:
+            log.warning("stance probe for %s failed: %s", persona.name, failure)
+            return None
+        self.probe_cost.add(result)
+        self.stances[persona.name] = result.share(0)
+        return result
+
+    def _round(self) -> int:
+        spoken: dict[str, int] = {}
+        for turn in self.turns:
+            if turn.kind == TurnKind.AGENT and visible(turn):
+                spoken[turn.speaker] = spoken.get(turn.speaker, 0) + 1
+        return completed_rounds(spoken, [p.name for p in self.speakers])
+
+    async def _publish_stance(self, persona: Persona, result: ProbeResult, turn_index: int) -> None:
+        await self._publish(StanceMeasured(self.session_id, persona.name, self._round(), turn_index,
+                                           result.share(0), result.method, self.clock()))
+
+    async def _stance_after_turn(self, persona: Persona) -> None:
+        """The speaker's stance right after its turn: its state is resident, only the cue is new."""
+        turn = self.turns[-1]
+        if (not self.probing or self._stop_requested or persona is self.moderator or turn.speaker != persona.name
+                or not visible(turn)):
+            return
+        result = await self._read_stance(persona)
+        if result is not None:
+            await self._publish_stance(persona, result, turn.index)
+
+    async def hold_vote(self) -> OutcomeDecided | None:
+        """The closing ballot: every participant votes from a probe on its full current view;
+        the moderator announces the result; then the minutes. None if no probe could be read.
+
+        Public for `townhall vote ID`, which rebuilds a stored session's views and calls it
+        after `prepare()`; a run calls it itself when the debate ends.
+        """
+        if self._format is None:
+            await self.prepare()
+        votes = []
+        last = len(self.turns) - 1
+        for persona in self.speakers:
+            await self._fit(persona, len(BALLOT_CHOICES) * 8)
+            result = await self._read_stance(persona)
+            if result is None:
+                continue
+            await self._publish_stance(persona, result, last)
+            votes.append(vote_from(persona.name, result.share(0)))
+        if not votes:
+            return None
+        counted = tally(votes)
+        if self.moderator is not None:
+            await self._scripted_turn(self.moderator, Slot(phase="vote", speaker=self.moderator.name,
+                                                           line=counted.announcement))
+        self.outcome = OutcomeDecided(self.session_id, counted.votes, counted.votes_for, counted.votes_against,
+                                      counted.result, counted.announcement, self.clock())
+        await self._publish(self.outcome)
+        self.minutes = await self._write_minutes(counted)
+        await self._publish(MinutesWritten(self.session_id, self.minutes, self.clock()))
+        return self.outcome
+
+    async def prepare(self) -> None:
+        """Start the engine and pick the prompt format: what `run` does before its first turn."""
+        await self.engine.start()
+        self._format = choose_format(self.spec, self.participants, self.engine.info.chat_template)
+
+    async def _write_minutes(self, counted: Tally) -> str:
+        """The frame from what is certain; each participant's reason in the model's words."""
+        entries = []
+        for vote in counted.votes:
+            persona = next(p for p in self.speakers if p.name == vote.agent)
+            stance = resolve_stance(self.spec, persona)
+            reason = await self._reason(persona, vote.choice)
+            entries.append(MinutesEntry(persona.name, persona.title, stance[0] if stance else None, vote, reason))
+        return write_minutes(self.spec.title, self.spec.motion, counted, entries)
+
+    async def _reason(self, persona: Persona, choice: str) -> str:
+        """One clause on why `persona` voted as it did, written from its own words in the debate."""
+        own = [Line(t.speaker, " ".join(t.content.split())) for t in self.turns
+               if t.speaker == persona.name and visible(t)]
+        if not own:
+            return ""
+        head = f"Minutes of a town hall meeting.\nMotion: {self.spec.motion.strip()}\n\nWhat {persona.name} said:\n"
+        tail = f"\nThe clerk's note: {persona.name} voted {choice} the motion because"
+        prompt = await self._fit_lines(head, own, tail, MINUTES_REASON_TOKENS)
+        seed = derive_seed(self.spec.seed, len(self.turns), 0, salt=3) if self.spec.seed is not None else (
+            self._rng.randrange(_SEED_SPACE))
+        sampling = SamplingParams(temperature=0.3, max_tokens=MINUTES_REASON_TOKENS, seed=seed,
+                                  stop=("\n",) + tuple(self.engine.info.eos_markers))
+        try:
+            text = await self._oneoff(prompt, sampling)
+        except TownhallError as failure:
+            log.warning("minutes: %s's reason failed: %s", persona.name, failure)
+            return ""
+        return clean_reason(text)
 
     # -- stateless helpers: summaries and speaker choice ----------------------------
     async def _fit_lines(self, head: str, lines: Sequence[Line], tail: str, max_tokens: int) -> str:

@@ -63,6 +63,9 @@ class TownHallSpec(BaseModel):
     context_strategy: StrategyName = "truncate"
     prompt_format: PromptFormatName = "auto"
     engine: EngineSection | None = None  # which model or server; command-line flags win
+    # The outcome: read each participant's stance after its turns (the stance probe), hold a
+    # closing ballot when the debate ends and write the minutes. Off: the debate just stops.
+    ballot: bool = True
 
     @field_validator("participants")
     @classmethod

@@ -20,10 +20,13 @@ from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
 from townhall.errors import TownhallError
 from townhall.events import (
     Event,
+    MinutesWritten,
+    OutcomeDecided,
     Paused,
     Resumed,
     SessionEnded,
     SessionStarted,
+    StanceMeasured,
     StrategyApplied,
     TokenStreamed,
     TurnFailed,
@@ -148,6 +151,15 @@ def event_json(event: Event) -> dict[str, Any] | None:
         return {"type": "strategy", "session": event.session_id, "agent": event.agent, "strategy": event.strategy, "detail": event.detail}
     if isinstance(event, (Paused, Resumed)):
         return {"type": type(event).__name__.lower(), "session": event.session_id}
+    if isinstance(event, StanceMeasured):
+        return {"type": "stance", "session": event.session_id, "agent": event.agent, "round": event.round,
+                "turn_index": event.turn_index, "p_for": event.p_for, "method": event.method}
+    if isinstance(event, OutcomeDecided):
+        return {"type": "outcome", "session": event.session_id, "result": event.result, "votes_for": event.votes_for,
+                "votes_against": event.votes_against, "announcement": event.announcement,
+                "votes": [{"agent": v.agent, "choice": v.choice, "p_for": v.p_for} for v in event.votes]}
+    if isinstance(event, MinutesWritten):
+        return {"type": "minutes", "session": event.session_id, "text": event.text}
     if isinstance(event, SessionEnded):
         return {"type": "end", "session": event.session_id, "reason": event.reason, "turns": event.turns, "error": event.error}
     return None
@@ -175,6 +187,10 @@ class PlainPrinter:
             turn = event.turn
             mark = "" if turn.status == "complete" else f" [{turn.status}]"
             self.out.write(f"{_safe(turn.speaker)}: {_safe(turn.content)}{mark}\n")
+        elif isinstance(event, OutcomeDecided):
+            self.out.write(f"-- vote: {event.votes_for} for, {event.votes_against} against: {event.result}\n")
+        elif isinstance(event, MinutesWritten):
+            self.out.write(f"-- minutes:\n{_safe(event.text)}\n")
         elif isinstance(event, SessionEnded):
             tail = f": {event.error}" if event.error else ""
             self.out.write(f"-- session {event.session_id} ended: {event.reason}{tail}\n")
@@ -210,6 +226,13 @@ class ColourPrinter:
             c.print(Text(f" [failed: {_safe(event.error)}]", style="red"))
         elif isinstance(event, StrategyApplied):
             c.print(Text(f"  ({event.strategy}: {_safe(event.detail)})", style="dim"))
+        elif isinstance(event, StanceMeasured):
+            c.print(Text(f"  ({_safe(event.agent)}: {event.p_for:.0%} for)", style="dim"))
+        elif isinstance(event, OutcomeDecided):
+            c.print(Text(f"-- vote: {event.votes_for} for, {event.votes_against} against: the motion {event.result}",
+                         style="bold"))
+        elif isinstance(event, MinutesWritten):
+            c.print(Text(_safe(event.text)))
         elif isinstance(event, SessionEnded):
             c.print(Text(f"-- session {event.session_id} ended: {event.reason}", style="dim"))
         c.file.flush()

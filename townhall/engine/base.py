@@ -7,7 +7,7 @@ opaque `agent_id`, keeps one KV state per id, and streams text back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -142,6 +142,33 @@ class GenerationStats:
 STAT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(GenerationStats))
 
 
+ProbeMethod = Literal["logits", "logprobs", "choice", "scripted"]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What a probe read: the probability of each choice's first token after the prompt.
+
+    `probabilities[i]` is the model's P(first token of `choices[i]`) over the whole
+    vocabulary ("logits", "logprobs"; a choice missing from a server's top list counts 0),
+    or 1.0 for the one choice a constrained one-token answer picked ("choice").
+    `evaluated_tokens` is what the probe cost the model: the prompt tokens its state did
+    not already hold.
+    """
+
+    choices: tuple[str, ...]
+    probabilities: tuple[float, ...]
+    method: ProbeMethod
+    prompt_tokens: int = 0
+    evaluated_tokens: int = 0
+    total_ms: float = 0.0
+
+    def share(self, index: int = 0) -> float:
+        """Choice `index`'s share of the choices' total probability (0.5 when all are 0)."""
+        total = sum(self.probabilities)
+        return self.probabilities[index] / total if total > 0 else 1.0 / len(self.probabilities)
+
+
 @dataclass(frozen=True)
 class DecodingSupport:
     """Which anti-echo settings a backend really applies, so a caller can fall back.
@@ -167,8 +194,9 @@ class EngineInfo:
     eos_markers: tuple[str, ...] = ()
     decoding: DecodingSupport = DecodingSupport()
     # How `probe` reads token probabilities: "logits" (in-process), "logprobs" (the server
-    # returns them) or "choice" (it does not: a one-token constrained answer); None = no probe.
-    stance_probe: str | None = None
+    # returns them), "choice" (it does not: a one-token constrained answer) or "scripted"
+    # (a test's script); None = no probe.
+    stance_probe: ProbeMethod | None = None
 
 
 class Generation:
@@ -249,6 +277,14 @@ class Engine(Protocol):
 
     def forget(self, agent_id: str) -> None:
         """Drop an agent's state, so its next request is evaluated from scratch."""
+
+    async def probe(self, agent_id: str | None, prompt: str, choices: Sequence[str]) -> ProbeResult:
+        """Read how likely each of `choices` is to come next after `prompt`, generating nothing.
+
+        `prompt` extends what the agent's state holds (its prompt so far, then a cue); the
+        agent's saved state is left exactly as it was, so its next request is what it would
+        have been without the probe. Runs between requests, never inside one.
+        """
 
     async def aclose(self) -> None:
         """Stop the worker and free the model."""

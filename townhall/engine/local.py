@@ -49,6 +49,7 @@ from townhall.engine.base import (
     Generation,
     GenerationRequest,
     GenerationStats,
+    ProbeResult,
     SamplingParams,
 )
 from townhall.engine.config import EngineConfig
@@ -218,6 +219,7 @@ class LocalEngine:
             chat_template=self.header.chat_template,
             eos_markers=self._eos_markers(),
             decoding=DecodingSupport(ngram_ban=True, min_tokens=True, dry=hasattr(llama_cpp, "llama_sampler_init_dry")),
+            stance_probe="logits",
         )
 
     def device_description(self) -> str:
@@ -453,6 +455,87 @@ class LocalEngine:
             stats.save_ms = (time.perf_counter() - t0) * 1000
         stats.total_ms = (time.perf_counter() - started) * 1000
         return stats
+
+    # -- the stance probe: read the next-token distribution, leave every state as it was ----
+    async def probe(self, agent_id: str | None, prompt: str, choices: Sequence[str]) -> ProbeResult:
+        """Each choice's first-token probability after `prompt`, on the llama thread.
+
+        The engine's single-thread executor runs it between requests, never inside one.
+        """
+        if self.llm is None:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.probe_blocking, agent_id, prompt, tuple(choices))
+
+    def probe_blocking(self, agent_id: str | None, prompt: str, choices: Sequence[str]) -> ProbeResult:
+        """Evaluate `prompt` on the agent's state (reused as a turn reuses it), read the logits
+        row, then put sequence 0 back as it was.
+
+        Cheapest right after the agent's own turn: its state is resident, only the cue is
+        new, and afterwards the live sequence is simply cut back to where it ended. Any other
+        resident state the probe displaced is restored from its saved copy (which equals it
+        byte for byte), so the next request finds exactly what it would have found. The
+        saved states and checkpoints are never written.
+        """
+        import llama_cpp
+        import numpy as np
+
+        llm = self.llm
+        started = time.perf_counter()
+        tokens = self.tokenize(prompt)
+        if len(tokens) >= self.n_ctx:
+            raise ContextOverflowError(
+                f"probe prompt of {len(tokens)} tokens does not fit the {self.n_ctx}-token context")
+        firsts = []
+        for choice in choices:
+            ids = self.tokenize(choice, add_bos=False)
+            if not ids:
+                raise GenerationError(f"probe choice {choice!r} has no tokens")
+            firsts.append(ids[0])
+        before, n_before = self._resident, llm.n_tokens
+        memory = llama_cpp.llama_get_memory(llm.ctx)
+        keep = self._make_resident(agent_id, tokens, GenerationStats())
+        if keep == 0:
+            llama_cpp.llama_memory_clear(memory, True)
+        llama_cpp.llama_memory_seq_rm(memory, _SEQ, keep, -1)
+        llm.n_tokens = keep
+        try:
+            llm.eval(tokens[keep:])
+            row = _logits_row(llm).astype(np.float64)
+        except Exception as exc:
+            self._resident = None
+            raise GenerationError(f"llama.cpp failed to evaluate the probe ({exc})") from None
+        finally:
+            self._put_back(before, n_before, keep)
+        row -= row.max()
+        total = float(np.exp(row).sum())
+        probabilities = tuple(float(np.exp(row[t])) / total for t in firsts)
+        return ProbeResult(tuple(choices), probabilities, "logits", prompt_tokens=len(tokens),
+                           evaluated_tokens=len(tokens) - keep, total_ms=(time.perf_counter() - started) * 1000)
+
+    def _put_back(self, before: str | None, n_before: int, keep: int) -> None:
+        """Sequence 0 as it was before a probe: cut back if the probe only added to the
+        resident's tokens, else the resident's saved state restored, else nobody resident."""
+        import llama_cpp
+
+        llm = self.llm
+        memory = llama_cpp.llama_get_memory(llm.ctx)
+        if before is not None and self._resident == before and keep >= n_before:
+            llama_cpp.llama_memory_seq_rm(memory, _SEQ, n_before, -1)
+            llm.n_tokens = n_before
+            return
+        saved = self._states.get(before) if before is not None else None
+        self._resident = None
+        llm.n_tokens = 0
+        if saved is None or len(saved.tokens) != n_before:
+            return
+        llama_cpp.llama_memory_clear(memory, True)
+        if llama_cpp.llama_state_seq_set_data(llm.ctx, saved.data, saved.size, _SEQ) == 0:
+            llama_cpp.llama_memory_clear(memory, True)
+            return
+        llm.input_ids[:n_before] = saved.tokens
+        llm.n_tokens = n_before
+        self._resident = before
 
     def _constraints(self, request: GenerationRequest, prompt: list[int]) -> TurnConstraints | None:
         """This turn's logits step, or None when the request asks for none (the common case)."""

@@ -22,13 +22,22 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 
-from townhall.engine.base import DecodingSupport, EngineInfo, FinishReason, Generation, GenerationRequest, GenerationStats
+from townhall.engine.base import (
+    DecodingSupport,
+    EngineInfo,
+    FinishReason,
+    Generation,
+    GenerationRequest,
+    GenerationStats,
+    ProbeMethod,
+    ProbeResult,
+)
 from townhall.engine.config import EngineConfig
 from townhall.engine.server_info import (
     ServerInfo,
@@ -110,6 +119,8 @@ class OpenAIEngine:
         self._tokenize_overhead = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.reports_reuse = False  # set once the server has told us how much prompt it reused
+        # "logprobs" until the server answers a probe without token probabilities; then "choice".
+        self._probe_method: ProbeMethod = "logprobs"
         self._info = self._make_info()
 
     @classmethod
@@ -226,6 +237,73 @@ class OpenAIEngine:
         self._fresh.discard(agent_id)
         return True
 
+    # -- the stance probe ----------------------------------------------------------
+    async def probe(self, agent_id: str | None, prompt: str, choices: Sequence[str]) -> ProbeResult:
+        """The server's probabilities of each choice as the next token (llama-server's `n_probs`,
+        OpenAI-style `logprobs`); where it returns none, a one-token answer constrained to the
+        choices (grammar / vLLM's `guided_choice`), and `info.stance_probe` says "choice" from then on.
+
+        On llama-server the probe goes to the agent's own slot with `cache_prompt`, so it costs
+        only the cue, and the agent's next turn still finds its whole transcript cached.
+        """
+        if self._client is None:
+            raise GenerationError("the openai engine is not started (await engine.start() first)")
+        started = time.perf_counter()
+        choices = tuple(choices)
+        method: ProbeMethod = "logprobs"
+        probabilities = None
+        async with self._gated():
+            if self._probe_method == "logprobs":
+                probabilities = await self._probe_logprobs(agent_id, prompt, choices)
+                if probabilities is None:
+                    self._probe_method = "choice"
+                    self._info = self._make_info()
+            if probabilities is None or not any(probabilities):
+                method = "choice"
+                probabilities = await self._probe_choice(prompt, choices)
+        return ProbeResult(choices, tuple(probabilities), method, total_ms=(time.perf_counter() - started) * 1000)
+
+    async def _probe_post(self, path: str, body: dict[str, Any]) -> Any:
+        assert self._client is not None
+        try:
+            response = await self._client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise GenerationError(f"inference server {self.root}: stance probe failed ({_refused(exc)})") from None
+        if response.status_code >= 400:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    async def _probe_logprobs(self, agent_id: str | None, prompt: str, choices: tuple[str, ...]) -> list[float] | None:
+        """Each choice's probability from the server's top next tokens; None when it sends none."""
+        if self.server is not None and self.server.kind == "llama-server":
+            body: dict[str, Any] = {"prompt": prompt, "n_predict": 1, "n_probs": 20, "temperature": 0,
+                                    "cache_prompt": agent_id is not None and agent_id not in self._fresh}
+            if agent_id is not None and self.pins_slots:
+                body["id_slot"] = self._slot_for(agent_id)
+            top = _top_from_llama_server(await self._probe_post("/completion", body))
+        else:
+            body = {"model": self._model, "prompt": prompt, "max_tokens": 1, "logprobs": 20, "temperature": 0}
+            top = _top_from_openai(await self._probe_post("/v1/completions", body))
+        if top is None:
+            return None
+        return [sum(p for token, p in top if token.strip().casefold() == choice.strip().casefold()) for choice in choices]
+
+    async def _probe_choice(self, prompt: str, choices: tuple[str, ...]) -> list[float]:
+        """1.0 for the choice a short answer constrained to the choices begins with, else 0."""
+        grammar = "root ::= " + " | ".join(json.dumps(c) for c in choices)
+        body = {"model": self._model, "prompt": prompt, "max_tokens": 4, "temperature": 0, "grammar": grammar,
+                "guided_choice": list(choices)}
+        data = await self._probe_post("/v1/completions", body)
+        text = ""
+        if isinstance(data, dict) and isinstance(data.get("choices"), list) and data["choices"]:
+            text = str(data["choices"][0].get("text") or "")
+        answer = text.strip().casefold()
+        picked = [bool(answer) and answer.startswith(c.strip().casefold()) for c in choices]
+        return [1.0 if hit else 0.0 for hit in picked]
+
     # -- internals -----------------------------------------------------------
     def _make_info(self) -> EngineInfo:
         server = self.server
@@ -240,6 +318,7 @@ class OpenAIEngine:
             model_path=None,
             chat_template=server.chat_template if server else None,
             decoding=DecodingSupport(ngram_ban=False, min_tokens=False, dry=self._runs_dry),
+            stance_probe=self._probe_method,
         )
 
     @property
@@ -563,6 +642,34 @@ class OpenAIEngine:
             generation, progress, matcher, chat,
         )
         progress.finish = progress.finish or "stop"
+
+
+def _top_from_llama_server(data: Any) -> list[tuple[str, float]] | None:
+    """(token text, probability) of the first generated position, from either of
+    llama-server's formats (`top_logprobs` with log-probabilities, or older `probs`)."""
+    if not isinstance(data, dict):
+        return None
+    positions = data.get("completion_probabilities")
+    if not isinstance(positions, list) or not positions or not isinstance(positions[0], dict):
+        return None
+    first = positions[0]
+    if isinstance(first.get("top_logprobs"), list):
+        return [(str(t.get("token", "")), math.exp(float(t["logprob"])))
+                for t in first["top_logprobs"] if isinstance(t, dict) and "logprob" in t]
+    if isinstance(first.get("probs"), list):
+        return [(str(t.get("tok_str", "")), float(t["prob"])) for t in first["probs"] if isinstance(t, dict) and "prob" in t]
+    return None
+
+
+def _top_from_openai(data: Any) -> list[tuple[str, float]] | None:
+    """(token text, probability) from an OpenAI-style completion's `logprobs.top_logprobs[0]`."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+        return None
+    logprobs = data["choices"][0].get("logprobs") if isinstance(data["choices"][0], dict) else None
+    top = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
+    if not isinstance(top, list) or not top or not isinstance(top[0], dict):
+        return None
+    return [(str(token), math.exp(float(value))) for token, value in top[0].items() if value is not None]
 
 
 def _refused(exc: Exception) -> str:

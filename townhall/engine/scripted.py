@@ -16,12 +16,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
-from townhall.engine.base import DecodingSupport, EngineInfo, Generation, GenerationRequest, GenerationStats
+from townhall.engine.base import (
+    DecodingSupport,
+    EngineInfo,
+    Generation,
+    GenerationRequest,
+    GenerationStats,
+    ProbeResult,
+)
 from townhall.engine.stops import StopMatcher
 
 Script = Callable[[GenerationRequest], str]
+# A scripted probe: (agent_id, prompt, choices) -> one probability per choice.
+ProbeScript = Callable[[str | None, str, Sequence[str]], Sequence[float]]
+
+
+def even_odds(agent_id: str | None, prompt: str, choices: Sequence[str]) -> Sequence[float]:
+    """A probe script with no preference at all."""
+    return [1.0 / len(choices)] * len(choices)
 
 
 class ScriptedEngine:
@@ -33,7 +47,10 @@ class ScriptedEngine:
         n_ctx: int = 4096,
         chat_template: str | None = None,
         word_bans: bool = False,
+        probe_script: ProbeScript | None = None,
     ) -> None:
+        """Without a `probe_script` the engine has no stance probe (`info.stance_probe` None), so
+        a scheduler holds no ballot: scripts written before the probe keep their exact turns."""
         if script is None:
             counter = itertools.count(1)
             script = lambda request: f"Point number {next(counter)} is well taken. "  # noqa: E731
@@ -44,6 +61,8 @@ class ScriptedEngine:
         self.word_bans = word_bans
         self.delay = delay
         self.requests: list[GenerationRequest] = []
+        self.probe_script = probe_script
+        self.probes: list[tuple[str | None, str, tuple[str, ...]]] = []  # every probe asked, in order
         self._states: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._info = EngineInfo(
@@ -53,6 +72,7 @@ class ScriptedEngine:
             device="CPU · scripted",
             chat_template=chat_template,
             decoding=DecodingSupport(ngram_ban=word_bans),
+            stance_probe="scripted" if probe_script is not None else None,
         )
 
     @property
@@ -73,6 +93,17 @@ class ScriptedEngine:
 
     async def aclose(self) -> None:
         return None
+
+    async def probe(self, agent_id: str | None, prompt: str, choices: Sequence[str]) -> ProbeResult:
+        """The probe script's answer; like the real engines it waits for the request before it."""
+        script = self.probe_script or even_odds
+        async with self._lock:
+            self.probes.append((agent_id, prompt, tuple(choices)))
+            probabilities = tuple(float(p) for p in script(agent_id, prompt, choices))
+        held = self._states.get(agent_id or "", 0)
+        tokens = len(prompt.split())
+        return ProbeResult(tuple(choices), probabilities, "scripted", prompt_tokens=tokens,
+                           evaluated_tokens=max(0, tokens - held))
 
     def generate(self, request: GenerationRequest) -> Generation:
         self.requests.append(request)
