@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from test_tui_support import SIZE, counter_clock, personas, spec
+from test_tui_support import SIZE, counter_clock, personas, screen_text, spec
 
 from townhall.engine.base import SamplingOverrides
 from townhall.personas import PersonaRegistry
@@ -72,3 +72,36 @@ async def test_key_to_screen_latency_during_real_generation(model_path: Path) ->
     assert report.token_batches > 0
     # A frame is ~16 ms; a blocked loop would show hundreds of ms (a whole decode step batch).
     assert report.median_ms < 250, report.line()
+
+
+async def test_real_model_stance_bars_ballot_and_minutes(model_path: Path, tmp_path: Path) -> None:
+    """The issue's watcher path on the real model: bars filled from each agent's own state after
+    its turn, then the closing ballot in the banner and the minutes, all in the record."""
+    from townhall.tui.widgets.roster import RosterEntry
+
+    engine = local_engine(model_path)
+    store = Store.open(tmp_path / "th.db")
+    debate = Debate(spec(turns=3, sampling=SamplingOverrides(max_tokens=12, seed=5)), personas(), session_id="stance")
+    app = TownhallApp(debate, engine=engine, store=store, available_personas=PersonaRegistry.default().all())
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.debate_screen
+            await wait_until(lambda: screen.minutes is not None, timeout=300)
+            await wait_until(lambda: screen.state == "finished", timeout=60)
+            await pilot.pause()
+            assert engine.info.stance_probe == "logits"
+            for name in ("Stacy", "Walt", "Priya"):
+                readings = screen._members[name].stances
+                assert len(readings) >= 2 and all(0.0 <= p <= 1.0 for p in readings)  # after its turn, and the ballot
+                entry = next(e for e in screen.roster.query(RosterEntry) if e.member.name == name)
+                assert "% for" in entry.render().plain or "% against" in entry.render().plain
+            outcome = screen.outcome
+            assert outcome is not None and outcome.votes_for + outcome.votes_against == 3
+            assert screen.banner.has_class(f"-{outcome.result}") and outcome.announcement in screen_text(app)
+    finally:
+        await engine.aclose()
+    stored = store.outcome_of("stance")
+    stances = store.stances_of("stance")
+    store.close()
+    assert stored is not None and stored.result == outcome.result and stored.minutes == screen.minutes
+    assert {s.agent for s in stances} == {"Stacy", "Walt", "Priya"}

@@ -365,6 +365,8 @@ class DebateScreen(Screen[None]):
             self.header.turn = self._turns_this_run
         if turn.stats is not None:
             self.stats.add_turn(turn.stats.total_ms, turn.stats.reused_tokens, turn.stats.decode_tps)
+        else:
+            self.stats.set_current_tps(0.0)  # a line said at once (the moderator's) has no speed to show
         next_up = self.scheduler.next_speaker if self.scheduler is not None else None
         self.roster.set_roles(None, next_up)
 
