@@ -333,3 +333,55 @@ async def test_call_vote_key_ends_with_the_ballot_and_the_minutes(tmp_path) -> N
         assert [s.p_for for s in store.stances_of("voting") if s.agent == "Walt"][:2] == walt()[:2]
     finally:
         store.close()
+
+
+async def test_vote_called_from_the_tally_dialog_while_a_turn_is_held() -> None:
+    """The engine holds each turn until the test grants it, so "Vote called" is seen before the ballot."""
+    from test_tui_support import GatedEngine
+
+    engine = GatedEngine(lambda request: f"Reply number {len(engine.requests)} has new words.")
+    engine.probe_script = _drifting_probe()
+    engine._info = dataclasses.replace(engine.info, stance_probe="scripted")
+    engine.grant(2)
+    app = make_app(engine, turns=None)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.debate_screen
+        await wait_until(lambda: len(screen._members["Walt"].stances) == 1 and screen.roster.speaking == "Priya")
+        await pilot.press("t")
+        await wait_until(lambda: isinstance(app.screen, TallyScreen))
+        assert app.screen.can_vote and "Call the vote (v)" in screen_text(app)
+        dialog = app.screen
+        assert (dialog.tally.measured, dialog.tally.result) == (2, "tied")  # Priya is still speaking
+        assert "not measured yet" in screen_text(app)
+        await pilot.press("v")
+        await wait_until(lambda: app.screen is screen and screen.vote_called)
+        await pilot.pause()
+        assert "Vote called: the closing ballot follows the turn in progress" in screen_text(app)
+        assert screen.check_action("call_vote", ()) is None  # dimmed: called once
+        engine.grant(20)  # Priya's turn, the moderator-less announcement, the minutes
+        await wait_until(lambda: screen.minutes is not None and screen.state == "finished", timeout=30)
+        assert screen.outcome is not None and len(screen.outcome.votes) == 3
+
+
+async def test_resumed_session_keeps_its_stored_readings(tmp_path) -> None:
+    from townhall.session import plan_resume
+    from townhall.store import Store
+    from townhall.tui.debate import Debate
+
+    store = Store.open(tmp_path / "townhall.db")
+    try:
+        first = make_app(ScriptedEngine(None, probe_script=_drifting_probe()), store=store, turns=3, session_id="again")
+        async with first.run_test(size=SIZE) as pilot:
+            await _finished(first, pilot)
+        stored = [s.p_for for s in store.stances_of("again") if s.agent == "Walt"]
+        assert stored
+        plan = plan_resume(store, "again", more_turns=3)
+        engine = ScriptedEngine(None, delay=0.01, probe_script=_drifting_probe())
+        app = make_app(engine, store=store, turns=3)
+        app.debate_screen.debate = Debate(plan.spec, list(plan.personas), session_id="again", history=list(plan.history))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.debate_screen
+            await wait_until(lambda: len(screen._members["Walt"].stances) > len(stored), timeout=30)
+            assert screen._members["Walt"].stances[: len(stored)] == stored  # the chart goes on from the record
+    finally:
+        store.close()

@@ -2,7 +2,7 @@
 
 Pure functions over probe readings, shared by the roster, the stats chart, the tally
 dialog and the sessions browser, so every place says the same side for the same number.
-The side follows the closing ballot's rule (`townhall.ballot.vote_from`: for only when
+The side is the closing ballot's own rule (`townhall.ballot.vote_from`: for only when
 P(for) is the larger share); the ballot itself is the scheduler's (`OutcomeDecided`),
 never recomputed here.
 """
@@ -13,12 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from townhall.ballot import vote_from
+
 Side = Literal["for", "against"]
 Result = Literal["carried", "defeated", "tied"]
 
 
 def side_of(p_for: float) -> Side:
-    return "for" if p_for > 0.5 else "against"
+    return vote_from("", p_for).choice
 
 
 def leaning(p_for: float) -> str:
@@ -40,7 +42,7 @@ def result_line(result: Result, votes_for: int, votes_against: int) -> str:
     """How the result reads in the tally: 'The motion would carry, 3 to 2.'"""
     high, low = max(votes_for, votes_against), min(votes_for, votes_against)
     if result == "tied":
-        return f"The vote would be tied, {high} to {low}, so the motion would not carry."
+        return f"The vote would be tied, {high} to {low}: the motion would not carry."
     verb = "carry" if result == "carried" else "be defeated"
     return f"The motion would {verb}, {high} to {low}."
 
