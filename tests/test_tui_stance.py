@@ -83,7 +83,7 @@ async def test_stance_bars_move_with_each_reading() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await _finished(app, pilot)
         screen = app.debate_screen
-        assert "stance not measured yet" in _entry_text(app, "Walt")
+        assert "no stance probe" in _entry_text(app, "Walt")  # a scripted engine without a probe script
         screen._on_scheduler_event(_reading(app, "Walt", 0.3))
         await wait_until(lambda: "70% against" in _entry_text(app, "Walt"))
         first = _entry_text(app, "Walt").splitlines()[1].count("█")
@@ -107,7 +107,7 @@ async def test_moderator_carries_no_stance_bar() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await _finished(app, pilot)
         assert "moderator" in _entry_text(app, "Margaret") and "stance" not in _entry_text(app, "Margaret")
-        assert "stance not measured yet" in _entry_text(app, "Stacy")
+        assert "no stance probe" in _entry_text(app, "Stacy")
         assert [r.name for r in app.debate_screen.stats.query_one(StanceChart).rows] == ["Stacy", "Walt"]
 
 
@@ -385,3 +385,30 @@ async def test_resumed_session_keeps_its_stored_readings(tmp_path) -> None:
             assert screen._members["Walt"].stances[: len(stored)] == stored  # the chart goes on from the record
     finally:
         store.close()
+
+
+async def test_no_vote_to_call_without_a_probe() -> None:
+    app = make_app(ScriptedEngine(None, delay=0.01), turns=None)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.debate_screen
+        await wait_until(lambda: screen.state == "debating" and len(screen.scheduler.turns) >= 1)
+        assert not screen.probing and screen.check_action("call_vote", ()) is None
+        await pilot.press("v")
+        await pilot.pause(0.2)
+        assert not screen.vote_called and screen.state == "debating"  # the debate goes on
+        assert "no stance probe" in _entry_text(app, "Walt")
+
+
+async def test_probing_engine_promises_a_reading() -> None:
+    from test_tui_support import GatedEngine
+
+    engine = GatedEngine(["a b c"])  # no turn granted: the first speaker holds the floor
+    engine.probe_script = _drifting_probe()
+    engine._info = dataclasses.replace(engine.info, stance_probe="scripted")
+    app = make_app(engine, turns=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: app.debate_screen.roster.speaking == "Stacy")
+        await pilot.pause()
+        assert app.debate_screen.probing
+        assert "stance not measured yet" in _entry_text(app, "Priya")
+        assert app.debate_screen.check_action("call_vote", ()) is True

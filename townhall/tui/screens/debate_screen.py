@@ -122,6 +122,7 @@ class DebateScreen(Screen[None]):
         self.outcome: OutcomeDecided | None = None
         self.minutes: str | None = None
         self.vote_called = False
+        self.probing = True  # known once the engine is ready: a probe, and a town hall that votes
         # Held, not queried: a query from outside runs against whichever screen is on top.
         self.header = TownhallHeader(id="header")
         self.banner = OutcomeBanner(id="outcome")
@@ -274,6 +275,9 @@ class DebateScreen(Screen[None]):
         self.header.model_name = message.info.model_name
         self.header.device = message.info.device
         self.header.stance_probe = message.info.stance_probe
+        self.probing = message.info.stance_probe is not None and self.debate.spec.ballot
+        self.roster.probing = self.probing
+        self.roster.refresh_entries()
         self._set_state("starting")
 
     def on_engine_failed(self, message: EngineFailed) -> None:
@@ -418,7 +422,7 @@ class DebateScreen(Screen[None]):
         # Shown dimmed in the footer until they can act.
         if action == "show_minutes" and self.minutes is None:
             return None
-        if action == "call_vote" and (self.vote_called or self.outcome is not None or self.state not in ("debating", "pausing", "paused", "starting")):
+        if action == "call_vote" and (not self.probing or self.vote_called or self.outcome is not None or self.state not in ("debating", "pausing", "paused", "starting")):
             return None
         return True
 
@@ -485,6 +489,10 @@ class DebateScreen(Screen[None]):
             return
         if self.vote_called or self.outcome is not None:
             self.notify("The vote is already called.", severity="warning")
+            return
+        if not self.probing:
+            why = "this town hall holds no ballot (ballot = false)" if not self.debate.spec.ballot else "this engine has no stance probe"
+            self.notify(f"No vote to call: {why}.", severity="warning", markup=False)
             return
         scheduler.call_vote()
         self.vote_called = True

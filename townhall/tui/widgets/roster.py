@@ -70,7 +70,8 @@ class RosterEntry(Widget):
         if m.moderator:
             lines.append(Text("  moderator · " + m.title, style="dim"))
         else:
-            lines.append(Text("  ").append_text(stance_line(m.p_for, width - 2, StanceStyles.of(self))))
+            probing = self.parent.probing if isinstance(self.parent, Roster) else True
+            lines.append(Text("  ").append_text(stance_line(m.p_for, width - 2, StanceStyles.of(self), probing=probing)))
             lines.append(Text("  " + m.title, style="italic"))
         if self.role:
             lines.append(Text(f"  {'speaking now' if self.role == 'speaking' else 'next'}", style=m.colour))
@@ -96,6 +97,7 @@ class Roster(VerticalScroll):
         self._entries: dict[str, RosterEntry] = {}
         self.speaking: str | None = None
         self.next_up: str | None = None
+        self.probing = True  # whether stance readings will come (the engine has a probe, the town hall a ballot)
 
     async def set_members(self, members: list[Member]) -> None:
         await self.remove_children()

@@ -54,11 +54,18 @@ def stance_bar(p_for: float, width: int, styles: StanceStyles) -> Text:
     return text
 
 
-def stance_line(p_for: float | None, width: int, styles: StanceStyles) -> Text:
-    """A bar and its words in `width` cells; just the words where a bar would be too short."""
+def stance_line(p_for: float | None, width: int, styles: StanceStyles, *, probing: bool = True) -> Text:
+    """A bar and its words in `width` cells; just the words where a bar would be too short.
+
+    `probing` False: the engine has no stance probe (or the town hall holds no ballot), so
+    no reading will come, and the line says so instead of promising one.
+    """
     text = Text(no_wrap=True, overflow="ellipsis")
     if p_for is None:
-        text.append("stance not measured yet" if width >= 23 else "no stance yet", style=styles.none)
+        if probing:
+            text.append("stance not measured yet" if width >= 23 else "no stance yet", style=styles.none)
+        else:
+            text.append("no stance probe" if width >= 15 else "no probe", style=styles.none)
         return text
     label = leaning(p_for)
     bar = width - len(label) - 1
