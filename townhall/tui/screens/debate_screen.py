@@ -1,9 +1,9 @@
 """The debate screen: watch one town hall, steer it, and see who speaks and what it costs.
 
 It holds the widgets and the debate actions (pause, step, interrupt, skip, interject,
-export, stats pane, the tally, calling the vote, the minutes). The engine and the store come in from the app; the scheduler comes
-from `open_session`, and its events come back as Textual messages on this screen,
-tokens coalesced by a `TokenBatcher`. Below `NARROW_BELOW` columns the transcript gets
+export, stats pane, the tally, calling the vote, the minutes). The engine and the store
+come in from the app; the scheduler comes from `open_session`, and its events come back
+as Textual messages on this screen, tokens coalesced by a `TokenBatcher`. Below `NARROW_BELOW` columns the transcript gets
 the room: the roster shrinks to a name column and the stats pane hides unless asked for.
 """
 
