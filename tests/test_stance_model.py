@@ -104,3 +104,13 @@ async def test_greedy_debate_is_the_same_with_and_without_probes(model_path: Pat
     assert texts[True] == texts[False]
     assert len(stances) == 6 + 3  # one after every turn, then the closing ballot
     assert all(s.method == "logits" and 0 < s.p_for < 1 for s in stances)
+
+
+def test_bench_times_the_probe_apart_from_the_turns(model_path: Path) -> None:
+    from townhall.bench.local import run_debate_bench
+
+    summary = run_debate_bench(LocalEngine(model_path, n_ctx=1024), agents=2, turns=4, tokens=4, ways=("townhall",))
+    town = summary["ways"][0]
+    assert town["probes"] == 4 and 0 < town["probe_s"] < town["total_s"] + town["probe_s"]
+    assert 0 < summary["probe/debate_pct"] and summary["probe_ms_mean"] > 0
+    assert 1 <= summary["probe_tokens_mean"] <= 40  # the cue, not the prompt
