@@ -50,7 +50,7 @@ class WayResult:
     probe_tokens: int = 0  # tokens the probes evaluated
 
     def public(self) -> dict[str, Any]:
-        keys = ("name", "total_s", "prefill_tokens", "generated_tokens", "turn_s", "restore_ms_max")
+        keys: tuple[str, ...] = ("name", "total_s", "prefill_tokens", "generated_tokens", "turn_s", "restore_ms_max")
         data = asdict(self)
         if self.probes:
             keys += ("probes", "probe_s", "probe_tokens")
