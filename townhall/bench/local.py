@@ -97,6 +97,7 @@ def run_way(
                 result.probe_s += probe_s
                 result.probe_tokens += probe.evaluated_tokens
                 start += probe_s  # the debate's clock stops while the probe runs
+                progress(f"{name}: probe after turn {number} {probe_s * 1000:.1f}ms, {probe.evaluated_tokens} tokens")
             else:
                 prefill, generated = _baseline_turn(name, llm, saved, turn, prompt_tokens, params, result)
                 elapsed = time.perf_counter() - t0
