@@ -143,3 +143,22 @@ async def test_scheduler_trims_tags_and_resamples_a_leaked_prompt_in_chat() -> N
     await scheduler.run()
     assert [t.content for t in scheduler.turns] == ["Bridges now, and soon.", "Bread now, Ann."]
     assert scheduler.turns[1].retries == 1 and scheduler.turns[1].status == TurnStatus.COMPLETE
+
+
+def test_ballot_prompts_share_the_turn_prompts_prefix() -> None:
+    lines = [Line("Bob", "Bread first."), Line("Ann", "Bridges first.")]
+    fmt = TranscriptFormat(SPEC, [ANN, BOB])
+    turn = fmt.render(ANN, None, lines).prompt
+    ballot = fmt.render_ballot(ANN, None, lines)
+    assert ballot == turn.removesuffix("Ann:") + "\nThe vote at the end of the meeting:\n- Ann, engineer:"
+    # After her turn, Ann's state holds her prompt and her words: the ballot only adds the cue.
+    assert ballot.startswith(fmt.render(ANN, None, lines[:1]).prompt + " Bridges first.\n")
+
+    chat = ChatFormat(SPEC, [ANN, BOB], CHATML)
+    said = chat.render(ANN, None, lines[:1]).prompt + "Bridges first."
+    ballot = chat.render_ballot(ANN, None, lines + [Line("Bob", "Bread!")])
+    assert ballot.startswith(said)
+    assert ballot.endswith("<|im_start|>user\nBob: Bread!\n\nSecret ballot: do you vote for or against the motion? "
+                           "Motion: Build a bridge?<|im_end|>\n<|im_start|>assistant\nI vote")
+    first = chat.render_ballot(ANN, None, [])  # nobody spoke yet: the question alone
+    assert "<|im_start|>user\nSecret ballot:" in first

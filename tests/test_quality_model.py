@@ -17,7 +17,8 @@ pytestmark = pytest.mark.model
 
 
 async def test_seeded_agenda_debate_is_in_order_and_mostly_clean(model_path: Path) -> None:
-    spec = bench_spec(load_motions()[0], 14)  # 5 opening, 3 questions, 6 closing
+    # 5 opening, 3 questions, 6 closing; no closing ballot (its announcement would be a 15th turn)
+    spec = bench_spec(load_motions()[0], 14).model_copy(update={"ballot": False})
     registry = PersonaRegistry.default()
     people = registry.resolve([spec.moderator or "", *spec.participants])
     engine = LocalEngine(model_path, n_ctx=spec.n_ctx)

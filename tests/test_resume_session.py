@@ -95,7 +95,7 @@ async def test_resume_refusals_are_one_line(tmp_path: Path) -> None:
 def test_cli_resume_on_the_real_model(tmp_path: Path, model_path: Path) -> None:
     db = tmp_path / "th.db"
     store = Store.open(db)
-    session_id = asyncio.run(_first_run(store, max_turns=2, n_ctx=512))
+    session_id = asyncio.run(_first_run(store, max_turns=2, n_ctx=512, ballot=False))
     store.close()
     env = {**os.environ, "TOWNHALL_DB": str(db)}
     townhall = Path(sys.executable).with_name("townhall")

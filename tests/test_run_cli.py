@@ -126,7 +126,19 @@ def test_a_motion_alone_is_debated_by_the_default_cast(tmp_path: Path) -> None:
     assert events[0]["type"] == "start" and events[0]["spec"]["motion"] == motion
     assert sorted(events[0]["participants"]) == sorted(cast)
     turns = [e for e in events if e["type"] == "turn"]
-    assert len(turns) == 2 and all(t["speaker"] in cast for t in turns)
+    assert len(turns) == 3 and all(t["speaker"] in cast for t in turns)
+    # Then the closing ballot: a stance per participant, the moderator's announcement, the minutes.
+    outcome = next(e for e in events if e["type"] == "outcome")
+    assert turns[-1]["kind"] == "moderator" and turns[-1]["content"] == outcome["announcement"]
+    assert outcome["votes_for"] + outcome["votes_against"] == len(cast) - 1 == len(outcome["votes"])
+    stances = [e for e in events if e["type"] == "stance"]
+    assert stances[0]["agent"] == turns[1]["speaker"] and stances[0]["turn_index"] == 1  # after its turn
+    closing = stances[1:]
+    assert sorted(s["agent"] for s in closing) == sorted(v["agent"] for v in outcome["votes"])
+    assert all(0 < s["p_for"] < 1 and s["method"] == "logits" for s in closing)
+    minutes = next(e for e in events if e["type"] == "minutes")["text"]
+    assert f"Motion: {motion}" in minutes and outcome["announcement"] in minutes
+    assert [e["type"] for e in events[-3:]] == ["outcome", "minutes", "end"]
     assert events[-1]["type"] == "end" and events[-1]["reason"] == "max_turns"
 
 

@@ -123,6 +123,9 @@ def derive_seed(base: int, index: int, retry: int, salt: int = 0) -> int:
 VOTE_CALLED = "vote_called"
 BALLOT_AFTER = frozenset({"max_turns", "token_budget", "time_budget", "closing_phrase", VOTE_CALLED})
 MINUTES_REASON_TOKENS = 40
+# Room the closing probe needs beyond the turn prompt that `_fit` measures: the ballot cue
+# replaces the `Name:` cue and is about a dozen tokens longer.
+BALLOT_ROOM_TOKENS = 24
 
 
 @dataclass
@@ -704,7 +707,7 @@ class Scheduler:
         votes = []
         last = len(self.turns) - 1
         for persona in self.speakers:
-            await self._fit(persona, len(BALLOT_CHOICES) * 8)
+            await self._fit(persona, BALLOT_ROOM_TOKENS)
             result = await self._read_stance(persona)
             if result is None:
                 continue

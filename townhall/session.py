@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from townhall.engine.base import Engine
 from townhall.errors import ConfigError
-from townhall.events import Event, EventBus, SchedulerStatus, SessionEnded, Subscriber
+from townhall.events import Event, EventBus, OutcomeDecided, SchedulerStatus, SessionEnded, Subscriber
 from townhall.personas import Persona
 from townhall.spec import TownHallSpec
 from townhall.turns import Turn, uses_turn_budget
@@ -129,6 +129,42 @@ def plan_resume(store: Store, session_id: str, *, more_turns: int | None = None)
     if left is not None and left <= 0:
         raise NoTurnsLeft(record.id, spec.max_turns or 0)
     return SessionPlan(spec.model_copy(update={"max_turns": left}), list(personas), record.id, tuple(history))
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    """What `hold_vote` produced: the ballot (None when no probe could be read) and the minutes."""
+
+    session_id: str
+    outcome: OutcomeDecided | None
+    minutes: str | None
+
+
+async def hold_vote(
+    engine: Engine,
+    store: Store,
+    session_id: str,
+    *,
+    views: Iterable[Subscriber] = (),
+    scheduler_factory: SchedulerFactory | None = None,
+) -> VoteResult:
+    """The closing ballot on a stored session (`townhall vote ID`): each participant's view is
+    rebuilt from the record, probed, and the outcome, the moderator's announcement (a new turn)
+    and the minutes are recorded with the session. The engine is started, never closed here."""
+    spec, personas, history = store.load_for_resume(session_id)  # fails before any model loads
+    record_id = store.resolve_id(session_id)
+    await engine.start()
+    if engine.info.stance_probe is None:
+        raise ConfigError(f"the {engine.info.backend} engine has no stance probe, so it cannot hold a vote")
+    factory = scheduler_factory or _default_scheduler
+    scheduler: Any = factory(engine, spec, list(personas), bus=EventBus(), session_id=record_id, history=tuple(history))
+    detach = [store.attach(scheduler)] + [scheduler.subscribe(view) for view in views]
+    try:
+        outcome = await scheduler.hold_vote()
+    finally:
+        for undo in detach:
+            undo()
+    return VoteResult(record_id, outcome, scheduler.minutes)
 
 
 def _default_scheduler(engine: Engine, spec: TownHallSpec, personas: list[Persona], **kwargs: Any) -> SessionScheduler:

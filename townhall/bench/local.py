@@ -6,7 +6,12 @@ The scripted debate (`script.py`) runs three ways on one model in one process:
                    `create_completion`, relying on its own longest-common-prefix reuse, as a
                    chat framework that re-sends the history does;
 2. `save_state` - llama-cpp-python's `save_state()`/`load_state()` around each agent's turn;
-3. `townhall`   - this project's engine (per-sequence KV states).
+3. `townhall`   - this project's engine (per-sequence KV states), with the stance probe
+                   after every turn as the scheduler runs it: the speaker's state is still
+                   resident, so only the ballot cue is evaluated. The probes are timed apart
+                   from the turns (`probe/debate_pct`: their share of the debate's time; the
+                   target is at most 5% at 4 agents); `total_s` and `turn_s` exclude them, so
+                   the ratios against the baselines are unchanged.
 
 A second suite, `memory`, checks the footprint of many resident agents and the restore
 time at a long context.
@@ -24,6 +29,7 @@ from townhall.bench.report import summarize_local
 from townhall.bench.script import ScriptedTurn, sampling, scripted_turns
 from townhall.engine.base import GenerationRequest, SamplingParams
 from townhall.engine.local import LocalEngine
+from townhall.prompts import BALLOT_CHOICES
 
 LOCAL_WAYS = ("reprefill", "save_state", "townhall")
 Progress = Callable[[str], None]
@@ -39,11 +45,21 @@ class WayResult:
     restore_ms_max: float = 0.0
     prefill_per_turn: list[int] = field(default_factory=list)
     new_per_turn: list[int] = field(default_factory=list)
+    probes: int = 0
+    probe_s: float = 0.0
+    probe_tokens: int = 0  # tokens the probes evaluated
 
     def public(self) -> dict[str, Any]:
-        keys = ("name", "total_s", "prefill_tokens", "generated_tokens", "turn_s", "restore_ms_max")
+        keys: tuple[str, ...] = ("name", "total_s", "prefill_tokens", "generated_tokens", "turn_s", "restore_ms_max")
         data = asdict(self)
+        if self.probes:
+            keys += ("probes", "probe_s", "probe_tokens")
         return {k: data[k] for k in keys}
+
+
+def ballot_prompt(turn: ScriptedTurn, said: str) -> str:
+    """The speaker's prompt, what it just said, then the ballot cue (as the transcript format words it)."""
+    return f"{turn.prompt}{said}\n\nThe vote at the end of the meeting:\n- {turn.speaker}:"
 
 
 def _common(a: list[int], b: list[int]) -> int:
@@ -69,12 +85,22 @@ def run_way(
             prompt_tokens = engine.tokenize(prompt)
             t0 = time.perf_counter()
             if llm is None:
-                stats = engine.serve_blocking(GenerationRequest(speaker, prompt, params))
+                pieces: list[str] = []
+                stats = engine.serve_blocking(GenerationRequest(speaker, prompt, params), feed=pieces.append)
                 prefill, generated = stats.prefill_tokens, stats.generated_tokens
                 result.restore_ms_max = max(result.restore_ms_max, stats.restore_ms)
+                elapsed = time.perf_counter() - t0
+                p0 = time.perf_counter()
+                probe = engine.probe_blocking(speaker, ballot_prompt(turn, "".join(pieces)), BALLOT_CHOICES)
+                probe_s = time.perf_counter() - p0
+                result.probes += 1
+                result.probe_s += probe_s
+                result.probe_tokens += probe.evaluated_tokens
+                start += probe_s  # the debate's clock stops while the probe runs
+                progress(f"{name}: probe after turn {number} {probe_s * 1000:.1f}ms, {probe.evaluated_tokens} tokens")
             else:
                 prefill, generated = _baseline_turn(name, llm, saved, turn, prompt_tokens, params, result)
-            elapsed = time.perf_counter() - t0
+                elapsed = time.perf_counter() - t0
             result.turn_s.append(round(elapsed, 4))
             result.prefill_tokens += prefill
             result.generated_tokens += generated
@@ -89,6 +115,7 @@ def run_way(
         saved.clear()
         gc.collect()
     result.restore_ms_max = round(result.restore_ms_max, 3)
+    result.probe_s = round(result.probe_s, 4)
     return result
 
 

@@ -38,6 +38,10 @@ def summarize_local(
     # Each agent's first turn evaluates its whole header: "new" is everything then too.
     excess = [p - n for p, n in zip(prefill_per_turn["townhall"], new_per_turn["townhall"], strict=True)]
     summary["townhall_prefill_minus_new_max"] = max(excess) if excess else 0
+    if town.get("probes") and town["total_s"] > 0:
+        summary["probe/debate_pct"] = round(100 * town["probe_s"] / town["total_s"], 2)
+        summary["probe_ms_mean"] = round(1000 * town["probe_s"] / town["probes"], 2)
+        summary["probe_tokens_mean"] = round(town["probe_tokens"] / town["probes"], 1)
     return summary
 
 

@@ -12,6 +12,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Annotated, Any, Optional, TextIO
 
 import typer
@@ -22,7 +23,7 @@ from rich.text import Text
 from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
 from townhall.engine.base import Engine
 from townhall.errors import ConfigError, NotFoundError, TownhallError
-from townhall.events import Event, SessionEnded, TokenStreamed, TurnFailed, TurnFinished, TurnStarted
+from townhall.events import Event, SessionEnded, TokenStreamed, TurnFailed, TurnFinished, TurnStarted, Vote
 from townhall.export.common import clean
 from townhall.session import SessionResult
 from townhall.store import Store
@@ -84,10 +85,15 @@ def sessions_show(
     with _open(db) as store:
         record = store.get_session(session_id)
         turns = store.turns(record.id)
+        outcome = store.outcome_of(record.id)
+        stances = store.stances_of(record.id)
     if as_json:
         from townhall.export.json_format import turn_out
+        from townhall.store.records import stance_as_dict
 
-        _echo_json({**record.as_dict(), "turns": [turn_out(t).model_dump(mode="json") for t in turns]})
+        _echo_json({**record.as_dict(), "turns": [turn_out(t).model_dump(mode="json") for t in turns],
+                    "stances": [stance_as_dict(s) for s in stances],
+                    "outcome": outcome.as_dict() if outcome is not None else None})
         return
     console = _console()
     s = record.summary
@@ -105,6 +111,22 @@ def sessions_show(
         if turn.status != "complete":
             line.append(f" [{turn.status}]", style="dim")
         console.print(line)
+    if outcome is not None:
+        console.print()
+        print_outcome(console, outcome.result, outcome.votes_for, outcome.votes_against, outcome.votes,
+                      outcome.minutes)
+
+
+def print_outcome(console: Console, result: str | None, votes_for: int, votes_against: int,
+                  votes: Sequence[Vote], minutes: str | None) -> None:
+    """The tally, each vote, then the minutes (model words as plain text)."""
+    if result is not None:
+        console.print(Text(f"Vote: the motion {result}, {votes_for} for and {votes_against} against", style="bold"))
+        for vote in votes:
+            console.print(Text(f"  {clean(vote.agent)}: {vote.choice} (P(for) {vote.p_for:.2f})"))
+    if minutes:
+        console.print()
+        console.print(Text(clean(minutes)))
 
 
 @sessions_app.command("delete")
@@ -292,9 +314,48 @@ def resume_cmd(
         raise typer.Exit(130)
 
 
+# -- vote ------------------------------------------------------------------------------------------
+@engine_options
+def vote_cmd(
+    engine_flags: EngineFlags,
+    session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id or a unique prefix.")],
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hold the closing ballot on a recorded session: every participant votes from its own view
+    (the stance probe), the moderator announces the result, and the minutes are written and stored."""
+    from townhall.engine.factory import build_engine
+    from townhall.session import hold_vote
+
+    with _open(db) as store:
+        spec, _, _ = store.load_for_resume(session_id)  # fail fast, before loading a model
+        engine = build_engine(engine_flags.config(n_ctx=spec.n_ctx, section=spec.engine))
+
+        async def vote() -> Any:
+            try:
+                return await hold_vote(engine, store, session_id)
+            finally:
+                await engine.aclose()
+
+        result = asyncio.run(vote())
+    outcome = result.outcome
+    if outcome is None:
+        raise TownhallError(f"session {result.session_id}: no participant's stance could be read, so there is no vote")
+    if as_json:
+        _echo_json({"session": result.session_id, "result": outcome.result, "votes_for": outcome.votes_for,
+                    "votes_against": outcome.votes_against, "announcement": outcome.announcement,
+                    "votes": [{"agent": v.agent, "choice": v.choice, "p_for": v.p_for} for v in outcome.votes],
+                    "minutes": result.minutes})
+        return
+    console = _console()
+    console.print(Text(clean(outcome.announcement)))
+    print_outcome(console, outcome.result, outcome.votes_for, outcome.votes_against, outcome.votes, result.minutes)
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
     app.add_typer(sessions_app, name="sessions")
+    app.command("vote")(vote_cmd)
     app.command("search")(search_cmd)
     app.command("export")(export_cmd)
     app.command("import")(import_cmd)

@@ -4,10 +4,11 @@ per-agent conversations that the training-data formats (jsonl, sharegpt) write."
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from townhall.events import StanceMeasured
 from townhall.personas import Persona
-from townhall.store import SessionRecord, Store
+from townhall.store import OutcomeRecord, SessionRecord, Store
 from townhall.turns import Turn, TurnStatus
 
 # C0/C1 control characters except tab and newline: a model can emit an ANSI escape,
@@ -24,6 +25,8 @@ def clean(text: str) -> str:
 class Loaded:
     record: SessionRecord
     turns: list[Turn]
+    outcome: OutcomeRecord | None = None
+    stances: list[StanceMeasured] = field(default_factory=list)
 
     @property
     def personas(self) -> dict[str, Persona]:
@@ -32,7 +35,7 @@ class Loaded:
 
 def load(store: Store, session_id: str) -> Loaded:
     record = store.get_session(session_id)
-    return Loaded(record, store.turns(record.id))
+    return Loaded(record, store.turns(record.id), store.outcome_of(record.id), store.stances_of(record.id))
 
 
 def spoken(turns: list[Turn]) -> list[Turn]:

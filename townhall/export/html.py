@@ -28,6 +28,8 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; }
 .speaker { font-weight: bold; color: var(--c); }
 .kind, .status { color: #888; font-size: .8rem; margin-left: .4rem; }
 .content { white-space: pre-wrap; margin: .2rem 0 0; }
+.result { font-weight: bold; }
+.minutes { white-space: pre-wrap; background: #fff; padding: .6rem .8rem; border: 1px solid #ddd; }
 """
 
 
@@ -78,5 +80,14 @@ def render(store: Store, session_id: str) -> str:
             f'<span class="speaker">{_e(turn.speaker)}</span>{kind}{status}'
             f'<p class="content">{_e(turn.content.strip())}</p></div>'
         )
+    outcome = loaded.outcome
+    if outcome is not None and outcome.result is not None:
+        parts += ["<h2>Outcome</h2>",
+                  f'<p class="result">{_e(outcome.announcement or outcome.result)} '
+                  f"({outcome.votes_for} for, {outcome.votes_against} against)</p>", '<ul class="votes">']
+        parts += [f"<li>{_e(v.agent)}: {_e(v.choice)} (P(for) {v.p_for:.2f})</li>" for v in outcome.votes]
+        parts.append("</ul>")
+    if outcome is not None and outcome.minutes:
+        parts += ["<h2>Minutes</h2>", f'<p class="minutes">{_e(outcome.minutes.strip())}</p>']
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)

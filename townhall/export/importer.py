@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from townhall.errors import ConfigError, dotted, validation_message
 from townhall.export.json_format import FORMAT_NAME, FORMAT_VERSION, SessionExport
-from townhall.store import SessionRecord, SessionSummary, Store, StoredEvent
+from townhall.events import StanceMeasured, Vote
+from townhall.store import OutcomeRecord, SessionRecord, SessionSummary, Store, StoredEvent
 from townhall.turns import Turn, TurnStatus
 
 COLLECTION_NAME = "townhall.sessions"
@@ -97,7 +98,17 @@ def _insert(store: Store, document: SessionExport) -> str:
         )
         for t in document.turns
     ]
-    return store.insert_session(record, turns)
+    new_id = summary.id
+    stances = [StanceMeasured(new_id, s.agent, s.round, s.turn_index, s.p_for, s.method, s.at) for s in document.stances]
+    outcome = None
+    if document.outcome is not None:
+        o = document.outcome
+        outcome = OutcomeRecord(
+            session_id=new_id, votes=tuple(Vote(v.agent, v.choice, v.p_for) for v in o.votes), votes_for=o.votes_for,
+            votes_against=o.votes_against, result=o.result, announcement=o.announcement, decided_at=o.decided_at,
+            minutes=o.minutes, minutes_at=o.minutes_at,
+        )
+    return store.insert_session(record, turns, stances=stances, outcome=outcome)
 
 
 def import_documents(store: Store, text: str, source: str = "import") -> list[str]:

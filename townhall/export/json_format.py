@@ -1,10 +1,10 @@
 """The JSON export: everything the database holds about one session, versioned.
 
-Schema `townhall.session`, version 1 (these pydantic models are its definition;
+Schema `townhall.session`, version 2 (these pydantic models are its definition;
 `json_schema()` prints it as JSON Schema):
 
     {
-      "format": "townhall.session", "version": 1, "townhall_version": "0.1.0",
+      "format": "townhall.session", "version": 2, "townhall_version": "0.1.0",
       "session": {id, title, motion, status, end_reason, error, created_at, updated_at,
                   ended_at, seed, spec: {...the town hall as given...},
                   engine: {backend, model_name, model_path, model_sha256, n_ctx, device}},
@@ -14,8 +14,13 @@ Schema `townhall.session`, version 1 (these pydantic models are its definition;
                          generated_tokens, ttft_ms, decode_tps, restore_ms, save_ms,
                          total_ms, finish_reason} | null,
                  sampling: {...resolved sampling...} | null, retries, error}, ...],
-      "events": [{at, type, detail}, ...]          # pauses, strategy actions, errors, start/end
+      "events": [{at, type, detail}, ...],         # pauses, strategy actions, errors, start/end
+      "stances": [{agent, round, turn_index, p_for, method, at}, ...],   # the stance probe's readings
+      "outcome": {votes: [{agent, choice, p_for}], votes_for, votes_against, result, announcement,
+                  decided_at, minutes, minutes_at} | null
     }
+
+Version 2 added `stances` and `outcome`; a version-1 document (without them) still imports.
 
 Times are epoch seconds. No export time is written, so export -> import -> export
 gives the same document but for the session id. A reader must refuse a higher
@@ -25,6 +30,7 @@ gives the same document but for the session id. A reader must refuse a higher
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,12 +38,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from townhall import __version__
 from townhall.engine.base import GenerationStats, SamplingParams
 from townhall.personas import Persona
-from townhall.store import SessionRecord, Store
-from townhall.store.records import SessionStatus
+from townhall.events import StanceMeasured
+from townhall.store import OutcomeRecord, SessionRecord, Store
+from townhall.store.records import SessionStatus, stance_as_dict
 from townhall.turns import Turn, TurnKind, TurnStatus
 
 FORMAT_NAME: Literal["townhall.session"] = "townhall.session"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class _Model(BaseModel):
@@ -88,6 +95,32 @@ class EventOut(_Model):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class StanceOut(_Model):
+    agent: str
+    round: int
+    turn_index: int
+    p_for: float = Field(ge=0.0, le=1.0)
+    method: str
+    at: float
+
+
+class VoteOut(_Model):
+    agent: str
+    choice: Literal["for", "against"]
+    p_for: float = Field(ge=0.0, le=1.0)
+
+
+class OutcomeOut(_Model):
+    votes: list[VoteOut] = Field(default_factory=list)
+    votes_for: int = 0
+    votes_against: int = 0
+    result: Literal["carried", "defeated", "tied"] | None = None
+    announcement: str | None = None
+    decided_at: float | None = None
+    minutes: str | None = None
+    minutes_at: float | None = None
+
+
 class SessionExport(_Model):
     format: Literal["townhall.session"] = FORMAT_NAME
     version: int = Field(default=FORMAT_VERSION, ge=1)
@@ -96,6 +129,8 @@ class SessionExport(_Model):
     participants: list[Persona]
     turns: list[TurnOut]
     events: list[EventOut] = Field(default_factory=list)
+    stances: list[StanceOut] = Field(default_factory=list)
+    outcome: OutcomeOut | None = None
 
 
 def turn_out(turn: Turn) -> TurnOut:
@@ -114,7 +149,12 @@ def turn_out(turn: Turn) -> TurnOut:
     )
 
 
-def build_document(record: SessionRecord, turns: list[Turn]) -> SessionExport:
+def build_document(
+    record: SessionRecord,
+    turns: list[Turn],
+    stances: Sequence[StanceMeasured] = (),
+    outcome: OutcomeRecord | None = None,
+) -> SessionExport:
     summary = record.summary
     return SessionExport(
         session=SessionOut(
@@ -141,12 +181,14 @@ def build_document(record: SessionRecord, turns: list[Turn]) -> SessionExport:
         participants=list(record.personas),
         turns=[turn_out(t) for t in turns],
         events=[EventOut(at=e.at, type=e.type, detail=e.detail) for e in record.events],
+        stances=[StanceOut.model_validate(stance_as_dict(s)) for s in stances],
+        outcome=OutcomeOut.model_validate(outcome.as_dict()) if outcome is not None else None,
     )
 
 
 def render(store: Store, session_id: str) -> str:
     record = store.get_session(session_id)
-    document = build_document(record, store.turns(record.id))
+    document = build_document(record, store.turns(record.id), store.stances_of(record.id), store.outcome_of(record.id))
     return document.model_dump_json(indent=2) + "\n"
 
 

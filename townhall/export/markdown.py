@@ -53,4 +53,12 @@ def render(store: Store, session_id: str) -> str:
         paragraphs = [escape(line) for line in turn.content.strip().split("\n")]
         out.append("  \n".join(paragraphs))
         out.append("")
+    outcome = loaded.outcome
+    if outcome is not None and outcome.result is not None:
+        out += ["## Outcome", "", f"**{escape(outcome.announcement or outcome.result)}** "
+                f"({outcome.votes_for} for, {outcome.votes_against} against)", ""]
+        out += [f"- {escape(v.agent)}: {v.choice} (P(for) {v.p_for:.2f})" for v in outcome.votes]
+        out.append("")
+    if outcome is not None and outcome.minutes:
+        out += ["## Minutes", "", "  \n".join(escape(line) for line in outcome.minutes.strip().split("\n")), ""]
     return "\n".join(out)
