@@ -31,7 +31,8 @@ async def test_real_model_streams_into_the_transcript_and_the_record(model_path:
 
     engine = local_engine(model_path)
     store = Store.open(tmp_path / "th.db")
-    debate = Debate(spec(turns=2, sampling=SamplingOverrides(max_tokens=16, seed=7)), personas(), session_id="real")
+    # No ballot here: this test is about streaming and the record (the stance test below holds one).
+    debate = Debate(spec(turns=2, sampling=SamplingOverrides(max_tokens=16, seed=7), ballot=False), personas(), session_id="real")
     app = TownhallApp(debate, engine=engine, store=store, available_personas=PersonaRegistry.default().all())
     batches: list[TokensArrived] = []
     try:
