@@ -117,7 +117,8 @@ class StanceChart(Widget):
     def render(self) -> Text:
         styles = StanceStyles.of(self)
         width = self.content_size.width or 33
-        marks = max(4, width - NAME_WIDTH - 1 - 1 - LABEL_WIDTH)
+        room = max(4, width - NAME_WIDTH - 1 - 1 - LABEL_WIDTH)
+        marks = min(room, max((len(row.values) for row in self.rows), default=1))  # labels just after the longest series
         lines: list[Text] = []
         for row in self.rows:
             line = Text(no_wrap=True, overflow="ellipsis")
