@@ -501,15 +501,16 @@ class LocalEngine:
         llm.n_tokens = keep
         try:
             llm.eval(tokens[keep:])
-            row = _logits_row(llm).astype(np.float64)
+            row = _logits_row(llm).copy()
         except Exception as exc:
             self._resident = None
             raise GenerationError(f"llama.cpp failed to evaluate the probe ({exc})") from None
         finally:
             self._put_back(before, n_before, keep)
         row -= row.max()
-        total = float(np.exp(row).sum())
-        probabilities = tuple(float(np.exp(row[t])) / total for t in firsts)
+        np.exp(row, out=row)
+        total = float(row.sum(dtype=np.float64))
+        probabilities = tuple(float(row[t]) / total for t in firsts)
         return ProbeResult(tuple(choices), probabilities, "logits", prompt_tokens=len(tokens),
                            evaluated_tokens=len(tokens) - keep, total_ms=(time.perf_counter() - started) * 1000)
 
