@@ -397,6 +397,10 @@ async def test_no_vote_to_call_without_a_probe() -> None:
         await pilot.pause(0.2)
         assert not screen.vote_called and screen.state == "debating"  # the debate goes on
         assert "no stance probe" in _entry_text(app, "Walt")
+        await pilot.press("t")
+        await wait_until(lambda: isinstance(app.screen, TallyScreen))
+        await pilot.pause()
+        assert not app.screen.can_vote and "No stance probe on this engine" in screen_text(app)
 
 
 async def test_probing_engine_promises_a_reading() -> None:

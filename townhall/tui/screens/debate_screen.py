@@ -478,7 +478,7 @@ class DebateScreen(Screen[None]):
 
         can_vote = self.check_action("call_vote", ()) is True
         members = list(self._members.values())
-        self.app.push_screen(TallyScreen(members, self.outcome, can_vote=can_vote), self._tally_closed)
+        self.app.push_screen(TallyScreen(members, self.outcome, can_vote=can_vote, probing=self.probing), self._tally_closed)
 
     def _tally_closed(self, vote: bool | None) -> None:
         if vote:

@@ -40,10 +40,11 @@ class TallyTable(Widget):
     TallyTable > .stance--none { color: $text-muted; }
     """
 
-    def __init__(self, members: list[Member], outcome: OutcomeDecided | None) -> None:
+    def __init__(self, members: list[Member], outcome: OutcomeDecided | None, *, probing: bool = True) -> None:
         super().__init__(id="tally-table")
         self.members = [m for m in members if not m.moderator]
         self.outcome = outcome
+        self.probing = probing
 
     def render(self) -> Table:
         styles = StanceStyles.of(self)
@@ -58,7 +59,8 @@ class TallyTable(Widget):
             p = vote.p_for if vote is not None else m.p_for
             name = Text(m.name, style=f"bold {m.colour}")
             if p is None:
-                table.add_row(name, Text("not measured yet", style=styles.none), Text("—"), Text("—"))
+                missing = "not measured yet" if self.probing else "no stance probe"
+                table.add_row(name, Text(missing, style=styles.none), Text("—"), Text("—"))
                 continue
             side = vote.choice if vote is not None else leaning(p)
             table.add_row(name, stance_bar(p, BAR_WIDTH, styles), Text(f"{p:.2f}"), Text(side, style=styles.side(p)))
@@ -83,10 +85,13 @@ class TallyScreen(ModalScreen[bool]):
         Binding("v", "vote", "Call the vote", id="townhall.tally_vote"),
     ]
 
-    def __init__(self, members: list[Member], outcome: OutcomeDecided | None = None, *, can_vote: bool = False) -> None:
+    def __init__(
+        self, members: list[Member], outcome: OutcomeDecided | None = None, *, can_vote: bool = False, probing: bool = True,
+    ) -> None:
         super().__init__()
         self.members = members
         self.outcome = outcome
+        self.probing = probing
         self.can_vote = can_vote and outcome is None
         self.tally = member_tally(members)
 
@@ -94,7 +99,7 @@ class TallyScreen(ModalScreen[bool]):
         with Vertical():
             title = "The closing ballot" if self.outcome is not None else "The tally now (from each participant's latest stance)"
             yield Static(Text(title), id="tally-title")
-            yield TallyTable(self.members, self.outcome)
+            yield TallyTable(self.members, self.outcome, probing=self.probing)
             yield Static(self.result_text(), id="tally-result")
             if self.outcome is not None and self.outcome.announcement:
                 yield Static(Text(self.outcome.announcement), id="tally-announcement")
@@ -107,6 +112,8 @@ class TallyScreen(ModalScreen[bool]):
         if self.outcome is not None:
             o = self.outcome
             return Text(f"Result: {RESULT_WORDS[o.result]}, {o.votes_for} for, {o.votes_against} against")
+        if not self.probing and not self.tally.measured:
+            return Text("No stance probe on this engine (or ballot = false): no tally and no vote.")
         return Text(self.tally.summary)
 
     def on_mount(self) -> None:
