@@ -340,7 +340,10 @@ class Scheduler:
                 )
                 reason = await self._loop()
                 if reason in BALLOT_AFTER and self.probing:
-                    await self.hold_vote()
+                    try:
+                        await self.hold_vote()
+                    except TownhallError as failure:  # the debate itself ended well: keep its reason
+                        log.warning("closing ballot failed: %s", failure)
             except _EndSession as end:
                 reason, error = end.reason, end.error
             except TownhallError as failure:
