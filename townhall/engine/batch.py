@@ -104,6 +104,15 @@ class BatchServer:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
 
+    def abort(self, error: BaseException) -> None:
+        """End every request in flight or in line with `error` (the step itself broke)."""
+        for turn in list(self.active.values()):
+            if not turn.finished:
+                self._fail(turn, error)
+        self.active.clear()
+        while self.waiting:
+            self.waiting.popleft().done(None, error)
+
     def has_work(self) -> bool:
         return bool(self.waiting or self.active)
 
@@ -178,11 +187,11 @@ class BatchServer:
         for turn in self.active.values():
             if turn.first_row is not None and not turn.pending:
                 ready.append((turn, None))
-        for turn, index in ready:
+        for turn, at in ready:
             if turn.finished:
                 continue
             try:
-                self._advance(turn, index)
+                self._advance(turn, at)
             except Exception as exc:  # noqa: BLE001 - reported through the request, the batch goes on
                 self._fail(turn, GenerationError(f"llama.cpp failed while generating ({exc})"))
         for seq in [seq for seq, turn in self.active.items() if turn.finished]:

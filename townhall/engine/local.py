@@ -336,18 +336,23 @@ class LocalEngine:
         loop = asyncio.get_running_loop()
 
         def job(gen: Generation) -> Job:
-            return Job(
-                gen.request,
-                feed=lambda piece: loop.call_soon_threadsafe(gen._feed, piece),
-                cancelled=lambda: gen.cancelled,
-                done=lambda stats, error: loop.call_soon_threadsafe(gen._finish, stats, error),
-            )
+            def feed(piece: str) -> None:
+                loop.call_soon_threadsafe(gen._feed, piece)
+
+            def done(stats: GenerationStats | None, error: BaseException | None) -> None:
+                loop.call_soon_threadsafe(gen._finish, stats, error)
+
+            return Job(gen.request, feed, lambda: gen.cancelled, done)
 
         while True:
             new = [] if batch.has_work() else [job(await self._queue.get())]
             while not self._queue.empty():
                 new.append(job(self._queue.get_nowait()))
-            await loop.run_in_executor(self._executor, batch.step, new)
+            try:
+                await loop.run_in_executor(self._executor, batch.step, new)
+            except Exception as exc:  # noqa: BLE001 - reported through the handles, engine stays up
+                error = GenerationError(f"generation failed: {exc}")
+                await loop.run_in_executor(self._executor, batch.abort, error)
 
     async def count_tokens(self, text: str) -> int:
         if self.llm is None:
