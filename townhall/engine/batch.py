@@ -90,6 +90,8 @@ class BatchServer:
         self.active: dict[int, _Turn] = {}  # by seq id
         self.restore_failures = 0  # restores llama.cpp refused (no contiguous free cells): prefilled instead
         self.steps = 0
+        self.step_s = 0.0  # time inside step(), and the part of it inside llama_decode:
+        self.decode_s = 0.0  # the rest is this module's own overhead
         self._forget: deque[str] = deque()  # agents to evict, posted from the event loop
         self._batch = llama_cpp.llama_batch_init(engine.n_batch, 0, 1)
         self._n_vocab = engine.llm.n_vocab()
@@ -143,6 +145,7 @@ class BatchServer:
         """Admit what can start, decode one batch, sample every sequence that has logits."""
         import llama_cpp
 
+        entered = time.perf_counter()
         self.waiting.extend(new)
         self._evict_forgotten()
         self._admit()
@@ -172,7 +175,9 @@ class BatchServer:
                     batch.logits[n - 1] = True
                 chunks.append((turn, tokens, n - 1 if chunk.completes else -1))
             batch.n_tokens = n
+            t0 = time.perf_counter()
             status = llama_cpp.llama_decode(self.engine.llm.ctx, batch)
+            self.decode_s += time.perf_counter() - t0
             self.steps += 1
             if status != 0:
                 error = GenerationError(f"llama.cpp failed to decode a batch (status {status})")
@@ -196,6 +201,7 @@ class BatchServer:
                 self._fail(turn, GenerationError(f"llama.cpp failed while generating ({exc})"))
         for seq in [seq for seq, turn in self.active.items() if turn.finished]:
             del self.active[seq]
+        self.step_s += time.perf_counter() - entered
 
     def _evict_forgotten(self) -> None:
         while self._forget:
