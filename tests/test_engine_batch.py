@@ -194,10 +194,57 @@ def test_parallel_sizes_the_context_and_one_keeps_the_sequential_engine(model_pa
         engine.load_blocking()
         try:
             ctx = engine.llm.ctx
-            assert llama_cpp.llama_n_seq_max(ctx) == parallel
-            assert llama_cpp.llama_n_ctx(ctx) == 512 * parallel  # a full context for every sequence
+            sequences = parallel + 1 if parallel > 1 else 1  # the slots and the probes' scratch
+            assert llama_cpp.llama_n_seq_max(ctx) == sequences
+            assert llama_cpp.llama_n_ctx(ctx) == 512 * sequences  # a full context for every sequence
             assert (engine._batch is None) == (parallel == 1)
             assert engine.info.n_ctx == 512
             assert ("|x4" in engine._fingerprint) == (parallel == 4)
         finally:
             engine._close_model()
+
+
+def test_probe_between_steps_reads_the_agents_state_and_disturbs_nothing(model_path: Path) -> None:
+    import numpy as np
+
+    from townhall.engine.local import _logits_row
+
+    p1 = HEADER + OPENERS["Ada"]
+    cue = "\nCleo: Ada, are you for or against the bridge?\nAda: I am"
+    results = []
+    for probe in (False, True):
+        engine = LocalEngine(model_path, n_ctx=1024, parallel=2)
+        engine.load_blocking()
+        try:
+            pieces: list[str] = []
+            engine.serve_blocking(GenerationRequest("Ada", p1, GREEDY), feed=pieces.append)
+            text1 = "".join(pieces)
+            engine.serve_blocking(GenerationRequest("Bram", HEADER + OPENERS["Bram"], GREEDY))
+            state = engine.export_state("Ada")
+            assert state is not None
+            saved = bytes(state.data)[: state.size]
+            row = None
+            if probe:
+                tokens = engine.tokenize(p1 + text1 + cue)
+                row, keep = engine._batch.probe_row("Ada", tokens)  # type: ignore[union-attr]
+                assert keep == len(state.tokens)  # only the cue was evaluated
+                with pytest.raises(RuntimeError, match="not available on a batched engine"):
+                    engine._make_resident("Ada", tokens, None)  # type: ignore[arg-type]
+            after = engine.export_state("Ada")
+            assert after is state and bytes(after.data)[: after.size] == saved
+            stats = engine.serve_blocking(GenerationRequest("Ada", p1 + text1 + "\nBram: Why?\nAda:", GREEDY))
+            results.append((text1, stats.prefill_tokens, stats.restore_ms, row))
+        finally:
+            engine._close_model()
+    (plain_text, plain_prefill, _, _), (text, prefill, restore_ms, row) = results
+    assert text == plain_text and prefill == plain_prefill and restore_ms == 0  # Ada's slot was untouched
+    reference = LocalEngine(model_path, n_ctx=1024)
+    reference.load_blocking()
+    try:
+        reference.llm.eval(reference.tokenize(p1 + text + cue))
+        expected = _logits_row(reference.llm).astype(np.float64)
+    finally:
+        reference._close_model()
+    assert row is not None and int(np.argmax(row)) == int(np.argmax(expected))
+    top = np.argsort(expected)[-5:]
+    assert np.allclose(row[top], expected[top], atol=0.5), (row[top], expected[top])

@@ -86,6 +86,7 @@ class BatchServer:
 
         self.engine = engine
         self.table = SlotTable(parallel)
+        self.scratch = parallel  # one more sequence, outside the slots, for probes between steps
         self.waiting: deque[Job] = deque()
         self.active: dict[int, _Turn] = {}  # by seq id
         self.restore_failures = 0  # restores llama.cpp refused (no contiguous free cells): prefilled instead
@@ -139,6 +140,49 @@ class BatchServer:
             raise error
         assert stats is not None
         return stats
+
+    def probe_row(self, agent_id: str | None, tokens: list[int]) -> tuple[Any, int]:
+        """The logits row after `tokens` on the agent's saved state, and how many tokens it covered.
+
+        Runs between steps in the scratch sequence, so no slot (busy or resident) is touched
+        and no state is written: the agent's best saved state is restored there (its saved
+        copy equals its resident tokens), only the rest is evaluated, then the scratch is
+        cleared. A prompt-end checkpoint for exactly `tokens` answers without evaluating.
+        """
+        import llama_cpp
+
+        engine, seq = self.engine, self.scratch
+        checkpoint = engine._checkpoints.get(agent_id) if agent_id is not None else None
+        if checkpoint is not None and checkpoint.logits is not None and checkpoint.tokens == tokens \
+                and checkpoint.fingerprint == engine._fingerprint:
+            return checkpoint.logits.copy(), len(tokens)
+        self._clear(seq)
+        keep = 0
+        best = self._best_state(agent_id, tokens)
+        if best is not None and llama_cpp.llama_state_seq_set_data(engine.llm.ctx, best.data, best.size, seq):
+            keep = min(_common_prefix(best.tokens, tokens), len(tokens) - 1)
+            if keep < len(best.tokens) and not self._can_roll_back(seq, keep):
+                keep = 0
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(engine.llm.ctx), seq, keep, -1)
+        try:
+            batch, pos = self._batch, keep
+            while pos < len(tokens):
+                part = tokens[pos : pos + engine.n_batch]
+                for j, token in enumerate(part):
+                    batch.token[j] = token
+                    batch.pos[j] = pos + j
+                    batch.n_seq_id[j] = 1
+                    batch.seq_id[j][0] = seq
+                    batch.logits[j] = False
+                batch.logits[len(part) - 1] = True
+                batch.n_tokens = len(part)
+                status = llama_cpp.llama_decode(engine.llm.ctx, batch)
+                if status != 0:
+                    raise GenerationError(f"llama.cpp failed to evaluate the probe (status {status})")
+                pos += len(part)
+            return self._row(batch.n_tokens - 1).copy(), keep
+        finally:
+            self._clear(seq)
 
     # -- one step --------------------------------------------------------------------------
     def step(self, new: Sequence[Job]) -> None:
@@ -296,15 +340,7 @@ class BatchServer:
             keep = min(_common_prefix(slot.tokens, prompt), limit)
             return self._truncate(slot, keep)
         self._clear(seq)
-        if agent is None:
-            return 0
-        best: SavedState | None = None
-        for state in (engine._states.get(agent), engine._checkpoints.get(agent)):
-            if state is None or state.fingerprint != engine._fingerprint:
-                continue
-            usable = _common_prefix(state.tokens, prompt) >= len(state.tokens) - 1
-            if usable and (best is None or len(state.tokens) > len(best.tokens)):
-                best = state
+        best = self._best_state(agent, prompt)
         if best is None:
             return 0
         t0 = time.perf_counter()
@@ -319,6 +355,18 @@ class BatchServer:
         if keep < len(best.tokens) and not self._can_roll_back(seq, keep):
             keep = 0
         return self._truncate(slot, keep)
+
+    def _best_state(self, agent: str | None, prompt: list[int]) -> SavedState | None:
+        """The agent's longest saved state that `prompt` extends (give or take its last token)."""
+        engine = self.engine
+        best: SavedState | None = None
+        for state in (engine._states.get(agent), engine._checkpoints.get(agent)) if agent is not None else ():
+            if state is None or state.fingerprint != engine._fingerprint:
+                continue
+            usable = _common_prefix(state.tokens, prompt) >= len(state.tokens) - 1
+            if usable and (best is None or len(state.tokens) > len(best.tokens)):
+                best = state
+        return best
 
     def _truncate(self, slot: Slot, keep: int) -> int:
         import llama_cpp
