@@ -536,12 +536,11 @@ class LocalEngine:
         new, and afterwards the live sequence is simply cut back to where it ended. Any other
         resident state the probe displaced is restored from its saved copy (which equals it
         byte for byte), so the next request finds exactly what it would have found. The
-        saved states and checkpoints are never written.
+        saved states and checkpoints are never written. A batched engine probes in its
+        scratch sequence instead, between steps, touching no slot.
         """
-        import llama_cpp
         import numpy as np
 
-        llm = self.llm
         started = time.perf_counter()
         tokens = self.tokenize(prompt)
         if len(tokens) >= self.n_ctx:
@@ -553,6 +552,22 @@ class LocalEngine:
             if not ids:
                 raise GenerationError(f"probe choice {choice!r} has no tokens")
             firsts.append(ids[0])
+        if self._batch is not None:  # a batched engine probes in its scratch sequence, between steps
+            row, keep = self._batch.probe_row(agent_id, tokens)
+        else:
+            row, keep = self._probe_sequence_0(agent_id, tokens)
+        row -= row.max()
+        np.exp(row, out=row)
+        total = float(row.sum(dtype=np.float64))
+        probabilities = tuple(float(row[t]) / total for t in firsts)
+        return ProbeResult(tuple(choices), probabilities, "logits", prompt_tokens=len(tokens),
+                           evaluated_tokens=len(tokens) - keep, total_ms=(time.perf_counter() - started) * 1000)
+
+    def _probe_sequence_0(self, agent_id: str | None, tokens: list[int]) -> tuple[Any, int]:
+        """The sequential engine's probe: evaluate on sequence 0, copy the row, put it back."""
+        import llama_cpp
+
+        llm = self.llm
         before, n_before = self._resident, llm.n_tokens
         memory = llama_cpp.llama_get_memory(llm.ctx)
         keep = self._make_resident(agent_id, tokens, GenerationStats())
@@ -568,12 +583,7 @@ class LocalEngine:
             raise GenerationError(f"llama.cpp failed to evaluate the probe ({exc})") from None
         finally:
             self._put_back(before, n_before, keep)
-        row -= row.max()
-        np.exp(row, out=row)
-        total = float(row.sum(dtype=np.float64))
-        probabilities = tuple(float(row[t]) / total for t in firsts)
-        return ProbeResult(tuple(choices), probabilities, "logits", prompt_tokens=len(tokens),
-                           evaluated_tokens=len(tokens) - keep, total_ms=(time.perf_counter() - started) * 1000)
+        return row, keep
 
     def _put_back(self, before: str | None, n_before: int, keep: int) -> None:
         """Sequence 0 as it was before a probe: cut back if the probe only added to the
