@@ -13,7 +13,6 @@ from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
 from textual.widget import MountError
 from textual.widgets import Markdown, Static
-from textual.widgets._markdown import MarkdownStream
 
 from townhall.turns import Turn, TurnKind, TurnStatus
 
@@ -46,7 +45,6 @@ class TurnView(Vertical):
         self.error: str | None = None
         self._label = Static(self._label_text(), classes="turn-label", markup=False)
         self._body = Markdown("", parser_factory=safe_markdown_parser)
-        self._stream: MarkdownStream | None = None
 
     async def build(self) -> None:
         """Mount label and body and wait for them, so text can go in straight away.
@@ -82,17 +80,18 @@ class TurnView(Vertical):
         return text
 
     async def append(self, text: str) -> None:
-        """Add streamed text; the Markdown stream batches re-parses when it falls behind."""
+        """Add streamed text, awaited to the end before the next piece or the turn's finish.
+
+        Not Textual's MarkdownStream: stopping it cancels an append in flight, and the
+        final fragment then raced that append and could be lost from the screen (a
+        finished turn showed its first sentence only). The token batcher already limits
+        re-parses to a dozen a second, which is what the stream's coalescing was for.
+        """
         self.text += text
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self._body)
-        await self._stream.write(text)
+        await self._body.append(text)
 
     async def finish(self, turn: Turn) -> None:
         """Show the turn as recorded: trimming may have removed streamed text."""
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
         self.status = turn.status
         self.error = turn.error
         body = turn.content
