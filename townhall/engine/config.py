@@ -24,6 +24,8 @@ class EngineConfig(BaseModel):
     threads: int | None = Field(default=None, ge=1)  # None = physical cores
     gpu_layers: int = -1  # -1 = all that the build can offload; 0 = CPU only
     flash_attn: bool = False
+    # Sequences the local engine decodes together (concurrent requests share each step).
+    parallel: int = Field(default=1, ge=1, le=256)
     base_url: str | None = None
     api_model: str | None = None
     api_key_env: str | None = None

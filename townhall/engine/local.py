@@ -27,6 +27,10 @@ the saved state ends where the emitted text ends (tokens that only formed a stop
 are dropped while the full cache is still live), and a second checkpoint taken at the end
 of the prompt serves when the next prompt diverges inside the agent's own turn (the
 scheduler trimmed it, or the text re-tokenizes differently). Anything earlier rebuilds.
+
+With `parallel` > 1 the context holds that many sequences in one unified KV cache and
+`engine/batch.py` serves requests instead of the sequential loop below: concurrent
+requests are decoded together, one `llama_decode` a step, under the same per-agent rules.
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ import ctypes
 import os
 import time
 from collections import deque
+from contextlib import nullcontext
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from townhall.engine.base import (
     DecodingSupport,
@@ -55,8 +60,11 @@ from townhall.engine.config import EngineConfig
 from townhall.engine.decoding import BanIndexCache, TokenClasses, TurnConstraints
 from townhall.engine.model_file import GGUFHeader, resolve_model_path, validate_model_file
 from townhall.engine.stops import StopMatcher
-from townhall.engine.system import gpu_offload_supported, physical_cores, without_cpu_repack
+from townhall.engine.system import context_defaults, gpu_offload_supported, physical_cores, without_cpu_repack
 from townhall.errors import ContextOverflowError, GenerationError, ModelLoadError
+
+if TYPE_CHECKING:
+    from townhall.engine.batch import BatchServer
 
 _SEQ = 0  # every agent's tokens live in sequence 0 while it is resident
 _PENALTY_LAST_N = 64  # tokens the repeat penalty looks back over
@@ -92,7 +100,10 @@ class LocalEngine:
         n_batch: int = 512,
         swa_full: bool = True,
         fast_greedy: bool = True,
+        parallel: int = 1,
     ) -> None:
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
         self._requested_path = model_path
         self.n_ctx = n_ctx
         self.threads = threads or physical_cores()
@@ -103,6 +114,9 @@ class LocalEngine:
         # Greedy decoding without llama.cpp's sampler chain, which copies all n_vocab logits
         # into a candidate array every token (1.1 ms with Gemma's 262k vocabulary).
         self.fast_greedy = fast_greedy
+        # Sequences decoded together (engine/batch.py); 1 keeps the sequential path.
+        self.parallel = parallel
+        self._batch: BatchServer | None = None
         self.model_path: Path | None = None
         self.header: GGUFHeader | None = None
         self.llm: Any = None
@@ -130,6 +144,7 @@ class LocalEngine:
             threads=config.threads,
             gpu_layers=config.gpu_layers,
             flash_attn=config.flash_attn,
+            parallel=config.parallel,
         )
 
     # -- lifecycle -----------------------------------------------------------
@@ -167,10 +182,12 @@ class LocalEngine:
         or a benchmark baseline's that must match it)."""
         from llama_cpp import Llama
 
-        with without_cpu_repack():
+        # Batched: one unified cache with room for every sequence's full context.
+        sequences = context_defaults(n_seq_max=self.parallel, kv_unified=True) if self.parallel > 1 else nullcontext()
+        with without_cpu_repack(), sequences:
             return Llama(
                 model_path=str(self.model_path),
-                n_ctx=self.n_ctx,
+                n_ctx=self.n_ctx * self.parallel,
                 n_batch=self.n_batch,
                 n_ubatch=self.n_batch,
                 n_threads=self.threads,
@@ -208,7 +225,11 @@ class LocalEngine:
             str(x)
             for x in (path.resolve(), stat.st_size, int(stat.st_mtime), llama_cpp_version, self.n_ctx,
                       self.n_batch, self.swa_full, self.flash_attn, self.offloaded_layers > 0)
-        )
+        ) + (f"|x{self.parallel}" if self.parallel > 1 else "")
+        if self.parallel > 1:
+            from townhall.engine.batch import BatchServer
+
+            self._batch = BatchServer(self, self.parallel)
         self._info = EngineInfo(
             backend="local",
             model_name=self.header.name or path.stem,
@@ -263,6 +284,9 @@ class LocalEngine:
         self._executor.shutdown(wait=False)
 
     def _close_model(self) -> None:
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
         self._states.clear()
         self._checkpoints.clear()
         self._resident = None
@@ -283,6 +307,8 @@ class LocalEngine:
     async def _serve_forever(self) -> None:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
+        if self._batch is not None:
+            return await self._serve_batched(self._batch)
         while True:
             generation = await self._queue.get()
             if generation.cancelled:
@@ -301,6 +327,27 @@ class LocalEngine:
                 generation._finish(None, error)
             else:
                 generation._finish(stats)
+
+    async def _serve_batched(self, batch: BatchServer) -> None:
+        """Hand every queued request to the batch between steps; one step per executor call."""
+        from townhall.engine.batch import Job
+
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+
+        def job(gen: Generation) -> Job:
+            return Job(
+                gen.request,
+                feed=lambda piece: loop.call_soon_threadsafe(gen._feed, piece),
+                cancelled=lambda: gen.cancelled,
+                done=lambda stats, error: loop.call_soon_threadsafe(gen._finish, stats, error),
+            )
+
+        while True:
+            new = [] if batch.has_work() else [job(await self._queue.get())]
+            while not self._queue.empty():
+                new.append(job(self._queue.get_nowait()))
+            await loop.run_in_executor(self._executor, batch.step, new)
 
     async def count_tokens(self, text: str) -> int:
         if self.llm is None:
@@ -323,6 +370,8 @@ class LocalEngine:
         self._checkpoints.pop(agent_id, None)
         if self._resident == agent_id:
             self._resident = None
+        if self._batch is not None:
+            self._batch.forget(agent_id)
 
     def export_state(self, agent_id: str) -> SavedState | None:
         return self._states.get(agent_id)
@@ -335,6 +384,8 @@ class LocalEngine:
         self._checkpoints.pop(agent_id, None)
         if self._resident == agent_id:
             self._resident = None
+        if self._batch is not None:
+            self._batch.forget(agent_id)
         return True
 
     # -- the work, on the llama thread -------------------------------------------
@@ -345,6 +396,8 @@ class LocalEngine:
         cancelled: Callable[[], bool] = lambda: False,
     ) -> GenerationStats:
         """Run one request to the end on the calling thread; the engine's only entry to llama.cpp."""
+        if self._batch is not None:
+            return self._batch.serve_one(request, feed, cancelled)
         import llama_cpp
 
         llm = self.llm
@@ -596,12 +649,14 @@ class _GreedyPicker:
         self._penalty = np.float32(repeat_penalty)
         self._recent: deque[int] = deque(maxlen=_PENALTY_LAST_N)
 
-    def pick(self) -> int:
+    def pick(self, row: Any = None) -> int:
+        """Pick from `row` (a batched sequence's logits) or else the last evaluated position's."""
         import llama_cpp
 
         np = self._np
-        pointer = llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
-        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+        if row is None:
+            row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm.ctx, -1), shape=(self._n_vocab,))
+        logits = row
         if self._recent and self._penalty != 1.0:
             ids = np.fromiter(set(self._recent), dtype=np.int64)
             logits = logits.copy()

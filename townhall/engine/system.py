@@ -86,3 +86,28 @@ def without_cpu_repack(enabled: bool | None = None) -> Iterator[None]:
         yield
     finally:
         high_level.llama_cpp.llama_model_default_params = original
+
+
+@contextmanager
+def context_defaults(**fields: Any) -> Iterator[None]:
+    """Build a `Llama(...)` inside this block with these llama_context_params fields set.
+
+    Why: `Llama()` takes no `n_seq_max` or `kv_unified` argument (only its embedding mode
+    sets them), and the batched engine needs both. Like `without_cpu_repack`, the defaults
+    are swapped for the length of the load: load models on one thread at a time.
+    """
+    from llama_cpp import llama as high_level
+
+    original = high_level.llama_cpp.llama_context_default_params
+
+    def defaults() -> Any:
+        params = original()
+        for name, value in fields.items():
+            setattr(params, name, value)
+        return params
+
+    high_level.llama_cpp.llama_context_default_params = defaults
+    try:
+        yield
+    finally:
+        high_level.llama_cpp.llama_context_default_params = original
