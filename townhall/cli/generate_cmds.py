@@ -65,7 +65,7 @@ def generate_cmd(
         width = _local_default(engine_config.model, engine_config.gpu_layers, len(personas), config.n_ctx)
     if width is not None:
         width = cap_to_work(width, topics=work, count=count, forever=forever)
-        engine_config = engine_config.model_copy(update={"parallel": width})
+        engine_config = engine_config.model_validate({**engine_config.model_dump(), "parallel": width})
     reporter = make_reporter(sys.stdout, count_written=count is not None)
     with Store.open(db) as store:
         engine = build_engine(engine_config)
