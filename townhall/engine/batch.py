@@ -86,10 +86,13 @@ class BatchServer:
 
         self.engine = engine
         self.table = SlotTable(parallel)
+        self.scratch = parallel  # one more sequence, outside the slots, for probes between steps
         self.waiting: deque[Job] = deque()
         self.active: dict[int, _Turn] = {}  # by seq id
         self.restore_failures = 0  # restores llama.cpp refused (no contiguous free cells): prefilled instead
         self.steps = 0
+        self.step_s = 0.0  # time inside step(), and the part of it inside llama_decode:
+        self.decode_s = 0.0  # the rest is this module's own overhead
         self._forget: deque[str] = deque()  # agents to evict, posted from the event loop
         self._batch = llama_cpp.llama_batch_init(engine.n_batch, 0, 1)
         self._n_vocab = engine.llm.n_vocab()
@@ -103,6 +106,15 @@ class BatchServer:
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
+
+    def abort(self, error: BaseException) -> None:
+        """End every request in flight or in line with `error` (the step itself broke)."""
+        for turn in list(self.active.values()):
+            if not turn.finished:
+                self._fail(turn, error)
+        self.active.clear()
+        while self.waiting:
+            self.waiting.popleft().done(None, error)
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.active)
@@ -129,11 +141,55 @@ class BatchServer:
         assert stats is not None
         return stats
 
+    def probe_row(self, agent_id: str | None, tokens: list[int]) -> tuple[Any, int]:
+        """The logits row after `tokens` on the agent's saved state, and how many tokens it covered.
+
+        Runs between steps in the scratch sequence, so no slot (busy or resident) is touched
+        and no state is written: the agent's best saved state is restored there (its saved
+        copy equals its resident tokens), only the rest is evaluated, then the scratch is
+        cleared. A prompt-end checkpoint for exactly `tokens` answers without evaluating.
+        """
+        import llama_cpp
+
+        engine, seq = self.engine, self.scratch
+        checkpoint = engine._checkpoints.get(agent_id) if agent_id is not None else None
+        if checkpoint is not None and checkpoint.logits is not None and checkpoint.tokens == tokens \
+                and checkpoint.fingerprint == engine._fingerprint:
+            return checkpoint.logits.copy(), len(tokens)
+        self._clear(seq)
+        keep = 0
+        best = self._best_state(agent_id, tokens)
+        if best is not None and llama_cpp.llama_state_seq_set_data(engine.llm.ctx, best.data, best.size, seq):
+            keep = min(_common_prefix(best.tokens, tokens), len(tokens) - 1)
+            if keep < len(best.tokens) and not self._can_roll_back(seq, keep):
+                keep = 0
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(engine.llm.ctx), seq, keep, -1)
+        try:
+            batch, pos = self._batch, keep
+            while pos < len(tokens):
+                part = tokens[pos : pos + engine.n_batch]
+                for j, token in enumerate(part):
+                    batch.token[j] = token
+                    batch.pos[j] = pos + j
+                    batch.n_seq_id[j] = 1
+                    batch.seq_id[j][0] = seq
+                    batch.logits[j] = False
+                batch.logits[len(part) - 1] = True
+                batch.n_tokens = len(part)
+                status = llama_cpp.llama_decode(engine.llm.ctx, batch)
+                if status != 0:
+                    raise GenerationError(f"llama.cpp failed to evaluate the probe (status {status})")
+                pos += len(part)
+            return self._row(batch.n_tokens - 1).copy(), keep
+        finally:
+            self._clear(seq)
+
     # -- one step --------------------------------------------------------------------------
     def step(self, new: Sequence[Job]) -> None:
         """Admit what can start, decode one batch, sample every sequence that has logits."""
         import llama_cpp
 
+        entered = time.perf_counter()
         self.waiting.extend(new)
         self._evict_forgotten()
         self._admit()
@@ -163,7 +219,9 @@ class BatchServer:
                     batch.logits[n - 1] = True
                 chunks.append((turn, tokens, n - 1 if chunk.completes else -1))
             batch.n_tokens = n
+            t0 = time.perf_counter()
             status = llama_cpp.llama_decode(self.engine.llm.ctx, batch)
+            self.decode_s += time.perf_counter() - t0
             self.steps += 1
             if status != 0:
                 error = GenerationError(f"llama.cpp failed to decode a batch (status {status})")
@@ -178,15 +236,16 @@ class BatchServer:
         for turn in self.active.values():
             if turn.first_row is not None and not turn.pending:
                 ready.append((turn, None))
-        for turn, index in ready:
+        for turn, at in ready:
             if turn.finished:
                 continue
             try:
-                self._advance(turn, index)
+                self._advance(turn, at)
             except Exception as exc:  # noqa: BLE001 - reported through the request, the batch goes on
                 self._fail(turn, GenerationError(f"llama.cpp failed while generating ({exc})"))
         for seq in [seq for seq, turn in self.active.items() if turn.finished]:
             del self.active[seq]
+        self.step_s += time.perf_counter() - entered
 
     def _evict_forgotten(self) -> None:
         while self._forget:
@@ -281,15 +340,7 @@ class BatchServer:
             keep = min(_common_prefix(slot.tokens, prompt), limit)
             return self._truncate(slot, keep)
         self._clear(seq)
-        if agent is None:
-            return 0
-        best: SavedState | None = None
-        for state in (engine._states.get(agent), engine._checkpoints.get(agent)):
-            if state is None or state.fingerprint != engine._fingerprint:
-                continue
-            usable = _common_prefix(state.tokens, prompt) >= len(state.tokens) - 1
-            if usable and (best is None or len(state.tokens) > len(best.tokens)):
-                best = state
+        best = self._best_state(agent, prompt)
         if best is None:
             return 0
         t0 = time.perf_counter()
@@ -304,6 +355,18 @@ class BatchServer:
         if keep < len(best.tokens) and not self._can_roll_back(seq, keep):
             keep = 0
         return self._truncate(slot, keep)
+
+    def _best_state(self, agent: str | None, prompt: list[int]) -> SavedState | None:
+        """The agent's longest saved state that `prompt` extends (give or take its last token)."""
+        engine = self.engine
+        best: SavedState | None = None
+        for state in (engine._states.get(agent), engine._checkpoints.get(agent)) if agent is not None else ():
+            if state is None or state.fingerprint != engine._fingerprint:
+                continue
+            usable = _common_prefix(state.tokens, prompt) >= len(state.tokens) - 1
+            if usable and (best is None or len(state.tokens) > len(best.tokens)):
+                best = state
+        return best
 
     def _truncate(self, slot: Slot, keep: int) -> int:
         import llama_cpp

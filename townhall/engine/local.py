@@ -183,11 +183,14 @@ class LocalEngine:
         from llama_cpp import Llama
 
         # Batched: one unified cache with room for every sequence's full context.
-        sequences = context_defaults(n_seq_max=self.parallel, kv_unified=True) if self.parallel > 1 else nullcontext()
-        with without_cpu_repack(), sequences:
+        # Batched: one unified cache with room for every sequence's full context, and one
+        # sequence more for probes between steps (BatchServer.probe_row).
+        sequences = self.parallel + 1 if self.parallel > 1 else 1
+        defaults = context_defaults(n_seq_max=sequences, kv_unified=True) if sequences > 1 else nullcontext()
+        with without_cpu_repack(), defaults:
             return Llama(
                 model_path=str(self.model_path),
-                n_ctx=self.n_ctx * self.parallel,
+                n_ctx=self.n_ctx * sequences,
                 n_batch=self.n_batch,
                 n_ubatch=self.n_batch,
                 n_threads=self.threads,
@@ -336,18 +339,23 @@ class LocalEngine:
         loop = asyncio.get_running_loop()
 
         def job(gen: Generation) -> Job:
-            return Job(
-                gen.request,
-                feed=lambda piece: loop.call_soon_threadsafe(gen._feed, piece),
-                cancelled=lambda: gen.cancelled,
-                done=lambda stats, error: loop.call_soon_threadsafe(gen._finish, stats, error),
-            )
+            def feed(piece: str) -> None:
+                loop.call_soon_threadsafe(gen._feed, piece)
+
+            def done(stats: GenerationStats | None, error: BaseException | None) -> None:
+                loop.call_soon_threadsafe(gen._finish, stats, error)
+
+            return Job(gen.request, feed, lambda: gen.cancelled, done)
 
         while True:
             new = [] if batch.has_work() else [job(await self._queue.get())]
             while not self._queue.empty():
                 new.append(job(self._queue.get_nowait()))
-            await loop.run_in_executor(self._executor, batch.step, new)
+            try:
+                await loop.run_in_executor(self._executor, batch.step, new)
+            except Exception as exc:  # noqa: BLE001 - reported through the handles, engine stays up
+                error = GenerationError(f"generation failed: {exc}")
+                await loop.run_in_executor(self._executor, batch.abort, error)
 
     async def count_tokens(self, text: str) -> int:
         if self.llm is None:
@@ -541,6 +549,8 @@ class LocalEngine:
         """
         import llama_cpp
 
+        if self._batch is not None:  # sequence 0 is a slot of the batch: use BatchServer.probe_row
+            raise RuntimeError("the sequential path's sequence 0 is not available on a batched engine")
         llm = self.llm
         limit = len(prompt) - 1  # at least one token must be evaluated to get logits...
         checkpoint = self._checkpoints.get(agent_id) if agent_id is not None else None
