@@ -102,7 +102,7 @@ def bench(
     engine_flags: EngineFlags,
     agents: Annotated[int, typer.Option("--agents", help="Agents taking turns.")] = 4,
     turns: Annotated[
-        Optional[int], typer.Option("--turns", help="Turns in the scripted debate (48), or per town hall with --quality (24).")
+        Optional[int], typer.Option("--turns", help="Turns in the scripted debate (48), or per town hall with --quality (24) or --generate (6).")
     ] = None,
     tokens: Annotated[int, typer.Option("--tokens", help="Tokens generated per turn at most.")] = 40,
     ways: Annotated[str, typer.Option("--ways", help="Comma-separated: reprefill,save_state,townhall.")] = (
@@ -136,7 +136,7 @@ def bench(
     """Run the same scripted debate three ways and print what per-agent KV states save."""
     config = engine_flags.config()
     if generate:
-        _generate(config, parallel=parallel, conversations=conversations, turns=turns or 4, tokens=tokens,
+        _generate(config, parallel=parallel, conversations=conversations, turns=turns or 6, tokens=tokens,
                   n_ctx=engine_flags.n_ctx, as_json=as_json)
         return
     if quality:
