@@ -106,12 +106,13 @@ def test_real_model_run_writes_parseable_lines_and_resumes(tmp_path: Path, model
 
 
 @pytest.mark.model
-def test_sigint_keeps_finished_conversations(tmp_path: Path, model_path: Path) -> None:
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_sigint_keeps_finished_conversations(tmp_path: Path, model_path: Path, parallel: int) -> None:
     config = tiny_config(tmp_path, ["bridge", "leaf", "pocket"])
     out, db = tmp_path / "out.jsonl", tmp_path / "th.db"
     child = subprocess.Popen(
         [sys.executable, "-m", "townhall", "generate", str(config), "--forever", "--out", str(out), "--db", str(db),
-         "--model", str(model_path), "--threads", "2"],
+         "--model", str(model_path), "--threads", "2", "--parallel", str(parallel)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
     )
     try:
@@ -135,3 +136,36 @@ def test_sigint_keeps_finished_conversations(tmp_path: Path, model_path: Path) -
     with Store.open(db) as store:
         statuses = [s.status for s in store.list_sessions()]
     assert "running" not in statuses and statuses.count("finished") >= len(written)
+
+
+@pytest.mark.model
+def test_real_model_parallel_run_writes_count_lines_one_per_conversation_and_resumes(
+    tmp_path: Path, model_path: Path
+) -> None:
+    config = tiny_config(tmp_path, ["bridge", "leaf", "pocket", "bear"], assistant='"Answerer"')
+    out, db = tmp_path / "out.jsonl", tmp_path / "th.db"
+    args = ("generate", str(config), "--out", str(out), "--db", str(db), "--model", str(model_path),
+            "--threads", "2", "--parallel", "2")
+    first = townhall(*args, "--count", "2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "2 at a time" in first.stdout
+    written = [e for e in ledger(out) if e["outcome"] == "written"]
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == len(written) == 2  # --count 2: two conversations, one line each
+    for row, entry in zip(rows, written):  # in topic order, each its own topic's conversation
+        messages = row["messages"]
+        assert messages[0]["role"] == "system" and messages[0]["content"].startswith("You are Answerer")
+        assert f'"{entry["topic"]}"' in messages[0]["content"] and messages[-1]["role"] == "assistant"
+        assert all(m["content"].strip() for m in messages) and entry["lines"] == 1
+    order = ["bridge", "leaf", "pocket", "bear"]
+    assert [e["topic"] for e in ledger(out)] == order[: len(ledger(out))]
+    # resumed: the other topics, nothing rewritten
+    before = out.read_bytes()
+    second = townhall(*args, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert out.read_bytes().startswith(before)
+    topics = [e["topic"] for e in ledger(out) if e["outcome"] == "written"]
+    assert len(topics) == len(set(topics)) and len(out.read_text().splitlines()) == len(topics)
+    assert set(topics) | {e["topic"] for e in ledger(out) if e["outcome"] == "dropped"} == set(order)
+    with Store.open(db) as store:
+        assert "running" not in {s.status for s in store.list_sessions()}

@@ -37,6 +37,7 @@ def test_example_config_loads_with_its_personas() -> None:
     spec = config.spec_for("leaf", 5)
     assert '"leaf"' in spec.motion and "{word}" not in spec.motion
     assert spec.title == "Word lesson: leaf" and spec.max_turns == config.turns and spec.seed == 5
+    assert config.assistant_name() == "Teacher" and config.parallel is None
 
 
 def test_words_file_is_relative_to_the_config_and_merged_once(tmp_path: Path) -> None:
@@ -93,6 +94,24 @@ def test_fingerprint_ignores_the_word_list_but_not_the_motion(tmp_path: Path) ->
     other = load_config(write(tmp_path, BASE.replace("mean", "sound like") + 'words = ["a"]\n', "c.toml"))
     assert one.name != more.name and one.fingerprint() == more.fingerprint()
     assert other.fingerprint() != one.fingerprint()
+
+
+def test_assistant_must_be_a_speaker_and_defaults_to_who_answers(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="assistant 'Tutor' is not one of the speakers \\(Student, Teacher\\)"):
+        load_config(write(tmp_path, BASE + 'assistant = "Tutor"\n'))
+    assert load_config(write(tmp_path, BASE)).assistant_name() == "Teacher"  # the last participant
+    moderated = load_config(write(tmp_path, BASE + 'moderator = "Moderator"\n'))
+    assert moderated.assistant_name() == "Moderator"
+    with pytest.raises(ConfigError, match="parallel"):
+        load_config(write(tmp_path, BASE + "parallel = 0\n"))
+
+
+def test_fingerprint_ignores_how_a_run_is_carried_out(tmp_path: Path) -> None:
+    """`parallel` and `assistant` change speed and rendering, not which conversations a run
+    holds: an output written before they existed resumes with them set."""
+    plain = load_config(write(tmp_path, BASE + 'words = ["a"]\n'))
+    tuned = load_config(write(tmp_path, BASE + 'words = ["a"]\nparallel = 4\nassistant = "Student"\n', "t.toml"))
+    assert plain.fingerprint() == tuned.fingerprint() == "d2f6584a2f91d36a"  # as before these fields existed
 
 
 def test_conversation_seeds_repeat_and_differ() -> None:

@@ -102,7 +102,7 @@ def bench(
     engine_flags: EngineFlags,
     agents: Annotated[int, typer.Option("--agents", help="Agents taking turns.")] = 4,
     turns: Annotated[
-        Optional[int], typer.Option("--turns", help="Turns in the scripted debate (48), or per town hall with --quality (24).")
+        Optional[int], typer.Option("--turns", help="Turns in the scripted debate (48), or per town hall with --quality (24) or --generate (6).")
     ] = None,
     tokens: Annotated[int, typer.Option("--tokens", help="Tokens generated per turn at most.")] = 40,
     ways: Annotated[str, typer.Option("--ways", help="Comma-separated: reprefill,save_state,townhall.")] = (
@@ -122,10 +122,23 @@ def bench(
     baseline_s: Annotated[
         Optional[float], typer.Option("--baseline-s", help="With --quality: seconds per turn to hold speed against.")
     ] = None,
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Run the same conversations one at a time and N at a time (generate --parallel).")
+    ] = False,
+    parallel: Annotated[
+        Optional[str], typer.Option("--parallel", help="With --generate: the Ns, comma-separated (1,4,8,16; a server 1,4).")
+    ] = None,
+    conversations: Annotated[
+        Optional[int], typer.Option("--conversations", min=1, help="With --generate: how many (default: the largest N, at least 8).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the same scripted debate three ways and print what per-agent KV states save."""
     config = engine_flags.config()
+    if generate:
+        _generate(config, parallel=parallel, conversations=conversations, turns=turns or 6, tokens=tokens,
+                  n_ctx=engine_flags.n_ctx, as_json=as_json)
+        return
     if quality:
         _quality(config, debates=debates, turns=turns or 24, transcripts=transcripts, baseline_s=baseline_s, as_json=as_json)
         return
@@ -212,6 +225,45 @@ def _quality(config: Any, *, debates: int, turns: int, transcripts: Path | None,
         typer.echo(json.dumps(summary))
     else:
         for line in report_lines(summary, baseline_s):
+            typer.echo(line)
+
+
+def _generate(config: Any, *, parallel: str | None, conversations: int | None, turns: int, tokens: int,
+              n_ctx: int | None, as_json: bool) -> None:
+    import asyncio
+
+    from townhall.bench.generate import SPEAKERS, bench_specs, report_lines, run_generate_bench
+    from townhall.engine.factory import EngineConfig, build_engine
+    from townhall.personas import PersonaRegistry
+
+    wanted = parallel or ("1,4" if config.backend == "openai" else "1,4,8,16")
+    try:
+        ns = [int(n) for n in wanted.split(",") if n.strip()]
+    except ValueError:
+        raise TownhallError(f"--parallel {wanted!r}: give whole numbers separated by commas, e.g. 1,4,8") from None
+    if not ns or min(ns) < 1 or max(ns) > 256:
+        raise TownhallError(f"--parallel {wanted!r}: each N between 1 and 256")
+    if config.backend == "openai" and not config.base_url:
+        raise TownhallError("--backend openai needs --base-url URL")
+    try:
+        specs = bench_specs(conversations or max(8, *ns), turns=turns, tokens=tokens, n_ctx=n_ctx or 1024)
+    except ValueError as error:
+        raise TownhallError(f"--conversations: {error}") from None
+    personas = PersonaRegistry.default().resolve(list(SPEAKERS))
+    base = config.model_dump()
+    base["n_ctx"] = n_ctx or 1024
+
+    def make_engine(n: int) -> Any:
+        return build_engine(EngineConfig.model_validate({**base, "parallel": n}))
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    summary = asyncio.run(run_generate_bench(make_engine, specs, personas, ns, progress=progress))
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        for line in report_lines(summary):
             typer.echo(line)
 
 

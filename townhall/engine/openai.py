@@ -53,6 +53,7 @@ from townhall.engine.stops import StopMatcher
 from townhall.errors import BackendUnavailableError, ContextOverflowError, GenerationError, TownhallError
 
 T = TypeVar("T")
+SERVER_STREAMS = 4  # streams at once to a server that says nothing of its slots (vLLM and others)
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "eos": "stop", "length": "length", "max_tokens": "length"}
 
@@ -96,13 +97,21 @@ class OpenAIEngine:
         backoff_s: float = 0.5,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 120.0,
+        streams: int = 1,
     ) -> None:
-        """`pin_slots=None` detects llama-server; True/False forces slot pinning on or off."""
+        """`pin_slots=None` detects llama-server; True/False forces slot pinning on or off.
+
+        `streams`: how many requests the caller keeps in flight (`generate --parallel N`).
+        With more than one, agents are not pinned to slots: N conversations' agents would
+        collide on the same few slots and queue behind each other; unpinned, llama-server
+        gives each request an idle slot, preferring the one whose cache shares its prefix.
+        """
         self.root = server_root(base_url)
         self._api_key_env = api_key_env
         self._requested_model = model
         self._n_ctx = n_ctx
         self._pin_override = pin_slots
+        self.streams = max(1, streams)
         self.max_tries = max(1, max_tries)
         self.backoff_s = backoff_s
         self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, write=30.0, pool=None)
@@ -130,6 +139,7 @@ class OpenAIEngine:
             model=config.api_model,
             api_key_env=config.api_key_env,
             n_ctx=config.n_ctx,
+            streams=config.parallel,
         )
 
     def __repr__(self) -> str:  # never shows the key
@@ -144,7 +154,7 @@ class OpenAIEngine:
     def pins_slots(self) -> bool:
         if self._pin_override is not None:
             return self._pin_override
-        return self.server is not None and self.server.pins_slots
+        return self.server is not None and self.server.pins_slots and self.streams == 1
 
     async def start(self) -> None:
         if self._client is not None:
@@ -164,10 +174,7 @@ class OpenAIEngine:
                 raise GenerationError(f"inference server at {self.root} lists no models; pass --api-model NAME")
             self._model = server.models[0]
         self._slots = max(1, server.total_slots or 1)
-        # llama-cpp-python interrupts a running stream when any other request arrives,
-        # so it gets one request at a time; llama-server one per slot.
-        width = {"llama-server": self._slots, "llama-cpp-python": 1}.get(server.kind, 4)
-        self._gate = asyncio.Semaphore(width)
+        self._gate = asyncio.Semaphore(self.max_streams)
         # llama-server and vLLM answer /tokenize (on a 404 we fall back to an estimate);
         # llama-cpp-python has /extras/tokenize/count, which counts a BOS with every text.
         self._tokenize_overhead = 0
@@ -177,6 +184,19 @@ class OpenAIEngine:
         else:
             self._tokenize_path = "/tokenize"
         self._info = self._make_info()
+
+    @property
+    def max_streams(self) -> int:
+        """Requests sent at once (more wait here). llama-cpp-python interrupts a running stream
+        when any other request arrives, so it gets one at a time; llama-server one per slot
+        (`-np`); any other server (vLLM batches on its own) `SERVER_STREAMS`, or the
+        caller's `streams` if more."""
+        kind = self.server.kind if self.server is not None else None
+        if kind == "llama-cpp-python":
+            return 1
+        if kind == "llama-server":
+            return self._slots
+        return max(SERVER_STREAMS, self.streams)
 
     def generate(self, request: GenerationRequest) -> Generation:
         generation = Generation(request)

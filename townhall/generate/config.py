@@ -25,6 +25,10 @@ WORD = "{word}"
 OutputFormat = Literal["jsonl", "sharegpt", "txt"]
 OUTPUT_FORMATS: tuple[str, ...] = ("jsonl", "sharegpt", "txt")
 _SEED_SPACE = 2**31 - 1
+MAX_PARALLEL = 256
+# Fields that change how a run is carried out or rendered, never which conversations it
+# holds: a resumed run with another `parallel` or `assistant` goes on with the same topics.
+_NOT_IN_FINGERPRINT = {"name", "words", "words_file", "out", "format", "assistant", "parallel"}
 
 
 class GenerateConfig(BaseModel):
@@ -52,6 +56,11 @@ class GenerateConfig(BaseModel):
     agents_dir: Path | None = None
     format: OutputFormat = "jsonl"
     out: Path | None = None
+    # Whose turns are `assistant` in the one-line-per-conversation output (jsonl, sharegpt);
+    # None: the moderator if there is one, else the last participant (`assistant_name`).
+    assistant: str | None = None
+    # Conversations in flight at once; None: chosen from the machine (`generate.parallel`).
+    parallel: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
 
     @field_validator("motion")
     @classmethod
@@ -87,6 +96,10 @@ class GenerateConfig(BaseModel):
     def _consistent(self) -> GenerateConfig:
         if self.min_turns > self.turns:
             raise ValueError(f"min_turns ({self.min_turns}) is more than turns ({self.turns})")
+        if self.assistant is not None and self.assistant not in self.persona_names():
+            raise ValueError(
+                f"assistant {self.assistant!r} is not one of the speakers ({', '.join(self.persona_names())})"
+            )
         return self
 
     # -- derived ---------------------------------------------------------------------
@@ -96,7 +109,7 @@ class GenerateConfig(BaseModel):
         Adding words to a list or renaming the file resumes the old output; changing
         who talks, the motion or the sampling starts the topics over.
         """
-        data = self.model_dump(mode="json", exclude={"name", "words", "words_file", "out", "format"})
+        data = self.model_dump(mode="json", exclude=_NOT_IN_FINGERPRINT)
         blob = json.dumps(data, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
@@ -119,6 +132,11 @@ class GenerateConfig(BaseModel):
 
     def persona_names(self) -> list[str]:
         return list(self.participants) + ([self.moderator] if self.moderator else [])
+
+    def assistant_name(self) -> str:
+        """Whose turns train the assistant: `assistant`, else the moderator (the one who
+        leads, like a teacher), else the last participant (who answers the first)."""
+        return self.assistant or self.moderator or self.participants[-1]
 
 
 def fill(template: str, word: str) -> str:

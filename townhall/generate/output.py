@@ -6,6 +6,8 @@ The ledger beside it (`OUT.ledger`, JSON lines) records each topic written or
 dropped with the byte offset the output reached; that is what makes a re-run with
 the same config and output skip the topics already done. Ledger entries beyond the
 output's current size (the output was truncated or replaced) are not trusted.
+Each entry also names the output's shape (one line per conversation with a named
+assistant, one per speaker, or a transcript), so one file never mixes two shapes.
 """
 
 from __future__ import annotations
@@ -39,10 +41,24 @@ class LedgerEntry(BaseModel):
     lines: int = 0
     end: int = 0  # output size in bytes once this entry's conversation was appended
     at: float = 0.0
+    shape: str | None = None  # None: written before shapes were recorded (one line per speaker)
+
+    def shape_or_legacy(self) -> str:
+        return self.shape or ("transcript" if self.format == "txt" else "per-speaker")
 
 
 def ledger_path(out: Path) -> Path:
     return out.with_name(out.name + LEDGER_SUFFIX)
+
+
+def describe_shape(shape: str) -> str:
+    """`conversation:Teacher` -> "one line per conversation (assistant: Teacher)", for error lines."""
+    kind, _, assistant = shape.partition(":")
+    if kind == "conversation":
+        return f"one line per conversation (assistant: {assistant})"
+    if kind == "per-speaker":
+        return "one line per speaker (--per-speaker)"
+    return "transcripts"
 
 
 def _append_durably(path: Path, data: bytes) -> int:
@@ -57,10 +73,13 @@ def _append_durably(path: Path, data: bytes) -> int:
 class OutputFile:
     """The conversations file of one generate run, with the ledger that makes it resumable."""
 
-    def __init__(self, path: Path, fmt: str, fingerprint: str) -> None:
+    def __init__(self, path: Path, fmt: str, fingerprint: str, shape: str | None = None) -> None:
+        """`shape` names what a conversation becomes (`conversation:Teacher`, `per-speaker`,
+        `transcript`); None: whatever the format's legacy shape was."""
         self.path = Path(path)
         self.format = fmt
         self.fingerprint = fingerprint
+        self.shape = shape or ("transcript" if fmt == "txt" else "per-speaker")
         self.ledger = ledger_path(self.path)
         self.entries: list[LedgerEntry] = []
         self._load()
@@ -92,6 +111,12 @@ class OutputFile:
             raise ConfigError(
                 f"--out {self.path} already holds {', '.join(sorted(formats))} conversations; "
                 f"write {self.format} to another file"
+            )
+        shapes = {e.shape_or_legacy() for e in trusted if e.format == self.format}
+        if shapes and self.shape not in shapes:
+            raise ConfigError(
+                f"--out {self.path} already holds {describe_shape(sorted(shapes)[0])}; this run writes "
+                f"{describe_shape(self.shape)}: use the same settings or write to another file"
             )
         self.entries = trusted
         if stale:
@@ -132,7 +157,7 @@ class OutputFile:
         end = _append_durably(self.path, data)
         entry = LedgerEntry(
             fingerprint=self.fingerprint, format=self.format, topic=topic, attempt=attempt, outcome="written",
-            session_id=session_id, seed=seed, lines=text.count("\n"), end=end, at=time.time(),
+            session_id=session_id, seed=seed, lines=text.count("\n"), end=end, at=time.time(), shape=self.shape,
         )
         self._record(entry)
         return entry
@@ -142,7 +167,7 @@ class OutputFile:
         size = self.path.stat().st_size if self.path.is_file() else 0
         entry = LedgerEntry(
             fingerprint=self.fingerprint, format=self.format, topic=topic, attempt=attempt, outcome="dropped",
-            reason=reason, session_id=session_id, seed=seed, end=size, at=time.time(),
+            reason=reason, session_id=session_id, seed=seed, end=size, at=time.time(), shape=self.shape,
         )
         self._record(entry)
         return entry

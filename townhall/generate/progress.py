@@ -47,8 +47,18 @@ def summary_lines(summary: Summary) -> list[str]:
     if summary.aborted:
         lines.append(f"aborted: {summary.aborted}")
     elif summary.stopped:
-        lines.append("stopped: the conversation in progress was kept in the store, not written")
+        lines.append("stopped: conversations in progress were kept in the store, not written")
     return lines
+
+
+def at_a_time(parallel: int) -> str:
+    return f"; {parallel} at a time" if parallel > 1 else ""
+
+
+def stopping_text(in_flight: int) -> str:
+    if in_flight <= 1:
+        return "stopping: the conversation in progress will not be written; finished ones are"
+    return f"stopping: the {in_flight} conversations in progress will not be written; finished ones are"
 
 
 def outcome_text(outcome: Outcome) -> str:
@@ -73,19 +83,19 @@ class PlainReporter(Reporter):
         self.stream.write(line + "\n")
         self.stream.flush()
 
-    def begin(self, *, total: int | None, skipped: int, topics: int, out: Path) -> None:
+    def begin(self, *, total: int | None, skipped: int, topics: int, out: Path, parallel: int = 1) -> None:
         self.total = total
         plan = "until stopped" if total is None else f"{total} to go"
         done = f", {skipped} already done" if skipped else ""
-        self._say(f"generate: {topics} topics{done}; {plan}; writing to {out}")
+        self._say(f"generate: {topics} topics{done}; {plan}{at_a_time(parallel)}; writing to {out}")
 
     def conversation(self, outcome: Outcome, summary: Summary) -> None:
         position = summary.written if self.count_written else summary.done
         of = f"/{self.total}" if self.total is not None else ""
         self._say(f"[{position}{of}] {outcome_text(outcome)}")
 
-    def stopping(self) -> None:
-        self._say("stopping: the conversation in progress will not be written")
+    def stopping(self, in_flight: int = 1) -> None:
+        self._say(stopping_text(in_flight))
 
     def end(self, summary: Summary) -> None:
         for line in summary_lines(summary):
@@ -114,9 +124,9 @@ class RichReporter(Reporter):
         )
         self._task: TaskID | None = None
 
-    def begin(self, *, total: int | None, skipped: int, topics: int, out: Path) -> None:
+    def begin(self, *, total: int | None, skipped: int, topics: int, out: Path, parallel: int = 1) -> None:
         done = f", {skipped} already done" if skipped else ""
-        self.console.print(Text(f"generate: {topics} topics{done}; writing to {out}"))
+        self.console.print(Text(f"generate: {topics} topics{done}{at_a_time(parallel)}; writing to {out}"))
         self._began = time.monotonic()
         self._progress.start()
         self._task = self._progress.add_task("generating", total=total, dropped=0, tps=0.0)
@@ -135,8 +145,8 @@ class RichReporter(Reporter):
             self._progress.update(self._task, completed=completed, dropped=sum(summary.dropped.values()),
                                   tps=summary.tokens_per_s)
 
-    def stopping(self) -> None:
-        self._progress.console.print(Text("stopping: the conversation in progress will not be written"))
+    def stopping(self, in_flight: int = 1) -> None:
+        self._progress.console.print(Text(stopping_text(in_flight)))
 
     def end(self, summary: Summary) -> None:
         self._progress.stop()

@@ -1,14 +1,23 @@
-"""The generate loop: one town hall per topic on one shared engine, judged, stored and appended.
+"""The generate loop: town halls on one shared engine, N at a time, judged, stored and appended.
 
 Everything comes in from outside (the engine, the store, the personas, the output
 file, a reporter and a clock), so a test can run the same loop on a scripted
 engine and a temp database. Each conversation is a normal session in the store;
-only the ones that pass `cleaning.judge` reach the output, rendered by the same
-export functions `townhall export` uses.
+only the ones that pass `cleaning.judge` reach the output (`chats.render`).
+
+With `parallel` N, N conversations are in flight at once (the local engine steps
+them in one batch, a server gets N streams). Each runs in a slot whose number
+prefixes its agents' engine ids (`Scheduler.agent_prefix`), so two conversations'
+"Teacher" never share a KV state. Conversations start in topic order and are
+committed (written or dropped, with their ledger entry and report line) in that same
+order, whatever order they finish in: the output, the ledger and the attempt numbers
+are those of a one-at-a-time run. With `--count`, no more are in flight than could
+still be needed, so none is generated only to be thrown away.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import Counter
@@ -20,28 +29,30 @@ from typing import Any
 from townhall.engine.base import Engine
 from townhall.errors import NotFoundError, TownhallError
 from townhall.events import Event, TurnFinished
-from townhall.export import FORMATS
+from townhall.generate import chats
 from townhall.generate.cleaning import judge
 from townhall.generate.config import GenerateConfig, conversation_seed
 from townhall.generate.output import OutputFile
 from townhall.personas import Persona
-from townhall.session import Session, SessionPlan
+from townhall.scheduler import Scheduler
+from townhall.session import Session, SessionPlan, SessionResult, SessionScheduler
+from townhall.spec import TownHallSpec
 from townhall.store import Store
 
-STOPPED = "stopped"
+STOPPED = "stopped"  # the session's own end reason when a stop cut it (townhall.session.STOPPED)
 EMPTY = "empty"
 
 
 class Reporter:
     """What the runner tells a progress view; the base class ignores it all (quiet runs, tests)."""
 
-    def begin(self, *, total: int | None, skipped: int, topics: int, out: Path) -> None: ...
+    def begin(self, *, total: int | None, skipped: int, topics: int, out: Path, parallel: int = 1) -> None: ...
 
     def turn(self, tokens: int) -> None: ...
 
     def conversation(self, outcome: Outcome, summary: Summary) -> None: ...
 
-    def stopping(self) -> None: ...
+    def stopping(self, in_flight: int = 1) -> None: ...
 
     def end(self, summary: Summary) -> None: ...
 
@@ -101,6 +112,26 @@ class Summary:
         }
 
 
+@dataclass
+class _Conversation:
+    """One conversation from dispatch to commit: its place in the plan, its slot, its result."""
+
+    index: int
+    topic: str
+    attempt: int
+    seed: int | None
+    spec: TownHallSpec
+    slot: int
+    session: Session | None = None
+    result: SessionResult | None = None
+    seconds: float = 0.0
+
+
+def agent_prefix(slot: int, parallel: int) -> str:
+    """Engine ids of a slot's agents: the bare names when one conversation runs at a time."""
+    return "" if parallel <= 1 else f"{slot}/"
+
+
 class Runner:
     """Runs the topics of one config into one output file. `stop()` ends it cleanly, from any callback."""
 
@@ -115,6 +146,7 @@ class Runner:
         *,
         count: int | None = None,
         forever: bool = False,
+        parallel: int = 1,
         reporter: Reporter | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -128,13 +160,17 @@ class Runner:
         self.output = output
         self.count = count
         self.forever = forever
+        self.parallel = max(1, parallel)
         self.reporter = reporter or Reporter()
         self.clock = clock
         self.rng = rng or random.SystemRandom()
         self.max_failures = max_failures
         self.summary = Summary(out=output.path, format=output.format)
         self._stopping = False
-        self._session: Session | None = None
+        self._running: dict[int, _Conversation] = {}  # dispatched, not yet finished
+        self._finished: dict[int, _Conversation] = {}  # finished, waiting for the ones before them
+        self._free_slots = list(range(self.parallel))
+        self._busy_since: float | None = None
 
     # -- control --------------------------------------------------------------------
     def pending(self) -> list[str]:
@@ -143,14 +179,19 @@ class Runner:
         return [t for t in self.topics if t.casefold() not in done]
 
     def stop(self) -> None:
-        """Stop now: the turn being generated is cut, that conversation is not written."""
+        """Stop now: the turns being generated are cut, those conversations are not written;
+        every conversation that already finished is still written, in order."""
         if self._stopping:
             return
         self._stopping = True
         self.summary.stopped = True
-        self.reporter.stopping()
-        if self._session is not None:
-            self._session.request_stop()
+        self.reporter.stopping(len(self._running))
+        self._halt()
+
+    def _halt(self) -> None:
+        for conversation in self._running.values():
+            if conversation.session is not None:
+                conversation.session.request_stop()
 
     @property
     def stopping(self) -> bool:
@@ -168,77 +209,163 @@ class Runner:
             return self.count
         return min(pending, self.count) if self.count is not None else pending
 
+    def _may_start(self) -> bool:
+        """A free slot, not stopping, and (with --count) still short of the count even if every
+        conversation already under way is written."""
+        if self._stopping or self.summary.aborted or not self._free_slots:
+            return False
+        under_way = len(self._running) + len(self._finished)
+        return self.count is None or self.summary.written + under_way < self.count
+
     # -- running ----------------------------------------------------------------------
     async def run(self) -> Summary:
         started = self.clock()
         pending = self.pending()
         self.summary.skipped = len(self.topics) - len(pending)
         self.reporter.begin(
-            total=self._total(len(pending)), skipped=self.summary.skipped, topics=len(self.topics), out=self.output.path
+            total=self._total(len(pending)), skipped=self.summary.skipped, topics=len(self.topics), out=self.output.path,
+            parallel=self.parallel,
         )
-        failures = 0
+        tasks: dict[asyncio.Task[None], _Conversation] = {}
         try:
             if pending or self.forever:
                 await self.engine.start()
-            for topic in self._plan():
-                if self._stopping or (self.count is not None and self.summary.written >= self.count):
-                    break
-                outcome, error = await self._conversation(topic)
-                if outcome.reason == STOPPED:
-                    break
-                failures = failures + 1 if error else 0
-                self.reporter.conversation(outcome, self.summary)
-                if failures >= self.max_failures:
-                    self.summary.aborted = f"{failures} conversations in a row failed; the last: {error}"
-                    break
+            await self._pool(tasks)
         except TownhallError as failure:
             self.summary.aborted = str(failure)
         finally:
-            self._forget()
+            if tasks:  # an abort or a cancelled run: settle every session's record first
+                self._halt()
+                await asyncio.wait(set(tasks), timeout=30.0)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            self._forget_all()
+            self._idle()
             self.summary.elapsed_s = self.clock() - started
             self.reporter.end(self.summary)
         return self.summary
 
-    def _forget(self) -> None:
-        """Drop every participant's KV state, so nothing one topic said leaks into the next."""
-        for persona in self.personas:
-            self.engine.forget(persona.name)
+    async def _pool(self, tasks: dict[asyncio.Task[None], _Conversation]) -> None:
+        """Keep up to `parallel` conversations running; commit finished ones in plan order."""
+        plan = self._plan()
+        attempts_under_way: Counter[str] = Counter()
+        next_index = next_commit = failures = 0
+        while True:
+            while self._may_start():
+                topic = next(plan, None)
+                if topic is None:
+                    break
+                key = topic.casefold()
+                attempt = self.output.attempts(topic) + attempts_under_way[key]
+                attempts_under_way[key] += 1
+                conversation = self._dispatch(next_index, topic, attempt)
+                tasks[asyncio.ensure_future(self._converse(conversation))] = conversation
+                next_index += 1
+            if not tasks:
+                return
+            done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                conversation = tasks.pop(task)
+                task.result()  # a bug in _converse surfaces here, not silently
+                self._finished[conversation.index] = conversation
+            while next_commit in self._finished:
+                conversation = self._finished.pop(next_commit)
+                next_commit += 1
+                attempts_under_way[conversation.topic.casefold()] -= 1
+                outcome, error = self._commit(conversation)
+                if outcome.reason == STOPPED:
+                    continue
+                self.reporter.conversation(outcome, self.summary)
+                if self.summary.aborted:
+                    continue
+                failures = failures + 1 if error else 0
+                if failures >= self.max_failures:
+                    self.summary.aborted = f"{failures} conversations in a row failed; the last: {error}"
+                    self._halt()
 
-    async def _conversation(self, topic: str) -> tuple[Outcome, str | None]:
-        attempt = self.output.attempts(topic)
+    def _dispatch(self, index: int, topic: str, attempt: int) -> _Conversation:
         base = self.config.seed
         seed = conversation_seed(base, topic, attempt) if base is not None else self.rng.randrange(2**31 - 1)
-        spec = self.config.spec_for(topic, seed)
-        self._forget()
+        slot = self._free_slots.pop(0)
+        conversation = _Conversation(index, topic, attempt, seed, self.config.spec_for(topic, seed), slot)
+        self._running[index] = conversation
+        return conversation
+
+    def _keys(self, slot: int) -> list[str]:
+        prefix = agent_prefix(slot, self.parallel)
+        return [f"{prefix}{persona.name}" for persona in self.personas]
+
+    def _forget(self, slot: int) -> None:
+        """Drop a slot's KV states, so nothing one topic said leaks into the next."""
+        for key in self._keys(slot):
+            self.engine.forget(key)
+
+    def _forget_all(self) -> None:
+        for slot in range(self.parallel):
+            self._forget(slot)
+
+    def _busy(self) -> None:
+        if self._busy_since is None:
+            self._busy_since = self.clock()
+
+    def _idle(self) -> None:
+        """Generation time is wall time with any conversation running, not the sum of their times."""
+        if self._busy_since is not None and not self._running:
+            self.summary.generation_s += self.clock() - self._busy_since
+            self._busy_since = None
+
+    async def _converse(self, conversation: _Conversation) -> None:
+        prefix = agent_prefix(conversation.slot, self.parallel)
+
+        def scheduler(engine: Engine, spec: TownHallSpec, personas: list[Persona], **kwargs: Any) -> SessionScheduler:
+            return Scheduler(engine, spec, personas, agent_prefix=prefix, **kwargs)
 
         def watch(event: Event) -> None:
             if isinstance(event, TurnFinished) and event.turn.stats is not None:
                 self.reporter.turn(event.turn.stats.generated_tokens)
 
-        session = Session(self.engine, SessionPlan(spec, self.personas), store=self.store, views=[watch])
-        self._session = session
+        self._forget(conversation.slot)
+        session = Session(self.engine, SessionPlan(conversation.spec, self.personas), store=self.store,
+                          views=[watch], scheduler_factory=scheduler)
+        conversation.session = session
+        self._busy()
         began = self.clock()
         try:
-            if self._stopping:
+            if self._stopping or self.summary.aborted:
                 session.request_stop()
-            result = await session.run()
+            conversation.result = await session.run()
+        except asyncio.CancelledError:
+            conversation.result = session.result  # set once the scheduler settled, else None
         finally:
-            self._session = None
-        seconds = self.clock() - began
-        reason, turns, session_id = result.reason, result.turns, result.session_id
+            conversation.seconds = self.clock() - began
+            conversation.session = None
+            del self._running[conversation.index]
+            self._forget(conversation.slot)
+            self._free_slots.append(conversation.slot)
+            self._free_slots.sort()
+            self._idle()
+
+    def _commit(self, conversation: _Conversation) -> tuple[Outcome, str | None]:
+        """Write or drop one finished conversation: one append to the output, one ledger line."""
+        topic, attempt, seed, spec = conversation.topic, conversation.attempt, conversation.seed, conversation.spec
+        result = conversation.result
+        reason = result.reason if result is not None else STOPPED
+        turns = result.turns if result is not None else []
+        session_id = result.session_id if result is not None else ""
         tokens = sum(t.stats.generated_tokens for t in turns if t.stats is not None)
         self.summary.tokens += tokens
-        self.summary.generation_s += seconds
-        error = (result.error or "unknown error") if reason == "error" else None
+        error = ((result.error if result is not None else None) or "unknown error") if reason == "error" else None
 
         def outcome(written: bool, why: str | None, detail: str = "", lines: int = 0) -> Outcome:
-            return Outcome(topic, attempt, session_id, seed, written, why, detail, lines, len(turns), tokens, seconds)
+            return Outcome(topic, attempt, session_id, seed, written, why, detail, lines, len(turns), tokens,
+                           conversation.seconds)
 
-        if self._stopping and reason == STOPPED:
+        if reason == STOPPED and (self._stopping or self.summary.aborted or result is None):
             return outcome(False, STOPPED, "interrupted; kept in the store, not written"), None
         verdict = judge(turns, exclude=self.config.exclude, min_turns=self.config.min_turns, end_reason=reason)
         if verdict.keep:
-            text = FORMATS[self.output.format](self.store, session_id)
+            text = chats.render(self.store, session_id, self.output.format, self.output.shape)
             if self.output.format == "txt" and text:
                 text += "\n\n"  # two blank lines between conversations, one between turns
             if text.strip():
