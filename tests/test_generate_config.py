@@ -37,6 +37,7 @@ def test_example_config_loads_with_its_personas() -> None:
     spec = config.spec_for("leaf", 5)
     assert '"leaf"' in spec.motion and "{word}" not in spec.motion
     assert spec.title == "Word lesson: leaf" and spec.max_turns == config.turns and spec.seed == 5
+    assert not spec.ballot  # a training conversation ends at its last turn: no probes, vote or minutes
     assert config.assistant_name() == "Teacher" and config.parallel is None
 
 

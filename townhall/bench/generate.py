@@ -46,6 +46,7 @@ def bench_specs(count: int, *, turns: int, tokens: int, n_ctx: int, seed: int = 
         TownHallSpec(
             title=f"Word lesson: {word}", motion=MOTION.replace("{word}", word), participants=list(SPEAKERS),
             max_turns=turns, seed=seed + i, sampling=sampling, n_ctx=n_ctx, context_strategy="truncate",
+            ballot=False,
         )
         for i, word in enumerate(TOPICS[:count])
     ]

@@ -114,7 +114,11 @@ class GenerateConfig(BaseModel):
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
     def spec_for(self, word: str, seed: int | None) -> TownHallSpec:
-        """The town hall for one topic: the motion and title with the word filled in."""
+        """The town hall for one topic: the motion and title with the word filled in.
+
+        No ballot: a training conversation ends at its last turn, without the probes, the
+        chair's announcement and the minutes a debate ends with.
+        """
         return TownHallSpec(
             title=fill(self.title, word),
             motion=fill(self.motion, word),
@@ -128,6 +132,7 @@ class GenerateConfig(BaseModel):
             n_ctx=self.n_ctx,
             context_strategy=self.context_strategy,
             prompt_format=self.prompt_format,
+            ballot=False,
         )
 
     def persona_names(self) -> list[str]:
