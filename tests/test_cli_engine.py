@@ -87,10 +87,13 @@ def test_bench_json_has_the_promised_keys(model_path: Path) -> None:
     summary = json.loads(result.stdout)
     names = [way["name"] for way in summary["ways"]]
     assert names == ["reprefill", "save_state", "townhall"]
+    keys = {"name", "total_s", "prefill_tokens", "generated_tokens", "turn_s", "restore_ms_max"}
     for way in summary["ways"]:
-        assert set(way) == {"name", "total_s", "prefill_tokens", "generated_tokens", "turn_s", "restore_ms_max"}
+        assert set(way) == keys | ({"probes", "probe_s", "probe_tokens"} if way["name"] == "townhall" else set())
         assert len(way["turn_s"]) == 4 and way["generated_tokens"] > 0
     town = summary["ways"][2]
+    # The townhall way probes each speaker after its turn: only the ballot cue is evaluated.
+    assert town["probes"] == 4 and 0 < town["probe_tokens"] <= 4 * 40 and summary["probe/debate_pct"] > 0
     assert town["prefill_tokens"] < summary["ways"][0]["prefill_tokens"]
     assert "reprefill/townhall" in summary and "save_state/townhall" in summary
     assert summary["townhall_prefill_minus_new_max"] <= 2

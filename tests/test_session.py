@@ -219,9 +219,15 @@ async def test_the_runner_on_the_real_model(tmp_path: Path, model_path: Path) ->
     with Store.open(tmp_path / "th.db") as store:
         result = await run_session(engine, plan, store=store, close_engine=True)
         stored = store.turns(result.session_id)
+        outcome = store.outcome_of(result.session_id)
     assert result.reason == "max_turns" and result.error is None
-    assert len(stored) == 2 and all(t.stats is not None and t.stats.generated_tokens > 0 for t in stored)
+    debate, announced = stored[:2], stored[2:]
+    assert all(t.stats is not None and t.stats.generated_tokens > 0 for t in debate)
     assert [t.content for t in stored] == [t.content for t in result.turns]
+    # The closing ballot: the chair (Cy) announces the recorded result in one scripted turn.
+    assert outcome is not None and outcome.minutes
+    assert [(t.speaker, t.kind, t.content) for t in announced] == [("Cy", TurnKind.MODERATOR, outcome.announcement)]
+    assert result.turns[2].phase == "vote"
 
 
 async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
