@@ -111,6 +111,19 @@ async def test_moderator_carries_no_stance_bar() -> None:
         assert [r.name for r in app.debate_screen.stats.query_one(StanceChart).rows] == ["Stacy", "Walt"]
 
 
+async def test_chairs_announcement_is_no_debate_turn_in_the_header() -> None:
+    engine = ScriptedEngine(None, delay=0.002, probe_script=_drifting_probe())
+    app = make_app(engine, turns=3, names=("Margaret", "Stacy", "Walt"))
+    app.debate_screen.debate.spec = app.debate_screen.debate.spec.model_copy(update={"moderator": "Margaret"})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.debate_screen
+        await wait_until(lambda: screen.state == "finished" and screen.minutes is not None, timeout=30)
+        await pilot.pause()
+        last = screen.scheduler.turns[-1]
+        assert (last.speaker, last.phase) == ("Margaret", "vote") and len(screen.scheduler.turns) == 4
+        assert screen.header.turn == 3  # "turn 3 of 3", not 4 of 3
+
+
 async def test_narrow_roster_shows_the_stance_in_words() -> None:
     app = make_app(turns=3)
     async with app.run_test(size=(80, 24)) as pilot:

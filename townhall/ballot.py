@@ -18,6 +18,7 @@ from typing import Literal
 from townhall.events import Vote
 
 Result = Literal["carried", "defeated", "tied"]
+VOTE_PHASE = "vote"  # the phase of the chair's announcement: a turn outside the debate's own count
 MAX_REASON_CHARS = 200
 
 

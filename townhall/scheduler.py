@@ -55,7 +55,16 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from townhall.ballot import MinutesEntry, Tally, clean_reason, completed_rounds, tally, vote_from, write_minutes
+from townhall.ballot import (
+    VOTE_PHASE,
+    MinutesEntry,
+    Tally,
+    clean_reason,
+    completed_rounds,
+    tally,
+    vote_from,
+    write_minutes,
+)
 from townhall.context import PROMPT_OVERHEAD, FitJob, make_strategy
 from townhall.engine.base import Engine, Generation, GenerationRequest, ProbeResult, SamplingParams
 from townhall.errors import ConfigError, TownhallError
@@ -720,7 +729,7 @@ class Scheduler:
             return None
         counted = tally(votes)
         if self.moderator is not None:
-            await self._scripted_turn(self.moderator, Slot(phase="vote", speaker=self.moderator.name,
+            await self._scripted_turn(self.moderator, Slot(phase=VOTE_PHASE, speaker=self.moderator.name,
                                                            line=counted.announcement))
         self.outcome = OutcomeDecided(self.session_id, counted.votes, counted.votes_for, counted.votes_against,
                                       counted.result, counted.announcement, self.clock())

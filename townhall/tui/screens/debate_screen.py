@@ -24,6 +24,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from townhall.ballot import VOTE_PHASE
 from townhall.errors import TownhallError
 from townhall.events import (
     Event,
@@ -351,7 +352,7 @@ class DebateScreen(Screen[None]):
     def _turn_started_event(self, event: TurnStarted) -> None:
         self._turn_pieces = 0
         self._turn_started = time.perf_counter()
-        if event.kind in (TurnKind.AGENT, TurnKind.MODERATOR):
+        if event.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and event.phase != VOTE_PHASE:
             self.header.turn = self._turns_this_run + 1
         colour, emoji = self._look(event.speaker, event.kind)
         self.transcript.call_later(self.transcript.start_turn, event.index, event.speaker, event.kind, colour, emoji)
@@ -364,7 +365,8 @@ class DebateScreen(Screen[None]):
         colour, emoji = self._look(turn.speaker, turn.kind)
         self.transcript.call_later(self.transcript.finish_turn, turn, colour, emoji)
         self._count_turn(turn)
-        if turn.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and turn.status != TurnStatus.SKIPPED:
+        if turn.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and turn.status != TurnStatus.SKIPPED \
+                and turn.phase != VOTE_PHASE:  # the chair's announcement of the vote is no debate turn
             self._turns_this_run += 1
             self.header.turn = self._turns_this_run
         if turn.stats is not None:
