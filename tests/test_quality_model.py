@@ -51,6 +51,9 @@ async def test_quality_bench_writes_transcripts_and_figures(model_path: Path, tm
     # Six turns: the moderator's welcome, four openings, then the closing call (scripted).
     assert debate["turns"] == 4 and summary["overall"]["turns"] == 4
     assert 0 <= debate["clean_rate"] <= 1 and debate["seconds_per_turn"] > 0
+    # The closing ballot probes all four; each clean opening was probed after it was said.
+    assert 4 <= debate["probes"] <= 8 and 0 < debate["probe/debate_pct"] < 100
+    assert summary["overall"]["probe/debate_pct"] == debate["probe/debate_pct"]
     (path,) = tmp_path.glob("*.txt")
     text = path.read_text()
     assert "-- opening --" in text and "-- closing --" in text and "Margaret: Good evening" in text

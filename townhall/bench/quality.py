@@ -17,6 +17,7 @@ from typing import Any
 
 from townhall.engine.base import Engine
 from townhall.errors import ConfigError, NotFoundError
+from townhall.events import OutcomeDecided
 from townhall.personas import PersonaRegistry, read_toml
 from townhall.quality import DebateScore, ScoredTurn, score_debate
 from townhall.spec import TownHallSpec, spec_from_data
@@ -104,14 +105,22 @@ async def run_quality_bench(
         transcripts.mkdir(parents=True, exist_ok=True)
     debates: list[dict[str, Any]] = []
     scores: list[DebateScore] = []
+    probe_ms, debate_total_s = 0.0, 0.0
     for number, base in enumerate(specs, start=1):
         spec = bench_spec(base, turns)
         names = list(dict.fromkeys([*([spec.moderator] if spec.moderator else []), *spec.participants]))
         personas = registry.resolve(names)
-        session = Session(engine, SessionPlan(spec, personas))  # the path `townhall run` takes
+        decided: list[float] = []  # when the closing ballot was counted: the debate's end, before the minutes
+
+        def watch(event: Any) -> None:
+            if isinstance(event, OutcomeDecided):
+                decided.append(time.perf_counter())
+
+        session = Session(engine, SessionPlan(spec, personas), views=[watch])  # the path `townhall run` takes
         started = time.perf_counter()
         result = await session.run()
         seconds = time.perf_counter() - started
+        cost = getattr(session.scheduler, "probe_cost", None)
         for persona in personas:
             engine.forget(persona.name)
         reason = result.reason
@@ -122,12 +131,22 @@ async def run_quality_bench(
         score, scored = score_debate(rows, [p.name for p in personas], seconds)
         scores.append(score)
         figures = {"title": spec.title, "motion": spec.motion, "seed": spec.seed, "end": reason, **score.figures()}
+        if cost is not None and cost.probes:
+            # Every stance probe (one after each participant's turn, and the closing ballot's)
+            # as a share of the debate's time up to the counted ballot (the minutes excluded).
+            debate_s = (decided[0] if decided else time.perf_counter()) - started
+            figures |= {"probes": cost.probes, "probe_ms_mean": round(cost.total_ms / cost.probes, 1),
+                        "probe/debate_pct": round(100 * cost.total_ms / 1000 / debate_s, 2)}
+            probe_ms += cost.total_ms
+            debate_total_s += debate_s
         debates.append(figures)
         progress(_line(f"{number}. {spec.title}", score.figures()))
         if transcripts is not None:
             path = transcripts / f"{number:02d}-{_slug(spec.title or spec.motion)}.txt"
             path.write_text(transcript_text(spec, spoken, scored, score.figures()), encoding="utf-8")
     overall = DebateScore.merge(scores).figures()
+    if debate_total_s:
+        overall["probe/debate_pct"] = round(100 * probe_ms / 1000 / debate_total_s, 2)
     return {"debates": debates, "overall": overall, "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()}}
 
 
@@ -143,6 +162,8 @@ def report_lines(summary: dict[str, Any], baseline_s: float | None = None) -> li
     lines = [_line(f"{i}. {d['title']}", d) for i, d in enumerate(summary["debates"], start=1)]
     overall = summary["overall"]
     lines.append(_line("overall", overall))
+    if "probe/debate_pct" in overall:
+        lines.append(f"stance probes: {overall['probe/debate_pct']:.2f}% of the debates' time (target <= 5%)")
     if overall["failures"]:
         lines.append("rejected turns: " + ", ".join(f"{k} {v}" for k, v in overall["failures"].items()))
     met = check_targets(overall, baseline_s)
