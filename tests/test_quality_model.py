@@ -51,8 +51,8 @@ async def test_quality_bench_writes_transcripts_and_figures(model_path: Path, tm
     # Six turns: the moderator's welcome, four openings, then the closing call (scripted).
     assert debate["turns"] == 4 and summary["overall"]["turns"] == 4
     assert 0 <= debate["clean_rate"] <= 1 and debate["seconds_per_turn"] > 0
-    # The closing ballot probes all four; each clean opening was probed after it was said.
-    assert 4 <= debate["probes"] <= 8 and 0 < debate["probe/debate_pct"] < 100
+    # Each clean opening was probed right after it was said; the closing ballot is timed apart.
+    assert 1 <= debate["probes"] <= 4 and 0 < debate["probe/debate_pct"] < 100 and debate["ballot_s"] > 0
     assert summary["overall"]["probe/debate_pct"] == debate["probe/debate_pct"]
     (path,) = tmp_path.glob("*.txt")
     text = path.read_text()

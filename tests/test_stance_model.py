@@ -97,7 +97,7 @@ async def test_greedy_debate_is_the_same_with_and_without_probes(model_path: Pat
             texts[ballot] = [(t.speaker, t.content) for t in scheduler.turns if t.kind == TurnKind.AGENT]
             if ballot:
                 assert scheduler.outcome is not None and scheduler.minutes
-                assert scheduler.probe_cost.probes == len(stances)
+                assert scheduler.probe_cost.probes == 6 and scheduler.ballot_cost.probes == 3 == len(stances) - 6
         finally:
             await engine.aclose()
     assert len(texts[False]) == 6

@@ -240,7 +240,8 @@ class Scheduler:
         self.stances: dict[str, float] = {}  # each participant's latest P(for)
         self.outcome: OutcomeDecided | None = None
         self.minutes: str | None = None
-        self.probe_cost = ProbeCost()
+        self.probe_cost = ProbeCost()  # the probes after each turn (the live stance meter)
+        self.ballot_cost = ProbeCost()  # the closing ballot's, each on the agent's full view
 
     def _make_policy(self) -> TurnPolicy:
         if self.spec.policy != AgendaPolicy.name:
@@ -672,7 +673,7 @@ class Scheduler:
         raise _EndSession("error", f"{turn.speaker}'s turn failed: {message}")
 
     # -- the stance probe, the closing ballot, the minutes ------------------------------
-    async def _read_stance(self, persona: Persona) -> ProbeResult | None:
+    async def _read_stance(self, persona: Persona, cost: ProbeCost) -> ProbeResult | None:
         """P(for) from the agent's own state and current view; None if the probe failed."""
         assert self._format is not None
         view = self._views[persona.name]
@@ -682,7 +683,7 @@ class Scheduler:
         except TownhallError as failure:
             log.warning("stance probe for %s failed: %s", persona.name, failure)
             return None
-        self.probe_cost.add(result)
+        cost.add(result)
         self.stances[persona.name] = result.share(0)
         return result
 
@@ -703,7 +704,7 @@ class Scheduler:
         if (not self.probing or self._stop_requested or persona is self.moderator or turn.speaker != persona.name
                 or not visible(turn)):
             return
-        result = await self._read_stance(persona)
+        result = await self._read_stance(persona, self.probe_cost)
         if result is not None:
             await self._publish_stance(persona, result, turn.index)
 
@@ -720,7 +721,7 @@ class Scheduler:
         last = len(self.turns) - 1
         for persona in self.speakers:
             await self._fit(persona, BALLOT_ROOM_TOKENS)
-            result = await self._read_stance(persona)
+            result = await self._read_stance(persona, self.ballot_cost)
             if result is None:
                 continue
             await self._publish_stance(persona, result, last)

@@ -105,7 +105,7 @@ async def run_quality_bench(
         transcripts.mkdir(parents=True, exist_ok=True)
     debates: list[dict[str, Any]] = []
     scores: list[DebateScore] = []
-    probe_ms, debate_total_s = 0.0, 0.0
+    probe_ms, ballot_total_ms, debate_total_s = 0.0, 0.0, 0.0
     for number, base in enumerate(specs, start=1):
         spec = bench_spec(base, turns)
         names = list(dict.fromkeys([*([spec.moderator] if spec.moderator else []), *spec.participants]))
@@ -121,6 +121,7 @@ async def run_quality_bench(
         result = await session.run()
         seconds = time.perf_counter() - started
         cost = getattr(session.scheduler, "probe_cost", None)
+        ballot = getattr(session.scheduler, "ballot_cost", None)
         for persona in personas:
             engine.forget(persona.name)
         reason = result.reason
@@ -132,12 +133,16 @@ async def run_quality_bench(
         scores.append(score)
         figures = {"title": spec.title, "motion": spec.motion, "seed": spec.seed, "end": reason, **score.figures()}
         if cost is not None and cost.probes:
-            # Every stance probe (one after each participant's turn, and the closing ballot's)
-            # as a share of the debate's time up to the counted ballot (the minutes excluded).
+            # The live meter's probes (one after each participant's turn) as a share of the
+            # debate's time up to the counted ballot (the minutes excluded); the closing
+            # ballot's probes, each on an agent's whole view, apart.
             debate_s = (decided[0] if decided else time.perf_counter()) - started
+            ballot_ms = ballot.total_ms if ballot is not None else 0.0
             figures |= {"probes": cost.probes, "probe_ms_mean": round(cost.total_ms / cost.probes, 1),
-                        "probe/debate_pct": round(100 * cost.total_ms / 1000 / debate_s, 2)}
+                        "probe/debate_pct": round(100 * cost.total_ms / 1000 / debate_s, 2),
+                        "ballot_s": round(ballot_ms / 1000, 2)}
             probe_ms += cost.total_ms
+            ballot_total_ms += ballot_ms
             debate_total_s += debate_s
         debates.append(figures)
         progress(_line(f"{number}. {spec.title}", score.figures()))
@@ -147,6 +152,7 @@ async def run_quality_bench(
     overall = DebateScore.merge(scores).figures()
     if debate_total_s:
         overall["probe/debate_pct"] = round(100 * probe_ms / 1000 / debate_total_s, 2)
+        overall["ballot/debate_pct"] = round(100 * ballot_total_ms / 1000 / debate_total_s, 2)
     return {"debates": debates, "overall": overall, "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()}}
 
 
@@ -163,7 +169,8 @@ def report_lines(summary: dict[str, Any], baseline_s: float | None = None) -> li
     overall = summary["overall"]
     lines.append(_line("overall", overall))
     if "probe/debate_pct" in overall:
-        lines.append(f"stance probes: {overall['probe/debate_pct']:.2f}% of the debates' time (target <= 5%)")
+        lines.append(f"stance probes after each turn: {overall['probe/debate_pct']:.2f}% of the debates' time "
+                     f"(target <= 5%); the closing ballots' probes: {overall['ballot/debate_pct']:.2f}%")
     if overall["failures"]:
         lines.append("rejected turns: " + ", ".join(f"{k} {v}" for k, v in overall["failures"].items()))
     met = check_targets(overall, baseline_s)
