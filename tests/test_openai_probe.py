@@ -18,7 +18,7 @@ PROMPT = (
     "Minutes of the Millbrook town hall. Motion: the town should build a new bridge.\n"
     "Speakers:\n- Ada, engineer: for the motion.\n- Bram, baker: against the motion.\n"
     "Ada: A bridge would save every commuter an hour a day.\n"
-    "\nThe vote at the end of the meeting:\n- Ada, engineer:"
+    "\nThe vote:\n- Ada, engineer:"
 )
 
 

@@ -150,7 +150,7 @@ def test_ballot_prompts_share_the_turn_prompts_prefix() -> None:
     fmt = TranscriptFormat(SPEC, [ANN, BOB])
     turn = fmt.render(ANN, None, lines).prompt
     ballot = fmt.render_ballot(ANN, None, lines)
-    assert ballot == turn.removesuffix("Ann:") + "\nThe vote at the end of the meeting:\n- Ann, engineer:"
+    assert ballot == turn.removesuffix("Ann:") + "\nThe vote:\n- Ann, engineer:"
     # After her turn, Ann's state holds her prompt and her words: the ballot only adds the cue.
     assert ballot.startswith(fmt.render(ANN, None, lines[:1]).prompt + " Bridges first.\n")
 

@@ -95,7 +95,7 @@ async def test_each_speaker_is_probed_after_its_turn_and_votes_at_the_end() -> N
     assert all(choices == BALLOT_CHOICES for _, _, choices in eng.probes)
     last_prompt = eng.probes[-1][1]
     # Cy's closing probe sees the whole debate, to its last line, then the vote.
-    assert last_prompt.endswith("Ann: Point 6 by room1/Ann.\n\nThe vote at the end of the meeting:\n- Cy, Cy the tester:")
+    assert last_prompt.endswith("Ann: Point 6 by room1/Ann.\n\nThe vote:\n- Cy, Cy the tester:")
 
 
 async def test_a_tie_does_not_carry_and_no_moderator_means_no_announcement() -> None:

@@ -24,7 +24,7 @@ PROMPT = (
     "Minutes of the Millbrook town hall. Motion: the town should build a new bridge.\n"
     "- Ada, engineer: for the motion.\n- Bram, baker: against the motion.\n\nAda:"
 )
-CUE = "\n\nThe vote at the end of the meeting:\n- Ada, engineer:"
+CUE = "\n\nThe vote:\n- Ada, engineer:"
 GREEDY = SamplingParams(temperature=0.0, max_tokens=20, stop=("\n",))
 
 

@@ -198,9 +198,12 @@ class TranscriptFormat:
         """The minutes go on to the vote, in the header's own `- Name, title: for the motion`
         form. Measured on the embedded 270M model against six other cues (a secret-ballot line
         ending in "votes", a chair's question, "I vote"...): the only one whose answer followed
-        each speaker's side instead of saying " for" for everyone."""
+        each speaker's side instead of saying " for" for everyone. "The vote:" rather than "The
+        vote at the end of the meeting:": six tokens fewer on every probe (12 in all before the
+        name and title), and on 12 speakers of three town halls the readings moved by 0.09 at
+        most, the "against" speakers' a little further toward against."""
         prompt = self.render(persona, summary, lines).prompt.removesuffix(f"{persona.name}:")
-        return prompt + f"\nThe vote at the end of the meeting:\n- {persona.name}, {persona.title}:"
+        return prompt + f"\nThe vote:\n- {persona.name}, {persona.title}:"
 
 
 @dataclass

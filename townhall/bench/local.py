@@ -59,7 +59,7 @@ class WayResult:
 
 def ballot_prompt(turn: ScriptedTurn, said: str) -> str:
     """The speaker's prompt, what it just said, then the ballot cue (as the transcript format words it)."""
-    return f"{turn.prompt}{said}\n\nThe vote at the end of the meeting:\n- {turn.speaker}:"
+    return f"{turn.prompt}{said}\n\nThe vote:\n- {turn.speaker}:"
 
 
 def _common(a: list[int], b: list[int]) -> int:
