@@ -32,6 +32,12 @@ CHAT_STOPS = ("\n\n\n", "\n```")
 BALLOT_CHOICES = (" for", " against")
 
 
+def ballot_cue(who: str) -> str:
+    """The transcript format's ballot line after the minutes ("- Walt, retired civil engineer"):
+    the next token is the vote (`BALLOT_CHOICES`). See `TranscriptFormat.render_ballot`."""
+    return f"\nThe vote:\n- {who}:"
+
+
 @dataclass(frozen=True)
 class Line:
     """One turn as an agent sees it."""
@@ -203,7 +209,7 @@ class TranscriptFormat:
         name and title), and on 12 speakers of three town halls the readings moved by 0.09 at
         most, the "against" speakers' a little further toward against."""
         prompt = self.render(persona, summary, lines).prompt.removesuffix(f"{persona.name}:")
-        return prompt + f"\nThe vote:\n- {persona.name}, {persona.title}:"
+        return prompt + ballot_cue(f"{persona.name}, {persona.title}")
 
 
 @dataclass

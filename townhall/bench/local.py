@@ -29,7 +29,7 @@ from townhall.bench.report import summarize_local
 from townhall.bench.script import ScriptedTurn, sampling, scripted_turns
 from townhall.engine.base import GenerationRequest, SamplingParams
 from townhall.engine.local import LocalEngine
-from townhall.prompts import BALLOT_CHOICES
+from townhall.prompts import BALLOT_CHOICES, ballot_cue
 
 LOCAL_WAYS = ("reprefill", "save_state", "townhall")
 Progress = Callable[[str], None]
@@ -59,7 +59,7 @@ class WayResult:
 
 def ballot_prompt(turn: ScriptedTurn, said: str) -> str:
     """The speaker's prompt, what it just said, then the ballot cue (as the transcript format words it)."""
-    return f"{turn.prompt}{said}\n\nThe vote:\n- {turn.speaker}:"
+    return f"{turn.prompt}{said}\n{ballot_cue(turn.speaker)}"
 
 
 def _common(a: list[int], b: list[int]) -> int:

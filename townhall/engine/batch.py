@@ -158,24 +158,18 @@ class BatchServer:
             return checkpoint.logits.copy(), len(tokens)
         self._clear(seq)
         keep = 0
-        best = self._best_state(agent_id, tokens)
+        best = engine.best_saved_state(agent_id, tokens)
         if best is not None and llama_cpp.llama_state_seq_set_data(engine.llm.ctx, best.data, best.size, seq):
             keep = min(_common_prefix(best.tokens, tokens), len(tokens) - 1)
-            if keep < len(best.tokens) and not self._can_roll_back(seq, keep):
+            if keep < len(best.tokens) and not self.engine._can_roll_back(keep, seq):
                 keep = 0
             llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(engine.llm.ctx), seq, keep, -1)
         try:
             batch, pos = self._batch, keep
             while pos < len(tokens):
                 part = tokens[pos : pos + engine.n_batch]
-                for j, token in enumerate(part):
-                    batch.token[j] = token
-                    batch.pos[j] = pos + j
-                    batch.n_seq_id[j] = 1
-                    batch.seq_id[j][0] = seq
-                    batch.logits[j] = False
+                batch.n_tokens = _put_tokens(batch, 0, part, seq, pos)
                 batch.logits[len(part) - 1] = True
-                batch.n_tokens = len(part)
                 status = llama_cpp.llama_decode(engine.llm.ctx, batch)
                 if status != 0:
                     raise GenerationError(f"llama.cpp failed to evaluate the probe (status {status})")
@@ -207,14 +201,7 @@ class BatchServer:
             for chunk in plan:
                 turn = self.active[chunk.key]
                 tokens = turn.pending[: chunk.count]
-                seq, base = turn.slot.seq_id, len(turn.slot.tokens)
-                for j, token in enumerate(tokens):
-                    batch.token[n] = token
-                    batch.pos[n] = base + j
-                    batch.n_seq_id[n] = 1
-                    batch.seq_id[n][0] = seq
-                    batch.logits[n] = False
-                    n += 1
+                n = _put_tokens(batch, n, tokens, turn.slot.seq_id, len(turn.slot.tokens))
                 if chunk.completes:
                     batch.logits[n - 1] = True
                 chunks.append((turn, tokens, n - 1 if chunk.completes else -1))
@@ -340,7 +327,7 @@ class BatchServer:
             keep = min(_common_prefix(slot.tokens, prompt), limit)
             return self._truncate(slot, keep)
         self._clear(seq)
-        best = self._best_state(agent, prompt)
+        best = self.engine.best_saved_state(agent, prompt)
         if best is None:
             return 0
         t0 = time.perf_counter()
@@ -352,21 +339,9 @@ class BatchServer:
             return 0
         slot.tokens = list(best.tokens)
         keep = min(_common_prefix(best.tokens, prompt), limit)
-        if keep < len(best.tokens) and not self._can_roll_back(seq, keep):
+        if keep < len(best.tokens) and not self.engine._can_roll_back(keep, seq):
             keep = 0
         return self._truncate(slot, keep)
-
-    def _best_state(self, agent: str | None, prompt: list[int]) -> SavedState | None:
-        """The agent's longest saved state that `prompt` extends (give or take its last token)."""
-        engine = self.engine
-        best: SavedState | None = None
-        for state in (engine._states.get(agent), engine._checkpoints.get(agent)) if agent is not None else ():
-            if state is None or state.fingerprint != engine._fingerprint:
-                continue
-            usable = _common_prefix(state.tokens, prompt) >= len(state.tokens) - 1
-            if usable and (best is None or len(state.tokens) > len(best.tokens)):
-                best = state
-        return best
 
     def _truncate(self, slot: Slot, keep: int) -> int:
         import llama_cpp
@@ -377,15 +352,6 @@ class BatchServer:
             llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.engine.llm.ctx), slot.seq_id, keep, -1)
         del slot.tokens[keep:]
         return keep
-
-    def _can_roll_back(self, seq: int, keep: int) -> bool:
-        n_swa = self.engine._n_swa
-        if not n_swa:
-            return True
-        import llama_cpp
-
-        pos_min = llama_cpp.llama_memory_seq_pos_min(llama_cpp.llama_get_memory(self.engine.llm.ctx), seq)
-        return bool(pos_min <= max(0, keep - n_swa + 1))
 
     # -- sampling ------------------------------------------------------------------------------
     def _row(self, index: int) -> Any:
@@ -536,3 +502,15 @@ def _sample_row(sampler: Any, row: Any) -> int:
     token = int(data["id"][array.selected])
     llama_cpp.llama_sampler_accept(sampler, token)
     return token
+
+
+def _put_tokens(batch: Any, at: int, tokens: Sequence[int], seq: int, pos: int) -> int:
+    """Write `tokens` of sequence `seq`, from position `pos`, into `batch` at index `at`,
+    none of them asking for logits; returns the index after the last one."""
+    for j, token in enumerate(tokens):
+        batch.token[at + j] = token
+        batch.pos[at + j] = pos + j
+        batch.n_seq_id[at + j] = 1
+        batch.seq_id[at + j][0] = seq
+        batch.logits[at + j] = False
+    return at + len(tokens)

@@ -657,13 +657,7 @@ class LocalEngine:
         llm.n_tokens = 0
         if agent_id is None:
             return 0
-        best: SavedState | None = None
-        for state in (self._states.get(agent_id), self._checkpoints.get(agent_id)):
-            if state is None or state.fingerprint != self._fingerprint:
-                continue
-            usable = _common_prefix(state.tokens, prompt) >= len(state.tokens) - 1
-            if usable and (best is None or len(state.tokens) > len(best.tokens)):
-                best = state
+        best = self.best_saved_state(agent_id, prompt)
         if best is None:
             return 0
         memory = llama_cpp.llama_get_memory(llm.ctx)
@@ -684,14 +678,27 @@ class LocalEngine:
             return 0
         return keep
 
-    def _can_roll_back(self, keep: int) -> bool:
-        """Whether every windowed cell that position `keep` attends to is still in the cache."""
+    def best_saved_state(self, agent_id: str | None, prompt: Sequence[int]) -> SavedState | None:
+        """The agent's longest saved state (last turn or prompt-end checkpoint) made for this
+        setup that `prompt` extends, give or take its last token; None if neither serves."""
+        best: SavedState | None = None
+        for state in (self._states.get(agent_id), self._checkpoints.get(agent_id)) if agent_id is not None else ():
+            if state is None or state.fingerprint != self._fingerprint:
+                continue
+            usable = _common_prefix(state.tokens, prompt) >= len(state.tokens) - 1
+            if usable and (best is None or len(state.tokens) > len(best.tokens)):
+                best = state
+        return best
+
+    def _can_roll_back(self, keep: int, seq: int = _SEQ) -> bool:
+        """Whether every windowed cell that position `keep` of sequence `seq` attends to is
+        still in the cache."""
         if not self._n_swa:
             return True
         import llama_cpp
 
-        pos_min = llama_cpp.llama_memory_seq_pos_min(llama_cpp.llama_get_memory(self.llm.ctx), _SEQ)
-        return pos_min <= max(0, keep - self._n_swa + 1)
+        pos_min = llama_cpp.llama_memory_seq_pos_min(llama_cpp.llama_get_memory(self.llm.ctx), seq)
+        return bool(pos_min <= max(0, keep - self._n_swa + 1))
 
     def _snapshot(self, n_tokens: int) -> SavedState:
         import llama_cpp
