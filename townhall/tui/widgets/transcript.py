@@ -88,7 +88,12 @@ class TurnView(Vertical):
         re-parses to a dozen a second, which is what the stream's coalescing was for.
         """
         self.text += text
-        await self._body.append(text)
+        try:
+            await self._body.append(text)
+        except MountError:
+            if self._body.is_attached:
+                raise
+            # the app is quitting and took the transcript down while this batch was parsed
 
     async def finish(self, turn: Turn) -> None:
         """Show the turn as recorded: trimming may have removed streamed text."""
