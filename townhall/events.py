@@ -35,6 +35,11 @@ class TurnStarted:
     kind: TurnKind
     at: float
     phase: str | None = None  # the agenda's phase (opening | questions | closing), else None
+    # Its node in the tree of branches (townhall/branches.py), the node before it, its branch:
+    # the record keys turns by node, since one index can hold several alternatives.
+    node: str = ""
+    parent: str | None = None
+    branch: int = 1
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,31 @@ class MinutesWritten:
 
 
 @dataclass(frozen=True)
+class BranchCreated:
+    """A new branch: regenerate or edit (its first turn follows as TurnStarted/TurnFinished) or
+    fork (nothing said on it yet). It shares the path up to `fork` with branch `parent`."""
+
+    session_id: str
+    branch: int
+    parent: int | None
+    fork: str | None  # the last shared node; None when it shares nothing
+    reason: str  # regenerate | edit | fork
+    at: float
+
+
+@dataclass(frozen=True)
+class BranchSwitched:
+    """The current path changed: a new branch, or the watcher picked another alternative or
+    branch. `turns` is the whole new path; views redraw it from `from_index` on."""
+
+    session_id: str
+    branch: int
+    turns: tuple[Turn, ...]
+    from_index: int
+    at: float
+
+
+@dataclass(frozen=True)
 class SessionEnded:
     session_id: str
     reason: str  # max_turns, token_budget, time_budget, closing_phrase, stopped, error
@@ -153,6 +183,8 @@ Event = Union[
     StanceMeasured,
     OutcomeDecided,
     MinutesWritten,
+    BranchCreated,
+    BranchSwitched,
     SessionEnded,
 ]
 

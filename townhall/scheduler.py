@@ -12,8 +12,14 @@ PUBLIC API CONTRACT (other layers code against this; the debate work implements 
     scheduler.interject(text, speaker="Audience")   # queued; becomes the next turn
     scheduler.stop()        # watcher ends the session after the current turn is settled
     scheduler.call_vote()   # end after the current turn with the closing ballot and the minutes
+    scheduler.regenerate(index=None)    # draw turn `index` (the last when None) again, on a new branch
+    scheduler.edit(index, text)         # the watcher's text replaces turn `index`, on a new branch
+    scheduler.fork(index)               # a new branch sharing turns 0..index; the debate goes on from it
+    scheduler.alternative(index, step)  # step (+1/-1) through turn `index`'s alternatives; the branch follows
+    scheduler.switch_branch(number)     # make another branch current
     scheduler.session_id: str
-    scheduler.turns: list[Turn]
+    scheduler.turns: list[Turn]             # the current branch's path: what every agent sees
+    scheduler.tree: TurnTree                # every turn on every branch (townhall/branches.py)
     scheduler.participants: list[Persona]   # speaking order (moderator included if any)
     scheduler.status: str   # "idle" | "running" | "paused" | "finished"
     scheduler.current_speaker: str | None
@@ -34,6 +40,13 @@ Notes on behaviour beyond the contract:
 - Under the `agenda` policy each turn carries its phase (`Turn.phase`, `TurnStarted.phase`)
   and the moderator's lines are written from the agenda (`Turn.scripted`), not generated.
 - Interjections are taken even while paused; they never wait for the model.
+- Branch operations (regenerate, edit, fork, alternative, switch_branch) are queued like
+  interjections and applied at the next turn boundary, also while paused (a regenerate then
+  generates its one turn and stays paused). Each publishes BranchCreated when it makes a
+  branch, then BranchSwitched with the new path, then the new turn's events (an edit's turn
+  is said at once, like a scripted line, with `Turn.author == WATCHER`). `history` (or
+  `tree`, for a session with branches) is where a resumed run starts; `max_turns` counts the
+  turns on the current path made in this run.
 - The outcome (on when `spec.ballot` and the engine has a stance probe): right after each
   participant's turn (not the moderator's) its stance is read from its own state, which is
   still resident, so only the ballot cue is evaluated, and published as StanceMeasured
@@ -55,6 +68,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from townhall.branches import TurnTree
 from townhall.ballot import (
     VOTE_PHASE,
     MinutesEntry,
@@ -182,6 +196,7 @@ class Scheduler:
         history: Sequence[Turn] = (),
         clock: Callable[[], float] = time.time,
         agent_prefix: str = "",
+        tree: TurnTree | None = None,
     ) -> None:
         self.engine = engine
         self.agent_prefix = agent_prefix
@@ -189,8 +204,12 @@ class Scheduler:
         self.bus = bus if bus is not None else EventBus()
         self.session_id = session_id or uuid.uuid4().hex[:12]
         self.clock = clock
-        self.resumed = bool(history)
-        self.turns: list[Turn] = list(history)
+        if tree is not None and history and [t.node for t in history] != [t.node for t in tree.path()]:
+            raise ValueError("history must be the tree's current path")
+        # Every turn on every branch; `turns` is the current branch's path, what agents see.
+        self.tree = tree if tree is not None else TurnTree.linear(list(history))
+        self.turns: list[Turn] = self.tree.path()
+        self.resumed = bool(self.turns)
         self._history_len = len(self.turns)
         pool = list(personas.values()) if isinstance(personas, Mapping) else list(personas)
         by_key = {p.name.casefold(): p for p in pool}
@@ -459,6 +478,15 @@ class Scheduler:
         return next(p for p in self.participants if p.name == name)
 
     # -- turns --------------------------------------------------------------------
+    def _append(self, turn: Turn) -> None:
+        """Put a new turn at the end of the current branch (its index, parent and branch set)."""
+        self.tree.add(turn)
+        self.turns.append(turn)
+
+    def _started(self, turn: Turn) -> TurnStarted:
+        return TurnStarted(self.session_id, turn.index, turn.speaker, turn.kind, turn.started_at, turn.phase,
+                           node=turn.node, parent=turn.parent, branch=turn.branch)
+
     async def _interjection_turn(self, item: _Interjection) -> None:
         now = self.clock()
         turn = Turn(
@@ -469,8 +497,8 @@ class Scheduler:
             status=TurnStatus.STREAMING,
             started_at=now,
         )
-        self.turns.append(turn)
-        await self._publish(TurnStarted(self.session_id, turn.index, turn.speaker, turn.kind, now))
+        self._append(turn)
+        await self._publish(self._started(turn))
         turn.status = TurnStatus.COMPLETE
         turn.finished_at = self.clock()
         await self._publish(TurnFinished(self.session_id, turn))
@@ -484,10 +512,10 @@ class Scheduler:
             index=index, speaker=persona.name, kind=TurnKind.MODERATOR, content=slot.line,
             started_at=self.clock(), phase=slot.phase, scripted=True,
         )
-        self.turns.append(turn)
+        self._append(turn)
         self.current_speaker = persona.name
         self.next_speaker = None
-        await self._publish(TurnStarted(self.session_id, index, persona.name, turn.kind, turn.started_at, slot.phase))
+        await self._publish(self._started(turn))
         await self._publish(TokenStreamed(self.session_id, index, persona.name, slot.line))
         turn.status = TurnStatus.COMPLETE
         turn.finished_at = self.clock()
@@ -594,11 +622,11 @@ class Scheduler:
         sampling = self._sampling(persona, index, 0)
         rendered = await self._fit(persona, sampling.max_tokens)
         turn = Turn(index=index, speaker=persona.name, kind=kind, started_at=self.clock(), sampling=sampling, phase=phase)
-        self.turns.append(turn)
+        self._append(turn)
         self.current_speaker = persona.name
         self.next_speaker = None
         self._skip_current = self._interrupt_current = False
-        await self._publish(TurnStarted(self.session_id, index, persona.name, kind, turn.started_at, phase))
+        await self._publish(self._started(turn))
         earlier = [t.content for t in self.turns[:index] if visible(t)]
         # For the engine's n-gram ban: the exemplar and the persona's own examples (a small
         # model copies them word for word), then everything said in the debate so far.

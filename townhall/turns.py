@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from townhall.engine.base import GenerationStats, SamplingParams
@@ -39,6 +40,20 @@ class Turn:
     error: str | None = None
     phase: str | None = None  # opening | questions | closing under the agenda policy, else None
     scripted: bool = False  # written by the scheduler from the agenda (a moderator's line), not the model
+    # Its place in the session's tree of branches (townhall/branches.py): `index` is its
+    # position on the path from the first turn, `parent` the node it follows.
+    node: str = field(default_factory=lambda: new_node_id(), compare=False)
+    parent: str | None = field(default=None, compare=False)  # the node of the turn before it on its path; None for the first turn
+    branch: int = 1  # the branch it was said on (1: the session's first)
+    author: str | None = None  # WATCHER when the watcher wrote its text (an edit), else None
+
+
+WATCHER = "watcher"
+
+
+def new_node_id() -> str:
+    """A turn's id in the tree: unique across sessions, so imports and forks never collide."""
+    return uuid.uuid4().hex[:16]
 
 
 def uses_turn_budget(turn: Turn) -> bool:
