@@ -164,7 +164,10 @@ class TownhallApp(App[None]):
         except TownhallError as exc:
             self.push_screen(ErrorScreen("Cannot resume that session", str(exc)))
             return
-        debate = Debate(plan.spec, list(plan.personas), session_id=plan.session_id, history=list(plan.history))
+        debate = Debate(
+            plan.spec, list(plan.personas), session_id=plan.session_id, history=list(plan.history),
+            tree=getattr(plan, "tree", None),
+        )
         await self.debate_screen.replace_debate(debate)
 
     # -- leaving ---------------------------------------------------------------
@@ -208,10 +211,11 @@ def known_binding_ids() -> set[str]:
     )
     from townhall.tui.screens.minutes import MinutesScreen
     from townhall.tui.screens.tally import TallyScreen
+    from townhall.tui.screens.edit_turn import EditTurnScreen
     from townhall.tui.widgets.interject import InterjectBox
 
     owners: list[Any] = [
         TownhallApp, DebateScreen, InterjectBox, ErrorScreen, NewTownhallScreen, SessionsScreen, ReplayScreen, ConfirmScreen,
-        TallyScreen, MinutesScreen,
+        TallyScreen, MinutesScreen, EditTurnScreen,
     ]
     return {b.id for owner in owners for b in owner.BINDINGS if isinstance(b, Binding) and b.id}

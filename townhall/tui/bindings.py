@@ -38,6 +38,17 @@ ACTIONS: tuple[Action, ...] = (
     Action("townhall.tally", "t", "show_tally", "Tally", "Show where each participant stands now and how a vote would go"),
     Action("townhall.vote", "v", "call_vote", "Vote", "Call the vote: after this turn, the closing ballot and the minutes"),
     Action("townhall.minutes", "m", "show_minutes", "Minutes", "Read the minutes (written after the closing ballot)", show=False),
+    # Branches: a selected turn (none selected: the last) is regenerated, edited, forked or flipped.
+    # Arrows are priority keys so the focused transcript does not scroll with them; they pass
+    # through to the interjection box while it has focus (DebateScreen.check_action).
+    Action("townhall.select_prev", "up,left_square_bracket", "select_prev", "Previous turn", "Select the turn before (the selected turn is what r, e, f, ← and → act on)", show=False, priority=True),
+    Action("townhall.select_next", "down,right_square_bracket", "select_next", "Next turn", "Select the turn after; past the last, follow the debate again", show=False, priority=True),
+    Action("townhall.prev_alternative", "left", "prev_alternative", "Previous alternative", "Show the selected turn's previous alternative (‹ 1/2 ›); the debate goes on from it", show=False, priority=True),
+    Action("townhall.next_alternative", "right", "next_alternative", "Next alternative", "Show the selected turn's next alternative; the debate goes on from it", show=False, priority=True),
+    Action("townhall.regenerate", "r", "regenerate", "Regen", "Regenerate the selected turn (default: the last), keeping the old one as an alternative"),
+    Action("townhall.edit", "e", "edit_turn", "Edit", "Edit the selected turn's text; the debate goes on from your version", show=False),
+    Action("townhall.fork", "f", "fork", "Fork", "Start a new branch after the selected turn", show=False),
+    Action("townhall.clear_selection", "escape", "clear_selection", "Follow", "Drop the turn selection and follow the debate again", show=False),
     Action("townhall.new", "ctrl+n", "new_townhall", "New", "Start a new town hall (motion, participants, policy, turns, model)", scope="app"),
     Action("townhall.sessions", "ctrl+o", "sessions", "Sessions", "Browse past sessions: open, replay, resume, export, delete", scope="app"),
     Action("townhall.export", "ctrl+e", "export", "Export", "Export the current session as Markdown"),

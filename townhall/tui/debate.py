@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from townhall.engine.base import Engine
 from townhall.engine.factory import EngineConfig
@@ -23,6 +23,7 @@ from townhall.spec import TownHallSpec
 from townhall.turns import Turn
 
 if TYPE_CHECKING:
+    from townhall.branches import TurnTree
     from townhall.session import Session
     from townhall.store import Store
 
@@ -35,6 +36,29 @@ class RecordStore(Protocol):
     """The part of townhall.store.Store a running debate needs: recording its events."""
 
     def attach(self, source: SchedulerLike) -> Callable[[], None]: ...
+
+
+class BranchingScheduler(Protocol):
+    """The branch operations the TUI's keys call (`townhall.scheduler.Scheduler`'s contract):
+    queued like interjections, applied at the next turn boundary, also before `run()`."""
+
+    tree: TurnTree
+    turns: list[Turn]
+
+    def regenerate(self, index: int | None = None) -> None: ...
+    def edit(self, index: int, text: str) -> None: ...
+    def fork(self, index: int) -> None: ...
+    def alternative(self, index: int, step: int) -> None: ...
+    def switch_branch(self, number: int) -> None: ...
+
+
+# A branch key's operation, kept so it can be queued on a resumed scheduler too.
+BranchOp = Callable[[BranchingScheduler], None]
+
+
+def branching(scheduler: SchedulerLike) -> BranchingScheduler:
+    """The same scheduler seen through its branch operations."""
+    return cast("BranchingScheduler", scheduler)
 
 
 SchedulerFactory = Callable[..., SchedulerLike]
@@ -52,13 +76,19 @@ STOP_TIMEOUT_S = 10.0
 
 @dataclass
 class Debate:
-    """What to run next: a town hall, and for a resumed session its id and past turns."""
+    """What to run next: a town hall, and for a resumed session its id, past turns and tree.
+
+    `then` is a branch key pressed after the debate had ended: queued on the resumed
+    scheduler before it runs, which applies it first.
+    """
 
     spec: TownHallSpec
     personas: list[Persona]
     session_id: str | None = None
     history: Sequence[Turn] = ()
     engine_config: EngineConfig | None = None
+    tree: TurnTree | None = None
+    then: BranchOp | None = None
 
 
 def export_to_file(store: Store, session_id: str, fmt: str, folder: Path) -> Path:
@@ -123,7 +153,9 @@ def open_session(
     """The TUI's only way to a scheduler: the shared session runner, with the screen as its view."""
     from townhall.session import Session, SessionPlan
 
-    plan = SessionPlan(debate.spec, list(debate.personas), debate.session_id, tuple(debate.history))
+    # `tree` only when there is one, so a plan without branches stays what it was.
+    extra: dict[str, Any] = {"tree": debate.tree} if debate.tree is not None else {}
+    plan = SessionPlan(debate.spec, list(debate.personas), debate.session_id, tuple(debate.history), **extra)
     session = Session(
         engine, plan, store=store, views=[listener], clock=clock,
         scheduler_factory=scheduler_factory,

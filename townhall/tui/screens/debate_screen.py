@@ -1,9 +1,12 @@
 """The debate screen: watch one town hall, steer it, and see who speaks and what it costs.
 
 It holds the widgets and the debate actions (pause, step, interrupt, skip, interject,
-export, stats pane, the tally, calling the vote, the minutes). The engine and the store
+export, stats pane, the tally, calling the vote, the minutes, and the branch keys:
+select a turn, regenerate, edit, fork, flip between alternatives). The engine and the store
 come in from the app; the scheduler comes from `open_session`, and its events come back
-as Textual messages on this screen, tokens coalesced by a `TokenBatcher`. Below `NARROW_BELOW` columns the transcript gets
+as Textual messages on this screen, tokens coalesced by a `TokenBatcher`. A branch key
+pressed after the debate ended resumes the session (`session.plan_resume`) with the
+operation queued on the new scheduler, which applies it before anything else. Below `NARROW_BELOW` columns the transcript gets
 the room: the roster shrinks to a name column and the stats pane hides unless asked for.
 """
 
@@ -22,11 +25,13 @@ from textual.command import CommandPalette
 from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Input, TextArea
 
 from townhall.ballot import VOTE_PHASE
 from townhall.errors import TownhallError
 from townhall.events import (
+    BranchCreated,
+    BranchSwitched,
     Event,
     MinutesWritten,
     OutcomeDecided,
@@ -46,10 +51,12 @@ from townhall.tui.batcher import TokenBatcher
 from townhall.tui.bindings import DEBATE_ACTIONS
 from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
 from townhall.tui.debate import (
+    BranchOp,
     Debate,
     DebateSession,
     SchedulerFactory,
     SchedulerLike,
+    branching,
     default_scheduler_factory,
     export_to_file,
     open_session,
@@ -68,8 +75,8 @@ from townhall.tui.widgets.interject import InterjectBox
 from townhall.tui.widgets.outcome import OutcomeBanner
 from townhall.tui.widgets.roster import Member, Roster
 from townhall.tui.widgets.stats import StatsPanel
-from townhall.tui.widgets.transcript import Transcript
-from townhall.turns import Turn, TurnKind, TurnStatus
+from townhall.tui.widgets.transcript import Transcript, TurnMark, TurnView
+from townhall.turns import WATCHER, Turn, TurnKind, TurnStatus
 
 if TYPE_CHECKING:
     from townhall.store import Store
@@ -78,6 +85,8 @@ StatsPosition = Literal["right", "bottom", "hidden"]
 STATS_CYCLE: tuple[StatsPosition, ...] = ("right", "bottom", "hidden")
 NARROW_BELOW = 100  # columns: under this, a 34-column roster and a 36-column stats pane leave no room to read
 COMPACT_FOOTER_BELOW = 140  # columns: below this the footer's keys, Quit included, fit only without spacing
+# Branch keys that must reach a text box instead while one has focus.
+SELECTION_ACTIONS = frozenset({"select_prev", "select_next", "prev_alternative", "next_alternative", "clear_selection"})
 DebateState = Literal["loading", "starting", "debating", "pausing", "paused", "finished", "error"]
 
 
@@ -221,8 +230,19 @@ class DebateScreen(Screen[None]):
             return
         self.session, self.session_id = session, session.session_id
         self.call_next(self._set_members, list(session.scheduler.participants))
-        if debate.history:
+        if debate.then is not None:
+            # Drawn already: the path is recounted, and BranchSwitched redraws what changes.
+            self.call_next(self._recount, list(debate.history))
+        elif debate.history:
             self.call_next(self._show_history, list(debate.history))
+        if debate.then is not None:
+            try:
+                debate.then(branching(session.scheduler))
+            except TownhallError as exc:
+                await session.stop()
+                self.post_message(ShowError("That turn cannot be changed", str(exc)))
+                self.post_message(DebateFinished(session.session_id, "stopped"))
+                return
         reason = await session.run()
         self.batcher.flush()
         self.post_message(DebateFinished(session.session_id, reason, session.error))
@@ -233,6 +253,19 @@ class DebateScreen(Screen[None]):
             self.transcript.call_later(self.transcript.finish_turn, turn, colour, emoji)
             self._count_turn(turn)
         self._show_stored_stances()
+        self.call_later(self._refresh_marks)
+
+    def _recount(self, turns: list[Turn]) -> None:
+        """The roster and stats for path `turns` (another branch: other speakers, other stances)."""
+        for member in self._members.values():
+            member.turns, member.words, member.talk_s = 0, 0, 0.0
+            if self.store is not None:
+                member.stances.clear()  # read again below, for the branch now current
+        for turn in turns:
+            self._count_turn(turn)
+        self._show_stored_stances()
+        self.roster.refresh_entries()
+        self.stats.set_talk(list(self._members.values()))
 
     def _show_stored_stances(self) -> None:
         """A resumed session's bars and chart go on from its recorded readings."""
@@ -255,6 +288,12 @@ class DebateScreen(Screen[None]):
             await self.session.stop()
             self.session = None
         self.batcher.flush()
+
+    async def continue_debate(self, debate: Debate) -> None:
+        """Go on with the session on screen (its turns stay drawn), e.g. to apply a branch key."""
+        await self.stop_debate()
+        self.transcript.select(self.transcript.selected)
+        self._start_debate(debate)
 
     async def replace_debate(self, debate: Debate) -> None:
         await self.stop_debate()
@@ -324,6 +363,10 @@ class DebateScreen(Screen[None]):
             self._turn_finished_event(event.turn)
             if isinstance(event, TurnFailed):
                 self.notify(event.error, title=f"{event.turn.speaker}'s turn failed", severity="error", markup=False)
+        elif isinstance(event, BranchSwitched):
+            self._branch_switched(event)
+        elif isinstance(event, BranchCreated):
+            self._refresh_marks()
         elif isinstance(event, Paused):
             self._set_state("paused")
         elif isinstance(event, Resumed):
@@ -355,7 +398,10 @@ class DebateScreen(Screen[None]):
         if event.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and event.phase != VOTE_PHASE:
             self.header.turn = self._turns_this_run + 1
         colour, emoji = self._look(event.speaker, event.kind)
-        self.transcript.call_later(self.transcript.start_turn, event.index, event.speaker, event.kind, colour, emoji)
+        self.transcript.call_later(
+            self.transcript.start_turn, event.index, event.speaker, event.kind, colour, emoji, event.node
+        )
+        self._refresh_marks()
         next_up = self.scheduler.next_speaker if self.scheduler is not None else None
         self.roster.set_roles(event.speaker, next_up)
         if self.state not in ("paused", "pausing"):
@@ -375,6 +421,34 @@ class DebateScreen(Screen[None]):
             self.stats.set_current_tps(0.0)  # a line said at once (the moderator's) has no speed to show
         next_up = self.scheduler.next_speaker if self.scheduler is not None else None
         self.roster.set_roles(None, next_up)
+        self._refresh_marks()
+
+    def _branch_switched(self, event: BranchSwitched) -> None:
+        """Another path: redraw from its first difference, recount the roster and the stats."""
+        turns = list(event.turns)
+        self.transcript.call_later(self.transcript.redraw_from, event.from_index, turns, self._turn_look)
+        self._recount(turns)
+        self._refresh_marks()
+
+    def _turn_look(self, turn: Turn) -> tuple[str, str]:
+        return self._look(turn.speaker, turn.kind)
+
+    def _refresh_marks(self) -> None:
+        """Each turn's "‹ 2/3 ›" and "✎ edited", and the header's branch, from the scheduler's tree."""
+        tree = getattr(self.scheduler, "tree", None)
+        if self.scheduler is None or tree is None:
+            return
+        siblings: dict[str | None, list[str]] = {}
+        for node in tree.nodes.values():  # oldest first, as TurnTree.alternatives lists them
+            siblings.setdefault(node.parent, []).append(node.node)
+        marks: dict[str, TurnMark] = {}
+        for turn in self.scheduler.turns:
+            alternatives = siblings.get(turn.parent, [turn.node])
+            position = alternatives.index(turn.node) + 1 if turn.node in alternatives else 1
+            marks[turn.node] = TurnMark(position, len(alternatives), turn.author == WATCHER)
+        self.transcript.call_later(self.transcript.set_marks, marks)
+        count = len(tree.branches)
+        self.header.branch = f"branch {tree.current} of {count}" if count > 1 else ""
 
     def _stance_measured(self, event: StanceMeasured) -> None:
         member = self._members.get(event.agent)
@@ -421,6 +495,8 @@ class DebateScreen(Screen[None]):
         top = self.app.screen
         if not (top is self or isinstance(top, CommandPalette)):
             return False
+        if action in SELECTION_ACTIONS and isinstance(self.app.focused, (Input, TextArea)):
+            return False  # the arrows (priority keys) move the cursor in the interjection box
         # Shown dimmed in the footer until they can act.
         if action == "show_minutes" and self.minutes is None:
             return None
@@ -540,3 +616,119 @@ class DebateScreen(Screen[None]):
             self.post_message(ShowError("Export failed", str(exc)))
             return
         self.notify(f"Exported to {path}", title="Export", markup=False, timeout=6)
+
+    # -- branches --------------------------------------------------------------
+    def action_select_prev(self) -> None:
+        self.transcript.move_selection(-1)
+
+    def action_select_next(self) -> None:
+        self.transcript.move_selection(+1)
+
+    def action_clear_selection(self) -> None:
+        self.transcript.select(None)
+
+    @on(TurnView.Clicked)
+    def _turn_clicked(self, message: TurnView.Clicked) -> None:
+        self.transcript.select(message.index)
+
+    def _target(self) -> Turn | None:
+        """The selected turn (none selected: the last), as the scheduler holds it."""
+        index = self.transcript.target()
+        turns = self.scheduler.turns if self.scheduler is not None else []
+        if index is None or index >= len(turns):
+            self.notify("No turn to act on yet.", severity="warning")
+            return None
+        return turns[index]
+
+    def action_prev_alternative(self) -> None:
+        self._alternative(-1)
+
+    def action_next_alternative(self) -> None:
+        self._alternative(+1)
+
+    def _alternative(self, step: int) -> None:
+        if (turn := self._target()) is None:
+            return
+        view = self.transcript.views.get(turn.index)
+        if view is None or view.mark.count < 2:
+            self.notify(f"Turn #{turn.index} has no alternatives: r regenerates it.", severity="warning", markup=False)
+            return
+        index = turn.index
+        self._branch_op(lambda s: s.alternative(index, step), None)
+
+    def action_regenerate(self) -> None:
+        if (turn := self._target()) is None:
+            return
+        if turn.kind is TurnKind.AUDIENCE or turn.scripted:
+            self.notify(f"Turn #{turn.index} was not generated, so it cannot be regenerated: e edits it.", severity="warning", markup=False)
+            return
+        index = turn.index
+        self._branch_op(lambda s: s.regenerate(index), f"Regenerating turn #{index}; the old one stays as an alternative (← →).")
+
+    def action_edit_turn(self) -> None:
+        if (turn := self._target()) is None:
+            return
+        from townhall.tui.screens.edit_turn import EditTurnScreen
+
+        index, original = turn.index, turn.content
+
+        def edited(text: str | None) -> None:
+            if text is None:
+                return
+            if not text.strip():
+                self.notify("An empty turn is not saved: the turn is unchanged.", severity="warning")
+            elif text.strip() == original.strip():
+                self.notify("Unchanged: nothing to save.", severity="warning")
+            else:
+                self._branch_op(lambda s: s.edit(index, text.strip()), f"Turn #{index} edited; the debate goes on from your version.")
+
+        self.app.push_screen(EditTurnScreen(f"Edit turn #{index} — {turn.speaker}", original), edited)
+
+    def action_fork(self) -> None:
+        if (turn := self._target()) is None:
+            return
+        index = turn.index
+        self._branch_op(lambda s: s.fork(index), f"New branch after turn #{index}.")
+
+    def _branch_op(self, op: BranchOp, done: str | None) -> None:
+        """Queue `op` on the running scheduler, or resume the ended session to apply it."""
+        if self.scheduler is None or self.state in ("loading", "starting"):
+            self.notify("The debate is still loading.", severity="warning")
+            return
+        if self.state in ("finished", "error") or self.session is None or not self.session.running:
+            self._apply_after_end(op, done)
+            return
+        try:
+            op(branching(self.scheduler))
+        except TownhallError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        if done:
+            self.notify(done, timeout=4, markup=False)
+
+    def _apply_after_end(self, op: BranchOp, done: str | None) -> None:
+        """The session layer resumes the stored session; the op goes in before it runs,
+        with no turns left, so the run applies it and ends (a new closing ballot if it holds one)."""
+        if self.store is None or self.session_id is None:
+            self.notify("The debate has ended and no database holds it, so it cannot go on.", severity="warning")
+            return
+        from dataclasses import replace
+
+        from townhall.session import NoTurnsLeft, plan_resume
+
+        try:
+            try:
+                plan = plan_resume(self.store, self.session_id)
+            except NoTurnsLeft:
+                plan = plan_resume(self.store, self.session_id, more_turns=1)
+        except TownhallError as exc:
+            self.post_message(ShowError("Cannot go on with this session", str(exc)))
+            return
+        plan = replace(plan, spec=plan.spec.model_copy(update={"max_turns": 0}))  # the op's own turn only
+        debate = Debate(
+            plan.spec, list(plan.personas), session_id=plan.session_id, history=list(plan.history),
+            engine_config=self.debate.engine_config, tree=getattr(plan, "tree", None), then=op,
+        )
+        if done:
+            self.notify(done, timeout=4, markup=False)
+        self.call_next(self.continue_debate, debate)

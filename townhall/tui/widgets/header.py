@@ -29,6 +29,7 @@ class TownhallHeader(Widget):
     max_turns: reactive[int | None] = reactive(None)
     state: reactive[str] = reactive("loading")
     spinner: reactive[int] = reactive(0)
+    branch: reactive[str] = reactive("")  # "branch 2 of 3" once a session has more than one
 
     def render(self) -> Text:
         state = self.state
@@ -51,6 +52,8 @@ class TownhallHeader(Widget):
             engine.append(" · ")
             engine.append(note, style="italic")
         progress = Text(no_wrap=True)
+        if self.branch:
+            progress.append(f"   {self.branch}", style="bold")
         total = str(self.max_turns) if self.max_turns else "∞"
         progress.append(f"   turn {self.turn} of {total}   ")
         progress.append(f" {state} ", style=f"bold reverse {colour}")

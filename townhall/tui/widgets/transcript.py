@@ -4,13 +4,24 @@ Model output is untrusted: it goes through a Markdown parser with HTML switched 
 (so `<script>` shows as text instead of vanishing) and into Rich `Text` for labels,
 never through Textual's content markup. The scroll view is anchored to the bottom, and
 Textual releases the anchor while the user scrolls up, so reading is never yanked back.
+
+Branches: a turn's label says where it stands among its alternatives ("‹ 2/3 ›", plain
+characters, readable without colour) and whether the watcher wrote it ("✎ edited"). One
+turn can be selected (the keys r, e, f, ← and → act on it); none selected means the last.
+When the path changes, only the turns from the first difference on are taken down and
+drawn again, so the earlier ones never flicker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
 from markdown_it import MarkdownIt
 from rich.text import Text
+from textual import events
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.widget import MountError
 from textual.widgets import Markdown, Static
 
@@ -22,9 +33,25 @@ def safe_markdown_parser() -> MarkdownIt:
     return MarkdownIt("gfm-like", {"html": False})
 
 
+@dataclass(frozen=True)
+class TurnMark:
+    """A turn's place among its alternatives (`position` of `count`, from 1) and its author."""
+
+    position: int = 1
+    count: int = 1
+    edited: bool = False
+
+
+NO_MARK = TurnMark()
+
+# How a turn looks: its speaker's colour and emoji.
+Look = Callable[[Turn], tuple[str, str]]
+
+
 class TurnView(Vertical):
     DEFAULT_CSS = """
     TurnView { height: auto; margin: 0; padding: 0 1; }
+    TurnView.-selected { background: $boost; border-left: outer $accent; }
     TurnView > .turn-label { height: 1; }
     TurnView > Markdown { margin: 0; padding: 0 0 0 2; }
     TurnView > Markdown > * { margin: 0; }
@@ -33,9 +60,17 @@ class TurnView(Vertical):
     TurnView.-moderator { border-left: thick $accent; }
     """
 
-    def __init__(self, index: int, speaker: str, kind: TurnKind, colour: str, emoji: str = "") -> None:
+    @dataclass
+    class Clicked(Message):
+        """The watcher clicked a turn: select it."""
+
+        index: int
+
+    def __init__(self, index: int, speaker: str, kind: TurnKind, colour: str, emoji: str = "", node: str = "") -> None:
         super().__init__(classes=f"-{kind.value}")
         self.index = index
+        self.node = node
+        self.mark = NO_MARK
         self.speaker = speaker
         self.kind = kind
         self.colour = colour
@@ -66,6 +101,10 @@ class TurnView(Vertical):
         if tag:
             text.append(tag, style="italic dim")
         text.append(f"  #{self.index}", style="dim")
+        if self.mark.count > 1:
+            text.append(f"  ‹ {self.mark.position}/{self.mark.count} ›", style="bold")
+        if self.mark.edited:
+            text.append("  ✎ edited", style="italic")
         status = {
             TurnStatus.STREAMING: ("  ▍", "bold"),
             TurnStatus.INTERRUPTED: ("  [interrupted]", "yellow"),
@@ -78,6 +117,15 @@ class TurnView(Vertical):
         if self.status is TurnStatus.INTERRUPTED and self.error:
             text.append(f" ({self.error})", style="yellow")
         return text
+
+    def set_mark(self, mark: TurnMark) -> None:
+        if mark != self.mark:
+            self.mark = mark
+            self._label.update(self._label_text())
+
+    def on_click(self, event: events.Click) -> None:
+        event.stop()
+        self.post_message(self.Clicked(self.index))
 
     async def append(self, text: str) -> None:
         """Add streamed text, awaited to the end before the next piece or the turn's finish.
@@ -124,14 +172,78 @@ class Transcript(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.views: dict[int, TurnView] = {}
+        self.selected: int | None = None  # None: the last turn, and the view follows the debate
+        self.marks: dict[str, TurnMark] = {}  # by node: a view drawn later picks its mark up
 
     def on_mount(self) -> None:
         self.anchor()
 
-    async def start_turn(self, index: int, speaker: str, kind: TurnKind, colour: str, emoji: str = "") -> TurnView:
+    # -- selection ----------------------------------------------------------------------
+    def target(self) -> int | None:
+        """The turn the branch keys act on: the selected one, else the last drawn."""
+        if self.selected is not None and self.selected in self.views:
+            return self.selected
+        return max(self.views) if self.views else None
+
+    def select(self, index: int | None) -> None:
+        """Highlight turn `index` and bring it into view; None drops the highlight and follows the end."""
+        if index is not None and index not in self.views:
+            index = None
+        for number, view in self.views.items():
+            view.set_class(number == index, "-selected")
+        self.selected = index
+        if index is None:
+            self.anchor()
+            self.scroll_end(animate=False)
+        else:
+            self.scroll_to_widget(self.views[index], animate=False)
+
+    def move_selection(self, step: int) -> None:
+        """Up from nothing selects the last turn; down past the last follows the debate again."""
+        if not self.views:
+            return
+        numbers = sorted(self.views)
+        if self.selected is None or self.selected not in self.views:
+            self.select(numbers[-1] if step < 0 else None)
+            return
+        at = numbers.index(self.selected) + step
+        if at >= len(numbers):
+            self.select(None)
+        else:
+            self.select(numbers[max(0, at)])
+
+    # -- marks and redraws ------------------------------------------------------------------
+    def set_marks(self, marks: Mapping[str, TurnMark]) -> None:
+        self.marks = dict(marks)
+        for view in self.views.values():
+            view.set_mark(self.marks.get(view.node, NO_MARK))
+
+    async def redraw_from(self, from_index: int, turns: Sequence[Turn], look: Look) -> None:
+        """Show path `turns`: views before `from_index` stay, the rest are drawn again."""
+        stale = [view for number, view in self.views.items() if number >= from_index]
+        for view in stale:
+            del self.views[view.index]
+        if stale:
+            await self.remove_children(stale)
+        for turn in turns[from_index:]:
+            await self.finish_turn(turn, *look(turn))
+        if self.selected is not None and self.selected not in self.views:
+            self.select(None)
+
+    async def start_turn(self, index: int, speaker: str, kind: TurnKind, colour: str, emoji: str = "", node: str = "") -> TurnView:
         view = self.views.get(index)
+        if view is not None and node and view.node and view.node != node:
+            # Another turn at this place (a regenerated one): its predecessor goes.
+            del self.views[index]
+            await view.remove()
+            view = None
+        if view is not None and node and not view.node:
+            view.node = node
+            view.set_mark(self.marks.get(node, NO_MARK))
         if view is None:
-            view = TurnView(index, speaker, kind, colour, emoji)
+            view = TurnView(index, speaker, kind, colour, emoji, node)
+            view.mark = self.marks.get(node, NO_MARK)
+            view.set_class(index == self.selected, "-selected")
             self.views[index] = view
             try:
                 await self.mount(view)
@@ -148,11 +260,13 @@ class Transcript(VerticalScroll):
             await view.append(text)
 
     async def finish_turn(self, turn: Turn, colour: str, emoji: str = "") -> None:
-        view = await self.start_turn(turn.index, turn.speaker, turn.kind, colour, emoji)
+        view = await self.start_turn(turn.index, turn.speaker, turn.kind, colour, emoji, turn.node)
         if view.is_attached:
             await view.finish(turn)
 
     async def clear(self) -> None:
         self.views.clear()
+        self.selected = None
+        self.marks = {}
         await self.remove_children()
         self.anchor()
