@@ -38,6 +38,7 @@ from townhall.tui.themes import DEFAULT_THEME, load_themes
 
 if TYPE_CHECKING:
     from townhall.store import Store
+    from townhall.tui.screens.sessions import ResumeChoice
 
 
 class TownhallApp(App[None]):
@@ -149,12 +150,17 @@ class TownhallApp(App[None]):
         current = self.debate_screen.session_id
         self.push_screen(SessionsScreen(self.store, self.exports_dir, current=current), self._session_chosen)
 
-    async def _session_chosen(self, session_id: str | None) -> None:
-        if session_id is None or self.store is None:
+    async def _session_chosen(self, choice: ResumeChoice | None) -> None:
+        if choice is None or self.store is None:
             return
         from townhall.session import NoTurnsLeft, plan_resume
 
+        session_id = choice.session_id
         try:
+            if choice.branch is not None:
+                if session_id == self.debate_screen.session_id:
+                    await self.debate_screen.stop_debate()  # its recorder must not write while the branch moves
+                self.store.switch_branch(session_id, choice.branch)  # a resume goes on from the current branch
             try:
                 plan = plan_resume(self.store, session_id)  # the same turn budget as `townhall resume`
             except NoTurnsLeft as used_up:

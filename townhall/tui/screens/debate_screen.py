@@ -25,7 +25,7 @@ from textual.command import CommandPalette
 from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, TextArea
+from textual.widgets import Input, TextArea
 
 from townhall.ballot import VOTE_PHASE
 from townhall.errors import TownhallError
@@ -70,6 +70,7 @@ from townhall.tui.messages import (
     ShowError,
     TokensArrived,
 )
+from townhall.tui.widgets.footer import DebateFooter
 from townhall.tui.widgets.header import TownhallHeader
 from townhall.tui.widgets.interject import InterjectBox
 from townhall.tui.widgets.outcome import OutcomeBanner
@@ -141,7 +142,7 @@ class DebateScreen(Screen[None]):
         self.transcript = Transcript(id="transcript")
         self.stats = StatsPanel(id="stats")
         self.interject_box = InterjectBox(id="interject")
-        self.footer = Footer()
+        self.footer = DebateFooter()
 
     @property
     def scheduler(self) -> SchedulerLike | None:
@@ -165,6 +166,7 @@ class DebateScreen(Screen[None]):
     def on_resize(self, event: events.Resize) -> None:
         """The breakpoint classes move the panes (app.tcss); the footer tightens its spacing too."""
         self.footer.compact = event.size.width < COMPACT_FOOTER_BELOW
+        self.footer.narrow = event.size.width < NARROW_BELOW
 
     def on_mount(self) -> None:
         self._apply_stats_position(self.stats_position)

@@ -1,15 +1,19 @@
 """The sessions browser: past town halls from the database, to open, replay, resume, export or delete.
 
-Each row shows the session's result; `m` reads its minutes. Opening and replaying are
-read-only: they draw stored turns into a transcript beside the session's stance chart
-and result, and never touch the engine or the record. Resuming hands the session id back to the app,
-which rebuilds a scheduler from `store.load_for_resume`.
+Each row shows the session's result; `m` reads its minutes. Under the table, the highlighted
+session's branches as a tree (regenerate, edit and fork make them): opening, replaying and
+resuming act on the branch highlighted there (the current one until another is picked).
+Opening and replaying are read-only: they draw stored turns into a transcript beside the
+session's stance chart and result, and never touch the engine or the record. Resuming makes
+the branch current in the record and hands the session id back to the app, which rebuilds
+a scheduler from `session.plan_resume`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +23,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Label, Select, Static
+from textual.widgets import Button, DataTable, Footer, Label, Select, Static, Tree
+from textual.widgets.tree import TreeNode
 
+from townhall.branches import Branch, TurnTree
 from townhall.errors import TownhallError
 from townhall.events import StanceMeasured
 from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
@@ -64,6 +70,49 @@ def outcome_text(outcome: OutcomeRecord | None) -> Text:
         text.append("\n" + outcome.announcement, style="italic")
     text.append("\nm: read the minutes" if outcome.minutes else "\nNo minutes were written.")
     return text
+
+
+FIRST_WORDS = 6
+
+
+def first_words(text: str, count: int = FIRST_WORDS) -> str:
+    words = text.split()
+    return " ".join(words[:count]) + (" …" if len(words) > count else "")
+
+
+def branch_label(tree: TurnTree, branch: Branch) -> Text:
+    """One branch, plainly: number, why it exists, where it starts, its length, its first words.
+
+    Built as `Text`, never markup: the first words are model output.
+    """
+    path = tree.path(branch.number)
+    start = tree.nodes[branch.fork].index + 1 if branch.fork is not None else 0
+    own = path[start] if len(path) > start else None
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("● " if branch.number == tree.current else "  ", style="bold")
+    text.append(f"branch {branch.number}", style="bold")
+    if branch.number != 1 or branch.reason != "start":
+        text.append(f" · {branch.reason} from #{start}")
+    text.append(f" · {len(path)} turn{'s' if len(path) != 1 else ''}")
+    if own is not None:
+        text.append(f" · {own.speaker}: ", style="dim")
+        text.append(first_words(own.content))
+    return text
+
+
+def fill_branch_tree(widget: Tree[int], tree: TurnTree) -> None:
+    """Each branch under the branch it grew from; every node expanded, the current one highlighted."""
+    widget.clear()
+    placed: dict[int, TreeNode[int]] = {}
+    for number in tree.numbers():
+        branch = tree.branches[number]
+        parent = placed.get(branch.parent) if branch.parent is not None else None
+        under = parent if parent is not None else widget.root
+        placed[number] = under.add(branch_label(tree, branch), data=number, expand=True, allow_expand=False)
+    widget.root.expand_all()
+    current = placed.get(tree.current)
+    if current is not None:
+        widget.move_cursor(current)
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -188,8 +237,16 @@ class ReplayScreen(Screen[None]):
         self.app.pop_screen()
 
 
-class SessionsScreen(Screen[str | None]):
-    """Returns the id of a session to resume, or None."""
+@dataclass(frozen=True)
+class ResumeChoice:
+    """A session to resume, and the branch to go on from (None: its current one)."""
+
+    session_id: str
+    branch: int | None = None
+
+
+class SessionsScreen(Screen[ResumeChoice | None]):
+    """Returns the session (and branch) to resume, or None."""
 
     BINDINGS = [
         Binding("enter,o", "open", "Open", id="townhall.sessions_open"),
@@ -205,6 +262,8 @@ class SessionsScreen(Screen[str | None]):
     SessionsScreen #sessions-title { height: 1; background: $panel; padding: 0 1; text-style: bold; }
     SessionsScreen DataTable { height: 1fr; }
     SessionsScreen #sessions-detail { height: auto; max-height: 12; border-top: solid $panel; padding: 0 1; }
+    SessionsScreen #sessions-branches { height: auto; max-height: 8; border-top: solid $panel; padding: 0 1; }
+    SessionsScreen #sessions-branches:focus { border-top: solid $accent; }
     SessionsScreen #sessions-options { height: auto; padding: 0 1; }
     SessionsScreen #sessions-options Label { padding: 1 1 0 0; }
     SessionsScreen #sessions-options Select { width: 24; margin-right: 2; }
@@ -221,6 +280,10 @@ class SessionsScreen(Screen[str | None]):
         yield Static("Sessions", id="sessions-title")
         table: DataTable[Any] = DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
         yield table
+        branches: Tree[int] = Tree("branches", id="sessions-branches")
+        branches.show_root = False
+        branches.guide_depth = 2
+        yield branches
         with VerticalScroll(id="sessions-detail"):
             yield Static("", id="sessions-outcome", markup=False)
         with Horizontal(id="sessions-options"):
@@ -266,10 +329,13 @@ class SessionsScreen(Screen[str | None]):
         """The highlighted session's result and the start of its minutes, under the table."""
         if event.row_key.value is None:
             return
+        session_id = str(event.row_key.value)
         try:
-            outcome = self.store.outcome_of(str(event.row_key.value))
+            outcome = self.store.outcome_of(session_id)
+            tree = self.store.tree(session_id)
         except TownhallError:
             return  # deleted meanwhile: the next reload drops the row
+        fill_branch_tree(self.query_one("#sessions-branches", Tree), tree)
         text = outcome_text(outcome)
         if outcome is not None and outcome.minutes:
             text.append("\n\n")
@@ -284,15 +350,26 @@ class SessionsScreen(Screen[str | None]):
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         return str(row_key.value)
 
+    def selected_branch(self) -> int | None:
+        """The branch highlighted in the tree; None: the session's current one."""
+        node = self.query_one("#sessions-branches", Tree).cursor_node
+        return node.data if node is not None else None
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[int]) -> None:
+        event.stop()
+        self.action_open()
+
     def _replay(self, words_per_s: float) -> None:
         session_id = self.selected()
         if session_id is None:
             return
+        branch = self.selected_branch()
         try:
             record = self.store.get_session(session_id)
-            turns = self.store.turns(session_id)
-            stances = self.store.stances_of(session_id)
-            outcome = self.store.outcome_of(session_id)
+            tree = self.store.tree(session_id)
+            turns = self.store.turns(session_id, branch=branch)
+            stances = self.store.stances_of(session_id, branch=branch)
+            outcome = self.store.outcome_of(session_id, branch=branch)
         except TownhallError as exc:
             self.app.push_screen(ErrorScreen("Cannot open that session", str(exc)))
             return
@@ -300,6 +377,8 @@ class SessionsScreen(Screen[str | None]):
         measured = {reading.agent for reading in stances}
         participants = [p.name for p in record.personas if not p.moderator or p.name in measured]
         title = record.summary.label
+        if len(tree.branches) > 1:
+            title += f" · branch {branch or tree.current} of {len(tree.branches)}"
         self.app.push_screen(
             ReplayScreen(title, turns, colours, words_per_s, stances=stances, participants=participants, outcome=outcome)
         )
@@ -327,8 +406,9 @@ class SessionsScreen(Screen[str | None]):
 
     def action_resume(self) -> None:
         session_id = self.selected()
-        if session_id is not None:
-            self.dismiss(session_id)
+        if session_id is None:
+            return
+        self.dismiss(ResumeChoice(session_id, self.selected_branch()))
 
     def action_export(self) -> None:
         session_id = self.selected()
