@@ -36,7 +36,9 @@ class SessionSummary:
     end_reason: str | None
     model_name: str | None
     participants: tuple[str, ...]
-    turns: int
+    turns: int  # on the current branch's path
+    current_branch: int = 1
+    branch_count: int = 1
 
     @property
     def label(self) -> str:
@@ -56,6 +58,8 @@ class SessionSummary:
             "model_name": self.model_name,
             "participants": list(self.participants),
             "turns": self.turns,
+            "current_branch": self.current_branch,
+            "branch_count": self.branch_count,
         }
 
 
@@ -107,7 +111,10 @@ class SessionRecord:
 
 @dataclass(frozen=True)
 class SearchHit:
-    """A turn that matched a search; `highlights` are (start, end) spans in `snippet`."""
+    """A turn that matched a search; `highlights` are (start, end) spans in `snippet`.
+
+    `branch` is the branch the turn was said on; `branches` every branch whose path holds it
+    (a turn before a fork is on several). A minutes hit names the branch that was voted on."""
 
     session_id: str
     session_label: str
@@ -117,6 +124,8 @@ class SearchHit:
     snippet: str
     highlights: tuple[tuple[int, int], ...]
     started_at: float | None
+    branch: int = 1
+    branches: tuple[int, ...] = (1,)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +137,8 @@ class SearchHit:
             "snippet": self.snippet,
             "highlights": [list(span) for span in self.highlights],
             "started_at": self.started_at,
+            "branch": self.branch,
+            "branches": list(self.branches),
         }
 
 
@@ -145,6 +156,7 @@ class OutcomeRecord:
     decided_at: float | None = None
     minutes: str | None = None
     minutes_at: float | None = None
+    branch: int = 1
 
     @property
     def tally(self) -> str:
@@ -191,6 +203,7 @@ def row_to_outcome(row: dict[str, Any]) -> OutcomeRecord:
         decided_at=row["decided_at"],
         minutes=row["minutes"],
         minutes_at=row["minutes_at"],
+        branch=int(row.get("branch") or 1),
     )
 
 
@@ -204,6 +217,12 @@ def turn_to_row(session_id: str, turn: Turn) -> dict[str, Any]:
     row: dict[str, Any] = {
         "session_id": session_id,
         "turn_index": turn.index,
+        "node": turn.node,
+        "parent": turn.parent,
+        "branch": turn.branch,
+        "author": turn.author,
+        "phase": turn.phase,
+        "scripted": int(turn.scripted),
         "speaker": turn.speaker,
         "kind": str(TurnKind(turn.kind)),
         "content": turn.content,
@@ -243,6 +262,12 @@ def row_to_turn(row: dict[str, Any]) -> Turn:
         sampling=sampling,
         retries=int(row["retries"] or 0),
         error=row["error"],
+        phase=row.get("phase"),
+        scripted=bool(row.get("scripted")),
+        node=str(row["node"]),
+        parent=row.get("parent"),
+        branch=int(row.get("branch") or 1),
+        author=row.get("author"),
     )
 
 

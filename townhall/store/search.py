@@ -1,4 +1,4 @@
-"""Full-text search over every turn (SQLite FTS5), with highlighted snippets.
+"""Full-text search over every turn on every branch (SQLite FTS5), with highlighted snippets.
 
 The snippet is marked with two private-use characters instead of markup, then turned
 into plain text plus (start, end) spans: model text is untrusted and must never be
@@ -42,14 +42,14 @@ def parse_snippet(marked: str) -> tuple[str, tuple[tuple[int, int], ...]]:
 MINUTES_KIND = "minutes"  # a hit in a session's minutes: kind "minutes", speaker "Minutes", turn_index -1
 _TURNS_SQL = (
     "SELECT t.session_id, COALESCE(s.title, s.motion) AS label, t.turn_index, t.speaker, t.kind, "
-    "t.started_at, snippet(turns_fts, 0, ?, ?, '…', 16) AS marked, rank "
+    "t.started_at, t.node, t.branch, snippet(turns_fts, 0, ?, ?, '…', 16) AS marked, rank "
     "FROM turns_fts JOIN turns t ON t.id = turns_fts.rowid JOIN sessions s ON s.id = t.session_id "
     "WHERE turns_fts MATCH ? ORDER BY rank, t.started_at DESC"
 )
 # speaker:NAME means a turn's speaker: a query naming a column is for turns only.
 _MINUTES_SQL = (
     "SELECT o.session_id, COALESCE(s.title, s.motion) AS label, -1 AS turn_index, 'Minutes' AS speaker, "
-    f"'{MINUTES_KIND}' AS kind, o.minutes_at AS started_at, snippet(minutes_fts, 0, ?, ?, '…', 16) AS marked, rank "
+    f"'{MINUTES_KIND}' AS kind, o.minutes_at AS started_at, NULL AS node, o.branch, snippet(minutes_fts, 0, ?, ?, '…', 16) AS marked, rank "
     "FROM minutes_fts JOIN outcomes o ON o.id = minutes_fts.rowid JOIN sessions s ON s.id = o.session_id "
     "WHERE minutes_fts MATCH ? ORDER BY rank"
 )
@@ -79,8 +79,11 @@ def search(connection: Connection, query: str, limit: int | None = 20) -> list[S
         rows = sorted(rows + _run(connection, _MINUTES_SQL, query, limit), key=lambda r: r["rank"])
         if limit is not None:
             rows = rows[: int(limit)]
+    holding = _branches_holding(connection, {r["session_id"] for r in rows if r["node"] is not None})
     hits = []
     for row in rows:
+        branch = int(row["branch"] or 1)
+        on = holding.get((row["session_id"], row["node"]), ()) if row["node"] is not None else ()
         snippet, spans = parse_snippet(row["marked"] or "")
         hits.append(
             SearchHit(
@@ -92,6 +95,24 @@ def search(connection: Connection, query: str, limit: int | None = 20) -> list[S
                 snippet=snippet,
                 highlights=spans,
                 started_at=row["started_at"],
+                branch=branch,
+                branches=on or (branch,),
             )
         )
     return hits
+
+
+def _branches_holding(connection: Connection, sessions: set[str]) -> dict[tuple[str, str], tuple[int, ...]]:
+    """(session, node) -> every branch whose path goes through that turn, for the hit sessions."""
+    held: dict[tuple[str, str], list[int]] = {}
+    for session_id in sessions:
+        parents = {r["node"]: r["parent"] for r in
+                   connection.query("SELECT node, parent FROM turns WHERE session_id = ?", (session_id,))}
+        for b in connection.query("SELECT number, head FROM branches WHERE session_id = ? ORDER BY number",
+                                  (session_id,)):
+            node, seen = b["head"], set()
+            while node is not None and node not in seen:
+                seen.add(node)
+                held.setdefault((session_id, node), []).append(int(b["number"]))
+                node = parents.get(node)
+    return {key: tuple(numbers) for key, numbers in held.items()}

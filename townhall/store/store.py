@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from townhall.branches import Branch, TurnTree
 from townhall.errors import NotFoundError, StoreError
 from townhall.events import StanceMeasured, Subscriber
 from townhall.paths import default_db_path
@@ -29,7 +33,7 @@ from townhall.store.records import (
     votes_to_json,
 )
 from townhall.store.search import search as fts_search
-from townhall.turns import Turn, TurnStatus
+from townhall.turns import WATCHER, Turn, TurnStatus
 
 
 class Subscribable(Protocol):
@@ -38,8 +42,11 @@ class Subscribable(Protocol):
     def subscribe(self, fn: Subscriber) -> Callable[[], None]: ...
 
 
+# `turns` counts the current branch's path: its head's index + 1 (an index is a position on its path).
 _SUMMARY_SQL = (
-    "SELECT s.*, (SELECT COUNT(*) FROM turns t WHERE t.session_id = s.id) AS turn_count, "
+    "SELECT s.*, COALESCE((SELECT t.turn_index + 1 FROM branches b JOIN turns t ON t.session_id = b.session_id "
+    "AND t.node = b.head WHERE b.session_id = s.id AND b.number = s.current_branch), 0) AS turn_count, "
+    "(SELECT COUNT(*) FROM branches b WHERE b.session_id = s.id) AS branch_count, "
     "(SELECT json_group_array(name) FROM (SELECT name FROM participants p WHERE p.session_id = s.id "
     "ORDER BY position)) AS names FROM sessions s"
 )
@@ -58,7 +65,24 @@ def _summary(row: dict[str, Any]) -> SessionSummary:
         model_name=row["model_name"],
         participants=tuple(loads(row["names"], [])),
         turns=int(row["turn_count"]),
+        current_branch=int(row["current_branch"] or 1),
+        branch_count=max(1, int(row["branch_count"] or 0)),
     )
+
+
+def _reading_limits(tree: TurnTree, number: int) -> dict[int, int]:
+    """For each branch a path grew from, the last turn index it shares with branch `number`
+    (readings taken there up to it are readings of this path too)."""
+    limits: dict[int, int] = {}
+    limit = 1 << 62
+    at: int | None = number
+    while at is not None and at in tree.branches and at not in limits:
+        branch = tree.branches[at]
+        limits[at] = limit
+        fork = tree.nodes.get(branch.fork) if branch.fork is not None else None
+        limit = min(limit, fork.index if fork is not None else -1)
+        at = branch.parent
+    return limits
 
 
 def _escape_like(text: str) -> str:
@@ -157,21 +181,56 @@ class Store:
             events=events,
         )
 
-    def turns(self, session_id: str) -> list[Turn]:
+    def tree(self, id_or_prefix: str) -> TurnTree:
+        """Every turn of a session on every branch (siblings oldest first), its current branch set."""
+        session_id = self.resolve_id(id_or_prefix)
+        return self._tree(session_id)
+
+    def _tree(self, session_id: str) -> TurnTree:
+        with self._db.lock:
+            rows = self._db.query("SELECT * FROM turns WHERE session_id = ? ORDER BY id", (session_id,))
+            branch_rows = self._db.query("SELECT * FROM branches WHERE session_id = ? ORDER BY number", (session_id,))
+            current = self._db.query("SELECT current_branch FROM sessions WHERE id = ?", (session_id,))
+        branches = [
+            Branch(int(b["number"]), b["parent"], b["fork"], b["head"], b["reason"] or "start", b["created_at"] or 0.0)
+            for b in branch_rows
+        ]
+        number = int(current[0]["current_branch"]) if current else 1
+        if number not in {b.number for b in branches}:
+            number = branches[0].number if branches else 1
+        return TurnTree([row_to_turn(row) for row in rows], branches, current=number)
+
+    @staticmethod
+    def _branch(tree: TurnTree, session_id: str, number: int | None) -> Branch:
+        if number is not None and number not in tree.branches:
+            shown = ", ".join(map(str, tree.numbers()))
+            raise NotFoundError(f"session {session_id} has no branch {number} (branches: {shown})")
+        return tree.branch(number)
+
+    def turns(self, session_id: str, branch: int | None = None) -> list[Turn]:
+        """The path of `branch` (the current one by default), first turn to last."""
         session_id = self.resolve_id(session_id)
-        rows = self._db.query("SELECT * FROM turns WHERE session_id = ? ORDER BY turn_index", (session_id,))
-        return [row_to_turn(row) for row in rows]
+        tree = self._tree(session_id)
+        return tree.path(self._branch(tree, session_id, branch).number)
 
-    def stances_of(self, id_or_prefix: str) -> list[StanceMeasured]:
-        """Every stance reading of a session, in the order taken (turn, then the probe's order)."""
+    def stances_of(self, id_or_prefix: str, branch: int | None = None) -> list[StanceMeasured]:
+        """The stance readings along a branch's path (the current one by default), in turn order:
+        those taken on it, and those taken on the branches it grew from up to where it forked."""
         session_id = self.resolve_id(id_or_prefix)
+        tree = self._tree(session_id)
+        limits = _reading_limits(tree, self._branch(tree, session_id, branch).number)
         rows = self._db.query("SELECT * FROM stances WHERE session_id = ? ORDER BY turn_index, id", (session_id,))
-        return [row_to_stance(row) for row in rows]
+        return [row_to_stance(r) for r in rows if int(r["turn_index"]) <= limits.get(int(r["branch"] or 1), -1)]
 
-    def outcome_of(self, id_or_prefix: str) -> OutcomeRecord | None:
-        """The session's closing ballot and minutes, or None when it has neither."""
+    def outcome_of(self, id_or_prefix: str, branch: int | None = None) -> OutcomeRecord | None:
+        """A branch's closing ballot and minutes (the current branch by default), or None."""
         session_id = self.resolve_id(id_or_prefix)
-        rows = self._db.query("SELECT * FROM outcomes WHERE session_id = ?", (session_id,))
+        if branch is None:
+            number = int(self._db.query("SELECT current_branch FROM sessions WHERE id = ?", (session_id,))[0]
+                         ["current_branch"])
+        else:
+            number = self._branch(self._tree(session_id), session_id, branch).number
+        rows = self._db.query("SELECT * FROM outcomes WHERE session_id = ? AND branch = ?", (session_id, number))
         return row_to_outcome(rows[0]) if rows else None
 
     def search(self, query: str, limit: int | None = 20) -> list[SearchHit]:
@@ -199,6 +258,76 @@ class Store:
         turns = [t for t in self.turns(record.id) if t.status != TurnStatus.STREAMING]
         return spec, list(record.personas), turns
 
+    # -- branches ----------------------------------------------------------------------
+    def _editable(self, id_or_prefix: str) -> tuple[str, TurnTree]:
+        record = self.get_session(id_or_prefix)
+        if record.summary.status == "running":
+            raise StoreError(f"session {record.id} is still running in another Townhall; stop it there first")
+        return record.id, self._tree(record.id)
+
+    @staticmethod
+    def _turn_at(tree: TurnTree, session_id: str, number: int, index: int) -> Turn:
+        path = tree.path(number)
+        if not 0 <= index < len(path):
+            raise NotFoundError(
+                f"session {session_id} has no turn {index} (its branch {number} has {len(path)} turns"
+                + (f", numbered 0 to {len(path) - 1})" if path else ")")
+            )
+        return path[index]
+
+    def _new_branch(self, conn: sqlite3.Connection, session_id: str, tree: TurnTree, parent: int,
+                    fork: str | None, reason: str, at: float) -> int:
+        number = max(tree.numbers()) + 1
+        conn.execute(
+            "INSERT INTO branches(session_id, number, parent, fork, head, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (session_id, number, parent, fork, fork, reason, at),
+        )
+        conn.execute("UPDATE sessions SET current_branch = ?, updated_at = ? WHERE id = ?", (number, at, session_id))
+        conn.execute("INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, 'branch', ?)",
+                     (session_id, at, json.dumps({"branch": number, "parent": parent, "fork": fork, "reason": reason})))
+        return number
+
+    def fork(self, id_or_prefix: str, at: int, branch: int | None = None) -> int:
+        """A new branch sharing turns 0..`at` of `branch` (the current one); it becomes current.
+        Nothing is said on it yet: resuming the session goes on from turn `at`."""
+        session_id, tree = self._editable(id_or_prefix)
+        number = self._branch(tree, session_id, branch).number
+        turn = self._turn_at(tree, session_id, number, at)
+        with self._db.transaction() as conn:
+            return self._new_branch(conn, session_id, tree, number, turn.node, "fork", time.time())
+
+    def edit_turn(self, id_or_prefix: str, index: int, text: str, branch: int | None = None) -> int:
+        """A new branch whose turn `index` says `text`, written by the watcher; the original stays
+        as its alternative. The new branch ends at the edit and becomes current."""
+        session_id, tree = self._editable(id_or_prefix)
+        number = self._branch(tree, session_id, branch).number
+        original = self._turn_at(tree, session_id, number, index)
+        text = text.strip()
+        if not text:
+            raise StoreError(f"the new text of turn {index} is empty; give the words it should say")
+        if text == original.content.strip():
+            raise StoreError(f"the new text of turn {index} is the same as its current text; nothing to edit")
+        now = time.time()
+        with self._db.transaction() as conn:
+            new_branch = self._new_branch(conn, session_id, tree, number, original.parent, "edit", now)
+            edited = Turn(index=original.index, speaker=original.speaker, kind=original.kind, content=text,
+                          status=TurnStatus.COMPLETE, started_at=now, finished_at=now, phase=original.phase,
+                          parent=original.parent, branch=new_branch, author=WATCHER)
+            row = turn_to_row(session_id, edited)
+            conn.execute(f"INSERT INTO turns({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                         tuple(row.values()))
+        return new_branch
+
+    def switch_branch(self, id_or_prefix: str, number: int) -> None:
+        """Make branch `number` current: what resume, show and export then use by default."""
+        session_id, tree = self._editable(id_or_prefix)
+        self._branch(tree, session_id, number)
+        now = time.time()
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE sessions SET current_branch = ?, updated_at = ? WHERE id = ?", (number, now, session_id))
+            conn.execute("INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, 'switch', ?)",
+                         (session_id, now, json.dumps({"branch": number})))
+
     # -- changing --------------------------------------------------------------------
     def insert_session(
         self,
@@ -207,13 +336,26 @@ class Store:
         *,
         stances: Sequence[StanceMeasured] = (),
         outcome: OutcomeRecord | None = None,
+        branches: Sequence[Branch] = (),
     ) -> str:
         """Write a whole session at once (an import), all rows in one transaction.
 
         The record's id must be new; it is written as given, with no live writer, so
-        nothing here marks it as being recorded.
+        nothing here marks it as being recorded. Without `branches` the turns are one
+        path, linked in the order given (branch 1); with them, the turns keep their own
+        nodes and parents, and `summary.current_branch` is current. Stances and the
+        outcome belong to the current branch.
         """
         summary = record.summary
+        if branches:
+            placed = list(turns)
+            current = summary.current_branch
+        else:
+            placed, previous = [], None
+            for turn in turns:
+                placed.append(replace(turn, parent=previous, branch=1))
+                previous = turn.node
+            current = 1
         with self._db.transaction() as conn:
             if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (summary.id,)).fetchone():
                 raise StoreError(f"a session with id {summary.id} already exists")
@@ -233,12 +375,22 @@ class Store:
                     (summary.id, position, persona.name, persona.title, persona.color, int(persona.moderator),
                      persona.model_dump_json()),
                 )
-            for turn in turns:
+            for turn in placed:
                 row = turn_to_row(summary.id, turn)
                 conn.execute(
                     f"INSERT INTO turns({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
                     tuple(row.values()),
                 )
+            for b in branches:
+                conn.execute(
+                    "INSERT INTO branches(session_id, number, parent, fork, head, reason, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, number) DO UPDATE SET parent = excluded.parent, "
+                    "fork = excluded.fork, head = excluded.head, reason = excluded.reason, created_at = excluded.created_at",
+                    (summary.id, b.number, b.parent, b.fork, b.head, b.reason, b.created_at),
+                )
+            conn.execute("INSERT OR IGNORE INTO branches(session_id, number, created_at) VALUES (?, 1, ?)",
+                         (summary.id, summary.created_at))
+            conn.execute("UPDATE sessions SET current_branch = ? WHERE id = ?", (current, summary.id))
             for event in record.events:
                 conn.execute(
                     "INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, ?, ?)",
@@ -246,15 +398,16 @@ class Store:
                 )
             for stance in stances:
                 conn.execute(
-                    "INSERT INTO stances(session_id, round, turn_index, agent, p_for, method, at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (summary.id, stance.round, stance.turn_index, stance.agent, stance.p_for, stance.method, stance.at),
+                    "INSERT INTO stances(session_id, round, turn_index, agent, p_for, method, at, branch) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (summary.id, stance.round, stance.turn_index, stance.agent, stance.p_for, stance.method, stance.at,
+                     current),
                 )
             if outcome is not None:
                 conn.execute(
-                    "INSERT INTO outcomes(session_id, votes, votes_for, votes_against, result, announcement, "
-                    "decided_at, minutes, minutes_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (summary.id, votes_to_json(outcome.votes) if outcome.result else None, outcome.votes_for,
+                    "INSERT INTO outcomes(session_id, branch, votes, votes_for, votes_against, result, announcement, "
+                    "decided_at, minutes, minutes_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (summary.id, current, votes_to_json(outcome.votes) if outcome.result else None, outcome.votes_for,
                      outcome.votes_against, outcome.result, outcome.announcement, outcome.decided_at,
                      outcome.minutes, outcome.minutes_at),
                 )
