@@ -98,3 +98,73 @@ def test_helpers_record_a_debate(tmp_path: Path) -> None:
     asyncio.run(record_debate(store, "s1", [("Ada", "Hello there"), ("Bo", "Hi")]))
     assert [t.content for t in store.turns("s1")] == ["Hello there", "Hi"]
     store.close()
+
+
+BRANCHED_ID = "tree01"
+
+
+async def record_branched(store: Store, session_id: str = BRANCHED_ID) -> dict[str, Turn]:
+    """Publish a debate with branches, in the scheduler's event order, into `store`:
+
+    branch 1: Ada, Bo, Ada, Bo (stances after turns 1 and 3);
+    branch 2: regenerates turn 2 (fork after turn 1), a stance after it, then
+    branch 3: regenerates turn 2 again, degenerate; the watcher switches back to branch 2,
+    which is voted on (outcome and minutes); then
+    branch 4: the watcher edits turn 1 (fork after turn 0); it stays current.
+    Returns the turns by name: t0, t1, t2, t3, t2b, t2c, t1e.
+    """
+    from townhall.branches import TurnTree
+    from townhall.events import BranchCreated, BranchSwitched
+    from townhall.turns import WATCHER
+
+    bus = EventBus()
+    unsubscribe = store.attach(bus)
+    info = EngineInfo(backend="scripted", model_name="scripted", n_ctx=4096, device="CPU")
+    at = 1_700_000_000.0
+    await bus.apublish(SessionStarted(session_id, spec().model_dump(), tuple(personas()), info, at))
+    tree = TurnTree()
+    made: dict[str, Turn] = {}
+
+    async def say(name: str, speaker: str, text: str, status: TurnStatus = TurnStatus.COMPLETE,
+                  author: str | None = None) -> None:
+        nonlocal at
+        at += 10
+        turn = tree.add(Turn(index=0, speaker=speaker, kind=TurnKind.AGENT, started_at=at))
+        await bus.apublish(TurnStarted(session_id, turn.index, speaker, TurnKind.AGENT, at, node=turn.node,
+                                       parent=turn.parent, branch=turn.branch))
+        for word in text.split(" "):
+            await bus.apublish(TokenStreamed(session_id, turn.index, speaker, word + " "))
+        turn.content, turn.status, turn.finished_at, turn.author = text, status, at + 5, author
+        await bus.apublish(TurnFinished(session_id, turn))
+        made[name] = turn
+
+    async def branch(fork: str | None, reason: str) -> None:
+        parent = tree.current
+        new = tree.branch_from(fork, reason, at)
+        await bus.apublish(BranchCreated(session_id, new.number, parent, fork, reason, at))
+        await bus.apublish(BranchSwitched(session_id, new.number, tuple(tree.path()), len(tree.path()), at))
+
+    async def stance(index: int, p: float) -> None:
+        await bus.apublish(StanceMeasured(session_id, "Ada", 1, index, p, "logits", at + 6))
+
+    await say("t0", "Ada", "Steel bridges last")
+    await say("t1", "Bo", "Wooden bridges are cheap")
+    await stance(1, 0.8)
+    await say("t2", "Ada", "Steel wins in floods")
+    await say("t3", "Bo", "Floods are rare here")
+    await stance(3, 0.7)
+    await branch(made["t1"].node, "regenerate")
+    await say("t2b", "Ada", "Concrete is the answer")
+    await stance(2, 0.6)
+    await branch(made["t1"].node, "regenerate")
+    await say("t2c", "Ada", "the the the the", status=TurnStatus.DEGENERATE)
+    path = tree.switch(2)
+    await bus.apublish(BranchSwitched(session_id, 2, tuple(path), 2, at))
+    votes = (Vote("Ada", "for", 0.6), Vote("Bo", "against", 0.4))
+    await bus.apublish(OutcomeDecided(session_id, votes, 1, 1, "tied", "The vote is tied, 1 to 1.", at + 7))
+    await bus.apublish(MinutesWritten(session_id, "Minutes of the concrete branch.", at + 8))
+    await branch(made["t0"].node, "edit")
+    await say("t1e", "Bo", "Wood is cheaper and greener", author=WATCHER)
+    await bus.apublish(SessionEnded(session_id, "stopped", at + 100, 2))
+    unsubscribe()
+    return made

@@ -46,7 +46,18 @@ Notes on behaviour beyond the contract:
   branch, then BranchSwitched with the new path, then the new turn's events (an edit's turn
   is said at once, like a scripted line, with `Turn.author == WATCHER`). `history` (or
   `tree`, for a session with branches) is where a resumed run starts; `max_turns` counts the
-  turns on the current path made in this run.
+  turns on the current path made in this run (an edit is one). A run whose budget is used up
+  still applies the ops queued, then ends as usual (and holds the ballot again: the path
+  changed). Ops queued before `run()` are applied before the first turn; `stop()` drops them.
+  Bad arguments raise ConfigError at the call: no such turn, no text, no such branch, no
+  alternative to step to, and regenerating an audience line or a scripted agenda line (edit
+  those). `alternative` wraps around at either end. A regenerated turn is the same speaker
+  in the same phase with a new seed: seeds take the branch number as salt (branch 1 keeps
+  the seeds of a session without branches), so a seeded session still repeats.
+  After the path changes, what follows from it is rebuilt: `turns`, any agent view that had
+  dropped or summarised a turn that changed (it starts over), the policy, `stances` (replayed
+  from the readings after each turn of the path), `outcome`/`minutes` (a ballot belongs to
+  the path it was held on) and the closing phrase.
 - The outcome (on when `spec.ballot` and the engine has a stance probe): right after each
   participant's turn (not the moderator's) its stance is read from its own state, which is
   still resident, so only the ballot cue is evaluated, and published as StanceMeasured
@@ -68,7 +79,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from townhall.branches import TurnTree
 from townhall.ballot import (
     VOTE_PHASE,
     MinutesEntry,
@@ -79,10 +89,13 @@ from townhall.ballot import (
     vote_from,
     write_minutes,
 )
+from townhall.branches import TurnTree, first_difference
 from townhall.context import PROMPT_OVERHEAD, FitJob, make_strategy
 from townhall.engine.base import Engine, Generation, GenerationRequest, ProbeResult, SamplingParams
 from townhall.errors import ConfigError, TownhallError
 from townhall.events import (
+    BranchCreated,
+    BranchSwitched,
     Event,
     EventBus,
     MinutesWritten,
@@ -118,7 +131,7 @@ from townhall.prompts import (
 from townhall.quality import check_turn
 from townhall.spec import TownHallSpec
 from townhall.trimming import clean_spoken, trim_turn
-from townhall.turns import Turn, TurnKind, TurnStatus, uses_turn_budget
+from townhall.turns import WATCHER, Turn, TurnKind, TurnStatus, uses_turn_budget
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +184,20 @@ class _Interjection:
     speaker: str
 
 
+@dataclass(frozen=True)
+class _BranchOp:
+    """A queued change of path: `kind` is regenerate | edit | fork | alternative | switch.
+
+    `node` names the turn the op was asked about, so an earlier op that changes the path does
+    not move its target; an alternative's index is read when applied, so two steps are two."""
+
+    kind: str
+    node: str | None = None
+    text: str = ""
+    step: int = 0
+    number: int = 0  # switch: the branch; alternative: the turn's index, read when applied
+
+
 class _EndSession(Exception):
     def __init__(self, reason: str, error: str | None = None) -> None:
         super().__init__(error or reason)
@@ -210,7 +237,7 @@ class Scheduler:
         self.tree = tree if tree is not None else TurnTree.linear(list(history))
         self.turns: list[Turn] = self.tree.path()
         self.resumed = bool(self.turns)
-        self._history_len = len(self.turns)
+        self._made: set[str] = set()  # the nodes of the turns this run said: `max_turns` counts these
         pool = list(personas.values()) if isinstance(personas, Mapping) else list(personas)
         by_key = {p.name.casefold(): p for p in pool}
 
@@ -241,6 +268,9 @@ class Scheduler:
         self._views: dict[str, AgentView] = {p.name: AgentView(p.name) for p in self.participants}
         self._format: PromptFormat | None = None
         self._interjections: deque[_Interjection] = deque()
+        self._branch_ops: deque[_BranchOp] = deque()
+        self._stance_log: dict[str, dict[str, float]] = {}  # node -> the stances read right after it
+        self._outcomes: dict[str, tuple[OutcomeDecided, str | None]] = {}  # path head -> its ballot
         self._paused = False
         self._paused_published = False
         self._steps = 0
@@ -335,6 +365,64 @@ class Scheduler:
         self._vote_called = True
         self._poke()
 
+    # -- branches: queued like interjections, applied at the next turn boundary -------------
+    def _turn_at(self, index: int | None) -> Turn:
+        """Turn `index` of the current path (the last when None); a one-line error if there is none."""
+        if not self.turns:
+            raise ConfigError("this session has no turns yet")
+        if index is None:
+            return self.turns[-1]
+        if not 0 <= index < len(self.turns):
+            raise ConfigError(f"there is no turn {index} (turns 0 to {len(self.turns) - 1} are on branch {self.tree.current})")
+        return self.turns[index]
+
+    def _queue(self, op: _BranchOp) -> None:
+        self._branch_ops.append(op)
+        self._poke()
+
+    def regenerate(self, index: int | None = None) -> None:
+        """Draw turn `index` (the last when None) again: the same speaker, a new seed, on a new
+        branch from the turn before it; the original stays as an alternative."""
+        turn = self._turn_at(index)
+        self._regenerable(turn)
+        self._queue(_BranchOp("regenerate", turn.node))
+
+    def _regenerable(self, turn: Turn) -> Persona:
+        if turn.kind == TurnKind.AUDIENCE or turn.scripted:
+            what = "an audience line" if turn.kind == TurnKind.AUDIENCE else "a scripted agenda line"
+            raise ConfigError(f"turn {turn.index} is {what}: it cannot be regenerated, only edited")
+        persona = next((p for p in self.participants if p.name == turn.speaker), None)
+        if persona is None:
+            raise ConfigError(f"turn {turn.index}'s speaker {turn.speaker} is not taking part: it can only be edited")
+        return persona
+
+    def edit(self, index: int, text: str) -> None:
+        """The watcher's `text` replaces turn `index` on a new branch (the original stays as an
+        alternative); the debate goes on from the edited turn."""
+        turn = self._turn_at(index)
+        if not text.strip():
+            raise ConfigError("an edit needs some text (to drop a turn, fork before it)")
+        self._queue(_BranchOp("edit", turn.node, text=text.strip()))
+
+    def fork(self, index: int) -> None:
+        """A new branch sharing turns 0..index; the debate goes on from it."""
+        self._queue(_BranchOp("fork", self._turn_at(index).node))
+
+    def alternative(self, index: int, step: int) -> None:
+        """Step (+1 / -1) through turn `index`'s alternatives, oldest first; wraps around at
+        either end. The branch that shows the chosen one becomes current."""
+        turn = self._turn_at(index)
+        if len(self.tree.alternatives(turn)) < 2:
+            raise ConfigError(f"turn {turn.index} has no alternatives (regenerate or edit it to make one)")
+        if step == 0:
+            raise ConfigError("alternative: step must be +1 or -1")
+        self._queue(_BranchOp("alternative", step=step, number=turn.index))
+
+    def switch_branch(self, number: int) -> None:
+        """Make branch `number` current (its path is what every agent sees from then on)."""
+        self.tree.branch(number)  # a clear error naming the branches there are
+        self._queue(_BranchOp("switch", number=number))
+
     @property
     def probing(self) -> bool:
         """Whether this run reads stances and holds a ballot: the spec asks, the engine can."""
@@ -400,7 +488,7 @@ class Scheduler:
             return VOTE_CALLED
         if self._closing:
             return "closing_phrase"
-        spoken = [t for t in self.turns[self._history_len :] if uses_turn_budget(t)]
+        spoken = [t for t in self.turns if t.node in self._made and uses_turn_budget(t)]
         if self.spec.max_turns is not None and len(spoken) >= self.spec.max_turns:
             return "max_turns"
         if self.spec.token_budget is not None:
@@ -413,6 +501,9 @@ class Scheduler:
 
     async def _loop(self) -> str:
         while True:
+            if self._branch_ops and not self._stop_requested:
+                await self._apply(self._branch_ops.popleft())
+                continue
             reason = self._stop_reason()
             if reason:
                 return reason
@@ -428,7 +519,7 @@ class Scheduler:
                     await self._publish(Paused(self.session_id, self.clock()))
                 self._wake.clear()
                 if (self._paused and self._steps == 0 and not self._interjections and not self._stop_requested
-                        and not self._vote_called):
+                        and not self._vote_called and not self._branch_ops):
                     await self._wake.wait()
                 continue
             if not self._paused and self._paused_published:
@@ -477,11 +568,93 @@ class Scheduler:
         name = await self.policy.choose(self._policy_context(exclude))
         return next(p for p in self.participants if p.name == name)
 
+    # -- branch ops, applied between turns ---------------------------------------------
+    async def _apply(self, op: _BranchOp) -> None:
+        """One queued branch op. Regenerate and edit say their new turn at once; fork and the
+        switches only change the path, and the debate (or the pause) goes on from there."""
+        if op.kind == "switch":
+            if op.number != self.tree.current:
+                old = self.turns
+                self.tree.switch(op.number)
+                await self._switched(old)
+            return
+        if op.kind == "alternative":
+            if not 0 <= op.number < len(self.turns):
+                return  # an earlier op shortened the path
+            alternatives = self.tree.alternatives(self.turns[op.number])
+            picked = alternatives[(alternatives.index(self.turns[op.number]) + op.step) % len(alternatives)]
+            number = self.tree.branch_showing(picked)
+            if number != self.tree.current:
+                old = self.turns
+                self.tree.switch(number)
+                await self._switched(old)
+            return
+        assert op.node is not None
+        turn = self.tree.nodes[op.node]
+        fork = turn.node if op.kind == "fork" else turn.parent
+        old = self.turns
+        branch = self.tree.branch_from(fork, op.kind, self.clock())
+        await self._publish(BranchCreated(self.session_id, branch.number, branch.parent, branch.fork, op.kind,
+                                          branch.created_at))
+        await self._switched(old)
+        if op.kind == "edit":
+            await self._edited_turn(turn, op.text)
+        elif op.kind == "regenerate":
+            persona = self._regenerable(turn)
+            self.status = "running"
+            await self._agent_turn(persona, turn.phase)
+            await self._stance_after_turn(persona)
+        if self.status == "running" and self._paused:
+            self.status = "paused"
+        self._refresh_next()
+
+    async def _switched(self, old: Sequence[Turn]) -> None:
+        """The path changed from `old`: rebuild what depends on it, then tell the views."""
+        start = first_difference(old, self.tree.path())
+        self._rebuild(start)
+        await self._publish(BranchSwitched(self.session_id, self.tree.current, tuple(self.turns), start, self.clock()))
+
+    def _rebuild(self, start: int) -> None:
+        """Everything that follows from the path, for a path that differs from turn `start` on.
+
+        A view that dropped or summarised a turn from `start` on starts over (the context
+        strategy cuts it again if needed); the policy is made afresh (its only state is a
+        cached draw); stances are replayed from the readings taken after each turn of the
+        new path; a ballot belongs to the path it was held on.
+        """
+        self.turns = self.tree.path()
+        for name, view in list(self._views.items()):
+            if view.first > start:
+                fresh = AgentView(name)
+                fresh.rebuilds = view.rebuilds
+                self._views[name] = fresh
+        self.policy = self._make_policy()
+        self.stances = {}
+        for turn in self.turns:
+            self.stances.update(self._stance_log.get(turn.node, {}))
+        head = self.turns[-1].node if self.turns else ""
+        self.outcome, self.minutes = self._outcomes.get(head, (None, None))
+        self._closing = any(t.node in self._made and self._closes(t) for t in self.turns)
+        self._refresh_next()
+
+    async def _edited_turn(self, original: Turn, text: str) -> None:
+        """The watcher's version of `original`: said at once, like a scripted line."""
+        turn = Turn(index=len(self.turns), speaker=original.speaker, kind=original.kind, content=text,
+                    started_at=self.clock(), phase=original.phase, author=WATCHER)
+        self._append(turn)
+        await self._publish(self._started(turn))
+        await self._publish(TokenStreamed(self.session_id, turn.index, turn.speaker, text))
+        turn.status = TurnStatus.COMPLETE
+        turn.finished_at = self.clock()
+        await self._publish(TurnFinished(self.session_id, turn))
+        self._note_closing(turn)
+
     # -- turns --------------------------------------------------------------------
     def _append(self, turn: Turn) -> None:
         """Put a new turn at the end of the current branch (its index, parent and branch set)."""
         self.tree.add(turn)
         self.turns.append(turn)
+        self._made.add(turn.node)
 
     def _started(self, turn: Turn) -> TurnStarted:
         return TurnStarted(self.session_id, turn.index, turn.speaker, turn.kind, turn.started_at, turn.phase,
@@ -523,13 +696,16 @@ class Scheduler:
         await self._publish(TurnFinished(self.session_id, turn))
         self._note_closing(turn)
 
-    def _note_closing(self, turn: Turn) -> None:
-        if (
+    def _closes(self, turn: Turn) -> bool:
+        return bool(
             turn.kind == TurnKind.MODERATOR
             and self.spec.closing_phrase
             and turn.status == TurnStatus.COMPLETE
             and self.spec.closing_phrase.casefold() in turn.content.casefold()
-        ):
+        )
+
+    def _note_closing(self, turn: Turn) -> None:
+        if self._closes(turn):
             self._closing = True
 
     def _unsayable(self, persona: Persona) -> tuple[str, ...]:
@@ -561,7 +737,9 @@ class Scheduler:
             persona.name, self._names(), self.engine.info.eos_markers, self._format.generic_stops
         ) + tuple(base.stop)
         if self.spec.seed is not None:
-            seed = derive_seed(self.spec.seed, index, retry)
+            # Branch 1 keeps the seeds of a session without branches; a regenerated turn is on a
+            # new branch, so it draws anew, and a seeded session still repeats.
+            seed = derive_seed(self.spec.seed, index, retry, salt=self.tree.current - 1)
         else:
             seed = self._rng.randrange(_SEED_SPACE)
         return base.merged({"seed": seed, "stop": tuple(dict.fromkeys(stops))})
@@ -713,6 +891,8 @@ class Scheduler:
             return None
         cost.add(result)
         self.stances[persona.name] = result.share(0)
+        if self.turns:
+            self._stance_log.setdefault(self.turns[-1].node, {})[persona.name] = result.share(0)
         return result
 
     def _round(self) -> int:
@@ -764,6 +944,8 @@ class Scheduler:
                                       counted.result, counted.announcement, self.clock())
         await self._publish(self.outcome)
         self.minutes = await self._write_minutes(counted)
+        if self.turns:
+            self._outcomes[self.turns[-1].node] = (self.outcome, self.minutes)
         await self._publish(MinutesWritten(self.session_id, self.minutes, self.clock()))
         return self.outcome
 
