@@ -24,7 +24,7 @@ class Action:
     show: bool = True
     priority: bool = False
     scope: Literal["debate", "app"] = "debate"  # debate keys act on the debate screen only
-    narrow: bool = True  # in the footer below 100 columns too (widgets/footer.py)
+    narrow: bool = True  # in the footer below 140 columns too (widgets/footer.py)
 
     def binding(self) -> Binding:
         return Binding(self.keys, self.action, self.label, show=self.show, id=self.id, priority=self.priority)

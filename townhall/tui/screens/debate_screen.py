@@ -166,7 +166,7 @@ class DebateScreen(Screen[None]):
     def on_resize(self, event: events.Resize) -> None:
         """The breakpoint classes move the panes (app.tcss); the footer tightens its spacing too."""
         self.footer.compact = event.size.width < COMPACT_FOOTER_BELOW
-        self.footer.narrow = event.size.width < NARROW_BELOW
+        self.footer.narrow = event.size.width < COMPACT_FOOTER_BELOW
 
     def on_mount(self) -> None:
         self._apply_stats_position(self.stats_position)

@@ -1,7 +1,7 @@
 """The debate screen's footer: every key on a wide terminal, the essential ones on a narrow one.
 
 At 80 columns Textual's footer cut its keys mid-word ("^e Expo") and never reached Quit.
-Below the narrow breakpoint the keys marked `narrow=False` in the ACTIONS table stay out of
+Below 140 columns (where it turns compact) the keys marked `narrow=False` in the ACTIONS table stay out of
 the footer; they still work and are all in the command palette (^p).
 """
 

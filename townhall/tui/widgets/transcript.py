@@ -227,8 +227,7 @@ class Transcript(VerticalScroll):
             await self.remove_children(stale)
         for turn in turns[from_index:]:
             await self.finish_turn(turn, *look(turn))
-        if self.selected is not None and self.selected not in self.views:
-            self.select(None)
+        # The selection stays: a regenerated turn comes back at the same place, highlighted.
 
     async def start_turn(self, index: int, speaker: str, kind: TurnKind, colour: str, emoji: str = "", node: str = "") -> TurnView:
         view = self.views.get(index)
