@@ -31,9 +31,10 @@ from townhall.errors import ConfigError
 from townhall.events import Event, EventBus, OutcomeDecided, SchedulerStatus, SessionEnded, Subscriber
 from townhall.personas import Persona
 from townhall.spec import TownHallSpec
-from townhall.turns import Turn, uses_turn_budget
+from townhall.turns import Turn, TurnStatus, uses_turn_budget
 
 if TYPE_CHECKING:
+    from townhall.branches import TurnTree
     from townhall.store import Store
 
 STOPPED = "stopped"
@@ -74,6 +75,12 @@ class SessionScheduler(Protocol):
     def stop(self) -> None: ...
     def call_vote(self) -> None:
         """End after the current turn with the closing ballot and the minutes."""
+    # Branch ops (townhall/scheduler.py): queued, applied at the next turn boundary.
+    def regenerate(self, index: int | None = None) -> None: ...
+    def edit(self, index: int, text: str) -> None: ...
+    def fork(self, index: int) -> None: ...
+    def alternative(self, index: int, step: int) -> None: ...
+    def switch_branch(self, number: int) -> None: ...
 
 
 SchedulerFactory = Callable[..., SessionScheduler]
@@ -93,6 +100,7 @@ class SessionPlan:
     personas: Sequence[Persona]
     session_id: str | None = None
     history: Sequence[Turn] = ()
+    tree: TurnTree | None = None  # a resumed session's every branch; `history` is its current path
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,30 @@ def plan_resume(store: Store, session_id: str, *, more_turns: int | None = None)
     left = turns_left(spec.max_turns, history, more_turns)
     if left is not None and left <= 0:
         raise NoTurnsLeft(record.id, spec.max_turns or 0)
-    return SessionPlan(spec.model_copy(update={"max_turns": left}), list(personas), record.id, tuple(history))
+    tree = resumable_tree(store.tree(record.id), history, record.id)
+    return SessionPlan(spec.model_copy(update={"max_turns": left}), list(personas), record.id, tuple(history), tree)
+
+
+def resumable_tree(tree: TurnTree, history: Sequence[Turn], session_id: str) -> TurnTree:
+    """`tree` with its current head on the last settled turn of `history`.
+
+    `load_for_resume` leaves out a turn still STREAMING (its process died mid-turn); it can
+    only be the end of its path, so the head steps back over it and the next turn becomes
+    its sibling, the half-said one kept in the tree as it was.
+    """
+    branch = tree.branch()
+    while branch.head is not None and tree.nodes[branch.head].status == TurnStatus.STREAMING:
+        branch.head = tree.nodes[branch.head].parent
+    if [t.node for t in tree.path()] != [t.node for t in history]:
+        at = next((t.index for t in tree.path() if t.status == TurnStatus.STREAMING), 0)
+        raise ConfigError(f"session {session_id}: turn {at} of its current branch was never settled; "
+                          f"go on from before it with `townhall fork {session_id} --at {max(at - 1, 0)}`")
+    return tree
+
+
+def _tree_kwargs(tree: TurnTree | None) -> dict[str, Any]:
+    """`tree=` for a scheduler factory, only when there is one (fakes in tests predate it)."""
+    return {} if tree is None else {"tree": tree}
 
 
 @dataclass(frozen=True)
@@ -153,11 +184,13 @@ async def hold_vote(
     and the minutes are recorded with the session. The engine is started, never closed here."""
     spec, personas, history = store.load_for_resume(session_id)  # fails before any model loads
     record_id = store.resolve_id(session_id)
+    tree = resumable_tree(store.tree(record_id), history, record_id)
     await engine.start()
     if engine.info.stance_probe is None:
         raise ConfigError(f"the {engine.info.backend} engine has no stance probe, so it cannot hold a vote")
     factory = scheduler_factory or _default_scheduler
-    scheduler: Any = factory(engine, spec, list(personas), bus=EventBus(), session_id=record_id, history=tuple(history))
+    scheduler: Any = factory(engine, spec, list(personas), bus=EventBus(), session_id=record_id, history=tuple(history),
+                             **_tree_kwargs(tree))
     detach = [store.attach(scheduler)] + [scheduler.subscribe(view) for view in views]
     try:
         outcome = await scheduler.hold_vote()
@@ -253,6 +286,7 @@ class Session:
             session_id=plan.session_id,
             history=tuple(plan.history),
             clock=clock,
+            **_tree_kwargs(plan.tree),
         )
         self._detach: list[Callable[[], None]] = []
         if store is not None:
