@@ -172,7 +172,7 @@ class TownhallApp(App[None]):
             return
         debate = Debate(
             plan.spec, list(plan.personas), session_id=plan.session_id, history=list(plan.history),
-            tree=getattr(plan, "tree", None),
+            tree=plan.tree,
         )
         await self.debate_screen.replace_debate(debate)
 

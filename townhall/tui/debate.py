@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from townhall.engine.base import Engine
 from townhall.engine.factory import EngineConfig
@@ -38,27 +38,9 @@ class RecordStore(Protocol):
     def attach(self, source: SchedulerLike) -> Callable[[], None]: ...
 
 
-class BranchingScheduler(Protocol):
-    """The branch operations the TUI's keys call (`townhall.scheduler.Scheduler`'s contract):
-    queued like interjections, applied at the next turn boundary, also before `run()`."""
-
-    tree: TurnTree
-    turns: list[Turn]
-
-    def regenerate(self, index: int | None = None) -> None: ...
-    def edit(self, index: int, text: str) -> None: ...
-    def fork(self, index: int) -> None: ...
-    def alternative(self, index: int, step: int) -> None: ...
-    def switch_branch(self, number: int) -> None: ...
-
-
-# A branch key's operation, kept so it can be queued on a resumed scheduler too.
-BranchOp = Callable[[BranchingScheduler], None]
-
-
-def branching(scheduler: SchedulerLike) -> BranchingScheduler:
-    """The same scheduler seen through its branch operations."""
-    return cast("BranchingScheduler", scheduler)
+# A branch key's operation (regenerate, edit, fork, alternative), kept so it can be queued on
+# a resumed scheduler too: the scheduler applies ops queued before `run()` first.
+BranchOp = Callable[[SchedulerLike], None]
 
 
 SchedulerFactory = Callable[..., SchedulerLike]
@@ -153,9 +135,7 @@ def open_session(
     """The TUI's only way to a scheduler: the shared session runner, with the screen as its view."""
     from townhall.session import Session, SessionPlan
 
-    # `tree` only when there is one, so a plan without branches stays what it was.
-    extra: dict[str, Any] = {"tree": debate.tree} if debate.tree is not None else {}
-    plan = SessionPlan(debate.spec, list(debate.personas), debate.session_id, tuple(debate.history), **extra)
+    plan = SessionPlan(debate.spec, list(debate.personas), debate.session_id, tuple(debate.history), debate.tree)
     session = Session(
         engine, plan, store=store, views=[listener], clock=clock,
         scheduler_factory=scheduler_factory,

@@ -56,7 +56,6 @@ from townhall.tui.debate import (
     DebateSession,
     SchedulerFactory,
     SchedulerLike,
-    branching,
     default_scheduler_factory,
     export_to_file,
     open_session,
@@ -239,7 +238,7 @@ class DebateScreen(Screen[None]):
             self.call_next(self._show_history, list(debate.history))
         if debate.then is not None:
             try:
-                debate.then(branching(session.scheduler))
+                debate.then(session.scheduler)
             except TownhallError as exc:
                 await session.stop()
                 self.post_message(ShowError("That turn cannot be changed", str(exc)))
@@ -701,7 +700,7 @@ class DebateScreen(Screen[None]):
             self._apply_after_end(op, done)
             return
         try:
-            op(branching(self.scheduler))
+            op(self.scheduler)
         except TownhallError as exc:
             self.notify(str(exc), severity="error", markup=False)
             return
@@ -729,7 +728,7 @@ class DebateScreen(Screen[None]):
         plan = replace(plan, spec=plan.spec.model_copy(update={"max_turns": 0}))  # the op's own turn only
         debate = Debate(
             plan.spec, list(plan.personas), session_id=plan.session_id, history=list(plan.history),
-            engine_config=self.debate.engine_config, tree=getattr(plan, "tree", None), then=op,
+            engine_config=self.debate.engine_config, tree=plan.tree, then=op,
         )
         if done:
             self.notify(done, timeout=4, markup=False)
