@@ -106,3 +106,36 @@ async def test_real_model_stance_bars_ballot_and_minutes(model_path: Path, tmp_p
     store.close()
     assert stored is not None and stored.result == outcome.result and stored.minutes == screen.minutes
     assert {s.agent for s in stances} == {"Stacy", "Walt", "Priya"}
+
+
+async def test_real_model_regenerates_a_turn_from_the_tui(model_path: Path, tmp_path: Path) -> None:
+    """Issue 13 on the real model: r after the debate ended resumes it, the turn is drawn again
+    on a new branch ("‹ 2/2 ›"), ← brings the first text back; the record holds both."""
+    engine = local_engine(model_path)
+    store = Store.open(tmp_path / "th.db")
+    debate = Debate(spec(turns=2, sampling=SamplingOverrides(max_tokens=12, seed=11), ballot=False), personas(), session_id="regen")
+    app = TownhallApp(debate, engine=engine, store=store, available_personas=PersonaRegistry.default().all())
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.debate_screen
+            await wait_until(lambda: screen.state == "finished", timeout=180)
+            await wait_until(lambda: len(screen.transcript.views) == 2 and screen.transcript.views[1].status is not TurnStatus.STREAMING)
+            first, old = screen.session, screen.scheduler.turns[1]
+            await pilot.press("r")  # the last turn: Walt's
+            await wait_until(lambda: screen.session is not first and screen.state == "finished", timeout=180)
+            view = screen.transcript.views[1]
+            await wait_until(lambda: "‹ 2/2 ›" in view._label_text().plain and view.status is not TurnStatus.STREAMING, timeout=30)
+            new = screen.scheduler.turns[1]
+            assert new.node != old.node and new.speaker == old.speaker == "Walt"
+            assert new.stats is not None and new.stats.generated_tokens > 0
+            assert view.text == new.content
+            await pilot.press("up", "left")  # select it, back to the first alternative
+            await wait_until(lambda: screen.state == "finished" and screen.scheduler.turns[1].node == old.node, timeout=180)
+            await wait_until(lambda: "‹ 1/2 ›" in screen.transcript.views[1]._label_text().plain, timeout=30)
+            assert screen.transcript.views[1].text == old.content
+    finally:
+        await engine.aclose()
+    tree = store.tree("regen")
+    store.close()
+    assert [t.node for t in tree.alternatives(old)] == [old.node, new.node]
+    assert tree.path()[1].node == old.node  # the choice is the record's current branch

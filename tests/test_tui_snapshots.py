@@ -164,3 +164,56 @@ def test_tally_dialog(snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(finished_app(), terminal_size=SIZE, run_before=tally)
+
+
+# -- branches: a regenerated turn with its alternatives, the sessions browser's tree ---------
+MARKUP_REPLY = "Plain text with [bold]x[/] and [link=http://x]y[/link] in it, shown as written."
+
+
+def branched_app(store: Store, session_id: str = "snap-branch"):
+    """Four turns, then turn 2 regenerated after the end (its alternative is the markup reply)."""
+    app = make_app(SteadyEngine([*REPLIES, MARKUP_REPLY]), store=store, turns=4, session_id=session_id, clock=counter_clock())
+    app.available_personas = personas(("Margaret", "Priya", "Stacy", "Walt", "pogi"))
+    return app
+
+
+async def _regenerate_turn_2(pilot) -> None:
+    await _wait_finished(pilot)
+    screen = pilot.app.debate_screen
+    first = screen.session
+    await pilot.press("up", "up")
+    await pilot.press("r")
+    await wait_until(lambda: screen.session is not first and screen.state == "finished", timeout=20)
+    await wait_until(lambda: 2 in screen.transcript.views and "‹ 2/2 ›" in screen.transcript.views[2]._label_text().plain, timeout=20)
+    pilot.app.clear_notifications()  # a toast that times out would make the picture depend on speed
+    await _wait_finished(pilot)
+
+
+@pytest.mark.parametrize("size", [SIZE, (80, 24)], ids=["120x40", "80x24"])
+def test_turn_with_alternatives(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    """The selected turn #2 on branch 2 of 2: "‹ 2/2 ›" in its label, its text literal."""
+    store = Store.open(tmp_path / "townhall.db")
+    try:
+        assert snap_compare(branched_app(store), terminal_size=size, run_before=_regenerate_turn_2)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("size", [SIZE, (80, 24)], ids=["120x40", "80x24"])
+def test_sessions_browser_branch_tree(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:
+    """Three branches: the first, a regenerate of #2 (markup in its words, shown literally) and
+    a fork from it after #1, current, marked ●."""
+    store = Store.open(tmp_path / "townhall.db")
+
+    async def open_tree(pilot) -> None:
+        await _regenerate_turn_2(pilot)
+        store.fork("snap-branch", at=1)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+
+    try:
+        assert snap_compare(branched_app(store), terminal_size=size, run_before=open_tree)
+    finally:
+        store.close()

@@ -24,7 +24,6 @@ class Action:
     show: bool = True
     priority: bool = False
     scope: Literal["debate", "app"] = "debate"  # debate keys act on the debate screen only
-    narrow: bool = True  # in the footer below 140 columns too (widgets/footer.py)
 
     def binding(self) -> Binding:
         return Binding(self.keys, self.action, self.label, show=self.show, id=self.id, priority=self.priority)
@@ -32,11 +31,11 @@ class Action:
 
 ACTIONS: tuple[Action, ...] = (
     Action("townhall.pause", "p", "toggle_pause", "Pause", "Pause or resume the debate"),
-    Action("townhall.step", "s", "step", "Step", "Take one turn, then pause", narrow=False),
+    Action("townhall.step", "s", "step", "Step", "Take one turn, then pause"),
     Action("townhall.interrupt", "x", "interrupt", "Interrupt", "Stop the turn being generated, keeping its text"),
-    Action("townhall.skip", "k", "skip", "Skip", "Skip the current speaker", narrow=False),
+    Action("townhall.skip", "k", "skip", "Skip", "Skip the current speaker"),
     Action("townhall.interject", "i", "interject", "Interject", "Write to the town hall as the audience"),
-    Action("townhall.tally", "t", "show_tally", "Tally", "Show where each participant stands now and how a vote would go", narrow=False),
+    Action("townhall.tally", "t", "show_tally", "Tally", "Show where each participant stands now and how a vote would go"),
     Action("townhall.vote", "v", "call_vote", "Vote", "Call the vote: after this turn, the closing ballot and the minutes"),
     Action("townhall.minutes", "m", "show_minutes", "Minutes", "Read the minutes (written after the closing ballot)", show=False),
     # Branches: a selected turn (none selected: the last) is regenerated, edited, forked or flipped.
@@ -50,10 +49,10 @@ ACTIONS: tuple[Action, ...] = (
     Action("townhall.edit", "e", "edit_turn", "Edit", "Edit the selected turn's text; the debate goes on from your version", show=False),
     Action("townhall.fork", "f", "fork", "Fork", "Start a new branch after the selected turn", show=False),
     Action("townhall.clear_selection", "escape", "clear_selection", "Follow", "Drop the turn selection and follow the debate again", show=False),
-    Action("townhall.new", "ctrl+n", "new_townhall", "New", "Start a new town hall (motion, participants, policy, turns, model)", scope="app", narrow=False),
+    Action("townhall.new", "ctrl+n", "new_townhall", "New", "Start a new town hall (motion, participants, policy, turns, model)", scope="app"),
     Action("townhall.sessions", "ctrl+o", "sessions", "Sessions", "Browse past sessions: open, replay, resume, export, delete", scope="app"),
-    Action("townhall.export", "ctrl+e", "export", "Export", "Export the current session as Markdown", narrow=False),
-    Action("townhall.stats", "ctrl+b", "toggle_stats", "Stats", "Stats pane: right, bottom or hidden (hidden by default below 100 columns)", narrow=False),
+    Action("townhall.export", "ctrl+e", "export", "Export", "Export the current session as Markdown"),
+    Action("townhall.stats", "ctrl+b", "toggle_stats", "Stats", "Stats pane: right, bottom or hidden (hidden by default below 100 columns)"),
     Action("townhall.theme", "ctrl+t", "change_theme", "Theme", "Switch the colour theme (remembered)", show=False, scope="app"),
     Action("townhall.quit", "q,ctrl+q", "quit", "Quit", "Stop the debate, keep the record, quit", scope="app"),
 )

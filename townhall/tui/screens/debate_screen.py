@@ -90,6 +90,11 @@ SELECTION_ACTIONS = frozenset({"select_prev", "select_next", "prev_alternative",
 DebateState = Literal["loading", "starting", "debating", "pausing", "paused", "finished", "error"]
 
 
+def counts_as_debate_turn(turn: Turn) -> bool:
+    """What "turn i of N" counts: a persona or the chair spoke (the announcement of the vote is no debate turn)."""
+    return turn.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and turn.status != TurnStatus.SKIPPED and turn.phase != VOTE_PHASE
+
+
 class DebateScreen(Screen[None]):
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [a.binding() for a in DEBATE_ACTIONS]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
@@ -127,6 +132,7 @@ class DebateScreen(Screen[None]):
         self._turn_pieces = 0
         self._turn_started = 0.0
         self._turns_this_run = 0  # what "turn i of N" counts: the scheduler's max_turns ignores history
+        self._made: set[str] = set()  # this session's turns said while on screen: a branch switch recounts them
         self._spinner: object | None = None
         self._members: dict[str, Member] = {}
         self.outcome: OutcomeDecided | None = None
@@ -165,7 +171,7 @@ class DebateScreen(Screen[None]):
     def on_resize(self, event: events.Resize) -> None:
         """The breakpoint classes move the panes (app.tcss); the footer tightens its spacing too."""
         self.footer.compact = event.size.width < COMPACT_FOOTER_BELOW
-        self.footer.narrow = event.size.width < COMPACT_FOOTER_BELOW
+        self.footer.room = event.size.width if self.footer.compact else 0
 
     def on_mount(self) -> None:
         self._apply_stats_position(self.stats_position)
@@ -192,6 +198,8 @@ class DebateScreen(Screen[None]):
 
     # -- running a debate ----------------------------------------------------
     def _start_debate(self, debate: Debate) -> None:
+        if debate.then is None:
+            self._made.clear()
         self.debate = debate
         self.end_reason = None
         self.outcome, self.minutes, self.vote_called = None, None, False
@@ -264,6 +272,8 @@ class DebateScreen(Screen[None]):
                 member.stances.clear()  # read again below, for the branch now current
         for turn in turns:
             self._count_turn(turn)
+        self._turns_this_run = sum(1 for turn in turns if turn.node in self._made and counts_as_debate_turn(turn))
+        self.header.turn = self._turns_this_run
         self._show_stored_stances()
         self.roster.refresh_entries()
         self.stats.set_talk(list(self._members.values()))
@@ -412,8 +422,8 @@ class DebateScreen(Screen[None]):
         colour, emoji = self._look(turn.speaker, turn.kind)
         self.transcript.call_later(self.transcript.finish_turn, turn, colour, emoji)
         self._count_turn(turn)
-        if turn.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and turn.status != TurnStatus.SKIPPED \
-                and turn.phase != VOTE_PHASE:  # the chair's announcement of the vote is no debate turn
+        if counts_as_debate_turn(turn):
+            self._made.add(turn.node)
             self._turns_this_run += 1
             self.header.turn = self._turns_this_run
         if turn.stats is not None:

@@ -73,6 +73,7 @@ def outcome_text(outcome: OutcomeRecord | None) -> Text:
 
 
 FIRST_WORDS = 6
+MAX_TREE_ROWS = 6
 
 
 def first_words(text: str, count: int = FIRST_WORDS) -> str:
@@ -110,6 +111,7 @@ def fill_branch_tree(widget: Tree[int], tree: TurnTree) -> None:
         under = parent if parent is not None else widget.root
         placed[number] = under.add(branch_label(tree, branch), data=number, expand=True, allow_expand=False)
     widget.root.expand_all()
+    widget.styles.height = min(len(placed), MAX_TREE_ROWS) + 1  # and its top border; it scrolls beyond
     current = placed.get(tree.current)
     if current is not None:
         widget.move_cursor(current)
@@ -262,7 +264,7 @@ class SessionsScreen(Screen[ResumeChoice | None]):
     SessionsScreen #sessions-title { height: 1; background: $panel; padding: 0 1; text-style: bold; }
     SessionsScreen DataTable { height: 1fr; }
     SessionsScreen #sessions-detail { height: auto; max-height: 12; border-top: solid $panel; padding: 0 1; }
-    SessionsScreen #sessions-branches { height: auto; max-height: 8; border-top: solid $panel; padding: 0 1; }
+    SessionsScreen #sessions-branches { height: 2; overflow-x: hidden; border-top: solid $panel; padding: 0 1; }
     SessionsScreen #sessions-branches:focus { border-top: solid $accent; }
     SessionsScreen #sessions-options { height: auto; padding: 0 1; }
     SessionsScreen #sessions-options Label { padding: 1 1 0 0; }
