@@ -162,3 +162,46 @@ async def test_regenerate_after_the_debate_ended_resumes(store: Store) -> None:
     tree = store.tree("tui-test")
     assert len(tree.branches) == 2 and tree.current == 2
     assert [t.content for t in store.turns("tui-test", branch=1)][2] == old
+
+
+async def test_sessions_browser_opens_and_resumes_any_branch(store: Store) -> None:
+    """The tree lists each branch (model text literal); open shows the highlighted branch's
+    turns, resume makes it current in the record and goes on from it."""
+    from textual.widgets import Tree
+
+    from townhall.tui.screens.sessions import ReplayScreen, SessionsScreen
+
+    app = make_app(ScriptedEngine(LINES, delay=0.001), store=store, turns=3)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.debate_screen
+        await wait_until(lambda: screen.state == "finished", timeout=20)
+        await wait_until(lambda: settled(app, 3))
+        first_text = screen.scheduler.turns[2].content
+        first = screen.session
+        await pilot.press("r")  # turn 2 again, on branch 2 (after the end: through resume)
+        await wait_until(lambda: screen.session is not first and screen.state == "finished", timeout=30)
+        await wait_until(lambda: "‹ 2/2 ›" in label(app, 2))
+        second_text = screen.scheduler.turns[2].content
+        await pilot.press("ctrl+o")
+        await wait_until(lambda: isinstance(app.screen, SessionsScreen))
+        await pilot.pause()
+        tree = app.screen.query_one(Tree)
+        rows = [node for node in tree.root.children] + [c for node in tree.root.children for c in node.children]
+        labels = {node.data: node.label.plain for node in rows}
+        assert set(labels) == {1, 2}
+        assert labels[2].startswith("● branch 2 · regenerate from #2 · 3 turns")
+        assert "[bold]x" in labels[1] or "[bold]x" in labels[2]  # first words as written, no markup
+        assert tree.cursor_node is not None and tree.cursor_node.data == 2  # the current one
+        tree.move_cursor(next(node for node in rows if node.data == 1))
+        await pilot.press("o")
+        await wait_until(lambda: isinstance(app.screen, ReplayScreen) and app.screen.done)
+        text = screen_text(app)
+        assert first_text.split(":")[0] in text and second_text.split(":")[0] not in text
+        await pilot.press("escape")
+        await wait_until(lambda: isinstance(app.screen, SessionsScreen))
+        await pilot.press("u")  # resume branch 1
+        await wait_until(lambda: app.screen is screen and screen.state == "finished" and screen.session is not None, timeout=30)
+        await wait_until(lambda: settled(app, len(screen.scheduler.turns)))
+        assert store.tree("tui-test").current == 1
+        assert screen.scheduler.turns[2].content == first_text
+        assert views(app)[2].text == first_text and "‹ 1/2 ›" in label(app, 2)

@@ -114,7 +114,7 @@ def fill_branch_tree(widget: Tree[int], tree: TurnTree) -> None:
     widget.styles.height = min(len(placed), MAX_TREE_ROWS) + 1  # and its top border; it scrolls beyond
     current = placed.get(tree.current)
     if current is not None:
-        widget.move_cursor(current)
+        widget.call_after_refresh(widget.move_cursor, current, animate=False)  # lines exist once drawn
 
 
 class ConfirmScreen(ModalScreen[bool]):
