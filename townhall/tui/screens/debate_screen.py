@@ -440,6 +440,28 @@ class DebateScreen(Screen[None]):
         self.transcript.call_later(self.transcript.redraw_from, event.from_index, turns, self._turn_look)
         self._recount(turns)
         self._refresh_marks()
+        self._show_stored_outcome()
+
+    def _show_stored_outcome(self) -> None:
+        """The banner for the branch now current: its recorded ballot, or none."""
+        if self.store is None or self.session_id is None:
+            return
+        try:
+            stored = self.store.outcome_of(self.session_id)
+        except TownhallError:
+            return
+        self.banner.reset()
+        self.outcome, self.minutes = None, None
+        if stored is not None and stored.result is not None:
+            self.outcome = OutcomeDecided(
+                self.session_id, stored.votes, stored.votes_for, stored.votes_against, stored.result,
+                stored.announcement or "", stored.decided_at or 0.0,
+            )
+            self.banner.show_outcome(self.outcome)
+            if stored.minutes:
+                self.minutes = stored.minutes
+                self.banner.show_minutes_ready()
+        self.refresh_bindings()
 
     def _turn_look(self, turn: Turn) -> tuple[str, str]:
         return self._look(turn.speaker, turn.kind)
@@ -665,7 +687,7 @@ class DebateScreen(Screen[None]):
             self.notify(f"Turn #{turn.index} has no alternatives: r regenerates it.", severity="warning", markup=False)
             return
         index = turn.index
-        self._branch_op(lambda s: s.alternative(index, step), None)
+        self._branch_op(lambda s: s.alternative(index, step), None, speaks=False)
 
     def action_regenerate(self) -> None:
         if (turn := self._target()) is None:
@@ -699,15 +721,17 @@ class DebateScreen(Screen[None]):
         if (turn := self._target()) is None:
             return
         index = turn.index
-        self._branch_op(lambda s: s.fork(index), f"New branch after turn #{index}.")
+        self._branch_op(lambda s: s.fork(index), f"New branch after turn #{index}.", speaks=False)
 
-    def _branch_op(self, op: BranchOp, done: str | None) -> None:
-        """Queue `op` on the running scheduler, or resume the ended session to apply it."""
+    def _branch_op(self, op: BranchOp, done: str | None, *, speaks: bool = True) -> None:
+        """Queue `op` on the running scheduler, or resume the ended session to apply it.
+
+        `speaks`: the op says a turn (regenerate, edit); a flip or a fork says none."""
         if self.scheduler is None or self.state in ("loading", "starting"):
             self.notify("The debate is still loading.", severity="warning")
             return
         if self.state in ("finished", "error") or self.session is None or not self.session.running:
-            self._apply_after_end(op, done)
+            self._apply_after_end(op, done, speaks)
             return
         try:
             op(self.scheduler)
@@ -717,9 +741,11 @@ class DebateScreen(Screen[None]):
         if done:
             self.notify(done, timeout=4, markup=False)
 
-    def _apply_after_end(self, op: BranchOp, done: str | None) -> None:
+    def _apply_after_end(self, op: BranchOp, done: str | None, speaks: bool) -> None:
         """The session layer resumes the stored session; the op goes in before it runs,
-        with no turns left, so the run applies it and ends (a new closing ballot if it holds one)."""
+        with no turns left, so the run applies it and ends. A new turn on the path gets a new
+        closing ballot (if the town hall holds one); a flip or a fork says nothing new, so its
+        run holds none, and the banner shows the chosen branch's recorded outcome."""
         if self.store is None or self.session_id is None:
             self.notify("The debate has ended and no database holds it, so it cannot go on.", severity="warning")
             return
@@ -735,7 +761,10 @@ class DebateScreen(Screen[None]):
         except TownhallError as exc:
             self.post_message(ShowError("Cannot go on with this session", str(exc)))
             return
-        plan = replace(plan, spec=plan.spec.model_copy(update={"max_turns": 0}))  # the op's own turn only
+        update: dict[str, object] = {"max_turns": 0}  # the op's own turn only
+        if not speaks:
+            update["ballot"] = False
+        plan = replace(plan, spec=plan.spec.model_copy(update=update))
         debate = Debate(
             plan.spec, list(plan.personas), session_id=plan.session_id, history=list(plan.history),
             engine_config=self.debate.engine_config, tree=plan.tree, then=op,

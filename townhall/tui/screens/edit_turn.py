@@ -22,6 +22,7 @@ class EditTurnScreen(ModalScreen[str | None]):
     EditTurnScreen #edit-title { text-style: bold; height: auto; margin-bottom: 1; }
     EditTurnScreen TextArea { height: 1fr; }
     EditTurnScreen Horizontal { height: auto; align: right middle; margin-top: 1; }
+    EditTurnScreen #edit-hint { width: 1fr; height: 3; content-align: left middle; }
     EditTurnScreen Button { margin-left: 2; }
     """
 
@@ -42,7 +43,7 @@ class EditTurnScreen(ModalScreen[str | None]):
             area.cursor_blink = False
             yield area
             with Horizontal():
-                yield Static(Text("ctrl+s saves · esc cancels", style="dim"))
+                yield Static(Text("ctrl+s saves · esc cancels", style="dim"), id="edit-hint")
                 yield Button("Cancel", id="edit-cancel")
                 yield Button("Save", id="edit-save", variant="primary")
 
