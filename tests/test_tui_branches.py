@@ -205,3 +205,35 @@ async def test_sessions_browser_opens_and_resumes_any_branch(store: Store) -> No
         assert store.tree("tui-test").current == 1
         assert screen.scheduler.turns[2].content == first_text
         assert views(app)[2].text == first_text and "‹ 1/2 ›" in label(app, 2)
+
+
+async def test_flip_after_the_end_holds_no_new_ballot_and_shows_the_branch_outcome(store: Store) -> None:
+    """A regenerate after the end gets its own ballot; flipping back says nothing new, so no
+    second announcement, and the banner shows branch 1's recorded result again."""
+    from townhall.engine.scripted import even_odds
+
+    app = make_app(ScriptedEngine(LINES, delay=0.001, probe_script=even_odds), store=store, turns=2)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.debate_screen
+        await wait_until(lambda: screen.state == "finished" and screen.outcome is not None, timeout=30)
+        await wait_until(lambda: settled(app, len(screen.scheduler.turns)))
+        path = [t.node for t in screen.scheduler.turns]
+        decided = store.outcome_of("tui-test", branch=1)
+        assert decided is not None and decided.decided_at is not None
+        first = screen.session
+        await pilot.press("up", "up")  # the second debate turn (the last is the chair's announcement)
+        index = screen.transcript.selected
+        await pilot.press("r")
+        await wait_until(lambda: screen.session is not first and screen.state == "finished", timeout=30)
+        await wait_until(lambda: index in views(app) and "‹ 2/2 ›" in label(app, index), timeout=20)
+        assert screen.outcome is not None  # branch 2's own ballot
+        second = screen.session
+        await pilot.press("left")
+        await wait_until(lambda: screen.session is not second and screen.state == "finished", timeout=30)
+        await wait_until(lambda: "‹ 1/2 ›" in label(app, index), timeout=20)
+        await wait_until(lambda: settled(app, len(path)))
+        assert [t.node for t in screen.scheduler.turns] == path  # the same path, nothing added
+        again = store.outcome_of("tui-test", branch=1)
+        assert again is not None and again.decided_at == decided.decided_at  # no second ballot on branch 1
+        assert screen.outcome is not None and screen.banner.has_class("-shown")
+        assert screen.outcome.announcement in screen_text(app)
