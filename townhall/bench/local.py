@@ -15,6 +15,13 @@ The scripted debate (`script.py`) runs three ways on one model in one process:
 
 A second suite, `memory`, checks the footprint of many resident agents and the restore
 time at a long context.
+
+A third, `branches` (`--regenerate`, issue 13), runs the townhall way alone and measures
+what a watcher's branch ops cost: regenerating the last turn at several points of the
+debate (the last one after a closing ballot has probed every agent, so the speaker's
+state must come back from its prompt-end checkpoint), and an edit in the middle, after
+which each agent's next turn should evaluate only from the edited line on. Regenerated
+turns are greedy like the rest, so their decode compares with a normal turn's.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from townhall.bench.report import summarize_local
-from townhall.bench.script import ScriptedTurn, sampling, scripted_turns
+from townhall.bench.report import summarize_branches, summarize_local
+from townhall.bench.script import ScriptedTurn, header, sampling, scripted_turns, transcript
 from townhall.engine.base import GenerationRequest, SamplingParams
 from townhall.engine.local import LocalEngine
 from townhall.prompts import BALLOT_CHOICES, ballot_cue
@@ -216,3 +223,82 @@ def run_memory_bench(
         "restore_ms": restores,
         "restore_ms_max": max(restores),
     }
+
+
+EDITED_LINE = "I have changed my mind: the repair plan costs less and keeps the bridge open."
+
+
+def _serve(engine: LocalEngine, turn: ScriptedTurn, params: SamplingParams) -> tuple[Any, str, float]:
+    pieces: list[str] = []
+    t0 = time.perf_counter()
+    stats = engine.serve_blocking(GenerationRequest(turn.speaker, turn.prompt, params), feed=pieces.append)
+    return stats, "".join(pieces), (time.perf_counter() - t0) * 1000
+
+
+def run_branch_bench(
+    engine: LocalEngine,
+    *,
+    agents: int = 4,
+    turns: int = 40,
+    tokens: int = 40,
+    regenerate_at: tuple[int, ...] = (10, 20, 40),
+    edit_at: int = 20,
+    progress: Progress = lambda line: None,
+) -> dict[str, Any]:
+    """The scripted debate with the stance probe after every turn, as the scheduler runs it;
+    after turn N for each N in `regenerate_at` the last turn is drawn again (after the closing
+    ballot when N is the last turn); then turn `edit_at` (0-based) is edited and the next
+    round, one turn per agent, is said on the edited path."""
+    if not 0 <= edit_at < turns:
+        raise ValueError(f"the edited turn must be one of turns 0 to {turns - 1}")
+    engine.load_blocking()
+    script = scripted_turns(agents, turns)
+    names = list(dict.fromkeys(t.speaker for t in script))
+    params = sampling(tokens)
+    regenerated: list[dict[str, Any]] = []
+    for number, turn in enumerate(script, start=1):
+        stats, said, ms = _serve(engine, turn, params)
+        engine.probe_blocking(turn.speaker, ballot_prompt(turn, said), BALLOT_CHOICES)
+        progress(f"branches: turn {number}/{turns} {ms:.0f}ms prefill {stats.prefill_tokens}")
+        if number not in regenerate_at:
+            continue
+        ballot = number == turns
+        if ballot:  # every agent probed on its full view: the speaker's state is displaced
+            said_so_far = transcript(agents, turns)
+            for name in names:
+                engine.probe_blocking(name, f"{header(name, names)}{said_so_far}{ballot_cue(name)}", BALLOT_CHOICES)
+        again, _, again_ms = _serve(engine, turn, params)
+        regenerated.append({
+            "turns": number, "speaker": turn.speaker, "after_ballot": ballot,
+            "prompt_tokens": stats.prompt_tokens,
+            "normal_prefill": stats.prefill_tokens, "normal_ms": round(ms, 1),
+            "normal_decode_ms": round(_decode_ms(stats), 1),
+            "prefill_tokens": again.prefill_tokens,
+            "evaluated_tokens": again.prefill_tokens + again.generated_tokens,
+            "generated_tokens": again.generated_tokens, "ms": round(again_ms, 1),
+            "restore_ms": round(again.restore_ms, 2),
+        })
+        progress(f"branches: regenerated turn {number} {again_ms:.0f}ms prefill {again.prefill_tokens}")
+    edited = scripted_turns(agents, edit_at + 1 + agents, {edit_at: EDITED_LINE})
+    before_edit = {name: len(engine.tokenize(header(name, names) + transcript(agents, edit_at))) for name in names}
+    after: list[dict[str, Any]] = []
+    for turn in edited[edit_at + 1 : edit_at + 1 + agents]:
+        stats, said, ms = _serve(engine, turn, params)
+        engine.probe_blocking(turn.speaker, ballot_prompt(turn, said), BALLOT_CHOICES)
+        after.append({
+            "speaker": turn.speaker, "prompt_tokens": stats.prompt_tokens, "prefill_tokens": stats.prefill_tokens,
+            "from_edit_tokens": stats.prompt_tokens - before_edit[turn.speaker], "ms": round(ms, 1),
+            "restore_ms": round(stats.restore_ms, 2),
+        })
+        progress(f"branches: after the edit, {turn.speaker} {ms:.0f}ms prefill {stats.prefill_tokens}")
+    summary = summarize_branches(regenerated, after, edit_at=edit_at)
+    summary["config"] = {
+        "agents": agents, "turns": turns, "tokens": tokens, "model": str(engine.model_path),
+        "n_ctx": engine.n_ctx, "device": engine.device_description(),
+    }
+    return summary
+
+
+def _decode_ms(stats: Any) -> float:
+    """The time a turn spent picking tokens after the first (its decode, without prefill)."""
+    return (stats.generated_tokens - 1) / stats.decode_tps * 1000 if stats.decode_tps else 0.0

@@ -45,6 +45,47 @@ def summarize_local(
     return summary
 
 
+def summarize_branches(
+    regenerated: list[dict[str, Any]], after_edit: list[dict[str, Any]], *, edit_at: int
+) -> dict[str, Any]:
+    """What a regenerated last turn and an edit in the middle cost against a normal turn.
+
+    The issue's target: a regenerated turn evaluates no more than its cue and a handful of
+    tokens, however long the debate (its prompt-end checkpoint covers the prompt), and after
+    an edit each agent evaluates only from the edited line on.
+    """
+    summary: dict[str, Any] = {"regenerate": regenerated, "edit": {"at": edit_at, "next_round": after_edit}}
+    if regenerated:
+        prefills = [r["prefill_tokens"] for r in regenerated]
+        summary["regenerate_prefill_max"] = max(prefills)
+        summary["regenerate_prefill_spread"] = max(prefills) - min(prefills)
+        ratios = [r["ms"] / r["normal_ms"] for r in regenerated if r["normal_ms"]]
+        summary["regenerate/normal_ms_mean"] = round(_mean(ratios), 3)
+    if after_edit:
+        prompt = sum(a["prompt_tokens"] for a in after_edit)
+        summary["edit_next_round_prefill/prompt_pct"] = round(100 * sum(a["prefill_tokens"] for a in after_edit) / prompt, 1)
+        summary["edit_next_round_prefill_minus_from_edit_max"] = max(a["prefill_tokens"] - a["from_edit_tokens"]
+                                                                     for a in after_edit)
+    return summary
+
+
+def branch_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The regenerate and edit figures as fixed-width tables, then the summary figures."""
+    lines = [f"{'regenerate after':<17} {'prompt':>7} {'normal prefill':>14} {'normal ms':>9} {'decode ms':>9} "
+             f"{'regen prefill':>13} {'evaluated':>9} {'regen ms':>8}"]
+    for r in summary["regenerate"]:
+        where = f"turn {r['turns']}" + (" +ballot" if r["after_ballot"] else "")
+        lines.append(f"{where:<17} {r['prompt_tokens']:>7} {r['normal_prefill']:>14} {r['normal_ms']:>9.1f} "
+                     f"{r['normal_decode_ms']:>9.1f} {r['prefill_tokens']:>13} {r['evaluated_tokens']:>9} {r['ms']:>8.1f}")
+    edit = summary["edit"]
+    lines.append(f"{'after edit of #' + str(edit['at']):<17} {'prompt':>7} {'from edit':>14} {'prefill':>9} {'ms':>9}")
+    for a in edit["next_round"]:
+        lines.append(f"{a['speaker']:<17} {a['prompt_tokens']:>7} {a['from_edit_tokens']:>14} {a['prefill_tokens']:>9} "
+                     f"{a['ms']:>9.1f}")
+    lines += [f"{key}: {value}" for key, value in summary.items() if key not in ("regenerate", "edit", "config")]
+    return lines
+
+
 def summarize_server(ways: list[dict[str, Any]]) -> dict[str, Any]:
     """Resending the history against appending to a pinned slot, through one server."""
     summary: dict[str, Any] = {"ways": ways}

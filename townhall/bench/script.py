@@ -12,6 +12,7 @@ prompt cache) can reuse.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from townhall.engine.base import SamplingParams
@@ -68,19 +69,33 @@ def header(name: str, names: list[str]) -> str:
     )
 
 
-def scripted_turns(agents: int, turns: int) -> list[ScriptedTurn]:
-    """The debate as prompts, round robin; `agents` must be within MIN_AGENTS..MAX_AGENTS."""
-    if not MIN_AGENTS <= agents <= MAX_AGENTS:
-        raise ValueError(f"agents must be between {MIN_AGENTS} and {MAX_AGENTS}")
-    names = [name for name, _ in PEOPLE[:agents]]
+def scripted_turns(agents: int, turns: int, edits: Mapping[int, str] | None = None) -> list[ScriptedTurn]:
+    """The debate as prompts, round robin; `agents` must be within MIN_AGENTS..MAX_AGENTS.
+
+    `edits` replaces the line said at a turn index (0-based) by the watcher's text: the
+    prompts from the next turn on change from that line on, as after an edit in a session.
+    """
+    names = _names(agents)
     headers = {name: header(name, names) for name in names}
-    transcript = ""
     result: list[ScriptedTurn] = []
     for index in range(turns):
         name = names[index % agents]
-        result.append(ScriptedTurn(name, headers[name] + transcript + f"{name}:"))
-        transcript += f"{name}: {LINES[index % len(LINES)]}\n"
+        result.append(ScriptedTurn(name, headers[name] + transcript(agents, index, edits) + f"{name}:"))
     return result
+
+
+def transcript(agents: int, turns: int, edits: Mapping[int, str] | None = None) -> str:
+    """The first `turns` lines of the debate, one `Name: text` line each."""
+    names = _names(agents)
+    return "".join(
+        f"{names[i % agents]}: {(edits or {}).get(i, LINES[i % len(LINES)])}\n" for i in range(turns)
+    )
+
+
+def _names(agents: int) -> list[str]:
+    if not MIN_AGENTS <= agents <= MAX_AGENTS:
+        raise ValueError(f"agents must be between {MIN_AGENTS} and {MAX_AGENTS}")
+    return [name for name, _ in PEOPLE[:agents]]
 
 
 def sampling(tokens: int, seed: int = 0) -> SamplingParams:

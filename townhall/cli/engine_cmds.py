@@ -131,6 +131,13 @@ def bench(
     conversations: Annotated[
         Optional[int], typer.Option("--conversations", min=1, help="With --generate: how many (default: the largest N, at least 8).")
     ] = None,
+    regenerate: Annotated[
+        bool, typer.Option("--regenerate", help="Measure branch ops: regenerating the last turn at --at, editing turn --edit-at.")
+    ] = False,
+    regenerate_at: Annotated[
+        str, typer.Option("--at", help="With --regenerate: after which turns to regenerate the last one (comma-separated).")
+    ] = "10,20,40",
+    edit_at: Annotated[int, typer.Option("--edit-at", min=0, help="With --regenerate: the turn (#N, from 0) to edit.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the same scripted debate three ways and print what per-agent KV states save."""
@@ -142,7 +149,7 @@ def bench(
     if quality:
         _quality(config, debates=debates, turns=turns or 24, transcripts=transcripts, baseline_s=baseline_s, as_json=as_json)
         return
-    turns = turns or 48
+    turns = turns or (max(_turn_numbers(regenerate_at)) if regenerate else 48)
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -180,11 +187,15 @@ def bench(
         raise TownhallError(f"--agents must be between {MIN_AGENTS} and {MAX_AGENTS}")
     if turns < 1 or tokens < 1:
         raise TownhallError("--turns and --tokens must be at least 1")
-    n_ctx_needed = context_needed(agents, turns, tokens)
+    n_ctx_needed = context_needed(agents, max(turns, edit_at + 1 + agents) if regenerate else turns, tokens)
     ctx = config.n_ctx if engine_flags.n_ctx is not None else max(config.n_ctx, min(32768, n_ctx_needed))
     if n_ctx_needed > ctx:
         raise TownhallError(f"--turns {turns} --tokens {tokens} needs about {n_ctx_needed} tokens of context: raise --n-ctx")
     engine = LocalEngine(config.model, n_ctx=ctx, threads=config.threads, gpu_layers=config.gpu_layers)
+    if regenerate:
+        _branches(engine, agents=agents, turns=turns, tokens=tokens, at=_turn_numbers(regenerate_at), edit_at=edit_at,
+                  progress=progress, as_json=as_json)
+        return
     if memory:
         result = run_memory_bench(engine, progress=progress)
         if as_json:
@@ -197,6 +208,34 @@ def bench(
         typer.echo(json.dumps(summary))
     else:
         _ways_table(summary)
+
+
+def _turn_numbers(text: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise TownhallError(f"--at takes turn counts separated by commas (10,20,40), not {text!r}") from None
+    if not numbers or min(numbers) < 1:
+        raise TownhallError(f"--at takes turn counts of at least 1, not {text!r}")
+    return numbers
+
+
+def _branches(engine: Any, *, agents: int, turns: int, tokens: int, at: tuple[int, ...], edit_at: int,
+              progress: Any, as_json: bool) -> None:
+    from townhall.bench.local import run_branch_bench
+    from townhall.bench.report import branch_lines
+
+    if max(at) > turns:
+        raise TownhallError(f"--at {max(at)} is past the debate's end: raise --turns to at least {max(at)}")
+    if edit_at >= turns:
+        raise TownhallError(f"--edit-at {edit_at}: the debate has turns 0 to {turns - 1}")
+    summary = run_branch_bench(engine, agents=agents, turns=turns, tokens=tokens, regenerate_at=at, edit_at=edit_at,
+                               progress=progress)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    for line in branch_lines(summary):
+        typer.echo(line)
 
 
 def _quality(config: Any, *, debates: int, turns: int, transcripts: Path | None, baseline_s: float | None, as_json: bool) -> None:

@@ -638,8 +638,12 @@ class LocalEngine:
     def _make_resident(self, agent_id: str | None, prompt: list[int], stats: GenerationStats) -> int:
         """Put the best state for this prompt in sequence 0; return how many prompt tokens it covers.
 
-        The live resident can roll back freely (the full cache is there); a restored state
-        only by one token, so the candidates are the agent's last state and its checkpoint.
+        The live resident and a restored state (the agent's last state or its prompt-end
+        checkpoint) both serve up to their common prefix with the prompt, cut back to it, as
+        far as the sliding window allows (`_can_roll_back`): after an edit or a switch of
+        path an agent evaluates only what differs from the point of change on. Where the
+        window forbids cutting back that far, a state the prompt extends (give or take its
+        last token) is tried next; else nothing serves and the prompt is evaluated whole.
         """
         import llama_cpp
 
@@ -652,42 +656,63 @@ class LocalEngine:
             limit = len(prompt)  # ...unless the prompt-end checkpoint kept them
         if agent_id is not None and agent_id == self._resident:
             held = [int(t) for t in llm.input_ids[: llm.n_tokens]]
-            return min(_common_prefix(held, prompt), limit)
+            keep = min(_common_prefix(held, prompt), limit)
+            if keep >= len(held) or self._can_roll_back(keep):
+                return keep
         self._resident = None
         llm.n_tokens = 0
         if agent_id is None:
             return 0
-        best = self.best_saved_state(agent_id, prompt)
-        if best is None:
-            return 0
         memory = llama_cpp.llama_get_memory(llm.ctx)
-        llama_cpp.llama_memory_clear(memory, True)
-        t0 = time.perf_counter()
-        read = llama_cpp.llama_state_seq_set_data(llm.ctx, best.data, best.size, _SEQ)
-        stats.restore_ms = (time.perf_counter() - t0) * 1000
-        if read == 0:  # llama.cpp refused it: never trust it again
+        tried: list[SavedState] = []
+        for roll_back in (True, False):
+            best = self.best_saved_state(agent_id, prompt, roll_back=roll_back)
+            if best is None or any(best is state for state in tried):
+                continue
+            tried.append(best)
             llama_cpp.llama_memory_clear(memory, True)
-            self.forget(agent_id)
-            return 0
-        n = len(best.tokens)
-        llm.input_ids[:n] = best.tokens
-        llm.n_tokens = n
-        self._resident = agent_id
-        keep = min(_common_prefix(best.tokens, prompt), limit)
-        if keep < n and not self._can_roll_back(keep):
-            return 0
-        return keep
+            t0 = time.perf_counter()
+            read = llama_cpp.llama_state_seq_set_data(llm.ctx, best.data, best.size, _SEQ)
+            stats.restore_ms += (time.perf_counter() - t0) * 1000
+            if read == 0:  # llama.cpp refused it: never trust it again
+                llama_cpp.llama_memory_clear(memory, True)
+                self._resident = None
+                llm.n_tokens = 0
+                self.forget(agent_id)
+                return 0
+            n = len(best.tokens)
+            llm.input_ids[:n] = best.tokens
+            llm.n_tokens = n
+            self._resident = agent_id
+            keep = min(_common_prefix(best.tokens, prompt), limit)
+            if keep >= n or self._can_roll_back(keep):
+                return keep
+        return 0
 
-    def best_saved_state(self, agent_id: str | None, prompt: Sequence[int]) -> SavedState | None:
-        """The agent's longest saved state (last turn or prompt-end checkpoint) made for this
-        setup that `prompt` extends, give or take its last token; None if neither serves."""
+    def best_saved_state(self, agent_id: str | None, prompt: Sequence[int], *, roll_back: bool = False) -> SavedState | None:
+        """The agent's best saved state (last turn or prompt-end checkpoint) made for this setup.
+
+        By default (batch.py's use) one that `prompt` extends, give or take its last token, the
+        longest such. With `roll_back` the one sharing the longest prefix with `prompt` (at
+        least a few dozen tokens, or a restore costs more than it saves), the shorter on a tie
+        (less to cut back, and the checkpoint keeps its logits); the caller restores it, checks
+        the window and cuts it back. None if none serves.
+        """
+        least = 16  # a restore (7-10 ms) costs about as much as evaluating this many tokens
         best: SavedState | None = None
+        best_key: tuple[int, int] = (-1, 0)
         for state in (self._states.get(agent_id), self._checkpoints.get(agent_id)) if agent_id is not None else ():
             if state is None or state.fingerprint != self._fingerprint:
                 continue
-            usable = _common_prefix(state.tokens, prompt) >= len(state.tokens) - 1
-            if usable and (best is None or len(state.tokens) > len(best.tokens)):
-                best = state
+            common = _common_prefix(state.tokens, prompt)
+            if roll_back:
+                usable = common >= min(least, len(state.tokens) - 1)
+                key = (common, -len(state.tokens))
+            else:
+                usable = common >= len(state.tokens) - 1
+                key = (len(state.tokens), 0)
+            if usable and key > best_key:
+                best, best_key = state, key
         return best
 
     def _can_roll_back(self, keep: int, seq: int = _SEQ) -> bool:
