@@ -275,6 +275,12 @@ class Store:
             )
         return path[index]
 
+    def turn_at(self, id_or_prefix: str, index: int, branch: int | None = None) -> Turn:
+        """Turn `index` of a branch's path (the current branch by default); a clear error if none."""
+        session_id = self.resolve_id(id_or_prefix)
+        tree = self._tree(session_id)
+        return self._turn_at(tree, session_id, self._branch(tree, session_id, branch).number, index)
+
     def _new_branch(self, conn: sqlite3.Connection, session_id: str, tree: TurnTree, parent: int,
                     fork: str | None, reason: str, at: float) -> int:
         number = max(tree.numbers()) + 1
