@@ -459,7 +459,8 @@ def edit_cmd(
         full = store.resolve_id(session_id)
         original = store.turn_at(full, turn, branch)
         if text is None:
-            text = click.edit(original.content) or ""
+            edited = click.edit(original.content)
+            text = original.content if edited is None else edited  # None: closed without saving
         number = store.edit_turn(full, turn, text, branch)
     if as_json:
         _echo_json({"session": full, "branch": number, "turn": turn, "speaker": original.speaker})
