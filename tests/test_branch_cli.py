@@ -142,3 +142,13 @@ def test_resume_on_a_branch_switches_then_goes_on(db: Path, monkeypatch: pytest.
         assert path[3].branch == 2 and path[3].parent == path[2].node
         assert [t.content for t in store.turns(BRANCHED_ID, branch=4)] == ["Steel bridges last",
                                                                           "Wood is cheaper and greener"]
+
+
+def test_search_names_the_branches_holding_a_hit(db: Path) -> None:
+    out = _ok(["search", '"steel bridges"', "--db", str(db)])
+    assert "turn 0 on branches 1, 2, 3, 4 · Ada" in out
+    out = _ok(["search", "answer", "--db", str(db)])
+    assert "turn 2 on branch 2 · Ada" in out
+    assert " on branch" not in _ok(["search", "three", "--db", str(db)])  # a one-branch session says nothing
+    hits = json.loads(_ok(["search", "greener", "--db", str(db), "--json"]))
+    assert [(h["branch"], h["branches"]) for h in hits] == [(4, [4])]

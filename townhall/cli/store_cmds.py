@@ -193,7 +193,7 @@ def search_cmd(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N hits.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search every turn of every session."""
+    """Search every turn of every session, on every branch (a hit names the branches that hold it)."""
     with _open(db) as store:
         hits = store.search(query, limit)
     if as_json:
@@ -206,7 +206,9 @@ def search_cmd(
     for hit in hits:
         head = Text()
         head.append(hit.session_id, style="cyan")
-        head.append(f" · {clean(hit.session_label)} · turn {hit.turn_index} · ", style="dim")
+        where = "" if hit.branches == (1,) else " on branch" + ("es " if len(hit.branches) > 1 else " ") + ", ".join(
+            map(str, hit.branches))
+        head.append(f" · {clean(hit.session_label)} · turn {hit.turn_index}{where} · ", style="dim")
         head.append(clean(hit.speaker), style="bold")
         console.print(head)
         snippet = Text("  " + clean(hit.snippet))
