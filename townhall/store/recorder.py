@@ -249,13 +249,14 @@ class Recorder:
     def _on_BranchCreated(self, event: BranchCreated) -> None:
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
-            conn.execute(
+            added = conn.execute(
                 "INSERT INTO branches(session_id, number, parent, fork, head, reason, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, number) DO UPDATE SET parent = excluded.parent, "
-                "fork = excluded.fork, reason = excluded.reason, created_at = excluded.created_at, "
-                "head = COALESCE(branches.head, excluded.head)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, number) DO NOTHING",
                 (event.session_id, event.branch, event.parent, event.fork, event.fork, event.reason, event.at),
-            )
+            ).rowcount
+            if not added:  # a scheduler that was not given the stored tree: never rewrite a kept branch
+                log.warning("session %s: branch %d already exists; its record is kept as it was",
+                            event.session_id, event.branch)
             conn.execute("UPDATE sessions SET current_branch = ?, updated_at = ? WHERE id = ?",
                          (event.branch, event.at, event.session_id))
             self._event(conn, event.session_id, event.at, "branch",
@@ -302,8 +303,8 @@ class Recorder:
                 "votes = excluded.votes, "
                 "votes_for = excluded.votes_for, votes_against = excluded.votes_against, result = excluded.result, "
                 "announcement = excluded.announcement, decided_at = excluded.decided_at",
-                (event.session_id, _current_branch(conn, event.session_id), votes_to_json(event.votes), event.votes_for, event.votes_against, event.result,
-                 event.announcement, event.at),
+                (event.session_id, _current_branch(conn, event.session_id), votes_to_json(event.votes),
+                 event.votes_for, event.votes_against, event.result, event.announcement, event.at),
             )
             self._event(conn, event.session_id, event.at, "outcome",
                         {"result": event.result, "for": event.votes_for, "against": event.votes_against})
