@@ -208,3 +208,27 @@ async def test_a_one_branch_scheduler_resumed_on_a_fork_at_the_end_extends_the_f
         assert [t.content.strip() for t in store.turns("lin")] == ["one", "two", "Onwards."]
         assert [t.content for t in store.turns("lin", branch=1)] == ["one", "two"]
         assert store.turns("lin")[2].branch == 2
+
+
+async def test_a_new_turn_ends_its_branch_even_after_a_step_back(tmp_path: Path) -> None:
+    """A resumed scheduler that steps back over a half-said last turn says the next one after the
+    turn before it: the record keeps the half-said one as an alternative and the branch ends at the new one."""
+    from test_store_support import personas, spec
+    from townhall.engine.base import EngineInfo
+    from townhall.events import EventBus, SessionStarted, TurnFinished, TurnStarted
+    from townhall.turns import Turn, TurnKind
+
+    with Store.open(tmp_path / "th.db") as store:
+        await record_debate(store, "s", [("Ada", "one"), ("Bo", "half a")], end="stopped")
+        first, half = store.turns("s")
+        bus = EventBus()
+        store.attach(bus)
+        info = EngineInfo(backend="scripted", model_name="scripted", n_ctx=2048, device="CPU")
+        await bus.apublish(SessionStarted("s", spec().model_dump(), tuple(personas()), info, 9.0, resumed=True))
+        turn = Turn(1, "Bo", TurnKind.AGENT, content="whole", status=TurnStatus.COMPLETE, started_at=10.0,
+                    parent=first.node)
+        await bus.apublish(TurnStarted("s", 1, "Bo", TurnKind.AGENT, 10.0, node=turn.node, parent=first.node))
+        await bus.apublish(TurnFinished("s", turn))
+        assert [t.content for t in store.turns("s")] == ["one", "whole"]
+        assert [t.content for t in store.tree("s").alternatives(turn)] == ["half a", "whole"]
+        assert store.tree("s").numbers() == [1] and half.node in store.tree("s").nodes

@@ -155,6 +155,7 @@ class Recorder:
                         status=TurnStatus.STREAMING, started_at=event.at, phase=event.phase,
                         node=node, parent=parent, branch=branch)
             self._upsert(conn, event.session_id, turn, event.at)
+            self._move_head(conn, event.session_id, branch, node)
         key = (event.session_id, node)
         self._streaming[(event.session_id, event.index)] = node
         self._partial[key] = []
@@ -207,6 +208,8 @@ class Recorder:
                 branch, parent = self._placement(conn, session_id, True, turn.branch, turn.parent)
                 placed = replace(turn, node=node, branch=branch, parent=parent)
             self._upsert(conn, session_id, placed, at)
+            if not known:
+                self._move_head(conn, session_id, placed.branch, node)
             if error is not None:
                 self._event(conn, session_id, at, "error",
                             {"turn_index": turn.index, "speaker": turn.speaker, "error": error})
@@ -231,6 +234,12 @@ class Recorder:
         if head == parent:
             return current, parent
         return branch, parent
+
+    @staticmethod
+    def _move_head(conn: sqlite3.Connection, session_id: str, branch: int, node: str) -> None:
+        """The scheduler's new turn ends its branch, even where the record's head was elsewhere
+        (a resumed run that stepped back over a half-said turn continues from before it)."""
+        conn.execute("UPDATE branches SET head = ? WHERE session_id = ? AND number = ?", (node, session_id, branch))
 
     def _upsert(self, conn: sqlite3.Connection, session_id: str, turn: Turn, at: float) -> None:
         """Insert the turn's row, or rewrite the one with its node (its place in the tree stays)."""
