@@ -152,3 +152,12 @@ def test_search_names_the_branches_holding_a_hit(db: Path) -> None:
     assert " on branch" not in _ok(["search", "three", "--db", str(db)])  # a one-branch session says nothing
     hits = json.loads(_ok(["search", "greener", "--db", str(db), "--json"]))
     assert [(h["branch"], h["branches"]) for h in hits] == [(4, [4])]
+
+
+def test_sessions_list_says_which_branch_is_current(db: Path) -> None:
+    listed = {s["id"]: s for s in json.loads(_ok(["sessions", "list", "--db", str(db), "--json"]))}
+    assert (listed[BRANCHED_ID]["turns"], listed[BRANCHED_ID]["current_branch"], listed[BRANCHED_ID]["branch_count"]) \
+        == (2, 4, 4)
+    assert (listed["lin111"]["turns"], listed["lin111"]["branch_count"]) == (3, 1)
+    wide = runner.invoke(app, ["sessions", "list", "--db", str(db)], env={"COLUMNS": "160"})
+    assert "branch" in wide.output and "4 of 4" in wide.output

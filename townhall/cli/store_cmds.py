@@ -66,7 +66,7 @@ def sessions_list(
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Show at most N sessions.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recorded sessions, newest first."""
+    """Recorded sessions, newest first (turns on each one's current branch)."""
     with _open(db) as store:
         sessions = store.list_sessions(limit)
     if as_json:
@@ -77,11 +77,14 @@ def sessions_list(
         console.print(f"No sessions recorded in {store.path} yet.")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("id", "started", "status", "turns", "title / motion", "participants"):
+    branched = any(s.branch_count > 1 for s in sessions)  # the column only where some session has branches
+    columns = ("id", "started", "status", "turns") + (("branch",) if branched else ()) + ("title / motion", "participants")
+    for column in columns:
         table.add_column(column)
     for s in sessions:
+        branch = (Text(f"{s.current_branch} of {s.branch_count}" if s.branch_count > 1 else "-"),) if branched else ()
         table.add_row(
-            Text(s.id), Text(_when(s.created_at)), Text(s.status), Text(str(s.turns)),
+            Text(s.id), Text(_when(s.created_at)), Text(s.status), Text(str(s.turns)), *branch,
             Text(clean(s.label)), Text(clean(", ".join(s.participants))),
         )
     console.print(table)
