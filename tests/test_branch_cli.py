@@ -161,3 +161,21 @@ def test_sessions_list_says_which_branch_is_current(db: Path) -> None:
     assert (listed["lin111"]["turns"], listed["lin111"]["branch_count"]) == (3, 1)
     wide = runner.invoke(app, ["sessions", "list", "--db", str(db)], env={"COLUMNS": "160"})
     assert "branch" in wide.output and "4 of 4" in wide.output
+
+
+def test_vote_on_a_branch_is_kept_with_that_branch(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections.abc import Sequence
+
+    def lean(agent_id: str | None, prompt: str, choices: Sequence[str]) -> Sequence[float]:
+        return [0.3, 0.1] if agent_id == "Ada" else [0.25, 0.05]
+
+    engine = ScriptedEngine(["fine"], probe_script=lean)  # type: ignore[arg-type]
+    monkeypatch.setattr("townhall.engine.factory.build_engine", lambda config: engine)
+    out = json.loads(_ok(["vote", BRANCHED_ID, "--branch", "1", "--db", str(db), "--json"]))
+    assert (out["result"], out["votes_for"], out["votes_against"]) == ("carried", 2, 0)
+    assert all("Floods are rare here" in prompt for _, prompt, _ in engine.probes)  # branch 1's debate
+    with Store.open(db) as store:
+        first, second = store.outcome_of(BRANCHED_ID, branch=1), store.outcome_of(BRANCHED_ID, branch=2)
+        assert first is not None and first.result == "carried" and store.tree(BRANCHED_ID).current == 1
+        assert second is not None and second.result == "tied"  # the other branch's vote is untouched
+        assert store.turns(BRANCHED_ID)[-1].speaker == "Cy" and len(store.turns(BRANCHED_ID, branch=2)) == 3

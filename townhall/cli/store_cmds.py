@@ -479,15 +479,19 @@ def edit_cmd(
 def vote_cmd(
     engine_flags: EngineFlags,
     session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id or a unique prefix.")],
+    branch: Annotated[Optional[int], typer.Option("--branch", "-b", min=1, metavar="N", help="Make branch N current first, and vote on its debate.")] = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Hold the closing ballot on a recorded session: every participant votes from its own view
-    (the stance probe), the moderator announces the result, and the minutes are written and stored."""
+    """Hold the closing ballot on a recorded session's current branch (or --branch N): every participant
+    votes from its own view (the stance probe), the moderator announces the result, and the minutes
+    are written and stored with that branch."""
     from townhall.engine.factory import build_engine
     from townhall.session import hold_vote
 
     with _open(db) as store:
+        if branch is not None:
+            store.switch_branch(session_id, branch)
         spec, _, _ = store.load_for_resume(session_id)  # fail fast, before loading a model
         engine = build_engine(engine_flags.config(n_ctx=spec.n_ctx, section=spec.engine))
 
