@@ -151,3 +151,84 @@ async def test_resume_after_a_fork_goes_on_from_the_fork(tmp_path: Path) -> None
         assert [t.index for t in path] == [0, 1, 2] and path[2].content.strip() == "A new direction."
         assert path[2].parent == fork_node and path[2].branch == 2
         assert [t.content for t in store.turns("lin", branch=1)] == ["one", "two", "three"]
+
+
+async def test_a_streaming_alternative_is_checkpointed_and_cut_by_its_node(tmp_path: Path) -> None:
+    """Two rows share index 1 (the original and its regeneration): tokens, checkpoints and the
+    close of a cut-off turn touch only the streaming one, found by the node its TurnStarted gave."""
+    from test_store_support import personas, spec
+    from townhall.branches import TurnTree
+    from townhall.engine.base import EngineInfo
+    from townhall.events import (BranchCreated, BranchSwitched, EventBus, SessionStarted, TokenStreamed,
+                                 TurnFinished, TurnStarted)
+    from townhall.store.recorder import Recorder
+    from townhall.turns import Turn, TurnKind
+
+    path = tmp_path / "th.db"
+    store = Store.open(path)
+    bus = EventBus()
+    clock = iter([0.0, 0.0, 0.0, 3.0, 3.1]).__next__
+    recorder = Recorder(store.connection, checkpoint_s=2.0, monotonic=clock)
+    bus.subscribe(recorder)
+    info = EngineInfo(backend="scripted", model_name="scripted", n_ctx=2048, device="CPU")
+    await bus.apublish(SessionStarted("cp", spec().model_dump(), tuple(personas()), info, 1.0))
+    tree = TurnTree()
+    for i, (speaker, text) in enumerate([("Ada", "first"), ("Bo", "second")]):
+        turn = tree.add(Turn(0, speaker, TurnKind.AGENT, started_at=2.0 + i))
+        await bus.apublish(TurnStarted("cp", turn.index, speaker, TurnKind.AGENT, turn.started_at, node=turn.node,
+                                       parent=turn.parent, branch=turn.branch))
+        turn.content, turn.status = text, TurnStatus.COMPLETE
+        await bus.apublish(TurnFinished("cp", turn))
+    first = tree.path()[0]
+    branch = tree.branch_from(first.node, "regenerate", 5.0)
+    await bus.apublish(BranchCreated("cp", branch.number, 1, first.node, "regenerate", 5.0))
+    await bus.apublish(BranchSwitched("cp", branch.number, tuple(tree.path()), 1, 5.0))
+    again = tree.add(Turn(0, "Bo", TurnKind.AGENT, started_at=6.0))
+    await bus.apublish(TurnStarted("cp", 1, "Bo", TurnKind.AGENT, 6.0, node=again.node, parent=first.node, branch=2))
+    await bus.apublish(TokenStreamed("cp", 1, "Bo", "third "))  # clock 3.0: checkpoint
+    await bus.apublish(TokenStreamed("cp", 1, "Bo", "try"))  # 3.1: not yet
+    rows = "SELECT branch, content, status FROM turns WHERE turn_index = 1 ORDER BY id"
+    conn = sqlite3.connect(path)
+    assert conn.execute(rows).fetchall() == [(1, "second", "complete"), (2, "third ", "streaming")]
+    recorder.close(now=9.0)
+    assert conn.execute(rows).fetchall() == [(1, "second", "complete"), (2, "third try", "interrupted")]
+    conn.close()
+    assert [t.content for t in store.turns("cp")] == ["first", "third try"]
+    assert [t.content for t in store.turns("cp", branch=1)] == ["first", "second"]
+    store.close()
+
+
+async def test_a_one_branch_scheduler_resumed_on_a_fork_at_the_end_extends_the_fork(tmp_path: Path) -> None:
+    """Branches 1 and 2 end at the same turn; the turns of a scheduler that only knows a linear
+    history (it says branch 1) go on the current branch, not on branch 1."""
+    with Store.open(tmp_path / "th.db") as store:
+        await record_debate(store, "lin", [("Ada", "one"), ("Bo", "two")], end="stopped")
+        assert store.fork("lin", at=1) == 2
+        await resume_session(store, "lin", ScriptedEngine(["Onwards."]), turns=1)
+        assert [t.content.strip() for t in store.turns("lin")] == ["one", "two", "Onwards."]
+        assert [t.content for t in store.turns("lin", branch=1)] == ["one", "two"]
+        assert store.turns("lin")[2].branch == 2
+
+
+async def test_a_new_turn_ends_its_branch_even_after_a_step_back(tmp_path: Path) -> None:
+    """A resumed scheduler that steps back over a half-said last turn says the next one after the
+    turn before it: the record keeps the half-said one as an alternative and the branch ends at the new one."""
+    from test_store_support import personas, spec
+    from townhall.engine.base import EngineInfo
+    from townhall.events import EventBus, SessionStarted, TurnFinished, TurnStarted
+    from townhall.turns import Turn, TurnKind
+
+    with Store.open(tmp_path / "th.db") as store:
+        await record_debate(store, "s", [("Ada", "one"), ("Bo", "half a")], end="stopped")
+        first, half = store.turns("s")
+        bus = EventBus()
+        store.attach(bus)
+        info = EngineInfo(backend="scripted", model_name="scripted", n_ctx=2048, device="CPU")
+        await bus.apublish(SessionStarted("s", spec().model_dump(), tuple(personas()), info, 9.0, resumed=True))
+        turn = Turn(1, "Bo", TurnKind.AGENT, content="whole", status=TurnStatus.COMPLETE, started_at=10.0,
+                    parent=first.node)
+        await bus.apublish(TurnStarted("s", 1, "Bo", TurnKind.AGENT, 10.0, node=turn.node, parent=first.node))
+        await bus.apublish(TurnFinished("s", turn))
+        assert [t.content for t in store.turns("s")] == ["one", "whole"]
+        assert [t.content for t in store.tree("s").alternatives(turn)] == ["half a", "whole"]
+        assert store.tree("s").numbers() == [1] and half.node in store.tree("s").nodes

@@ -91,6 +91,14 @@ class TurnTree:
         """`turn` and every turn said in its place (the same parent), oldest first."""
         return self.children(turn.parent)
 
+    def own_turns(self, number: int) -> list[Turn]:
+        """The turns of branch `number` after its fork: what it added to the branch it grew from
+        (the whole path for a branch that shares nothing)."""
+        fork = self.branch(number).fork
+        path = self.path(number)
+        nodes = [t.node for t in path]
+        return path[nodes.index(fork) + 1 :] if fork in nodes else path
+
     def holds(self, number: int, node: str) -> bool:
         """Whether branch `number`'s path goes through `node`."""
         at = self.branch(number).head

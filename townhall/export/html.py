@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 
-from townhall.export.common import clean, load, spoken
+from townhall.export.common import EDITED, branch_line, by_watcher, clean, load, spoken
 from townhall.store import Store
 
 _SAFE_COLOR = re.compile(r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,20})$")
@@ -37,8 +37,8 @@ def _e(text: object) -> str:
     return html.escape(clean(str(text)), quote=True)
 
 
-def render(store: Store, session_id: str) -> str:
-    loaded = load(store, session_id)
+def render(store: Store, session_id: str, branch: int | None = None) -> str:
+    loaded = load(store, session_id, branch)
     record, summary = loaded.record, loaded.record.summary
     colors: dict[str, str] = {}
     for i, persona in enumerate(record.personas):
@@ -60,7 +60,8 @@ def render(store: Store, session_id: str) -> str:
         f"<h1>{_e(summary.label)}</h1>",
         f'<p class="motion">Motion: {_e(summary.motion)}</p>',
         f'<p class="meta">Session {_e(summary.id)} · {_e(summary.status)}'
-        f" · model {_e(summary.model_name or 'unknown')}</p>",
+        f" · model {_e(summary.model_name or 'unknown')}"
+        + (f" · {_e(where)}" if (where := branch_line(loaded)) else "") + "</p>",
         "<h2>Participants</h2>",
         '<ul class="participants">',
     ]
@@ -75,6 +76,7 @@ def render(store: Store, session_id: str) -> str:
         color = colors.get(turn.speaker, default)
         kind = "" if turn.kind == "agent" else f'<span class="kind">{_e(turn.kind)}</span>'
         status = '<span class="status">interrupted</span>' if turn.status == "interrupted" else ""
+        status += f'<span class="status">{EDITED}</span>' if by_watcher(turn) else ""
         parts.append(
             f'<div class="turn" style="--c: {color}">'
             f'<span class="speaker">{_e(turn.speaker)}</span>{kind}{status}'

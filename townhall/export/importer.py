@@ -2,7 +2,8 @@
 
 The document is validated against the pydantic schema in `json_format` before a
 single row is written, and all rows go in one transaction, so a bad file changes
-nothing. The session gets a fresh id; everything else is kept as exported.
+nothing. The session gets a fresh id; everything else is kept as exported. A document
+holds one branch's path, so it becomes a session of one branch (its turns keep their nodes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from townhall.errors import ConfigError, dotted, validation_message
 from townhall.export.json_format import FORMAT_NAME, FORMAT_VERSION, SessionExport
 from townhall.events import StanceMeasured, Vote
 from townhall.store import OutcomeRecord, SessionRecord, SessionSummary, Store, StoredEvent
-from townhall.turns import Turn, TurnStatus
+from townhall.turns import Turn, TurnStatus, new_node_id
 
 COLLECTION_NAME = "townhall.sessions"
 
@@ -95,6 +96,10 @@ def _insert(store: Store, document: SessionExport) -> str:
             sampling=t.sampling,
             retries=t.retries,
             error=t.error,
+            phase=t.phase,
+            scripted=t.scripted,
+            author=t.author,
+            node=t.node or new_node_id(),
         )
         for t in document.turns
     ]

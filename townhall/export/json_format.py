@@ -1,10 +1,11 @@
 """The JSON export: everything the database holds about one session, versioned.
 
-Schema `townhall.session`, version 2 (these pydantic models are its definition;
+Schema `townhall.session`, version 3 (these pydantic models are its definition;
 `json_schema()` prints it as JSON Schema):
 
     {
-      "format": "townhall.session", "version": 2, "townhall_version": "0.1.0",
+      "format": "townhall.session", "version": 3, "townhall_version": "0.1.0",
+      "branch": 1,                                 # the branch whose path `turns` is
       "session": {id, title, motion, status, end_reason, error, created_at, updated_at,
                   ended_at, seed, spec: {...the town hall as given...},
                   engine: {backend, model_name, model_path, model_sha256, n_ctx, device}},
@@ -13,14 +14,18 @@ Schema `townhall.session`, version 2 (these pydantic models are its definition;
                  stats: {...GenerationStats: prompt_tokens, reused_tokens, prefill_tokens,
                          generated_tokens, ttft_ms, decode_tps, restore_ms, save_ms,
                          total_ms, finish_reason} | null,
-                 sampling: {...resolved sampling...} | null, retries, error}, ...],
+                 sampling: {...resolved sampling...} | null, retries, error,
+                 node, parent, branch, author, phase, scripted}, ...],   # one branch's path
       "events": [{at, type, detail}, ...],         # pauses, strategy actions, errors, start/end
       "stances": [{agent, round, turn_index, p_for, method, at}, ...],   # the stance probe's readings
       "outcome": {votes: [{agent, choice, p_for}], votes_for, votes_against, result, announcement,
                   decided_at, minutes, minutes_at} | null
     }
 
-Version 2 added `stances` and `outcome`; a version-1 document (without them) still imports.
+Version 2 added `stances` and `outcome`; version 3 added `branch` and the turns' place in
+the tree (`node`, `parent`, `branch`), `author` ("watcher" for a turn the watcher wrote or
+edited), `phase` and `scripted`. A document holds one branch's path with that branch's
+stances and outcome, and imports as a session of one branch; versions 1 and 2 still import.
 
 Times are epoch seconds. No export time is written, so export -> import -> export
 gives the same document but for the session id. A reader must refuse a higher
@@ -37,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from townhall import __version__
 from townhall.engine.base import GenerationStats, SamplingParams
+from townhall.export.common import load
 from townhall.personas import Persona
 from townhall.events import StanceMeasured
 from townhall.store import OutcomeRecord, SessionRecord, Store
@@ -44,7 +50,7 @@ from townhall.store.records import SessionStatus, stance_as_dict
 from townhall.turns import Turn, TurnKind, TurnStatus
 
 FORMAT_NAME: Literal["townhall.session"] = "townhall.session"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class _Model(BaseModel):
@@ -87,6 +93,12 @@ class TurnOut(_Model):
     sampling: SamplingParams | None = None
     retries: int = 0
     error: str | None = None
+    node: str | None = Field(default=None, description="its id in the session's tree of turns")
+    parent: str | None = Field(default=None, description="the node before it on its path")
+    branch: int = Field(default=1, ge=1, description="the branch it was said on")
+    author: str | None = Field(default=None, description='"watcher" when the watcher wrote its text')
+    phase: str | None = None
+    scripted: bool = False
 
 
 class EventOut(_Model):
@@ -125,6 +137,7 @@ class SessionExport(_Model):
     format: Literal["townhall.session"] = FORMAT_NAME
     version: int = Field(default=FORMAT_VERSION, ge=1)
     townhall_version: str = __version__
+    branch: int = Field(default=1, ge=1, description="the branch whose path the turns are")
     session: SessionOut
     participants: list[Persona]
     turns: list[TurnOut]
@@ -146,6 +159,12 @@ def turn_out(turn: Turn) -> TurnOut:
         sampling=turn.sampling,
         retries=turn.retries,
         error=turn.error,
+        node=turn.node,
+        parent=turn.parent,
+        branch=turn.branch,
+        author=turn.author,
+        phase=turn.phase,
+        scripted=turn.scripted,
     )
 
 
@@ -154,9 +173,11 @@ def build_document(
     turns: list[Turn],
     stances: Sequence[StanceMeasured] = (),
     outcome: OutcomeRecord | None = None,
+    branch: int = 1,
 ) -> SessionExport:
     summary = record.summary
     return SessionExport(
+        branch=branch,
         session=SessionOut(
             id=summary.id,
             title=summary.title,
@@ -186,9 +207,9 @@ def build_document(
     )
 
 
-def render(store: Store, session_id: str) -> str:
-    record = store.get_session(session_id)
-    document = build_document(record, store.turns(record.id), store.stances_of(record.id), store.outcome_of(record.id))
+def render(store: Store, session_id: str, branch: int | None = None) -> str:
+    loaded = load(store, session_id, branch)
+    document = build_document(loaded.record, loaded.turns, loaded.stances, loaded.outcome, loaded.branch)
     return document.model_dump_json(indent=2) + "\n"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from townhall.export.common import clean, load, spoken
+from townhall.export.common import EDITED, branch_line, by_watcher, clean, load, spoken
 from townhall.store import Store
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&=])")
@@ -26,8 +26,8 @@ def _when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render(store: Store, session_id: str) -> str:
-    loaded = load(store, session_id)
+def render(store: Store, session_id: str, branch: int | None = None) -> str:
+    loaded = load(store, session_id, branch)
     record, summary = loaded.record, loaded.record.summary
     out = [f"# {escape(summary.label)}", ""]
     out += [f"**Motion:** {escape(summary.motion)}", ""]
@@ -37,6 +37,7 @@ def render(store: Store, session_id: str) -> str:
         f"- Status: {escape(summary.status)}" + (f" ({escape(summary.end_reason)})" if summary.end_reason else ""),
         f"- Model: {escape(summary.model_name or 'unknown')}"
         + (f" (sha256 {record.model_sha256[:12]})" if record.model_sha256 else ""),
+        *([f"- {where}"] if (where := branch_line(loaded)) else []),
         "",
         "## Participants",
         "",
@@ -48,6 +49,7 @@ def render(store: Store, session_id: str) -> str:
     for turn in spoken(loaded.turns):
         tag = "" if turn.kind == "agent" else f" ({turn.kind})"
         cut = " *(interrupted)*" if turn.status == "interrupted" else ""
+        cut += f" *({EDITED})*" if by_watcher(turn) else ""
         out.append(f"**{escape(turn.speaker)}**{tag}:{cut}")
         out.append("")
         paragraphs = [escape(line) for line in turn.content.strip().split("\n")]

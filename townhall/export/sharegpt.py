@@ -10,9 +10,9 @@ from townhall.store import Store
 _FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
-def render(store: Store, session_id: str) -> str:
+def render(store: Store, session_id: str, branch: int | None = None) -> str:
     lines = []
-    for chat in agent_conversations(load(store, session_id)):
+    for chat in agent_conversations(load(store, session_id, branch)):
         conversation = [{"from": _FROM[m["role"]], "value": m["content"]} for m in chat]
         lines.append(json.dumps({"conversations": conversation}, ensure_ascii=False) + "\n")
     return "".join(lines)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from townhall.export.common import clean, load, spoken
+from townhall.export.common import EDITED, by_watcher, clean, load, spoken
 from townhall.store import Store
 
 
-def render(store: Store, session_id: str) -> str:
-    loaded = load(store, session_id)
+def render(store: Store, session_id: str, branch: int | None = None) -> str:
+    loaded = load(store, session_id, branch)
     lines = []
     for turn in spoken(loaded.turns):
         suffix = " [interrupted]" if turn.status == "interrupted" else ""
+        suffix += f" ({EDITED})" if by_watcher(turn) else ""
         lines.append(f"{clean(turn.speaker)}: {clean(turn.content.strip())}{suffix}")
     return "\n\n".join(lines) + ("\n" if lines else "")

@@ -155,6 +155,7 @@ class Recorder:
                         status=TurnStatus.STREAMING, started_at=event.at, phase=event.phase,
                         node=node, parent=parent, branch=branch)
             self._upsert(conn, event.session_id, turn, event.at)
+            self._move_head(conn, event.session_id, branch, node)
         key = (event.session_id, node)
         self._streaming[(event.session_id, event.index)] = node
         self._partial[key] = []
@@ -207,6 +208,8 @@ class Recorder:
                 branch, parent = self._placement(conn, session_id, True, turn.branch, turn.parent)
                 placed = replace(turn, node=node, branch=branch, parent=parent)
             self._upsert(conn, session_id, placed, at)
+            if not known:
+                self._move_head(conn, session_id, placed.branch, node)
             if error is not None:
                 self._event(conn, session_id, at, "error",
                             {"turn_index": turn.index, "speaker": turn.speaker, "error": error})
@@ -232,6 +235,12 @@ class Recorder:
             return current, parent
         return branch, parent
 
+    @staticmethod
+    def _move_head(conn: sqlite3.Connection, session_id: str, branch: int, node: str) -> None:
+        """The scheduler's new turn ends its branch, even where the record's head was elsewhere
+        (a resumed run that stepped back over a half-said turn continues from before it)."""
+        conn.execute("UPDATE branches SET head = ? WHERE session_id = ? AND number = ?", (node, session_id, branch))
+
     def _upsert(self, conn: sqlite3.Connection, session_id: str, turn: Turn, at: float) -> None:
         """Insert the turn's row, or rewrite the one with its node (its place in the tree stays)."""
         row = turn_to_row(session_id, turn)
@@ -249,13 +258,14 @@ class Recorder:
     def _on_BranchCreated(self, event: BranchCreated) -> None:
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
-            conn.execute(
+            added = conn.execute(
                 "INSERT INTO branches(session_id, number, parent, fork, head, reason, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, number) DO UPDATE SET parent = excluded.parent, "
-                "fork = excluded.fork, reason = excluded.reason, created_at = excluded.created_at, "
-                "head = COALESCE(branches.head, excluded.head)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, number) DO NOTHING",
                 (event.session_id, event.branch, event.parent, event.fork, event.fork, event.reason, event.at),
-            )
+            ).rowcount
+            if not added:  # a scheduler that was not given the stored tree: never rewrite a kept branch
+                log.warning("session %s: branch %d already exists; its record is kept as it was",
+                            event.session_id, event.branch)
             conn.execute("UPDATE sessions SET current_branch = ?, updated_at = ? WHERE id = ?",
                          (event.branch, event.at, event.session_id))
             self._event(conn, event.session_id, event.at, "branch",
@@ -302,8 +312,8 @@ class Recorder:
                 "votes = excluded.votes, "
                 "votes_for = excluded.votes_for, votes_against = excluded.votes_against, result = excluded.result, "
                 "announcement = excluded.announcement, decided_at = excluded.decided_at",
-                (event.session_id, _current_branch(conn, event.session_id), votes_to_json(event.votes), event.votes_for, event.votes_against, event.result,
-                 event.announcement, event.at),
+                (event.session_id, _current_branch(conn, event.session_id), votes_to_json(event.votes),
+                 event.votes_for, event.votes_against, event.result, event.announcement, event.at),
             )
             self._event(conn, event.session_id, event.at, "outcome",
                         {"result": event.result, "for": event.votes_for, "against": event.votes_against})

@@ -275,9 +275,18 @@ class Store:
             )
         return path[index]
 
-    def _new_branch(self, conn: sqlite3.Connection, session_id: str, tree: TurnTree, parent: int,
-                    fork: str | None, reason: str, at: float) -> int:
-        number = max(tree.numbers()) + 1
+    def turn_at(self, id_or_prefix: str, index: int, branch: int | None = None) -> Turn:
+        """Turn `index` of a branch's path (the current branch by default); a clear error if none."""
+        session_id = self.resolve_id(id_or_prefix)
+        tree = self._tree(session_id)
+        return self._turn_at(tree, session_id, self._branch(tree, session_id, branch).number, index)
+
+    @staticmethod
+    def _new_branch(conn: sqlite3.Connection, session_id: str, parent: int, fork: str | None, reason: str,
+                    at: float) -> int:
+        """Add a branch (numbered inside the write transaction, so two writers never share one)."""
+        number = int(conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM branches WHERE session_id = ?",
+                                  (session_id,)).fetchone()[0])
         conn.execute(
             "INSERT INTO branches(session_id, number, parent, fork, head, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (session_id, number, parent, fork, fork, reason, at),
@@ -294,7 +303,7 @@ class Store:
         number = self._branch(tree, session_id, branch).number
         turn = self._turn_at(tree, session_id, number, at)
         with self._db.transaction() as conn:
-            return self._new_branch(conn, session_id, tree, number, turn.node, "fork", time.time())
+            return self._new_branch(conn, session_id, number, turn.node, "fork", time.time())
 
     def edit_turn(self, id_or_prefix: str, index: int, text: str, branch: int | None = None) -> int:
         """A new branch whose turn `index` says `text`, written by the watcher; the original stays
@@ -309,7 +318,7 @@ class Store:
             raise StoreError(f"the new text of turn {index} is the same as its current text; nothing to edit")
         now = time.time()
         with self._db.transaction() as conn:
-            new_branch = self._new_branch(conn, session_id, tree, number, original.parent, "edit", now)
+            new_branch = self._new_branch(conn, session_id, number, original.parent, "edit", now)
             edited = Turn(index=original.index, speaker=original.speaker, kind=original.kind, content=text,
                           status=TurnStatus.COMPLETE, started_at=now, finished_at=now, phase=original.phase,
                           parent=original.parent, branch=new_branch, author=WATCHER)
