@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from townhall.engine.base import Generation, GenerationRequest, SamplingParams
+from townhall.engine.batch import PREFIX_SEQUENCES
 from townhall.engine.local import LocalEngine
 
 pytestmark = pytest.mark.model
@@ -194,9 +195,11 @@ def test_parallel_sizes_the_context_and_one_keeps_the_sequential_engine(model_pa
         engine.load_blocking()
         try:
             ctx = engine.llm.ctx
-            sequences = parallel + 1 if parallel > 1 else 1  # the slots and the probes' scratch
+            # The slots and the probes' scratch, each with a full context, and the prefix cache.
+            sequences, cells = (1, 512) if parallel == 1 else (parallel + 1 + PREFIX_SEQUENCES,
+                                                               512 * (parallel + 1) + 256 * PREFIX_SEQUENCES)
             assert llama_cpp.llama_n_seq_max(ctx) == sequences
-            assert llama_cpp.llama_n_ctx(ctx) == 512 * sequences  # a full context for every sequence
+            assert llama_cpp.llama_n_ctx(ctx) == cells
             assert (engine._batch is None) == (parallel == 1)
             assert engine.info.n_ctx == 512
             assert ("|x4" in engine._fingerprint) == (parallel == 4)

@@ -183,15 +183,18 @@ class LocalEngine:
         or a benchmark baseline's that must match it)."""
         from llama_cpp import Llama
 
-        # Batched: one unified cache with room for every sequence's full context.
-        # Batched: one unified cache with room for every sequence's full context, and one
-        # sequence more for probes between steps (BatchServer.probe_row).
-        sequences = self.parallel + 1 if self.parallel > 1 else 1
+        # Batched: one unified cache with room for every sequence's full context, one sequence
+        # more for probes between steps and a few for shared prefixes (batch.context_shape).
+        sequences, cells = 1, self.n_ctx
+        if self.parallel > 1:
+            from townhall.engine.batch import context_shape
+
+            sequences, cells = context_shape(self.parallel, self.n_ctx)
         defaults = context_defaults(n_seq_max=sequences, kv_unified=True) if sequences > 1 else nullcontext()
         with without_cpu_repack(), defaults:
             return Llama(
                 model_path=str(self.model_path),
-                n_ctx=self.n_ctx * sequences,
+                n_ctx=cells,
                 n_batch=self.n_batch,
                 n_ubatch=self.n_batch,
                 n_threads=self.threads,
