@@ -172,7 +172,9 @@ def test_resample_from_the_checkpoint_agrees_with_a_fresh_engine(model_path: Pat
     accepted = rejected.merged({"seed": 7})
     texts = []
     for parallel, retry in ((1, False), (3, True)):
-        engine = LocalEngine(model_path, n_ctx=1024, parallel=parallel)
+        # The batched engine runs flash attention; the sequential reference does too, so a
+        # sampled draw compares the same floats.
+        engine = LocalEngine(model_path, n_ctx=1024, parallel=parallel, flash_attn=True)
         engine.load_blocking()
         try:
             if retry:
@@ -241,7 +243,7 @@ def test_probe_between_steps_reads_the_agents_state_and_disturbs_nothing(model_p
             engine._close_model()
     (plain_text, plain_prefill, _, _), (text, prefill, restore_ms, row) = results
     assert text == plain_text and prefill == plain_prefill and restore_ms == 0  # Ada's slot was untouched
-    reference = LocalEngine(model_path, n_ctx=1024)
+    reference = LocalEngine(model_path, n_ctx=1024, flash_attn=True)  # as the batched engine attends
     reference.load_blocking()
     try:
         reference.llm.eval(reference.tokenize(p1 + text + cue))

@@ -1,8 +1,8 @@
 """`townhall bench --generate`: the same conversations one at a time and N at a time, in one process.
 
 What `generate --parallel N` buys. The workload is generate's own (two speakers, one
-topic word each, the student/teacher motion), greedy, so every run is repeatable for a
-given N; each N gets a fresh engine built for it (`make_engine(N)`: the local engine
+topic word each, the student/teacher motion, generate's topic-last prompt layout), greedy,
+so every run is repeatable for a given N; each N gets a fresh engine built for it (`make_engine(N)`: the local engine
 with `parallel=N`, or N streams to a server) and the same conversations, run as
 sessions N at a time with per-slot agent prefixes, as the generate runner does. It
 reports tokens/s over wall time, the ratio to N=1, how many conversations' text
@@ -57,7 +57,7 @@ class RunFigures:
     """One N: what it produced and how fast."""
 
     parallel: int
-    shared: bool  # a batched local engine with prefix sharing on
+    unshared: bool  # run with prefix sharing turned off (batching alone)
     seconds: float
     tokens: int
     texts: list[list[str]]  # per conversation, its turns' text
@@ -138,7 +138,7 @@ async def run_conversations(
     tokens = sum(t.stats.generated_tokens for r in results for t in r.turns if t.stats is not None)
     return RunFigures(
         parallel=parallel,
-        shared=share and getattr(engine, "_batch", None) is not None,
+        unshared=not share,
         seconds=seconds,
         tokens=tokens,
         texts=[[t.content for t in r.turns] for r in results],
@@ -180,7 +180,7 @@ async def run_generate_bench(
         differ = sum(a != b for a, b in zip(base.texts, run.texts, strict=True))
         rows.append({
             "parallel": run.parallel,
-            "shared": run.shared,
+            "unshared": run.unshared,
             "seconds": round(run.seconds, 2),
             "tokens": run.tokens,
             "tokens_per_s": round(run.tokens_per_s, 1),
@@ -200,13 +200,13 @@ def report_lines(summary: dict[str, Any]) -> list[str]:
              f"{'N':>4} {'seconds':>8} {'tokens':>7} {'tok/s':>7} {'vs N=1':>7} {'differ':>7} {'broken':>7} {'unclean':>8}"]
     for row in summary["runs"]:
         speedup = "-" if row["speedup"] is None else f"{row['speedup']:.2f}x"
-        label = f"{row['parallel']}" if row.get("shared", True) or row["parallel"] == 1 else f"{row['parallel']}*"
+        label = f"{row['parallel']}*" if row.get("unshared") else f"{row['parallel']}"
         lines.append(
             f"{label:>4} {row['seconds']:>8.1f} {row['tokens']:>7} {row['tokens_per_s']:>7.1f} "
             f"{speedup:>7} {row['differ_from_1']:>4}/{n:<2} {row['broken']:>7} {row['unclean_turns']:>4}/{row['turns']:<3}"
         )
     lines.append("differ: conversations whose text is not N=1's (llama.cpp's floats vary with the batch size)")
-    if any(not row.get("shared", True) and row["parallel"] > 1 for row in summary["runs"]):
+    if any(row.get("unshared") for row in summary["runs"]):
         lines.append("N*: batched without prefix sharing (every prompt evaluated in full)")
     return lines
 
