@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     summary = asyncio.run(run_generate_bench(
         lambda n: LocalEngine(args.model, n_ctx=args.n_ctx, parallel=n), specs, personas, numbers(args.parallel),
-        progress=print, unshared=numbers(args.unshared)))
+        progress=lambda line: print(line, flush=True), unshared=numbers(args.unshared)))
     for line in report_lines(summary):
         print(line)
 
