@@ -65,3 +65,14 @@ def test_bad_parallel_list_is_one_line() -> None:
 def test_too_many_conversations() -> None:
     with pytest.raises(ValueError, match="between 1 and 32 conversations"):
         bench_specs(33, turns=2, tokens=8, n_ctx=1024)
+
+
+def test_rows_without_sharing_are_labelled() -> None:
+    row = {"parallel": 8, "seconds": 1.0, "tokens": 10, "tokens_per_s": 10.0, "speedup": 1.0, "differ_from_1": 0,
+           "broken": 0, "unclean_turns": 0, "turns": 4}
+    summary = {"conversations": 2, "runs": [{**row, "parallel": 1, "unshared": False}, {**row, "unshared": False},
+                                            {**row, "unshared": True}]}
+    lines = report_lines(summary)
+    assert [line.split()[0] for line in lines[2:5]] == ["1", "8", "8*"]
+    assert lines[-1].startswith("N*: batched without prefix sharing")
+    assert not report_lines({"conversations": 2, "runs": summary["runs"][:2]})[-1].startswith("N*")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from townhall.engine.base import Generation, GenerationRequest, SamplingParams
+from townhall.engine.batch import PREFIX_SEQUENCES
 from townhall.engine.local import LocalEngine
 
 pytestmark = pytest.mark.model
@@ -171,7 +172,9 @@ def test_resample_from_the_checkpoint_agrees_with_a_fresh_engine(model_path: Pat
     accepted = rejected.merged({"seed": 7})
     texts = []
     for parallel, retry in ((1, False), (3, True)):
-        engine = LocalEngine(model_path, n_ctx=1024, parallel=parallel)
+        # The batched engine runs flash attention; the sequential reference does too, so a
+        # sampled draw compares the same floats.
+        engine = LocalEngine(model_path, n_ctx=1024, parallel=parallel, flash_attn=True)
         engine.load_blocking()
         try:
             if retry:
@@ -194,9 +197,11 @@ def test_parallel_sizes_the_context_and_one_keeps_the_sequential_engine(model_pa
         engine.load_blocking()
         try:
             ctx = engine.llm.ctx
-            sequences = parallel + 1 if parallel > 1 else 1  # the slots and the probes' scratch
+            # The slots and the probes' scratch, each with a full context, and the prefix cache.
+            sequences, cells = (1, 512) if parallel == 1 else (parallel + 1 + PREFIX_SEQUENCES,
+                                                               512 * (parallel + 1) + 256 * PREFIX_SEQUENCES)
             assert llama_cpp.llama_n_seq_max(ctx) == sequences
-            assert llama_cpp.llama_n_ctx(ctx) == 512 * sequences  # a full context for every sequence
+            assert llama_cpp.llama_n_ctx(ctx) == cells
             assert (engine._batch is None) == (parallel == 1)
             assert engine.info.n_ctx == 512
             assert ("|x4" in engine._fingerprint) == (parallel == 4)
@@ -238,7 +243,7 @@ def test_probe_between_steps_reads_the_agents_state_and_disturbs_nothing(model_p
             engine._close_model()
     (plain_text, plain_prefill, _, _), (text, prefill, restore_ms, row) = results
     assert text == plain_text and prefill == plain_prefill and restore_ms == 0  # Ada's slot was untouched
-    reference = LocalEngine(model_path, n_ctx=1024)
+    reference = LocalEngine(model_path, n_ctx=1024, flash_attn=True)  # as the batched engine attends
     reference.load_blocking()
     try:
         reference.llm.eval(reference.tokenize(p1 + text + cue))

@@ -136,12 +136,18 @@ class TranscriptFormat:
     states each participant's side and concern and carries one exemplar exchange:
     told a position, the small model argues it instead of agreeing with everyone.
     The header never changes during a session, so prompts stay append-only.
+
+    `topic_last` (generate's layout, `topic_last_format`) moves the title and motion from the
+    first lines to just before the transcript, so everything before them is the same for
+    every town hall with these participants: an engine that shares KV cells between prompts
+    with a common start evaluates each agent's header once for a whole run of topics.
     """
 
     spec: TownHallSpec
     participants: Sequence[Persona]
     name: str = "transcript"
     exemplar: str = EXEMPLAR
+    topic_last: bool = False
     _headers: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -152,7 +158,8 @@ class TranscriptFormat:
         opening = f"Minutes of the {self.spec.title}, a public town hall meeting." if self.spec.title else (
             "Minutes of a public town hall meeting."
         )
-        lines = [opening, f"Motion: {self.spec.motion.strip()}"]
+        lines = ["Minutes of a public town hall meeting."] if self.topic_last else [
+            opening, f"Motion: {self.spec.motion.strip()}"]
         chair = [p for p in self.participants if is_chair(self.spec, p)]
         speakers = [p for p in self.participants if not is_chair(self.spec, p)]
         if chair:
@@ -188,9 +195,17 @@ class TranscriptFormat:
         if persona.name not in self._headers:
             example = f"\n{self.exemplar}" if self.exemplar else ""
             self._headers[persona.name] = (
-                self.header() + example + self.persona_block(persona) + "\nTranscript of tonight's meeting:\n"
+                self.header() + example + self.persona_block(persona) + self.topic_block()
+                + "\nTranscript of tonight's meeting:\n"
             )
         return self._headers[persona.name]
+
+    def topic_block(self) -> str:
+        """Tonight's title and motion where `topic_last` puts them (nothing otherwise)."""
+        if not self.topic_last:
+            return ""
+        title = f"\nTonight's meeting: the {self.spec.title}." if self.spec.title else ""
+        return f"{title}\nMotion: {self.spec.motion.strip()}\n"
 
     def render(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> Rendered:
         text = self.fixed_part(persona)
@@ -357,6 +372,15 @@ class ChatFormat:
     def clean_turn(self, persona: Persona, text: str, names: Sequence[str]) -> str:
         """Tags, narration and echoed instructions out of a generated turn ("" = resample)."""
         return clean_spoken(strip_any_leading_tag(text), persona.name, names, self.instruction_text(persona))
+
+
+def topic_last_format(prompt_format: PromptFormat) -> PromptFormat:
+    """The same format with what varies per town hall placed last (transcript format only;
+    a chat format's system message already ends with the agent's own lines)."""
+    if isinstance(prompt_format, TranscriptFormat) and not prompt_format.topic_last:
+        return TranscriptFormat(prompt_format.spec, prompt_format.participants, exemplar=prompt_format.exemplar,
+                                topic_last=True)
+    return prompt_format
 
 
 def choose_format(

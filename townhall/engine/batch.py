@@ -14,7 +14,14 @@ How (all on the engine's llama thread):
   row (`llama_get_logits_ith` at its batch index) with its own sampler chain or greedy
   picker, constraints, stop matcher and cancellation;
 - new requests join between steps; a finished one saves its state (trimmed to the text it
-  showed, as the sequential path does) and its slot stays resident for the agent's next turn.
+  showed, as the sequential path does) and its slot stays resident for the agent's next turn;
+- prompts that start alike share their KV cells (prefix sharing): a request whose prompt
+  begins with tokens another sequence already holds (a live slot, or a cached prefix kept in
+  a sequence of its own) gets those cells by `llama_memory_seq_cp`, which in a unified cache
+  only tags each cell with one more seq id, and evaluates only the rest. A request whose
+  shared part another request is still evaluating waits for it instead of evaluating the
+  same tokens twice. Prefill here is compute-bound (batching does not speed it up), so this
+  is what makes many conversations with a common header cheap.
 
 The per-agent rules are the sequential path's (`engine/local.py`): the prompt-end checkpoint
 with its logits row (a resample evaluates nothing), the one-token roll-back limit after a
@@ -41,6 +48,16 @@ from townhall.engine.stops import StopMatcher
 from townhall.errors import ContextOverflowError, GenerationError
 
 Done = Callable[[GenerationStats | None, BaseException | None], None]
+
+PREFIX_SEQUENCES = 4  # cached shared prefixes, each kept alive in a sequence of its own
+MIN_SHARED = 32  # tokens: a shorter common prefix is not worth a cache entry or a wait
+_RECENT_PROMPTS = 16  # prompts remembered to find what new ones have in common
+
+
+def context_shape(parallel: int, n_ctx: int) -> tuple[int, int]:
+    """(n_seq_max, KV cells) of a batched context: a full `n_ctx` for every slot and the probes'
+    scratch sequence, and half of one for each cached prefix (the longest one kept)."""
+    return parallel + 1 + PREFIX_SEQUENCES, n_ctx * (parallel + 1) + PREFIX_SEQUENCES * (n_ctx // 2)
 
 
 @dataclass
@@ -76,6 +93,8 @@ class _Turn:
     decoded: int = 0
     generated: list[tuple[int, int]] = field(default_factory=list)
     finished: bool = False
+    waiting_on: _Turn | None = None  # another request evaluating this one's prefix: copy it when done
+    wait_for: int = 0  # how many of its tokens this one waits for
 
 
 class BatchServer:
@@ -87,6 +106,12 @@ class BatchServer:
         self.engine = engine
         self.table = SlotTable(parallel)
         self.scratch = parallel  # one more sequence, outside the slots, for probes between steps
+        # Shared prefixes kept after the requests that made them are gone (`_remember`).
+        self.prefixes = [Slot(parallel + 1 + i) for i in range(PREFIX_SEQUENCES)]
+        self._recent: deque[tuple[str | None, list[int]]] = deque(maxlen=_RECENT_PROMPTS)
+        self.sharing = True  # off: every request evaluates its own prompt (benchmarks' baseline)
+        self.shared_tokens = 0  # prompt tokens served by copied cells instead of evaluated
+        self.shared_requests = 0
         self.waiting: deque[Job] = deque()
         self.active: dict[int, _Turn] = {}  # by seq id
         self.restore_failures = 0  # restores llama.cpp refused (no contiguous free cells): prefilled instead
@@ -191,9 +216,10 @@ class BatchServer:
             if turn.prefilling and turn.job.cancelled():
                 turn.stats.finish_reason = "cancelled"
                 self._finish(turn)
+        self._end_waits()
         ready: list[tuple[_Turn, int | None]] = []
-        plan = plan_batch([(seq, len(t.pending)) for seq, t in self.active.items() if t.pending],
-                          self.engine.n_batch)
+        plan = plan_batch([(seq, len(t.pending)) for seq, t in self.active.items()
+                           if t.pending and t.waiting_on is None and not t.finished], self.engine.n_batch)
         if plan:
             batch = self._batch
             n = 0
@@ -233,6 +259,22 @@ class BatchServer:
         for seq in [seq for seq, turn in self.active.items() if turn.finished]:
             del self.active[seq]
         self.step_s += time.perf_counter() - entered
+
+    def _end_waits(self) -> None:
+        """Requests waiting on another's prefill take its cells once it has evaluated them
+        (or ended: then whatever any sequence holds is taken, the rest evaluated)."""
+        for turn in self.active.values():
+            donor = turn.waiting_on
+            if donor is None or turn.finished:
+                continue
+            if not (donor.finished or not donor.prefilling or len(donor.slot.tokens) >= turn.wait_for):
+                continue
+            turn.waiting_on = None
+            limit = self._limit(turn.job.request.agent_id, turn.prompt)
+            keep = self._share(turn.slot, turn.prompt, len(turn.slot.tokens), limit) or len(turn.slot.tokens)
+            turn.pending = turn.prompt[keep:]
+            turn.stats.reused_tokens = keep
+            turn.stats.prefill_tokens = len(turn.prompt) - keep
 
     def _evict_forgotten(self) -> None:
         while self._forget:
@@ -302,6 +344,8 @@ class BatchServer:
         turn = _Turn(job, prompt, slot, stats, started, pending=prompt[keep:], prefilling=keep < len(prompt),
                      constraints=constraints, greedy=greedy, sampler=sampler,
                      matcher=StopMatcher(sampling.stop))
+        if turn.prefilling:
+            self._wait_if_shared(turn)
         turn.stats.finish_reason = "length"
         if keep == len(prompt):  # a resample: the checkpoint's logits stand in for an evaluation
             turn.first_row = engine._checkpoints[request.agent_id].logits.copy()  # type: ignore[index]
@@ -315,13 +359,30 @@ class BatchServer:
         freely, a restored state by one token only (sliding window), the prompt-end
         checkpoint alone may cover the whole prompt (it kept the logits).
         """
+        limit = self._limit(agent, prompt)
+        keep = self._place_own(slot, resident, agent, prompt, stats, limit)
+        if keep < limit:
+            shared = self._share(slot, prompt, keep, limit)
+            if shared:
+                return shared
+            if not slot.tokens and keep:  # a failed share cleared the agent's own cells
+                return self._place_own(slot, False, agent, prompt, stats, limit)
+        return keep
+
+    def _limit(self, agent: str | None, prompt: list[int]) -> int:
+        """How much of `prompt` may come from cells: all of it but the last token (its logits
+        are wanted), the whole of it when the agent's prompt-end checkpoint kept them."""
+        checkpoint = self.engine._checkpoints.get(agent) if agent is not None else None
+        if checkpoint is not None and checkpoint.logits is not None and checkpoint.tokens == prompt:
+            return len(prompt)
+        return len(prompt) - 1
+
+    def _place_own(self, slot: Slot, resident: bool, agent: str | None, prompt: list[int],
+                   stats: GenerationStats, limit: int) -> int:
+        """The agent's own cells: resident ones, else its best saved state restored."""
         import llama_cpp
 
         engine = self.engine
-        limit = len(prompt) - 1
-        checkpoint = engine._checkpoints.get(agent) if agent is not None else None
-        if checkpoint is not None and checkpoint.logits is not None and checkpoint.tokens == prompt:
-            limit = len(prompt)
         seq = slot.seq_id
         if resident:
             keep = min(_common_prefix(slot.tokens, prompt), limit)
@@ -342,6 +403,85 @@ class BatchServer:
         if keep < len(best.tokens) and not self.engine._can_roll_back(keep, seq):
             keep = 0
         return self._truncate(slot, keep)
+
+    # -- prefix sharing ---------------------------------------------------------------------
+    def _share(self, slot: Slot, prompt: list[int], keep: int, limit: int) -> int:
+        """Replace the slot's cells by a longer prefix of `prompt` that another sequence holds;
+        return its length, or 0 when none beats `keep` (the slot is then as it was, unless
+        the copy proved unusable: then it is cleared and the caller places the agent again)."""
+        import llama_cpp
+
+        if not self.sharing:
+            return 0
+        donor, n = None, keep
+        for other in [*self.table.slots, *self.prefixes]:
+            if other is slot or not other.tokens:
+                continue
+            common = min(_common_prefix(other.tokens, prompt), limit)
+            if common > n:
+                donor, n = other, common
+        if donor is None:
+            return 0
+        memory = llama_cpp.llama_get_memory(self.engine.llm.ctx)
+        self._clear(slot.seq_id)
+        llama_cpp.llama_memory_seq_cp(memory, donor.seq_id, slot.seq_id, 0, n)
+        # Under a sliding window the donor may have let its early cells go: the next token
+        # must still see the last window of positions.
+        if not self.engine._can_roll_back(n, slot.seq_id):
+            self._clear(slot.seq_id)
+            slot.tokens = []
+            return 0
+        slot.tokens = list(prompt[:n])
+        if donor.seq_id > self.scratch:
+            self.table._clock += 1
+            donor.last_used = self.table._clock
+        self.shared_tokens += n - keep
+        self.shared_requests += 1
+        return n
+
+    def _wait_if_shared(self, turn: _Turn) -> None:
+        """Wait for a request still evaluating a longer common prefix, rather than evaluate it twice."""
+        if not self.sharing:
+            return
+        prompt, have = turn.prompt, len(turn.slot.tokens)
+        limit = self._limit(turn.job.request.agent_id, prompt)
+        best, target = None, have + MIN_SHARED
+        for other in self.active.values():
+            if other.finished or not other.prefilling or other.waiting_on is not None:
+                continue
+            common = min(_common_prefix(other.prompt, prompt), limit)
+            if common >= target and common > len(other.slot.tokens):
+                best, target = other, common
+        if best is not None:
+            turn.waiting_on, turn.wait_for = best, target
+
+    def _remember(self, turn: _Turn) -> None:
+        """After a prefill: keep the longest prefix this prompt shares with a recent other
+        agent's prompt in a prefix sequence, so later prompts starting alike copy it even
+        when no live slot holds it any more."""
+        import llama_cpp
+
+        if not self.sharing:
+            return
+        agent, prompt = turn.job.request.agent_id, turn.prompt
+        common = max((_common_prefix(tokens, prompt) for who, tokens in self._recent if who != agent or who is None),
+                     default=0)
+        self._recent.append((agent, prompt))
+        n = min(common, len(turn.slot.tokens), self.engine.n_ctx // 2)
+        if n < MIN_SHARED or turn.slot.tokens[:n] != prompt[:n]:
+            return
+        if any(len(entry.tokens) >= n and entry.tokens[:n] == prompt[:n] for entry in self.prefixes):
+            return
+        # A shorter entry that this one extends serves nothing the longer one would not.
+        extended = [e for e in self.prefixes if e.tokens and prompt[: len(e.tokens)] == e.tokens]
+        empty = [e for e in self.prefixes if not e.tokens]
+        entry = (extended or empty or [min(self.prefixes, key=lambda e: e.last_used)])[0]
+        self._clear(entry.seq_id)
+        llama_cpp.llama_memory_seq_cp(llama_cpp.llama_get_memory(self.engine.llm.ctx),
+                                      turn.slot.seq_id, entry.seq_id, 0, n)
+        entry.tokens = list(prompt[:n])
+        self.table._clock += 1
+        entry.last_used = self.table._clock
 
     def _truncate(self, slot: Slot, keep: int) -> int:
         import llama_cpp
@@ -373,6 +513,7 @@ class BatchServer:
             row = self._row(index)
             if turn.prefilling:
                 turn.prefilling = False
+                self._remember(turn)
                 if agent is not None:
                     checkpoint = self._snapshot(turn.slot)
                     checkpoint.logits = row.copy()

@@ -109,7 +109,12 @@ class LocalEngine:
         self.n_ctx = n_ctx
         self.threads = threads or physical_cores()
         self.gpu_layers = gpu_layers
-        self.flash_attn = flash_attn
+        # A batched context attends over one unified cache holding every sequence: llama.cpp's
+        # flash-attention kernel skips the cells masked out for a sequence (the CPU one cell
+        # by cell), the default path computes them all. Measured on generate's bench (8
+        # conversations, CPU time, busy machine): 11% more tokens per CPU-second at N=8; one
+        # sequence alone gains about 7%, and the sequential path keeps what it was asked for.
+        self.flash_attn = flash_attn or parallel > 1
         self.n_batch = n_batch
         self.swa_full = swa_full
         # Greedy decoding without llama.cpp's sampler chain, which copies all n_vocab logits
@@ -183,15 +188,18 @@ class LocalEngine:
         or a benchmark baseline's that must match it)."""
         from llama_cpp import Llama
 
-        # Batched: one unified cache with room for every sequence's full context.
-        # Batched: one unified cache with room for every sequence's full context, and one
-        # sequence more for probes between steps (BatchServer.probe_row).
-        sequences = self.parallel + 1 if self.parallel > 1 else 1
+        # Batched: one unified cache with room for every sequence's full context, one sequence
+        # more for probes between steps and a few for shared prefixes (batch.context_shape).
+        sequences, cells = 1, self.n_ctx
+        if self.parallel > 1:
+            from townhall.engine.batch import context_shape
+
+            sequences, cells = context_shape(self.parallel, self.n_ctx)
         defaults = context_defaults(n_seq_max=sequences, kv_unified=True) if sequences > 1 else nullcontext()
         with without_cpu_repack(), defaults:
             return Llama(
                 model_path=str(self.model_path),
-                n_ctx=self.n_ctx * sequences,
+                n_ctx=cells,
                 n_batch=self.n_batch,
                 n_ubatch=self.n_batch,
                 n_threads=self.threads,
