@@ -21,10 +21,8 @@ would not do: a one-token batch gives slightly different logits than the prompt'
 enough to change a sampled turn.
 
 The sliding-window trap (Gemma 3 attends over 512 positions on 15 of 18 layers): a saved
-one-sequence state keeps only the cells still inside the window, so after a restore such a
-state can be rolled back by at most one token and stay exact. With `swa_full` (the default)
-the engine saves every cell instead (`_snapshot`), so a restored state is cut back to its
-common prefix with the prompt (after an edit, a switch of branch) as the live one is. Two things keep restores exact:
+sequence state keeps only the cells still inside the window, so after a restore the state
+can be rolled back by at most one token and stay exact. Two things keep restores exact:
 the saved state ends where the emitted text ends (tokens that only formed a stop string
 are dropped while the full cache is still live), and a second checkpoint taken at the end
 of the prompt serves when the next prompt diverges inside the agent's own turn (the
@@ -83,9 +81,6 @@ class SavedState:
     size: int
     fingerprint: str
     logits: Any = None  # prompt-end checkpoints: the float32 row to sample the first token from
-    # Saved with every cell, those the sliding window masks too (llama.cpp leaves them out of
-    # a one-sequence save), so a restore can be cut back anywhere; restored as the whole cache.
-    every_cell: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -607,7 +602,7 @@ class LocalEngine:
         if saved is None or len(saved.tokens) != n_before:
             return
         llama_cpp.llama_memory_clear(memory, True)
-        if self._restore(saved) == 0:
+        if llama_cpp.llama_state_seq_set_data(llm.ctx, saved.data, saved.size, _SEQ) == 0:
             llama_cpp.llama_memory_clear(memory, True)
             return
         llm.input_ids[:n_before] = saved.tokens
@@ -677,7 +672,7 @@ class LocalEngine:
             tried.append(best)
             llama_cpp.llama_memory_clear(memory, True)
             t0 = time.perf_counter()
-            read = self._restore(best)
+            read = llama_cpp.llama_state_seq_set_data(llm.ctx, best.data, best.size, _SEQ)
             stats.restore_ms += (time.perf_counter() - t0) * 1000
             if read == 0:  # llama.cpp refused it: never trust it again
                 llama_cpp.llama_memory_clear(memory, True)
@@ -731,27 +726,14 @@ class LocalEngine:
         return bool(pos_min <= max(0, keep - self._n_swa + 1))
 
     def _snapshot(self, n_tokens: int) -> SavedState:
-        """Sequence 0's cells. With `swa_full` every cell is kept (the whole cache is saved:
-        sequence 0 is all it holds), so after an edit a restored state rolls back to the edit
-        instead of being rebuilt; the price is the windowed layers' cells for the whole
-        prompt (about 3.5x the bytes at 3,500 tokens with Gemma 3, 15 of 18 layers windowed)."""
         import llama_cpp
 
         llm = self.llm
-        every_cell = self.swa_full and self._n_swa > 0
-        seq = -1 if every_cell else _SEQ
-        size = llama_cpp.llama_state_seq_get_size(llm.ctx, seq)
+        size = llama_cpp.llama_state_seq_get_size(llm.ctx, _SEQ)
         buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(llm.ctx, buffer, size, seq)
+        written = llama_cpp.llama_state_seq_get_data(llm.ctx, buffer, size, _SEQ)
         tokens = [int(t) for t in llm.input_ids[:n_tokens]]
-        return SavedState(tokens, buffer, written, self._fingerprint, every_cell=every_cell)
-
-    def _restore(self, state: SavedState) -> int:
-        """Put `state` in sequence 0 (bytes read; 0 if llama.cpp refused it)."""
-        import llama_cpp
-
-        seq = -1 if state.every_cell else _SEQ
-        return int(llama_cpp.llama_state_seq_set_data(self.llm.ctx, state.data, state.size, seq))
+        return SavedState(tokens, buffer, written, self._fingerprint)
 
     def _invalidate(self, agent_id: str | None) -> None:
         if agent_id is not None:
