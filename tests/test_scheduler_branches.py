@@ -300,6 +300,26 @@ async def test_ops_queued_before_the_run_apply_first_and_a_used_budget_then_ends
     assert len(resumed.tree.nodes) == said + 2 and resumed.tree.current == 2
 
 
+async def test_a_run_that_only_flips_holds_no_new_ballot() -> None:
+    engine = probing()
+    first = Scheduler(engine, spec(max_turns=4, moderator="Mo"), PEOPLE)
+    assert await first.run() == "max_turns"
+    again = Scheduler(engine, spec(max_turns=1, moderator="Mo"), PEOPLE, session_id=first.session_id, tree=first.tree)
+    again.regenerate(1)
+    assert await again.run() == "max_turns"
+    assert again.tree.current == 2 and again.outcome is not None  # a new turn: a new ballot on branch 2
+
+    # Resumed only to flip back (session.plan_branch_op: no turns beyond the op's): no turn is
+    # said, so branch 1's recorded ballot stands and none is held.
+    flip = Scheduler(engine, spec(moderator="Mo").model_copy(update={"max_turns": 0}), PEOPLE,
+                     session_id=first.session_id, tree=again.tree)
+    flip.alternative(1, -1)
+    events = record(flip)
+    assert await flip.run() == "max_turns"
+    assert flip.tree.current == 1
+    assert not any(isinstance(e, OutcomeDecided) for e in events)
+
+
 async def test_stances_and_views_follow_the_path() -> None:
     scheduler = Scheduler(probing(), spec(max_turns=9, context_strategy="truncate"), PEOPLE)
     task = await paused_after(scheduler, 4)

@@ -126,6 +126,7 @@ from townhall.prompts import (
     exemplar_lines,
     resolve_stance,
     stop_strings,
+    topic_last_format,
     visible,
 )
 from townhall.quality import check_turn
@@ -224,8 +225,12 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         agent_prefix: str = "",
         tree: TurnTree | None = None,
+        topic_last: bool = False,
     ) -> None:
         self.engine = engine
+        # generate's layout: the topic after the header (prompts.topic_last_format), so the
+        # first prompts of many conversations begin alike and a batched engine shares them.
+        self.topic_last = topic_last
         self.agent_prefix = agent_prefix
         self.spec = spec
         self.bus = bus if bus is not None else EventBus()
@@ -456,7 +461,9 @@ class Scheduler:
                     )
                 )
                 reason = await self._loop()
-                if reason in BALLOT_AFTER and self.probing:
+                # A run that said nothing new (one resumed only to flip, fork or switch after the
+                # end) leaves the branch's recorded outcome as it was.
+                if reason in BALLOT_AFTER and self.probing and (self._made or reason == VOTE_CALLED):
                     try:
                         await self.hold_vote()
                     except TownhallError as failure:  # the debate itself ended well: keep its reason
@@ -953,6 +960,8 @@ class Scheduler:
         """Start the engine and pick the prompt format: what `run` does before its first turn."""
         await self.engine.start()
         self._format = choose_format(self.spec, self.participants, self.engine.info.chat_template)
+        if self.topic_last:
+            self._format = topic_last_format(self._format)
 
     async def _write_minutes(self, counted: Tally) -> str:
         """The frame from what is certain; each participant's reason in the model's words."""

@@ -140,6 +140,17 @@ def plan_resume(store: Store, session_id: str, *, more_turns: int | None = None)
     return SessionPlan(spec.model_copy(update={"max_turns": left}), list(personas), record.id, tuple(history), tree)
 
 
+def plan_branch_op(store: Store, session_id: str) -> SessionPlan:
+    """A stored session resumed only to apply branch ops (regenerate, edit, fork, a flip)
+    after its debate has ended: no turns beyond the op's own, so the run applies the ops
+    and ends; the scheduler holds a new ballot only when an op said a new turn."""
+    record = store.get_session(session_id)
+    spec, personas, history = store.load_for_resume(record.id)
+    tree = resumable_tree(store.tree(record.id), history, record.id)
+    # 0 is below what a town-hall file may ask for (max_turns >= 1): set here on purpose.
+    return SessionPlan(spec.model_copy(update={"max_turns": 0}), list(personas), record.id, tuple(history), tree)
+
+
 def resumable_tree(tree: TurnTree, history: Sequence[Turn], session_id: str) -> TurnTree:
     """`tree` with its current head on the last settled turn of `history`.
 

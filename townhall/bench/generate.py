@@ -101,15 +101,8 @@ async def run_conversations(
 ) -> RunFigures:
     """Every spec as a session, `parallel` at a time on `engine` (started here, not closed),
     in generate's prompt layout (topic last); `share=False` turns prefix sharing off."""
-    from townhall.prompts import topic_last_format
     from townhall.scheduler import Scheduler
     from townhall.session import Session, SessionPlan, SessionResult, SessionScheduler
-
-    class TopicLast(Scheduler):  # generate's layout (townhall.generate.runner.TopicLastScheduler)
-        async def prepare(self) -> None:
-            await super().prepare()
-            assert self._format is not None
-            self._format = topic_last_format(self._format)
 
     await engine.start()
     if not share:
@@ -123,7 +116,7 @@ async def run_conversations(
             prefix = f"{slot}/" if parallel > 1 else ""
 
             def scheduler(engine: Engine, spec: TownHallSpec, personas: list[Persona], **kw: Any) -> SessionScheduler:
-                return TopicLast(engine, spec, personas, agent_prefix=prefix, **kw)
+                return Scheduler(engine, spec, personas, agent_prefix=prefix, topic_last=True, **kw)
 
             try:
                 return await Session(engine, SessionPlan(spec, personas), scheduler_factory=scheduler).run()

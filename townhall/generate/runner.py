@@ -34,7 +34,6 @@ from townhall.generate.cleaning import judge
 from townhall.generate.config import GenerateConfig, conversation_seed
 from townhall.generate.output import OutputFile
 from townhall.personas import Persona
-from townhall.prompts import topic_last_format
 from townhall.scheduler import Scheduler
 from townhall.session import Session, SessionPlan, SessionResult, SessionScheduler
 from townhall.spec import TownHallSpec
@@ -131,17 +130,6 @@ class _Conversation:
 def agent_prefix(slot: int, parallel: int) -> str:
     """Engine ids of a slot's agents: the bare names when one conversation runs at a time."""
     return "" if parallel <= 1 else f"{slot}/"
-
-
-class TopicLastScheduler(Scheduler):
-    """generate's scheduler: the transcript format with the topic after the header
-    (`prompts.topic_last_format`), so every conversation's first prompts begin alike and a
-    batched engine evaluates that long start once per agent, not once per conversation."""
-
-    async def prepare(self) -> None:
-        await super().prepare()
-        assert self._format is not None
-        self._format = topic_last_format(self._format)
 
 
 class Runner:
@@ -331,7 +319,7 @@ class Runner:
         prefix = agent_prefix(conversation.slot, self.parallel)
 
         def scheduler(engine: Engine, spec: TownHallSpec, personas: list[Persona], **kwargs: Any) -> SessionScheduler:
-            return TopicLastScheduler(engine, spec, personas, agent_prefix=prefix, **kwargs)
+            return Scheduler(engine, spec, personas, agent_prefix=prefix, topic_last=True, **kwargs)
 
         def watch(event: Event) -> None:
             if isinstance(event, TurnFinished) and event.turn.stats is not None:

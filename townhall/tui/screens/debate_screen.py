@@ -687,7 +687,7 @@ class DebateScreen(Screen[None]):
             self.notify(f"Turn #{turn.index} has no alternatives: r regenerates it.", severity="warning", markup=False)
             return
         index = turn.index
-        self._branch_op(lambda s: s.alternative(index, step), None, speaks=False)
+        self._branch_op(lambda s: s.alternative(index, step), None)
 
     def action_regenerate(self) -> None:
         if (turn := self._target()) is None:
@@ -721,17 +721,15 @@ class DebateScreen(Screen[None]):
         if (turn := self._target()) is None:
             return
         index = turn.index
-        self._branch_op(lambda s: s.fork(index), f"New branch after turn #{index}.", speaks=False)
+        self._branch_op(lambda s: s.fork(index), f"New branch after turn #{index}.")
 
-    def _branch_op(self, op: BranchOp, done: str | None, *, speaks: bool = True) -> None:
-        """Queue `op` on the running scheduler, or resume the ended session to apply it.
-
-        `speaks`: the op says a turn (regenerate, edit); a flip or a fork says none."""
+    def _branch_op(self, op: BranchOp, done: str | None) -> None:
+        """Queue `op` on the running scheduler, or resume the ended session to apply it."""
         if self.scheduler is None or self.state in ("loading", "starting"):
             self.notify("The debate is still loading.", severity="warning")
             return
         if self.state in ("finished", "error") or self.session is None or not self.session.running:
-            self._apply_after_end(op, done, speaks)
+            self._apply_after_end(op, done)
             return
         try:
             op(self.scheduler)
@@ -741,30 +739,21 @@ class DebateScreen(Screen[None]):
         if done:
             self.notify(done, timeout=4, markup=False)
 
-    def _apply_after_end(self, op: BranchOp, done: str | None, speaks: bool) -> None:
+    def _apply_after_end(self, op: BranchOp, done: str | None) -> None:
         """The session layer resumes the stored session; the op goes in before it runs,
-        with no turns left, so the run applies it and ends. A new turn on the path gets a new
-        closing ballot (if the town hall holds one); a flip or a fork says nothing new, so its
-        run holds none, and the banner shows the chosen branch's recorded outcome."""
+        with no turns left (`session.plan_branch_op`), so the run applies it and ends. A new
+        turn on the path gets a new closing ballot (if the town hall holds one); a flip or a
+        fork says nothing new, so the banner shows the chosen branch's recorded outcome."""
         if self.store is None or self.session_id is None:
             self.notify("The debate has ended and no database holds it, so it cannot go on.", severity="warning")
             return
-        from dataclasses import replace
-
-        from townhall.session import NoTurnsLeft, plan_resume
+        from townhall.session import plan_branch_op
 
         try:
-            try:
-                plan = plan_resume(self.store, self.session_id)
-            except NoTurnsLeft:
-                plan = plan_resume(self.store, self.session_id, more_turns=1)
+            plan = plan_branch_op(self.store, self.session_id)
         except TownhallError as exc:
             self.post_message(ShowError("Cannot go on with this session", str(exc)))
             return
-        update: dict[str, object] = {"max_turns": 0}  # the op's own turn only
-        if not speaks:
-            update["ballot"] = False
-        plan = replace(plan, spec=plan.spec.model_copy(update=update))
         debate = Debate(
             plan.spec, list(plan.personas), session_id=plan.session_id, history=list(plan.history),
             engine_config=self.debate.engine_config, tree=plan.tree, then=op,
