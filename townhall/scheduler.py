@@ -580,21 +580,14 @@ class Scheduler:
         """One queued branch op. Regenerate and edit say their new turn at once; fork and the
         switches only change the path, and the debate (or the pause) goes on from there."""
         if op.kind == "switch":
-            if op.number != self.tree.current:
-                old = self.turns
-                self.tree.switch(op.number)
-                await self._switched(old)
+            await self._switch_to(op.number)
             return
         if op.kind == "alternative":
             if not 0 <= op.number < len(self.turns):
                 return  # an earlier op shortened the path
             alternatives = self.tree.alternatives(self.turns[op.number])
             picked = alternatives[(alternatives.index(self.turns[op.number]) + op.step) % len(alternatives)]
-            number = self.tree.branch_showing(picked)
-            if number != self.tree.current:
-                old = self.turns
-                self.tree.switch(number)
-                await self._switched(old)
+            await self._switch_to(self.tree.branch_showing(picked))
             return
         assert op.node is not None
         turn = self.tree.nodes[op.node]
@@ -614,6 +607,13 @@ class Scheduler:
         if self.status == "running" and self._paused:
             self.status = "paused"
         self._refresh_next()
+
+    async def _switch_to(self, number: int) -> None:
+        """Make branch `number` current, if it is not already, and tell the views."""
+        if number != self.tree.current:
+            old = self.turns
+            self.tree.switch(number)
+            await self._switched(old)
 
     async def _switched(self, old: Sequence[Turn]) -> None:
         """The path changed from `old`: rebuild what depends on it, then tell the views."""

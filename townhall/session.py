@@ -22,7 +22,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
@@ -123,6 +123,14 @@ def turns_left(max_turns: int | None, history: Iterable[Turn], more_turns: int |
     return max_turns - sum(1 for turn in history if uses_turn_budget(turn))
 
 
+def _stored_plan(store: Store, session_id: str) -> SessionPlan:
+    """A stored session's spec as recorded, its personas, its current path and its tree."""
+    record = store.get_session(session_id)
+    spec, personas, history = store.load_for_resume(record.id)
+    tree = resumable_tree(store.tree(record.id), history, record.id)
+    return SessionPlan(spec, list(personas), record.id, tuple(history), tree)
+
+
 def plan_resume(store: Store, session_id: str, *, more_turns: int | None = None) -> SessionPlan:
     """A stored session as the runner needs it: its spec, its personas as recorded, its turns.
 
@@ -131,24 +139,20 @@ def plan_resume(store: Store, session_id: str, *, more_turns: int | None = None)
     """
     if more_turns is not None and more_turns < 1:
         raise ConfigError("--turns: a resumed session needs at least one more turn")
-    record = store.get_session(session_id)
-    spec, personas, history = store.load_for_resume(record.id)
-    left = turns_left(spec.max_turns, history, more_turns)
+    plan = _stored_plan(store, session_id)
+    left = turns_left(plan.spec.max_turns, plan.history, more_turns)
     if left is not None and left <= 0:
-        raise NoTurnsLeft(record.id, spec.max_turns or 0)
-    tree = resumable_tree(store.tree(record.id), history, record.id)
-    return SessionPlan(spec.model_copy(update={"max_turns": left}), list(personas), record.id, tuple(history), tree)
+        raise NoTurnsLeft(plan.session_id or session_id, plan.spec.max_turns or 0)
+    return replace(plan, spec=plan.spec.model_copy(update={"max_turns": left}))
 
 
 def plan_branch_op(store: Store, session_id: str) -> SessionPlan:
     """A stored session resumed only to apply branch ops (regenerate, edit, fork, a flip)
     after its debate has ended: no turns beyond the op's own, so the run applies the ops
     and ends; the scheduler holds a new ballot only when an op said a new turn."""
-    record = store.get_session(session_id)
-    spec, personas, history = store.load_for_resume(record.id)
-    tree = resumable_tree(store.tree(record.id), history, record.id)
+    plan = _stored_plan(store, session_id)
     # 0 is below what a town-hall file may ask for (max_turns >= 1): set here on purpose.
-    return SessionPlan(spec.model_copy(update={"max_turns": 0}), list(personas), record.id, tuple(history), tree)
+    return replace(plan, spec=plan.spec.model_copy(update={"max_turns": 0}))
 
 
 def resumable_tree(tree: TurnTree, history: Sequence[Turn], session_id: str) -> TurnTree:
