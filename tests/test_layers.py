@@ -34,7 +34,7 @@ def under(modules: set[str], *roots: str) -> set[str]:
     return {m for m in modules if any(m == r or m.startswith(r + ".") for r in roots)}
 
 
-FRONT_ENDS = ("townhall.tui", "townhall.cli", "townhall.generate", "townhall.export", "townhall.session",
+FRONT_ENDS = ("townhall.tui", "townhall.cli", "townhall.generate", "townhall.export", "townhall.debate.session",
               "textual", "typer")
 
 
@@ -49,7 +49,7 @@ def test_the_engine_loads_nothing_of_townhall_but_itself_errors_and_paths(module
     assert under(loaded, "llama_cpp") == set()  # llama.cpp loads when a model does, not at import
 
 
-@pytest.mark.parametrize("module", ["townhall.scheduler", "townhall.events", "townhall.spec"])
+@pytest.mark.parametrize("module", ["townhall.debate.scheduler", "townhall.domain.events", "townhall.domain.spec"])
 def test_the_debate_layer_loads_no_storage_no_front_end_no_backend(module: str) -> None:
     loaded = loaded_by(module)
     assert under(loaded, *FRONT_ENDS, "townhall.store", "townhall.bench", "sqlite3", "sqlite_utils") == set()
@@ -58,7 +58,7 @@ def test_the_debate_layer_loads_no_storage_no_front_end_no_backend(module: str) 
 
 def test_the_store_loads_no_scheduler_and_no_front_end() -> None:
     loaded = loaded_by("townhall.store")
-    assert under(loaded, *FRONT_ENDS, "townhall.scheduler", "townhall.bench") == set()
+    assert under(loaded, *FRONT_ENDS, "townhall.debate.scheduler", "townhall.bench") == set()
 
 
 def test_the_benchmark_script_loads_no_store_and_no_front_end() -> None:

@@ -8,7 +8,7 @@ sessions N at a time with per-slot agent prefixes, as the generate runner does. 
 reports tokens/s over wall time, the ratio to N=1, how many conversations' text
 differ from N=1 (llama.cpp does not promise the same floats across batch sizes, so a
 greedy pick can flip) and how many are broken (an error, an empty turn, nothing said)
-or unclean by `townhall.quality`.
+or unclean by `townhall.debate.quality`.
 
 No store and no output file: those are the generate runner's, and a benchmark of
 decoding must not time SQLite.
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from townhall.engine.base import Engine, SamplingOverrides
-from townhall.personas import Persona
-from townhall.quality import check_turn
-from townhall.spec import TownHallSpec
-from townhall.turns import Turn, TurnKind, TurnStatus
+from townhall.domain.personas import Persona
+from townhall.debate.quality import check_turn
+from townhall.domain.spec import TownHallSpec
+from townhall.domain.turns import Turn, TurnKind, TurnStatus
 
 MOTION = 'A conversation between a student and a teacher, where the teacher conveys the meaning of "{word}".'
 SPEAKERS = ("Student", "Teacher")
@@ -101,8 +101,8 @@ async def run_conversations(
 ) -> RunFigures:
     """Every spec as a session, `parallel` at a time on `engine` (started here, not closed),
     in generate's prompt layout (topic last); `share=False` turns prefix sharing off."""
-    from townhall.scheduler import Scheduler
-    from townhall.session import Session, SessionPlan, SessionResult, SessionScheduler
+    from townhall.debate.scheduler import Scheduler
+    from townhall.debate.session import Session, SessionPlan, SessionResult, SessionScheduler
 
     await engine.start()
     if not share:
@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import argparse
 
     from townhall.engine.local import LocalEngine
-    from townhall.personas import PersonaRegistry
+    from townhall.domain.personas import PersonaRegistry
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--parallel", default="1,4,8", help="the Ns, comma-separated")

@@ -36,7 +36,7 @@ from townhall.bench.report import summarize_branches, summarize_local
 from townhall.bench.script import ScriptedTurn, header, sampling, scripted_turns, transcript
 from townhall.engine.base import GenerationRequest, SamplingParams
 from townhall.engine.local import LocalEngine
-from townhall.prompts import BALLOT_CHOICES, ballot_cue
+from townhall.debate.prompts import BALLOT_CHOICES, ballot_cue
 
 LOCAL_WAYS = ("reprefill", "save_state", "townhall")
 Progress = Callable[[str], None]

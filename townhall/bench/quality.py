@@ -3,7 +3,7 @@
 K town halls from a shipped list (`examples/bench/quality_motions.toml`: motion, four
 participants, a moderator, stances and a fixed seed each) run through the same
 `Scheduler` and engine as `townhall run`, and each is scored with
-`townhall.quality`. Lines the scheduler writes itself (the agenda's moderator
+`townhall.debate.quality`. Lines the scheduler writes itself (the agenda's moderator
 lines) are context, not scored: only what the model wrote is counted.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 from townhall.engine.base import Engine
 from townhall.errors import ConfigError, NotFoundError
-from townhall.events import OutcomeDecided
-from townhall.personas import PersonaRegistry, read_toml
-from townhall.quality import DebateScore, ScoredTurn, score_debate
-from townhall.spec import TownHallSpec, spec_from_data
+from townhall.domain.events import OutcomeDecided
+from townhall.domain.personas import PersonaRegistry, read_toml
+from townhall.debate.quality import DebateScore, ScoredTurn, score_debate
+from townhall.domain.spec import TownHallSpec, spec_from_data
 
 TARGETS: dict[str, tuple[str, float]] = {
     "clean_rate": (">=", 0.97),
@@ -98,7 +98,7 @@ async def run_quality_bench(
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """Run each town hall to the end on `engine` and score it; returns per-debate and overall figures."""
-    from townhall.session import Session, SessionPlan
+    from townhall.debate.session import Session, SessionPlan
 
     await engine.start()
     if transcripts is not None:

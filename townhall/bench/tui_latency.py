@@ -26,7 +26,7 @@ from textual.widget import Widget
 from townhall.tui.app import TownhallApp
 from townhall.tui.debate import Debate
 from townhall.tui.messages import TokensArrived
-from townhall.turns import TurnStatus
+from townhall.domain.turns import TurnStatus
 
 SIZE = (120, 40)
 
@@ -134,8 +134,8 @@ async def measure_engine_latency(engine: Any, presses: int = 10, townhall_file: 
 
     The caller owns the engine (starts nothing else, closes nothing).
     """
-    from townhall.personas import PersonaRegistry
-    from townhall.spec import default_spec_path, load_spec
+    from townhall.domain.personas import PersonaRegistry
+    from townhall.domain.spec import default_spec_path, load_spec
     from townhall.tui.config import TuiConfig
 
     spec = load_spec(townhall_file or default_spec_path())

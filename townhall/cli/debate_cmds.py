@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.text import Text
 
 from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
+from townhall.domain.text import terminal_safe
 from townhall.errors import TownhallError
-from townhall.events import (
+from townhall.domain.events import (
     Event,
     MinutesWritten,
     OutcomeDecided,
@@ -33,9 +34,9 @@ from townhall.events import (
     TurnFinished,
     TurnStarted,
 )
-from townhall.personas import Persona, PersonaRegistry
-from townhall.spec import TownHallSpec, default_spec_path, load_spec, spec_from_data
-from townhall.turns import Turn
+from townhall.domain.personas import Persona, PersonaRegistry
+from townhall.domain.spec import TownHallSpec, default_spec_path, load_spec, spec_from_data
+from townhall.domain.turns import Turn
 
 AgentsDirOpt = Annotated[
     Optional[Path],
@@ -43,11 +44,6 @@ AgentsDirOpt = Annotated[
 ]
 
 agents_app = typer.Typer(help="List, show and import personas.", no_args_is_help=True)
-
-
-def _safe(text: str) -> str:
-    """Control characters (ANSI escapes included) become U+FFFD; a model cannot drive the terminal."""
-    return "".join(ch if ch in "\n\t" or (ord(ch) >= 32 and not 0x7F <= ord(ch) <= 0x9F) else "\ufffd" for ch in text)
 
 
 def _console(file: TextIO | None = None) -> Console:
@@ -186,11 +182,11 @@ class PlainPrinter:
         if isinstance(event, (TurnFinished, TurnFailed)):
             turn = event.turn
             mark = "" if turn.status == "complete" else f" [{turn.status}]"
-            self.out.write(f"{_safe(turn.speaker)}: {_safe(turn.content)}{mark}\n")
+            self.out.write(f"{terminal_safe(turn.speaker)}: {terminal_safe(turn.content)}{mark}\n")
         elif isinstance(event, OutcomeDecided):
             self.out.write(f"-- vote: {event.votes_for} for, {event.votes_against} against: {event.result}\n")
         elif isinstance(event, MinutesWritten):
-            self.out.write(f"-- minutes:\n{_safe(event.text)}\n")
+            self.out.write(f"-- minutes:\n{terminal_safe(event.text)}\n")
         elif isinstance(event, SessionEnded):
             tail = f": {event.error}" if event.error else ""
             self.out.write(f"-- session {event.session_id} ended: {event.reason}{tail}\n")
@@ -215,24 +211,24 @@ class ColourPrinter:
         elif isinstance(event, TurnStarted):
             colour = self.colours.get(event.speaker) or ("italic" if event.kind == "audience" else "")
             badge = f"{self.emoji.get(event.speaker, '')} " if self.emoji.get(event.speaker) else ""
-            c.print(Text(f"{badge}{_safe(event.speaker)}:", style=f"bold {colour}".strip()), end=" ")
+            c.print(Text(f"{badge}{terminal_safe(event.speaker)}:", style=f"bold {colour}".strip()), end=" ")
         elif isinstance(event, TokenStreamed):
-            c.print(Text(_safe(event.text), style=self.colours.get(event.speaker) or ""), end="")
+            c.print(Text(terminal_safe(event.text), style=self.colours.get(event.speaker) or ""), end="")
         elif isinstance(event, TurnFinished):
             if event.turn.status != "complete":
                 c.print(Text(f" [{event.turn.status}]", style="dim"), end="")
             c.print()
         elif isinstance(event, TurnFailed):
-            c.print(Text(f" [failed: {_safe(event.error)}]", style="red"))
+            c.print(Text(f" [failed: {terminal_safe(event.error)}]", style="red"))
         elif isinstance(event, StrategyApplied):
-            c.print(Text(f"  ({event.strategy}: {_safe(event.detail)})", style="dim"))
+            c.print(Text(f"  ({event.strategy}: {terminal_safe(event.detail)})", style="dim"))
         elif isinstance(event, StanceMeasured):
-            c.print(Text(f"  ({_safe(event.agent)}: {event.p_for:.0%} for)", style="dim"))
+            c.print(Text(f"  ({terminal_safe(event.agent)}: {event.p_for:.0%} for)", style="dim"))
         elif isinstance(event, OutcomeDecided):
             c.print(Text(f"-- vote: {event.votes_for} for, {event.votes_against} against: the motion {event.result}",
                          style="bold"))
         elif isinstance(event, MinutesWritten):
-            c.print(Text(_safe(event.text)))
+            c.print(Text(terminal_safe(event.text)))
         elif isinstance(event, SessionEnded):
             c.print(Text(f"-- session {event.session_id} ended: {event.reason}", style="dim"))
         c.file.flush()
@@ -262,7 +258,7 @@ def run_cmd(
     the user data directory).
     """
     from townhall.engine.factory import build_engine
-    from townhall.session import SessionPlan, run_session
+    from townhall.debate.session import SessionPlan, run_session
     from townhall.store import Store
 
     spec = build_spec(
@@ -336,7 +332,7 @@ def agents_import(
     force: Annotated[bool, typer.Option("--force", help="Replace a persona file of the same name.")] = False,
 ) -> None:
     """Import a character card as a persona in your own folder."""
-    from townhall.cards import import_card
+    from townhall.domain.cards import import_card
 
     persona, target = import_card(file, agents_dir, force=force)
     typer.echo(f"Imported {persona.name} -> {target}")

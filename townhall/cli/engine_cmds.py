@@ -243,7 +243,7 @@ def _quality(config: Any, *, debates: int, turns: int, transcripts: Path | None,
 
     from townhall.bench.quality import load_motions, report_lines, run_quality_bench
     from townhall.engine.factory import build_engine
-    from townhall.personas import PersonaRegistry
+    from townhall.domain.personas import PersonaRegistry
 
     specs = load_motions()
     if debates > len(specs):
@@ -273,7 +273,7 @@ def _generate(config: Any, *, parallel: str | None, conversations: int | None, t
 
     from townhall.bench.generate import SPEAKERS, bench_specs, report_lines, run_generate_bench
     from townhall.engine.factory import EngineConfig, build_engine
-    from townhall.personas import PersonaRegistry
+    from townhall.domain.personas import PersonaRegistry
 
     wanted = parallel or ("1,4" if config.backend == "openai" else "1,4,8,16")
     try:

@@ -45,8 +45,8 @@ def generate_cmd(
     from townhall.generate.parallel import cap_to_work
     from townhall.generate.progress import make_reporter
     from townhall.generate.runner import Runner
-    from townhall.personas import PersonaRegistry
-    from townhall.session import CtrlC
+    from townhall.domain.personas import PersonaRegistry
+    from townhall.debate.session import CtrlC
     from townhall.store import Store
 
     if fmt is not None and fmt not in OUTPUT_FORMATS:

@@ -23,15 +23,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from townhall.branches import TurnTree
+from townhall.domain.branches import TurnTree
 from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
 from townhall.engine.base import Engine
 from townhall.errors import ConfigError, NotFoundError, TownhallError
-from townhall.events import Event, SessionEnded, TokenStreamed, TurnFailed, TurnFinished, TurnStarted, Vote
-from townhall.export.common import EDITED, clean
-from townhall.session import SessionResult
+from townhall.domain.events import Event, SessionEnded, TokenStreamed, TurnFailed, TurnFinished, TurnStarted, Vote
+from townhall.domain.text import terminal_safe
+from townhall.export.common import EDITED
+from townhall.debate.session import SessionResult
 from townhall.store import Store
-from townhall.turns import WATCHER
+from townhall.domain.turns import WATCHER
 
 sessions_app = typer.Typer(help="List, show, rename and delete recorded town halls.", no_args_is_help=True)
 
@@ -85,7 +86,7 @@ def sessions_list(
         branch = (Text(f"{s.current_branch} of {s.branch_count}" if s.branch_count > 1 else "-"),) if branched else ()
         table.add_row(
             Text(s.id), Text(_when(s.created_at)), Text(s.status), Text(str(s.turns)), *branch,
-            Text(clean(s.label)), Text(clean(", ".join(s.participants))),
+            Text(terminal_safe(s.label)), Text(terminal_safe(", ".join(s.participants))),
         )
     console.print(table)
 
@@ -114,12 +115,12 @@ def sessions_show(
         return
     console = _console()
     s = record.summary
-    console.print(Text(clean(s.label), style="bold"))
-    console.print(Text(f"Motion: {clean(s.motion)}"))
+    console.print(Text(terminal_safe(s.label), style="bold"))
+    console.print(Text(f"Motion: {terminal_safe(s.motion)}"))
     end = f" ({s.end_reason})" if s.end_reason else ""
     console.print(Text(f"Session {s.id} · {s.status}{end} · started {_when(s.created_at)} · "
-                       f"model {clean(s.model_name or 'unknown')}", style="dim"))
-    console.print(Text("Participants: " + clean(", ".join(p.name for p in record.personas)), style="dim"))
+                       f"model {terminal_safe(s.model_name or 'unknown')}", style="dim"))
+    console.print(Text("Participants: " + terminal_safe(", ".join(p.name for p in record.personas)), style="dim"))
     if s.branch_count > 1:
         current = " (current)" if number == s.current_branch else f" (current: {s.current_branch})"
         console.print(Text(f"Branch {number} of {s.branch_count}{current} · `townhall sessions branches {s.id}` "
@@ -127,8 +128,8 @@ def sessions_show(
     console.print()
     for turn in turns:
         line = Text()
-        line.append(f"{clean(turn.speaker)}: ", style="bold")
-        line.append(clean(turn.content.strip()))
+        line.append(f"{terminal_safe(turn.speaker)}: ", style="bold")
+        line.append(terminal_safe(turn.content.strip()))
         if turn.status != "complete":
             line.append(f" [{turn.status}]", style="dim")
         if turn.author == WATCHER:
@@ -146,10 +147,10 @@ def print_outcome(console: Console, result: str | None, votes_for: int, votes_ag
     if result is not None:
         console.print(Text(f"Vote: the motion {result}, {votes_for} for and {votes_against} against", style="bold"))
         for vote in votes:
-            console.print(Text(f"  {clean(vote.agent)}: {vote.choice} (P(for) {vote.p_for:.2f})"))
+            console.print(Text(f"  {terminal_safe(vote.agent)}: {vote.choice} (P(for) {vote.p_for:.2f})"))
     if minutes:
         console.print()
-        console.print(Text(clean(minutes)))
+        console.print(Text(terminal_safe(minutes)))
 
 
 @sessions_app.command("delete")
@@ -163,7 +164,7 @@ def sessions_delete(
     with _open(db) as store:
         record = store.get_session(session_id)
         if not yes and not typer.confirm(
-            f"Delete session {record.id} ({clean(record.summary.label)}, {record.summary.turns} turns)?"
+            f"Delete session {record.id} ({terminal_safe(record.summary.label)}, {record.summary.turns} turns)?"
         ):
             raise typer.Exit(1)
         store.delete(record.id)
@@ -211,10 +212,10 @@ def search_cmd(
         head.append(hit.session_id, style="cyan")
         where = "" if hit.branches == (1,) else " on branch" + ("es " if len(hit.branches) > 1 else " ") + ", ".join(
             map(str, hit.branches))
-        head.append(f" · {clean(hit.session_label)} · turn {hit.turn_index}{where} · ", style="dim")
-        head.append(clean(hit.speaker), style="bold")
+        head.append(f" · {terminal_safe(hit.session_label)} · turn {hit.turn_index}{where} · ", style="dim")
+        head.append(terminal_safe(hit.speaker), style="bold")
         console.print(head)
-        snippet = Text("  " + clean(hit.snippet))
+        snippet = Text("  " + terminal_safe(hit.snippet))
         for start, end in hit.highlights:
             snippet.stylize("bold reverse", start + 2, end + 2)
         console.print(snippet)
@@ -294,12 +295,12 @@ class _Printer:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TurnStarted):
-            self.out.write(f"{clean(event.speaker)}: ")
+            self.out.write(f"{terminal_safe(event.speaker)}: ")
         elif isinstance(event, TokenStreamed):
-            self.out.write(clean(event.text))
+            self.out.write(terminal_safe(event.text))
         elif isinstance(event, (TurnFinished, TurnFailed)):
             if isinstance(event, TurnFailed):
-                self.out.write(f" [failed: {clean(event.error)}]")
+                self.out.write(f" [failed: {terminal_safe(event.error)}]")
             elif event.turn.status != "complete":
                 self.out.write(f" [{event.turn.status}]")
             self.out.write("\n")
@@ -318,7 +319,7 @@ async def resume_session(
     ctrl_c: bool = False,
 ) -> SessionResult:
     """Continue a stored session on `engine`, recording into `store` (the turn budget: `session.turns_left`)."""
-    from townhall.session import plan_resume, run_session
+    from townhall.debate.session import plan_resume, run_session
 
     plan = plan_resume(store, session_id, more_turns=turns)
     views = [_Printer(out)] if out is not None else []
@@ -340,7 +341,7 @@ def resume_cmd(
     Ctrl+C cuts the turn being generated and stops; a second Ctrl+C stops at once.
     """
     from townhall.engine.factory import build_engine
-    from townhall.session import plan_resume, run_session
+    from townhall.debate.session import plan_resume, run_session
 
     with _open(db) as store:
         if branch is not None:
@@ -360,7 +361,7 @@ _WIDTH = 80
 
 
 def _first_words(text: str, room: int) -> str:
-    words = " ".join(clean(text).split())
+    words = " ".join(terminal_safe(text).split())
     return words if len(words) <= room else words[: max(room - 1, 0)].rstrip() + "…"
 
 
@@ -470,7 +471,7 @@ def edit_cmd(
     if as_json:
         _echo_json({"session": full, "branch": number, "turn": turn, "speaker": original.speaker})
         return
-    typer.echo(f"Made branch {number} of session {full}: turn {turn} ({clean(original.speaker)}) now says your text; "
+    typer.echo(f"Made branch {number} of session {full}: turn {turn} ({terminal_safe(original.speaker)}) now says your text; "
                f"it is current, and `townhall resume {full}` goes on from there.")
 
 
@@ -487,7 +488,7 @@ def vote_cmd(
     votes from its own view (the stance probe), the moderator announces the result, and the minutes
     are written and stored with that branch."""
     from townhall.engine.factory import build_engine
-    from townhall.session import hold_vote
+    from townhall.debate.session import hold_vote
 
     with _open(db) as store:
         if branch is not None:
@@ -512,7 +513,7 @@ def vote_cmd(
                     "minutes": result.minutes})
         return
     console = _console()
-    console.print(Text(clean(outcome.announcement)))
+    console.print(Text(terminal_safe(outcome.announcement)))
     print_outcome(console, outcome.result, outcome.votes_for, outcome.votes_against, outcome.votes, result.minutes)
 
 

@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _spec_path(townhall_file: Path | None) -> Path:
-    from townhall.spec import default_spec_path, example_path
+    from townhall.domain.spec import default_spec_path, example_path
 
     if townhall_file is None:
         return default_spec_path()
@@ -63,8 +63,8 @@ def launch(
 ) -> None:
     """Build the dependencies, run the app, and close the record whatever happens."""
     from townhall.engine.factory import build_engine
-    from townhall.personas import PersonaRegistry
-    from townhall.spec import load_spec
+    from townhall.domain.personas import PersonaRegistry
+    from townhall.domain.spec import load_spec
     from townhall.store import Store
     from townhall.tui.app import Debate, TownhallApp
     from townhall.tui.config import load_config

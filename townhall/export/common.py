@@ -6,23 +6,12 @@ that branch's stances and outcome; a turn the watcher wrote or edited is marked 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from townhall.events import StanceMeasured
-from townhall.personas import Persona
+from townhall.domain.events import StanceMeasured
+from townhall.domain.personas import Persona
 from townhall.store import OutcomeRecord, SessionRecord, Store
-from townhall.turns import WATCHER, Turn, TurnStatus
-
-# C0/C1 control characters except tab and newline: a model can emit an ANSI escape,
-# and a transcript `cat` to a terminal must not be able to drive it.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def clean(text: str) -> str:
-    """Untrusted text made safe to print: control characters become U+FFFD."""
-    return _CONTROL.sub("\ufffd", text.replace("\r\n", "\n"))
-
+from townhall.domain.turns import WATCHER, Turn, TurnStatus
 
 @dataclass(frozen=True)
 class Loaded:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import html
 import re
 
-from townhall.export.common import EDITED, branch_line, by_watcher, clean, load, spoken
+from townhall.domain.text import terminal_safe
+from townhall.export.common import EDITED, branch_line, by_watcher, load, spoken
 from townhall.store import Store
 
 _SAFE_COLOR = re.compile(r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,20})$")
@@ -34,7 +35,7 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; }
 
 
 def _e(text: object) -> str:
-    return html.escape(clean(str(text)), quote=True)
+    return html.escape(terminal_safe(str(text)), quote=True)
 
 
 def render(store: Store, session_id: str, branch: int | None = None) -> str:

@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from townhall.errors import ConfigError, dotted, validation_message
 from townhall.export.json_format import FORMAT_NAME, FORMAT_VERSION, SessionExport
-from townhall.events import StanceMeasured, Vote
+from townhall.domain.events import StanceMeasured, Vote
 from townhall.store import OutcomeRecord, SessionRecord, SessionSummary, Store, StoredEvent
-from townhall.turns import Turn, TurnStatus, new_node_id
+from townhall.domain.turns import Turn, TurnStatus, new_node_id
 
 COLLECTION_NAME = "townhall.sessions"
 

@@ -43,11 +43,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from townhall import __version__
 from townhall.engine.base import GenerationStats, SamplingParams
 from townhall.export.common import load
-from townhall.personas import Persona
-from townhall.events import StanceMeasured
+from townhall.domain.personas import Persona
+from townhall.domain.events import StanceMeasured
 from townhall.store import OutcomeRecord, SessionRecord, Store
 from townhall.store.records import SessionStatus, stance_as_dict
-from townhall.turns import Turn, TurnKind, TurnStatus
+from townhall.domain.turns import Turn, TurnKind, TurnStatus
 
 FORMAT_NAME: Literal["townhall.session"] = "townhall.session"
 FORMAT_VERSION = 3

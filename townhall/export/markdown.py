@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from townhall.export.common import EDITED, branch_line, by_watcher, clean, load, spoken
+from townhall.domain.text import terminal_safe
+from townhall.export.common import EDITED, branch_line, by_watcher, load, spoken
 from townhall.store import Store
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&=])")
@@ -17,7 +18,7 @@ _SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&=])")
 
 def escape(text: str) -> str:
     """Escape CommonMark punctuation so untrusted text renders as itself."""
-    return _SPECIAL.sub(r"\\\1", clean(text))
+    return _SPECIAL.sub(r"\\\1", terminal_safe(text))
 
 
 def _when(epoch: float | None) -> str:
@@ -32,7 +33,7 @@ def render(store: Store, session_id: str, branch: int | None = None) -> str:
     out = [f"# {escape(summary.label)}", ""]
     out += [f"**Motion:** {escape(summary.motion)}", ""]
     out += [
-        f"- Session: `{clean(summary.id).replace('`', '')}`",
+        f"- Session: `{terminal_safe(summary.id).replace('`', '')}`",
         f"- Started: {_when(summary.created_at)}",
         f"- Status: {escape(summary.status)}" + (f" ({escape(summary.end_reason)})" if summary.end_reason else ""),
         f"- Model: {escape(summary.model_name or 'unknown')}"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from townhall.export.common import EDITED, by_watcher, clean, load, spoken
+from townhall.domain.text import terminal_safe
+from townhall.export.common import EDITED, by_watcher, load, spoken
 from townhall.store import Store
 
 
@@ -12,5 +13,5 @@ def render(store: Store, session_id: str, branch: int | None = None) -> str:
     for turn in spoken(loaded.turns):
         suffix = " [interrupted]" if turn.status == "interrupted" else ""
         suffix += f" ({EDITED})" if by_watcher(turn) else ""
-        lines.append(f"{clean(turn.speaker)}: {clean(turn.content.strip())}{suffix}")
+        lines.append(f"{terminal_safe(turn.speaker)}: {terminal_safe(turn.content.strip())}{suffix}")
     return "\n\n".join(lines) + ("\n" if lines else "")

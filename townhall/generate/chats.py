@@ -15,7 +15,7 @@ import json
 from townhall.export import FORMATS
 from townhall.export.common import Loaded, load, persona_prompt
 from townhall.store import Store
-from townhall.turns import TurnStatus
+from townhall.domain.turns import TurnStatus
 
 _SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 

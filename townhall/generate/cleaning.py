@@ -2,7 +2,7 @@
 
 Seed 003 generated first and cleaned afterwards with `format.py`; here a
 conversation is judged as soon as it ends, with the same definition of a clean turn
-the debate and its benchmark use (`townhall.quality`), and only a clean one reaches
+the debate and its benchmark use (`townhall.debate.quality`), and only a clean one reaches
 the output.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from townhall.generate.config import stem_pattern
-from townhall.quality import check_turn
-from townhall.turns import Turn, TurnKind, TurnStatus
+from townhall.debate.quality import check_turn
+from townhall.domain.turns import Turn, TurnKind, TurnStatus
 
 # Drop reasons, as counted in the summary.
 EXCLUDED = "excluded"
@@ -44,7 +44,7 @@ def excluded_stem(turns: Sequence[Turn], stems: Sequence[str]) -> str | None:
 
 
 def clean_turns(turns: Sequence[Turn]) -> list[Turn]:
-    """Complete spoken turns that are clean by `townhall.quality.check_turn`."""
+    """Complete spoken turns that are clean by `townhall.debate.quality.check_turn`."""
     names = list(dict.fromkeys(t.speaker for t in turns))
     kept: list[Turn] = []
     earlier: list[str] = []

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from townhall.engine.base import SamplingOverrides
 from townhall.errors import ConfigError, NotFoundError, validation_message
-from townhall.spec import PolicyName, PromptFormatName, StrategyName, TownHallSpec
+from townhall.domain.spec import PolicyName, PromptFormatName, StrategyName, TownHallSpec
 
 WORD = "{word}"
 OutputFormat = Literal["jsonl", "sharegpt", "txt"]
@@ -227,7 +227,7 @@ def resolve_config_path(path: Path) -> Path:
 
 def load_config(path: Path, **overrides: Any) -> GenerateConfig:
     """Read a generate TOML file; non-None `overrides` (from flags) replace its fields."""
-    from townhall.personas import read_toml
+    from townhall.domain.personas import read_toml
 
     path = resolve_config_path(path)
     data = read_toml(path)

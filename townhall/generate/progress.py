@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from townhall.export.common import clean
+from townhall.domain.text import terminal_safe
 from townhall.generate.runner import Outcome, Reporter, Summary
 
 
@@ -62,7 +62,7 @@ def stopping_text(in_flight: int) -> str:
 
 
 def outcome_text(outcome: Outcome) -> str:
-    topic = clean(outcome.topic)
+    topic = terminal_safe(outcome.topic)
     if outcome.written:
         rate = outcome.tokens / outcome.seconds if outcome.seconds > 0 else 0.0
         return (f"{topic}: written ({outcome.lines} lines, {outcome.turns} turns, "

@@ -28,18 +28,18 @@ from typing import Any
 
 from townhall.engine.base import Engine
 from townhall.errors import NotFoundError, TownhallError
-from townhall.events import Event, TurnFinished
+from townhall.domain.events import Event, TurnFinished
 from townhall.generate import chats
 from townhall.generate.cleaning import judge
 from townhall.generate.config import GenerateConfig, conversation_seed
 from townhall.generate.output import OutputFile
-from townhall.personas import Persona
-from townhall.scheduler import Scheduler
-from townhall.session import Session, SessionPlan, SessionResult, SessionScheduler
-from townhall.spec import TownHallSpec
+from townhall.domain.personas import Persona
+from townhall.debate.scheduler import Scheduler
+from townhall.debate.session import Session, SessionPlan, SessionResult, SessionScheduler
+from townhall.domain.spec import TownHallSpec
 from townhall.store import Store
 
-STOPPED = "stopped"  # the session's own end reason when a stop cut it (townhall.session.STOPPED)
+STOPPED = "stopped"  # the session's own end reason when a stop cut it (townhall.debate.session.STOPPED)
 EMPTY = "empty"
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from townhall.events import (
+from townhall.domain.events import (
     BranchCreated,
     BranchSwitched,
     Event,
@@ -44,7 +44,7 @@ from townhall.events import (
 from townhall.store.database import Connection, writer_identity
 from townhall.store.modelhash import model_sha256
 from townhall.store.records import SessionStatus, turn_to_row, votes_to_json
-from townhall.turns import Turn, TurnKind, TurnStatus, new_node_id
+from townhall.domain.turns import Turn, TurnKind, TurnStatus, new_node_id
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from townhall.engine.base import STAT_FIELDS, GenerationStats, SamplingParams
-from townhall.events import StanceMeasured, Vote
-from townhall.personas import Persona
-from townhall.turns import Turn, TurnKind, TurnStatus
+from townhall.domain.events import StanceMeasured, Vote
+from townhall.domain.personas import Persona
+from townhall.domain.turns import Turn, TurnKind, TurnStatus
 
 STAT_COLUMNS = STAT_FIELDS  # one column per GenerationStats field, same names
 

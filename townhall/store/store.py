@@ -10,12 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from townhall.branches import Branch, TurnTree
+from townhall.domain.branches import Branch, TurnTree
 from townhall.errors import NotFoundError, StoreError
-from townhall.events import StanceMeasured, Subscriber
+from townhall.domain.events import StanceMeasured, Subscriber
 from townhall.paths import default_db_path
-from townhall.personas import Persona
-from townhall.spec import TownHallSpec
+from townhall.domain.personas import Persona
+from townhall.domain.spec import TownHallSpec
 from townhall.store import database
 from townhall.store.database import Connection
 from townhall.store.recorder import Recorder
@@ -33,7 +33,7 @@ from townhall.store.records import (
     votes_to_json,
 )
 from townhall.store.search import search as fts_search
-from townhall.turns import WATCHER, Turn, TurnStatus
+from townhall.domain.turns import WATCHER, Turn, TurnStatus
 
 
 class Subscribable(Protocol):

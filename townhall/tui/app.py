@@ -21,7 +21,7 @@ from townhall.engine.base import Engine
 from townhall.engine.factory import EngineConfig
 from townhall.errors import TownhallError
 from townhall.paths import user_data_dir
-from townhall.personas import Persona
+from townhall.domain.personas import Persona
 from townhall.tui.bindings import ACTIONS, app_bindings
 from townhall.tui.config import TuiConfig, save_config
 from townhall.tui.debate import (
@@ -153,7 +153,7 @@ class TownhallApp(App[None]):
     async def _session_chosen(self, choice: ResumeChoice | None) -> None:
         if choice is None or self.store is None:
             return
-        from townhall.session import NoTurnsLeft, plan_resume
+        from townhall.debate.session import NoTurnsLeft, plan_resume
 
         session_id = choice.session_id
         try:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from townhall.events import TokenStreamed
+from townhall.domain.events import TokenStreamed
 from townhall.tui.messages import TokensArrived
 
 FRAME_S = 1 / 12  # batches per second

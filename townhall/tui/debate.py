@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from townhall.engine.base import Engine
 from townhall.engine.factory import EngineConfig
-from townhall.session import SessionScheduler
-from townhall.events import Event
-from townhall.personas import Persona
-from townhall.spec import TownHallSpec
-from townhall.turns import Turn
+from townhall.debate.session import SessionScheduler
+from townhall.domain.events import Event
+from townhall.domain.personas import Persona
+from townhall.domain.spec import TownHallSpec
+from townhall.domain.turns import Turn
 
 if TYPE_CHECKING:
-    from townhall.branches import TurnTree
-    from townhall.session import Session
+    from townhall.domain.branches import TurnTree
+    from townhall.debate.session import Session
     from townhall.store import Store
 
 
@@ -48,7 +48,7 @@ EngineFactory = Callable[[EngineConfig], Engine]
 
 
 def default_scheduler_factory(engine: Engine, spec: TownHallSpec, personas: list[Persona], **kwargs: Any) -> SchedulerLike:
-    from townhall.scheduler import Scheduler
+    from townhall.debate.scheduler import Scheduler
 
     return Scheduler(engine, spec, personas, **kwargs)
 
@@ -87,7 +87,7 @@ def export_to_file(store: Store, session_id: str, fmt: str, folder: Path) -> Pat
 
 
 class DebateSession:
-    """One running town hall, run by the shared session runner (`townhall.session.Session`).
+    """One running town hall, run by the shared session runner (`townhall.debate.session.Session`).
 
     The runner builds the scheduler, attaches the store and subscribes the screen, as it
     does for `townhall run`, `resume` and `generate`; this wrapper only adds what a
@@ -133,7 +133,7 @@ def open_session(
     scheduler_factory: SchedulerFactory = default_scheduler_factory,
 ) -> DebateSession:
     """The TUI's only way to a scheduler: the shared session runner, with the screen as its view."""
-    from townhall.session import Session, SessionPlan
+    from townhall.debate.session import Session, SessionPlan
 
     plan = SessionPlan(debate.spec, list(debate.personas), debate.session_id, tuple(debate.history), debate.tree)
     session = Session(

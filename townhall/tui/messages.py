@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from townhall.engine.base import EngineInfo
-from townhall.events import Event
+from townhall.domain.events import Event
 
 
 @dataclass

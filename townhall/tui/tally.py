@@ -2,7 +2,7 @@
 
 Pure functions over probe readings, shared by the roster, the stats chart, the tally
 dialog and the sessions browser, so every place says the same side for the same number.
-The side is the closing ballot's own rule (`townhall.ballot.vote_from`: for only when
+The side is the closing ballot's own rule (`townhall.debate.ballot.vote_from`: for only when
 P(for) is the larger share); the ballot itself is the scheduler's (`OutcomeDecided`),
 never recomputed here.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from townhall.ballot import vote_from
+from townhall.debate.ballot import vote_from
 
 Side = Literal["for", "against"]
 Result = Literal["carried", "defeated", "tied"]

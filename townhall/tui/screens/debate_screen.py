@@ -27,9 +27,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input, TextArea
 
-from townhall.ballot import VOTE_PHASE
+from townhall.debate.ballot import VOTE_PHASE
 from townhall.errors import TownhallError
-from townhall.events import (
+from townhall.domain.events import (
     BranchCreated,
     BranchSwitched,
     Event,
@@ -46,7 +46,7 @@ from townhall.events import (
     TurnFinished,
     TurnStarted,
 )
-from townhall.personas import Persona
+from townhall.domain.personas import Persona
 from townhall.tui.batcher import TokenBatcher
 from townhall.tui.bindings import DEBATE_ACTIONS
 from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
@@ -76,7 +76,7 @@ from townhall.tui.widgets.outcome import OutcomeBanner
 from townhall.tui.widgets.roster import Member, Roster
 from townhall.tui.widgets.stats import StatsPanel
 from townhall.tui.widgets.transcript import Transcript, TurnMark, TurnView
-from townhall.turns import WATCHER, Turn, TurnKind, TurnStatus
+from townhall.domain.turns import WATCHER, Turn, TurnKind, TurnStatus
 
 if TYPE_CHECKING:
     from townhall.store import Store
@@ -747,7 +747,7 @@ class DebateScreen(Screen[None]):
         if self.store is None or self.session_id is None:
             self.notify("The debate has ended and no database holds it, so it cannot go on.", severity="warning")
             return
-        from townhall.session import plan_branch_op
+        from townhall.debate.session import plan_branch_op
 
         try:
             plan = plan_branch_op(self.store, self.session_id)

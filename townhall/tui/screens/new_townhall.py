@@ -20,8 +20,8 @@ from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 
 from townhall.engine.factory import EngineConfig
 from townhall.errors import TownhallError, validation_message
-from townhall.personas import Persona
-from townhall.spec import PolicyName, TownHallSpec
+from townhall.domain.personas import Persona
+from townhall.domain.spec import PolicyName, TownHallSpec
 from townhall.tui.debate import Debate
 
 

@@ -26,16 +26,16 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Label, Select, Static, Tree
 from textual.widgets.tree import TreeNode
 
-from townhall.branches import Branch, TurnTree
+from townhall.domain.branches import Branch, TurnTree
 from townhall.errors import TownhallError
-from townhall.events import StanceMeasured
+from townhall.domain.events import StanceMeasured
 from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
 from townhall.tui.debate import export_to_file
 from townhall.tui.screens.error import ErrorScreen
 from townhall.tui.screens.minutes import MinutesScreen
 from townhall.tui.widgets.stance import StanceChart, chart_rows
 from townhall.tui.widgets.transcript import Transcript
-from townhall.turns import Turn, TurnKind
+from townhall.domain.turns import Turn, TurnKind
 
 if TYPE_CHECKING:
     from townhall.store import OutcomeRecord, Store

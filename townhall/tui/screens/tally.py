@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Static
 
-from townhall.events import OutcomeDecided
+from townhall.domain.events import OutcomeDecided
 from townhall.tui.tally import Tally, leaning, tally
 from townhall.tui.widgets.roster import Member
 from townhall.tui.widgets.stance import STANCE_CSS_CLASSES, StanceStyles, stance_bar

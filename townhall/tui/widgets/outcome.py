@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from townhall.events import OutcomeDecided
+from townhall.domain.events import OutcomeDecided
 
 RESULT_WORDS = {"carried": "THE MOTION CARRIES", "defeated": "THE MOTION IS DEFEATED", "tied": "THE VOTE IS TIED"}
 

@@ -14,7 +14,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
-from townhall.events import StanceMeasured
+from townhall.domain.events import StanceMeasured
 from townhall.tui.tally import leaning, side_of
 
 FOR_MARK, AGAINST_MARK = "█", "░"

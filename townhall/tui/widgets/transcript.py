@@ -25,7 +25,7 @@ from textual.message import Message
 from textual.widget import MountError
 from textual.widgets import Markdown, Static
 
-from townhall.turns import Turn, TurnKind, TurnStatus
+from townhall.domain.turns import Turn, TurnKind, TurnStatus
 
 
 def safe_markdown_parser() -> MarkdownIt:

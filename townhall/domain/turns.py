@@ -1,0 +1,66 @@
+"""A turn: the unit the scheduler produces, the store keeps and the exports write."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from townhall.engine.base import GenerationStats, SamplingParams
+
+
+class TurnKind(StrEnum):
+    AGENT = "agent"
+    MODERATOR = "moderator"
+    AUDIENCE = "audience"
+    SUMMARY = "summary"
+
+
+class TurnStatus(StrEnum):
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+    DEGENERATE = "degenerate"  # still not clean (townhall.debate.quality) after the resamples
+    SKIPPED = "skipped"  # the watcher skipped it: nothing was said, and it uses no turn budget
+
+
+@dataclass
+class Turn:
+    index: int
+    speaker: str
+    kind: TurnKind
+    content: str = ""
+    status: TurnStatus = TurnStatus.STREAMING
+    started_at: float = 0.0  # epoch seconds
+    finished_at: float | None = None
+    stats: GenerationStats | None = None
+    sampling: SamplingParams | None = None
+    retries: int = 0
+    error: str | None = None
+    phase: str | None = None  # opening | questions | closing under the agenda policy, else None
+    scripted: bool = False  # written by the scheduler from the agenda (a moderator's line), not the model
+    # Its place in the session's tree of branches (townhall/domain/branches.py): `index` is its
+    # position on the path from the first turn, `parent` the node it follows.
+    node: str = field(default_factory=lambda: new_node_id(), compare=False)
+    parent: str | None = field(default=None, compare=False)  # the node of the turn before it on its path; None for the first turn
+    branch: int = 1  # the branch it was said on (1: the session's first)
+    author: str | None = None  # WATCHER when the watcher wrote its text (an edit), else None
+
+
+WATCHER = "watcher"
+
+
+def new_node_id() -> str:
+    """A turn's id in the tree: unique across sessions, so imports and forks never collide."""
+    return uuid.uuid4().hex[:16]
+
+
+def uses_turn_budget(turn: Turn) -> bool:
+    """Whether a turn counts against `max_turns` and the token budget.
+
+    One rule for the scheduler (this run's budget) and for resuming (what a stored
+    session has used): a persona spoke, or tried to; audience lines and skipped
+    turns are free.
+    """
+    return turn.kind != TurnKind.AUDIENCE and turn.status != TurnStatus.SKIPPED
