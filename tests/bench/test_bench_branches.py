@@ -1,4 +1,4 @@
-"""`townhall bench --regenerate`: the edited script, the summary, the printed table, the
+"""`townhall bench regenerate`: the edited script, the summary, the printed table, the
 command's argument checks, and one small run on the real model."""
 
 from __future__ import annotations
@@ -62,14 +62,22 @@ def test_bad_turn_counts_are_one_line_errors() -> None:
     for args, words in ((("--at", "ten"),  "--at takes turn counts"), (("--at", "0"), "at least 1"),
                         (("--turns", "8", "--at", "4,12"), "raise --turns to at least 12"),
                         (("--turns", "8", "--at", "4", "--edit-at", "8"), "--edit-at 8")):
-        result = townhall("bench", "--regenerate", *args)
+        result = townhall("bench", "regenerate", *args)
         assert result.returncode == 1 and words in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_the_old_flag_says_so_then_checks_the_same() -> None:
+    result = townhall("bench", "--regenerate", "--turns", "8", "--at", "4", "--edit-at", "8")
+    assert result.returncode == 1
+    note, error = result.stderr.strip().splitlines()
+    assert "deprecated" in note and "townhall bench regenerate" in note
+    assert "--edit-at 8" in error
+
+
 @pytest.mark.model
 def test_regenerating_costs_no_prefill_and_an_edit_only_what_follows_it(model_path: Path) -> None:
-    result = townhall("bench", "--regenerate", "--agents", "2", "--turns", "6", "--at", "2,6", "--edit-at", "2",
+    result = townhall("bench", "regenerate", "--agents", "2", "--turns", "6", "--at", "2,6", "--edit-at", "2",
                       "--tokens", "6", "--json", "--model", str(model_path))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)

@@ -55,11 +55,20 @@ async def test_the_same_conversations_at_each_n_against_n_1() -> None:
 
 
 def test_bad_parallel_list_is_one_line() -> None:
-    result = subprocess.run([sys.executable, "-m", "townhall", "bench", "--generate", "--parallel", "1,x"],
+    result = subprocess.run([sys.executable, "-m", "townhall", "bench", "generate", "--parallel", "1,x"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (
         "townhall: error: --parallel '1,x': give whole numbers separated by commas, e.g. 1,4,8")
+
+
+def test_the_old_flag_says_so_then_checks_the_same() -> None:
+    result = subprocess.run([sys.executable, "-m", "townhall", "bench", "--generate", "--parallel", "1,x"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    note, error = result.stderr.strip().splitlines()
+    assert "deprecated" in note and "townhall bench generate" in note
+    assert error == "townhall: error: --parallel '1,x': give whole numbers separated by commas, e.g. 1,4,8"
 
 
 def test_too_many_conversations() -> None:

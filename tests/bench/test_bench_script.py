@@ -45,7 +45,8 @@ async def test_server_bench_sends_the_scripted_prompts_both_ways() -> None:
         handler.end_stream()
 
     with FaultServer(answer) as server:
-        ways = await abench_openai(EngineConfig(backend="openai", base_url=server.root), agents=3, turns=5, max_tokens=2)
+        config = EngineConfig(backend="openai", base_url=server.root)
+        ways = await abench_openai(config, agents=3, turns=5, max_tokens=2)
     prompts = [t.prompt for t in scripted_turns(3, 5)]
     sent = [r["prompt"] for r in server.requests]
     assert sent == prompts + prompts  # resend-history, then append-only

@@ -14,7 +14,9 @@ import pytest
 from townhall import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ["doctor", "bench", "run", "tui", "agents", "sessions", "search", "export", "import", "resume", "generate"]
+SUBCOMMANDS = [
+    "doctor", "bench", "run", "tui", "agents", "sessions", "search", "export", "import", "resume", "generate",
+]
 
 
 def townhall(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300):
@@ -41,7 +43,8 @@ def test_help_documents_every_subcommand() -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "model file not found"), (b"not a model at all, just text\n", "bad magic"), (b"GGUF\x03\x00", "only 6 bytes")],
+    [(None, "model file not found"), (b"not a model at all, just text\n", "bad magic"),
+     (b"GGUF\x03\x00", "only 6 bytes")],
 )
 def test_bad_model_paths_get_one_line_and_no_traceback(tmp_path: Path, content: bytes | None, message: str) -> None:
     path = tmp_path / "model.gguf"
@@ -107,7 +110,8 @@ def test_bench_rejects_bad_arguments() -> None:
 @pytest.mark.wheel
 def test_wheel_carries_its_data_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         str(ROOT)],
         capture_output=True, text=True, timeout=300,
     )
     if build.returncode != 0:  # hatchling may be missing from the venv: build in isolation instead
@@ -134,13 +138,16 @@ def test_wheel_carries_its_data_and_runs_outside_the_checkout(tmp_path: Path) ->
         "assert '_data' in str(p.data_dir('agents')), p.data_dir('agents'); "
         "assert str(Path(townhall.__file__)).startswith(%r); print('ok')" % str(target)
     )
-    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=outside, timeout=60)
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=outside,
+                           timeout=60)
     assert probe.returncode == 0 and probe.stdout.strip() == "ok", probe.stderr
     listing = subprocess.run(
-        [sys.executable, "-m", "townhall", "agents", "list"], capture_output=True, text=True, env=env, cwd=outside, timeout=120
+        [sys.executable, "-m", "townhall", "agents", "list"], capture_output=True, text=True, env=env, cwd=outside,
+        timeout=120,
     )
     assert listing.returncode == 0 and "Stacy" in listing.stdout, listing.stderr
     sessions = subprocess.run(
-        [sys.executable, "-m", "townhall", "sessions", "list"], capture_output=True, text=True, env=env, cwd=outside, timeout=120
+        [sys.executable, "-m", "townhall", "sessions", "list"], capture_output=True, text=True, env=env, cwd=outside,
+        timeout=120,
     )
     assert sessions.returncode == 0, sessions.stderr

@@ -190,13 +190,15 @@ def report_lines(summary: dict[str, Any]) -> list[str]:
     """A table: one row per N."""
     n = summary["conversations"]
     lines = [f"{n} conversations, greedy; each N on its own engine",
-             f"{'N':>4} {'seconds':>8} {'tokens':>7} {'tok/s':>7} {'vs N=1':>7} {'differ':>7} {'broken':>7} {'unclean':>8}"]
+             f"{'N':>4} {'seconds':>8} {'tokens':>7} {'tok/s':>7} {'vs N=1':>7} {'differ':>7} {'broken':>7} "
+             f"{'unclean':>8}"]
     for row in summary["runs"]:
         speedup = "-" if row["speedup"] is None else f"{row['speedup']:.2f}x"
         label = f"{row['parallel']}*" if row.get("unshared") else f"{row['parallel']}"
         lines.append(
             f"{label:>4} {row['seconds']:>8.1f} {row['tokens']:>7} {row['tokens_per_s']:>7.1f} "
-            f"{speedup:>7} {row['differ_from_1']:>4}/{n:<2} {row['broken']:>7} {row['unclean_turns']:>4}/{row['turns']:<3}"
+            f"{speedup:>7} {row['differ_from_1']:>4}/{n:<2} {row['broken']:>7} "
+            f"{row['unclean_turns']:>4}/{row['turns']:<3}"
         )
     lines.append("differ: conversations whose text is not N=1's (llama.cpp's floats vary with the batch size)")
     if any(row.get("unshared") for row in summary["runs"]):

@@ -164,10 +164,7 @@ def run_debate_bench(
         prefill_per_turn={r.name: r.prefill_per_turn for r in results},
         new_per_turn={r.name: r.new_per_turn for r in results},
     )
-    summary["config"] = {
-        "agents": agents, "turns": turns, "tokens": tokens, "model": str(engine.model_path),
-        "n_ctx": engine.n_ctx, "device": engine.device_description(),
-    }
+    summary["config"] = _config(engine, agents=agents, turns=turns, tokens=tokens)
     return summary
 
 
@@ -253,8 +250,21 @@ def run_branch_bench(
         raise ValueError(f"the edited turn must be one of turns 0 to {turns - 1}")
     engine.load_blocking()
     script = scripted_turns(agents, turns)
-    names = list(dict.fromkeys(t.speaker for t in script))
     params = sampling(tokens)
+    names = list(dict.fromkeys(t.speaker for t in script))  # who has spoken: each agent's header names them
+    regenerated = _regenerate_along(engine, script, agents, names, regenerate_at, params, progress)
+    after = _next_round_after_edit(engine, agents, names, edit_at, params, progress)
+    summary = summarize_branches(regenerated, after, edit_at=edit_at)
+    summary["config"] = _config(engine, agents=agents, turns=turns, tokens=tokens)
+    return summary
+
+
+def _regenerate_along(
+    engine: LocalEngine, script: list[ScriptedTurn], agents: int, names: list[str], regenerate_at: tuple[int, ...],
+    params: SamplingParams, progress: Progress,
+) -> list[dict[str, Any]]:
+    """Say the whole script, probing after each turn; after each turn in `regenerate_at`, say it again."""
+    turns = len(script)
     regenerated: list[dict[str, Any]] = []
     for number, turn in enumerate(script, start=1):
         stats, said, ms = _serve(engine, turn, params)
@@ -279,6 +289,13 @@ def run_branch_bench(
             "restore_ms": round(again.restore_ms, 2),
         })
         progress(f"branches: regenerated turn {number} {again_ms:.0f}ms prefill {again.prefill_tokens}")
+    return regenerated
+
+
+def _next_round_after_edit(
+    engine: LocalEngine, agents: int, names: list[str], edit_at: int, params: SamplingParams, progress: Progress
+) -> list[dict[str, Any]]:
+    """Turn `edit_at` says EDITED_LINE instead; each agent then takes one turn on the edited path."""
     edited = scripted_turns(agents, edit_at + 1 + agents, {edit_at: EDITED_LINE})
     before_edit = {name: len(engine.tokenize(header(name, names) + transcript(agents, edit_at))) for name in names}
     after: list[dict[str, Any]] = []
@@ -291,12 +308,15 @@ def run_branch_bench(
             "restore_ms": round(stats.restore_ms, 2),
         })
         progress(f"branches: after the edit, {turn.speaker} {ms:.0f}ms prefill {stats.prefill_tokens}")
-    summary = summarize_branches(regenerated, after, edit_at=edit_at)
-    summary["config"] = {
+    return after
+
+
+def _config(engine: LocalEngine, *, agents: int, turns: int, tokens: int) -> dict[str, Any]:
+    """What a summary was measured on."""
+    return {
         "agents": agents, "turns": turns, "tokens": tokens, "model": str(engine.model_path),
         "n_ctx": engine.n_ctx, "device": engine.device_description(),
     }
-    return summary
 
 
 def _decode_ms(stats: Any) -> float:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from townhall.engine.base import Engine
 from townhall.errors import ConfigError, NotFoundError
 from townhall.domain.events import OutcomeDecided
-from townhall.domain.personas import PersonaRegistry, read_toml
+from townhall.domain.personas import Persona, PersonaRegistry, read_toml
 from townhall.debate.quality import DebateScore, ScoredTurn, score_debate
 from townhall.domain.spec import TownHallSpec, spec_from_data
 
@@ -66,7 +67,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-")[:40] or "debate"
 
 
-def transcript_text(spec: TownHallSpec, turns: Sequence[Any], scored: Sequence[ScoredTurn], figures: dict[str, Any]) -> str:
+def transcript_text(
+    spec: TownHallSpec, turns: Sequence[Any], scored: Sequence[ScoredTurn], figures: dict[str, Any]
+) -> str:
     """A debate as a person reads it: each turn, marked where the scorer rejected it."""
     verdicts = iter(scored)
     lines = [f"{spec.title or 'Town hall'}", f"Motion: {spec.motion}", f"Seed: {spec.seed}", ""]
@@ -88,6 +91,66 @@ def transcript_text(spec: TownHallSpec, turns: Sequence[Any], scored: Sequence[S
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class _Played:
+    """One town hall run to its end: the session's result and what its time went on."""
+
+    result: Any
+    seconds: float  # the whole run, minutes included
+    debate_s: float  # up to the counted closing ballot (the whole run if none was counted)
+    probe_cost: Any  # the scheduler's live-meter probes (None if it does not count them)
+    ballot_cost: Any  # the closing ballot's probes
+
+
+@dataclass
+class _ProbeTotals:
+    """The stance probes over all the debates, against the debates' time up to each counted ballot."""
+
+    probe_ms: float = 0.0
+    ballot_ms: float = 0.0
+    debate_s: float = 0.0
+
+    def add(self, played: _Played) -> dict[str, Any]:
+        """Count one debate's probes; returns its own figures. The live meter's probes (one after
+        each participant's turn) as a share of the debate's time up to the counted ballot (the
+        minutes excluded); the closing ballot's probes, each on an agent's whole view, apart."""
+        cost = played.probe_cost
+        ballot_ms = played.ballot_cost.total_ms if played.ballot_cost is not None else 0.0
+        self.probe_ms += cost.total_ms
+        self.ballot_ms += ballot_ms
+        self.debate_s += played.debate_s
+        return {"probes": cost.probes, "probe_ms_mean": round(cost.total_ms / cost.probes, 1),
+                "probe/debate_pct": round(100 * cost.total_ms / 1000 / played.debate_s, 2),
+                "ballot_s": round(ballot_ms / 1000, 2)}
+
+    def shares(self) -> dict[str, float]:
+        if not self.debate_s:
+            return {}
+        return {"probe/debate_pct": round(100 * self.probe_ms / 1000 / self.debate_s, 2),
+                "ballot/debate_pct": round(100 * self.ballot_ms / 1000 / self.debate_s, 2)}
+
+
+async def _play(engine: Engine, spec: TownHallSpec, personas: Sequence[Persona]) -> _Played:
+    """One town hall through `Session`, the path `townhall run` takes; the agents are forgotten after."""
+    from townhall.debate.session import Session, SessionPlan
+
+    decided: list[float] = []  # when the closing ballot was counted: the debate's end, before the minutes
+
+    def watch(event: Any) -> None:
+        if isinstance(event, OutcomeDecided):
+            decided.append(time.perf_counter())
+
+    session = Session(engine, SessionPlan(spec, personas), views=[watch])
+    started = time.perf_counter()
+    result = await session.run()
+    seconds = time.perf_counter() - started
+    for persona in personas:
+        engine.forget(persona.name)
+    debate_s = (decided[0] if decided else time.perf_counter()) - started
+    return _Played(result, seconds, debate_s, getattr(session.scheduler, "probe_cost", None),
+                   getattr(session.scheduler, "ballot_cost", None))
+
+
 async def run_quality_bench(
     engine: Engine,
     registry: PersonaRegistry,
@@ -98,61 +161,33 @@ async def run_quality_bench(
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """Run each town hall to the end on `engine` and score it; returns per-debate and overall figures."""
-    from townhall.debate.session import Session, SessionPlan
-
     await engine.start()
     if transcripts is not None:
         transcripts.mkdir(parents=True, exist_ok=True)
     debates: list[dict[str, Any]] = []
     scores: list[DebateScore] = []
-    probe_ms, ballot_total_ms, debate_total_s = 0.0, 0.0, 0.0
+    probes = _ProbeTotals()
     for number, base in enumerate(specs, start=1):
         spec = bench_spec(base, turns)
         names = list(dict.fromkeys([*([spec.moderator] if spec.moderator else []), *spec.participants]))
         personas = registry.resolve(names)
-        decided: list[float] = []  # when the closing ballot was counted: the debate's end, before the minutes
-
-        def watch(event: Any) -> None:
-            if isinstance(event, OutcomeDecided):
-                decided.append(time.perf_counter())
-
-        session = Session(engine, SessionPlan(spec, personas), views=[watch])  # the path `townhall run` takes
-        started = time.perf_counter()
-        result = await session.run()
-        seconds = time.perf_counter() - started
-        cost = getattr(session.scheduler, "probe_cost", None)
-        ballot = getattr(session.scheduler, "ballot_cost", None)
-        for persona in personas:
-            engine.forget(persona.name)
-        reason = result.reason
-        if reason == "error":
-            raise ConfigError(f"town hall {number} ({spec.title}) stopped on an error: {result.error}")
-        spoken = [t for t in result.turns if t.kind != "audience"]
+        played = await _play(engine, spec, personas)
+        if played.result.reason == "error":
+            raise ConfigError(f"town hall {number} ({spec.title}) stopped on an error: {played.result.error}")
+        spoken = [t for t in played.result.turns if t.kind != "audience"]
         rows = [(t.speaker, t.content, not t.scripted) for t in spoken]
-        score, scored = score_debate(rows, [p.name for p in personas], seconds)
+        score, scored = score_debate(rows, [p.name for p in personas], played.seconds)
         scores.append(score)
-        figures = {"title": spec.title, "motion": spec.motion, "seed": spec.seed, "end": reason, **score.figures()}
-        if cost is not None and cost.probes:
-            # The live meter's probes (one after each participant's turn) as a share of the
-            # debate's time up to the counted ballot (the minutes excluded); the closing
-            # ballot's probes, each on an agent's whole view, apart.
-            debate_s = (decided[0] if decided else time.perf_counter()) - started
-            ballot_ms = ballot.total_ms if ballot is not None else 0.0
-            figures |= {"probes": cost.probes, "probe_ms_mean": round(cost.total_ms / cost.probes, 1),
-                        "probe/debate_pct": round(100 * cost.total_ms / 1000 / debate_s, 2),
-                        "ballot_s": round(ballot_ms / 1000, 2)}
-            probe_ms += cost.total_ms
-            ballot_total_ms += ballot_ms
-            debate_total_s += debate_s
+        figures = {"title": spec.title, "motion": spec.motion, "seed": spec.seed, "end": played.result.reason,
+                   **score.figures()}
+        if played.probe_cost is not None and played.probe_cost.probes:
+            figures |= probes.add(played)
         debates.append(figures)
         progress(_line(f"{number}. {spec.title}", score.figures()))
         if transcripts is not None:
             path = transcripts / f"{number:02d}-{_slug(spec.title or spec.motion)}.txt"
             path.write_text(transcript_text(spec, spoken, scored, score.figures()), encoding="utf-8")
-    overall = DebateScore.merge(scores).figures()
-    if debate_total_s:
-        overall["probe/debate_pct"] = round(100 * probe_ms / 1000 / debate_total_s, 2)
-        overall["ballot/debate_pct"] = round(100 * ballot_total_ms / 1000 / debate_total_s, 2)
+    overall = DebateScore.merge(scores).figures() | probes.shares()
     return {"debates": debates, "overall": overall, "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()}}
 
 

@@ -63,7 +63,8 @@ def summarize_branches(
         summary["regenerate/normal_ms_mean"] = round(_mean(ratios), 3)
     if after_edit:
         prompt = sum(a["prompt_tokens"] for a in after_edit)
-        summary["edit_next_round_prefill/prompt_pct"] = round(100 * sum(a["prefill_tokens"] for a in after_edit) / prompt, 1)
+        prefill = sum(a["prefill_tokens"] for a in after_edit)
+        summary["edit_next_round_prefill/prompt_pct"] = round(100 * prefill / prompt, 1)
         summary["edit_next_round_prefill_minus_from_edit_max"] = max(a["prefill_tokens"] - a["from_edit_tokens"]
                                                                      for a in after_edit)
     return summary
@@ -76,7 +77,8 @@ def branch_lines(summary: Mapping[str, Any]) -> list[str]:
     for r in summary["regenerate"]:
         where = f"turn {r['turns']}" + (" +ballot" if r["after_ballot"] else "")
         lines.append(f"{where:<17} {r['prompt_tokens']:>7} {r['normal_prefill']:>14} {r['normal_ms']:>9.1f} "
-                     f"{r['normal_decode_ms']:>9.1f} {r['prefill_tokens']:>13} {r['evaluated_tokens']:>9} {r['ms']:>8.1f}")
+                     f"{r['normal_decode_ms']:>9.1f} {r['prefill_tokens']:>13} {r['evaluated_tokens']:>9} "
+                     f"{r['ms']:>8.1f}")
     edit = summary["edit"]
     lines.append(f"{'after edit of #' + str(edit['at']):<17} {'prompt':>7} {'from edit':>14} {'prefill':>9} {'ms':>9}")
     for a in edit["next_round"]:

@@ -39,7 +39,8 @@ async def _run_way(
     start = time.perf_counter()
     for turn in turns:
         t0 = time.perf_counter()
-        gen = engine.generate(GenerationRequest(agent_id=turn.speaker if pinned else None, prompt=turn.prompt, sampling=params))
+        request = GenerationRequest(agent_id=turn.speaker if pinned else None, prompt=turn.prompt, sampling=params)
+        gen = engine.generate(request)
         await gen.result()
         turn_s.append(round(time.perf_counter() - t0, 4))
         stats = gen.stats

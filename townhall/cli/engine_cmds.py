@@ -1,9 +1,16 @@
-"""`townhall doctor` and `townhall bench`: the truth about the model and its speed."""
+"""`townhall doctor` and `townhall bench`: the truth about the model and its speed.
+
+`bench` is a group, one subcommand per benchmark, each with only its own options; the
+work behind each is one call in `townhall.bench.modes`. Plain `townhall bench` runs the
+debate bench, and the mode flags from before the subcommands still pick their mode.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -56,12 +63,11 @@ def local_report(model: str | None, n_ctx: int, threads: int | None, gpu_layers:
         engine._close_model()
 
 
-def _print_report(report: dict[str, Any]) -> None:
+def _pair_lines(report: dict[str, Any]) -> list[str]:
+    """One `key  value` line per entry, the values lined up (doctor, bench memory)."""
     width = max(len(k) for k in report)
-    for key, value in report.items():
-        if isinstance(value, (list, dict)):
-            value = json.dumps(value)
-        typer.echo(f"{key.replace('_', ' '):<{width}}  {value}")
+    return [f"{key.replace('_', ' '):<{width}}  {json.dumps(v) if isinstance(v, (list, dict)) else v}"
+            for key, v in report.items()]
 
 
 @engine_options
@@ -87,226 +93,311 @@ def doctor(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
-        _print_report(report)
+        _echo_lines(_pair_lines(report))
 
 
-def _ways_table(summary: dict[str, Any]) -> None:
-    from townhall.bench.report import table_lines
 
-    for line in table_lines(summary):
+
+def _echo_lines(lines: Iterable[str]) -> None:
+    for line in lines:
         typer.echo(line)
 
 
+def _show(summary: dict[str, Any], as_json: bool, lines: Callable[[dict[str, Any]], Iterable[str]]) -> None:
+    """A bench's summary as one JSON object, or as its table."""
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        _echo_lines(lines(summary))
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _quiet(line: str) -> None:
+    """Progress nobody asked for (bench quality prints its per-debate lines in the table instead)."""
+
+
+# Options more than one bench takes.
+AgentsOpt = Annotated[int, typer.Option("--agents", help="Agents taking turns.")]
+TokensOpt = Annotated[int, typer.Option("--tokens", help="Tokens generated per turn at most.")]
+WaysOpt = Annotated[str, typer.Option("--ways", help="Comma-separated: reprefill,save_state,townhall.")]
+AtOpt = Annotated[str, typer.Option("--at", help="After which turns to regenerate the last one (comma-separated).")]
+EditAtOpt = Annotated[int, typer.Option("--edit-at", min=0, help="The turn (#N, from 0) to edit.")]
+DebatesOpt = Annotated[int, typer.Option("--debates", min=1, help="How many of the shipped town halls.")]
+TranscriptsOpt = Annotated[
+    Optional[Path], typer.Option("--transcripts", help="Write each debate's text into this folder.")
+]
+BaselineOpt = Annotated[Optional[float], typer.Option("--baseline-s", help="Seconds per turn to hold speed against.")]
+ParallelOpt = Annotated[
+    Optional[str], typer.Option("--parallel", help="The Ns, comma-separated (default 1,4,8,16; a server 1,4).")
+]
+ConversationsOpt = Annotated[
+    Optional[int], typer.Option("--conversations", min=1, help="How many (default: the largest N, at least 8).")
+]
+WAYS = "reprefill,save_state,townhall"
+AT = "10,20,40"
+
+bench_app = typer.Typer(
+    name="bench", invoke_without_command=True, no_args_is_help=False, pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _old(flag: str) -> Any:
+    """An option of `townhall bench` from before the subcommands: still read, no longer shown."""
+    return typer.Option(flag, hidden=True)
+
+
+@bench_app.callback()
 @engine_options
 def bench(
+    ctx: typer.Context,
     engine_flags: EngineFlags,
-    agents: Annotated[int, typer.Option("--agents", help="Agents taking turns.")] = 4,
-    turns: Annotated[
-        Optional[int], typer.Option("--turns", help="Turns in the scripted debate (48), or per town hall with --quality (24) or --generate (6).")
-    ] = None,
-    tokens: Annotated[int, typer.Option("--tokens", help="Tokens generated per turn at most.")] = 40,
-    ways: Annotated[str, typer.Option("--ways", help="Comma-separated: reprefill,save_state,townhall.")] = (
-        "reprefill,save_state,townhall"
-    ),
-    memory: Annotated[bool, typer.Option("--memory", help="Run the memory/restore suite instead.")] = False,
-    tui_latency: Annotated[
-        bool, typer.Option("--tui-latency", help="Measure key-to-screen latency in the TUI during generation.")
-    ] = False,
-    quality: Annotated[
-        bool, typer.Option("--quality", help="Score the debate itself on the shipped town halls (clean, echo, words...).")
-    ] = False,
-    debates: Annotated[int, typer.Option("--debates", min=1, help="With --quality: how many town halls.")] = 6,
-    transcripts: Annotated[
-        Optional[Path], typer.Option("--transcripts", help="With --quality: write each debate's text into this folder.")
-    ] = None,
-    baseline_s: Annotated[
-        Optional[float], typer.Option("--baseline-s", help="With --quality: seconds per turn to hold speed against.")
-    ] = None,
-    generate: Annotated[
-        bool, typer.Option("--generate", help="Run the same conversations one at a time and N at a time (generate --parallel).")
-    ] = False,
-    parallel: Annotated[
-        Optional[str], typer.Option("--parallel", help="With --generate: the Ns, comma-separated (1,4,8,16; a server 1,4).")
-    ] = None,
-    conversations: Annotated[
-        Optional[int], typer.Option("--conversations", min=1, help="With --generate: how many (default: the largest N, at least 8).")
-    ] = None,
-    regenerate: Annotated[
-        bool, typer.Option("--regenerate", help="Measure branch ops: regenerating the last turn at --at, editing turn --edit-at.")
-    ] = False,
-    regenerate_at: Annotated[
-        str, typer.Option("--at", help="With --regenerate: after which turns to regenerate the last one (comma-separated).")
-    ] = "10,20,40",
-    edit_at: Annotated[int, typer.Option("--edit-at", min=0, help="With --regenerate: the turn (#N, from 0) to edit.")] = 20,
+    agents: AgentsOpt = 4,
+    turns: Annotated[Optional[int], typer.Option("--turns", help="Turns in the scripted debate (48).")] = None,
+    tokens: TokensOpt = 40,
+    ways: WaysOpt = WAYS,
+    as_json: JsonOpt = False,
+    memory: Annotated[bool, _old("--memory")] = False,
+    tui_latency: Annotated[bool, _old("--tui-latency")] = False,
+    quality: Annotated[bool, _old("--quality")] = False,
+    debates: Annotated[int, _old("--debates")] = 6,
+    transcripts: Annotated[Optional[Path], _old("--transcripts")] = None,
+    baseline_s: Annotated[Optional[float], _old("--baseline-s")] = None,
+    generate: Annotated[bool, _old("--generate")] = False,
+    parallel: Annotated[Optional[str], _old("--parallel")] = None,
+    conversations: Annotated[Optional[int], _old("--conversations")] = None,
+    regenerate: Annotated[bool, _old("--regenerate")] = False,
+    regenerate_at: Annotated[str, _old("--at")] = AT,
+    edit_at: Annotated[int, _old("--edit-at")] = 20,
+) -> None:
+    """Measure what per-agent KV states, batching and the debate itself are worth.
+
+    With no subcommand, runs `debate` with the options given here.
+
+    The old flags (--quality, --generate, --regenerate, --memory, --tui-latency) still work for one release.
+    """
+    if ctx.invoked_subcommand is not None:
+        _nothing_before(ctx)
+        return
+    old = _OldFlags(memory=memory, tui_latency=tui_latency, quality=quality, debates=debates, transcripts=transcripts,
+                    baseline_s=baseline_s, generate=generate, parallel=parallel, conversations=conversations,
+                    regenerate=regenerate, at=regenerate_at, edit_at=edit_at)
+    _run_old_form(engine_flags, old, agents=agents, turns=turns, tokens=tokens, ways=ways, as_json=as_json)
+
+
+def _nothing_before(ctx: typer.Context) -> None:
+    """Options before a subcommand's name belong to the default bench: refuse them rather than drop them."""
+    # Typer carries its own copy of click, so its ParameterSource is told by name.
+    given = [name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+    if given:
+        name = ctx.invoked_subcommand
+        raise TownhallError(f"bench {name}: put its options after the subcommand (townhall bench {name} --help)")
+
+
+@dataclass(frozen=True)
+class _OldFlags:
+    """The mode flags `townhall bench` took before it had subcommands, and their options."""
+
+    memory: bool
+    tui_latency: bool
+    quality: bool
+    debates: int
+    transcripts: Path | None
+    baseline_s: float | None
+    generate: bool
+    parallel: str | None
+    conversations: int | None
+    regenerate: bool
+    at: str
+    edit_at: int
+
+    def mode(self, backend: str) -> str | None:
+        """The subcommand the flags pick, in the old order (a server ran the debate whatever followed)."""
+        if self.generate:
+            return "generate"
+        if self.quality:
+            return "quality"
+        if self.tui_latency:
+            return "tui-latency"
+        if backend == "openai":
+            return None
+        if self.regenerate:
+            return "regenerate"
+        return "memory" if self.memory else None
+
+
+def _run_old_form(
+    engine_flags: EngineFlags, old: _OldFlags, *, agents: int, turns: int | None, tokens: int, ways: str, as_json: bool
+) -> None:
+    """Plain `townhall bench [--flag]`: the debate bench, or the mode an old flag names (with a note)."""
+    from townhall.bench import modes
+
+    mode = old.mode(engine_flags.config().backend)
+    if mode is not None:
+        typer.echo(f"townhall: `bench --{mode}` is deprecated and goes in the next release: "
+                   f"use `townhall bench {mode}`", err=True)
+    match mode:
+        case "generate":
+            _generate(engine_flags, parallel=old.parallel, conversations=old.conversations, turns=turns or 6,
+                      tokens=tokens, as_json=as_json)
+        case "quality":
+            _quality(engine_flags, debates=old.debates, turns=turns or 24, transcripts=old.transcripts,
+                     baseline_s=old.baseline_s, as_json=as_json)
+        case "tui-latency":
+            _tui_latency(engine_flags, as_json=as_json)
+        case "regenerate":
+            modes.check_ways(ways)
+            _regenerate(engine_flags, agents=agents, turns=turns, tokens=tokens, at=old.at, edit_at=old.edit_at,
+                        as_json=as_json)
+        case "memory":
+            modes.check_ways(ways)
+            _memory(engine_flags, agents=agents, turns=turns or 48, tokens=tokens, as_json=as_json)
+        case _:
+            default = max(modes.turn_counts(old.at)) if old.regenerate else 48  # --regenerate with a server
+            _debate(engine_flags, agents=agents, turns=turns or default, tokens=tokens, ways=ways, as_json=as_json)
+
+
+@bench_app.command("debate")
+@engine_options
+def bench_debate(
+    engine_flags: EngineFlags,
+    agents: AgentsOpt = 4,
+    turns: Annotated[int, typer.Option("--turns", help="Turns in the scripted debate.")] = 48,
+    tokens: TokensOpt = 40,
+    ways: WaysOpt = WAYS,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the same scripted debate three ways and print what per-agent KV states save."""
-    config = engine_flags.config()
-    if generate:
-        _generate(config, parallel=parallel, conversations=conversations, turns=turns or 6, tokens=tokens,
-                  n_ctx=engine_flags.n_ctx, as_json=as_json)
-        return
-    if quality:
-        _quality(config, debates=debates, turns=turns or 24, transcripts=transcripts, baseline_s=baseline_s, as_json=as_json)
-        return
-    turns = turns or (max(_turn_numbers(regenerate_at)) if regenerate else 48)
+    """The scripted debate three ways in one process: what per-agent KV states save.
 
-    def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    if tui_latency:
-        import asyncio
-
-        from townhall.engine.factory import build_engine
-        from townhall.bench.tui_latency import measure_engine_latency
-
-        report = asyncio.run(measure_engine_latency(build_engine(config), presses=10))
-        typer.echo(json.dumps(report.as_dict()) if as_json else report.line())
-        return
-    if config.backend == "openai":
-        from townhall.bench.report import summarize_server
-        from townhall.bench.server import bench_openai
-
-        if not config.base_url:
-            raise TownhallError("--backend openai needs --base-url URL")
-        summary = summarize_server(bench_openai(config, agents=agents, turns=turns, max_tokens=tokens))
-        if as_json:
-            typer.echo(json.dumps(summary))
-        else:
-            _ways_table(summary)
-        return
-    from townhall.bench.local import LOCAL_WAYS, run_debate_bench, run_memory_bench
-    from townhall.bench.script import MAX_AGENTS, MIN_AGENTS, context_needed
-    from townhall.engine.local import LocalEngine
-
-    wanted = tuple(w.strip() for w in ways.split(",") if w.strip())
-    unknown = set(wanted) - set(LOCAL_WAYS)
-    if unknown or "townhall" not in wanted:
-        raise TownhallError(f"--ways takes reprefill, save_state and townhall (townhall required), not {ways!r}")
-    if not MIN_AGENTS <= agents <= MAX_AGENTS:
-        raise TownhallError(f"--agents must be between {MIN_AGENTS} and {MAX_AGENTS}")
-    if turns < 1 or tokens < 1:
-        raise TownhallError("--turns and --tokens must be at least 1")
-    n_ctx_needed = context_needed(agents, max(turns, edit_at + 1 + agents) if regenerate else turns, tokens)
-    ctx = config.n_ctx if engine_flags.n_ctx is not None else max(config.n_ctx, min(32768, n_ctx_needed))
-    if n_ctx_needed > ctx:
-        raise TownhallError(f"--turns {turns} --tokens {tokens} needs about {n_ctx_needed} tokens of context: raise --n-ctx")
-    engine = LocalEngine(config.model, n_ctx=ctx, threads=config.threads, gpu_layers=config.gpu_layers)
-    if regenerate:
-        _branches(engine, agents=agents, turns=turns, tokens=tokens, at=_turn_numbers(regenerate_at), edit_at=edit_at,
-                  progress=progress, as_json=as_json)
-        return
-    if memory:
-        result = run_memory_bench(engine, progress=progress)
-        if as_json:
-            typer.echo(json.dumps(result))
-        else:
-            _print_report(result)
-        return
-    summary = run_debate_bench(engine, agents=agents, turns=turns, tokens=tokens, ways=wanted, progress=progress)
-    if as_json:
-        typer.echo(json.dumps(summary))
-    else:
-        _ways_table(summary)
+    The ways: reprefill, save_state and townhall. With --backend openai: resend-history against append-only.
+    """
+    _debate(engine_flags, agents=agents, turns=turns, tokens=tokens, ways=ways, as_json=as_json)
 
 
-def _turn_numbers(text: str) -> tuple[int, ...]:
-    try:
-        numbers = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise TownhallError(f"--at takes turn counts separated by commas (10,20,40), not {text!r}") from None
-    if not numbers or min(numbers) < 1:
-        raise TownhallError(f"--at takes turn counts of at least 1, not {text!r}")
-    return numbers
+def _debate(engine_flags: EngineFlags, *, agents: int, turns: int, tokens: int, ways: str, as_json: bool) -> None:
+    from townhall.bench import modes
+    from townhall.bench.report import table_lines
+
+    summary = modes.debate(engine_flags.config(), n_ctx_given=engine_flags.n_ctx is not None, agents=agents,
+                           turns=turns, tokens=tokens, ways=ways, progress=_progress)
+    _show(summary, as_json, table_lines)
 
 
-def _branches(engine: Any, *, agents: int, turns: int, tokens: int, at: tuple[int, ...], edit_at: int,
-              progress: Any, as_json: bool) -> None:
-    from townhall.bench.local import run_branch_bench
+@bench_app.command("memory")
+@engine_options
+def bench_memory(engine_flags: EngineFlags, as_json: JsonOpt = False) -> None:
+    """RSS with 8 agents of 2,000 tokens each, and the restore time at 3,500 tokens."""
+    _memory(engine_flags, agents=4, turns=48, tokens=40, as_json=as_json)
+
+
+def _memory(engine_flags: EngineFlags, *, agents: int, turns: int, tokens: int, as_json: bool) -> None:
+    from townhall.bench import modes
+
+    result = modes.memory(engine_flags.config(), n_ctx_given=engine_flags.n_ctx is not None, agents=agents,
+                          turns=turns, tokens=tokens, progress=_progress)
+    _show(result, as_json, _pair_lines)
+
+
+@bench_app.command("regenerate")
+@engine_options
+def bench_regenerate(
+    engine_flags: EngineFlags,
+    agents: AgentsOpt = 4,
+    turns: Annotated[
+        Optional[int], typer.Option("--turns", help="Turns in the scripted debate (default: the last of --at).")
+    ] = None,
+    tokens: TokensOpt = 40,
+    regenerate_at: AtOpt = AT,
+    edit_at: EditAtOpt = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Branch ops: regenerating the last turn after each of --at, editing turn --edit-at."""
+    _regenerate(engine_flags, agents=agents, turns=turns, tokens=tokens, at=regenerate_at, edit_at=edit_at,
+                as_json=as_json)
+
+
+def _regenerate(
+    engine_flags: EngineFlags, *, agents: int, turns: int | None, tokens: int, at: str, edit_at: int, as_json: bool
+) -> None:
+    from townhall.bench import modes
     from townhall.bench.report import branch_lines
 
-    if max(at) > turns:
-        raise TownhallError(f"--at {max(at)} is past the debate's end: raise --turns to at least {max(at)}")
-    if edit_at >= turns:
-        raise TownhallError(f"--edit-at {edit_at}: the debate has turns 0 to {turns - 1}")
-    summary = run_branch_bench(engine, agents=agents, turns=turns, tokens=tokens, regenerate_at=at, edit_at=edit_at,
-                               progress=progress)
-    if as_json:
-        typer.echo(json.dumps(summary))
-        return
-    for line in branch_lines(summary):
-        typer.echo(line)
+    summary = modes.regenerate(engine_flags.config(), n_ctx_given=engine_flags.n_ctx is not None, agents=agents,
+                               turns=turns, tokens=tokens, at=at, edit_at=edit_at, progress=_progress)
+    _show(summary, as_json, branch_lines)
 
 
-def _quality(config: Any, *, debates: int, turns: int, transcripts: Path | None, baseline_s: float | None, as_json: bool) -> None:
-    import asyncio
-
-    from townhall.bench.quality import load_motions, report_lines, run_quality_bench
-    from townhall.engine.factory import build_engine
-    from townhall.domain.personas import PersonaRegistry
-
-    specs = load_motions()
-    if debates > len(specs):
-        raise TownhallError(f"--debates: the shipped list has {len(specs)} town halls")
-    engine = build_engine(config)
-    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if as_json else (lambda line: None)
-
-    async def go() -> dict[str, Any]:
-        try:
-            return await run_quality_bench(
-                engine, PersonaRegistry.default(), specs[:debates], turns=turns, transcripts=transcripts, progress=progress
-            )
-        finally:
-            await engine.aclose()
-
-    summary = asyncio.run(go())
-    if as_json:
-        typer.echo(json.dumps(summary))
-    else:
-        for line in report_lines(summary, baseline_s):
-            typer.echo(line)
+@bench_app.command("quality")
+@engine_options
+def bench_quality(
+    engine_flags: EngineFlags,
+    debates: DebatesOpt = 6,
+    turns: Annotated[int, typer.Option("--turns", help="Turns per town hall.")] = 24,
+    transcripts: TranscriptsOpt = None,
+    baseline_s: BaselineOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score the debate itself on the shipped town halls (clean, echo, words...)."""
+    _quality(engine_flags, debates=debates, turns=turns, transcripts=transcripts, baseline_s=baseline_s,
+             as_json=as_json)
 
 
-def _generate(config: Any, *, parallel: str | None, conversations: int | None, turns: int, tokens: int,
-              n_ctx: int | None, as_json: bool) -> None:
-    import asyncio
+def _quality(
+    engine_flags: EngineFlags, *, debates: int, turns: int, transcripts: Path | None, baseline_s: float | None,
+    as_json: bool,
+) -> None:
+    from townhall.bench import modes
+    from townhall.bench.quality import report_lines
 
-    from townhall.bench.generate import SPEAKERS, bench_specs, report_lines, run_generate_bench
-    from townhall.engine.factory import EngineConfig, build_engine
-    from townhall.domain.personas import PersonaRegistry
+    summary = modes.quality(engine_flags.config(), debates=debates, turns=turns, transcripts=transcripts,
+                            progress=_progress if as_json else _quiet)
+    _show(summary, as_json, lambda s: report_lines(s, baseline_s))
 
-    wanted = parallel or ("1,4" if config.backend == "openai" else "1,4,8,16")
-    try:
-        ns = [int(n) for n in wanted.split(",") if n.strip()]
-    except ValueError:
-        raise TownhallError(f"--parallel {wanted!r}: give whole numbers separated by commas, e.g. 1,4,8") from None
-    if not ns or min(ns) < 1 or max(ns) > 256:
-        raise TownhallError(f"--parallel {wanted!r}: each N between 1 and 256")
-    if config.backend == "openai" and not config.base_url:
-        raise TownhallError("--backend openai needs --base-url URL")
-    try:
-        specs = bench_specs(conversations or max(8, *ns), turns=turns, tokens=tokens, n_ctx=n_ctx or 1024)
-    except ValueError as error:
-        raise TownhallError(f"--conversations: {error}") from None
-    personas = PersonaRegistry.default().resolve(list(SPEAKERS))
-    base = config.model_dump()
-    base["n_ctx"] = n_ctx or 1024
 
-    def make_engine(n: int) -> Any:
-        return build_engine(EngineConfig.model_validate({**base, "parallel": n}))
+@bench_app.command("generate")
+@engine_options
+def bench_generate(
+    engine_flags: EngineFlags,
+    parallel: ParallelOpt = None,
+    conversations: ConversationsOpt = None,
+    turns: Annotated[int, typer.Option("--turns", help="Turns per conversation.")] = 6,
+    tokens: TokensOpt = 40,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run generate's conversations one at a time and N at a time (generate --parallel)."""
+    _generate(engine_flags, parallel=parallel, conversations=conversations, turns=turns, tokens=tokens,
+              as_json=as_json)
 
-    def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
 
-    summary = asyncio.run(run_generate_bench(make_engine, specs, personas, ns, progress=progress))
-    if as_json:
-        typer.echo(json.dumps(summary))
-    else:
-        for line in report_lines(summary):
-            typer.echo(line)
+def _generate(
+    engine_flags: EngineFlags, *, parallel: str | None, conversations: int | None, turns: int, tokens: int,
+    as_json: bool,
+) -> None:
+    from townhall.bench import modes
+    from townhall.bench.generate import report_lines
+
+    summary = modes.generate(engine_flags.config(), parallel=parallel, conversations=conversations, turns=turns,
+                             tokens=tokens, n_ctx=engine_flags.n_ctx, progress=_progress)
+    _show(summary, as_json, report_lines)
+
+
+@bench_app.command("tui-latency")
+@engine_options
+def bench_tui_latency(engine_flags: EngineFlags, as_json: JsonOpt = False) -> None:
+    """Key-to-screen latency in the TUI while a turn streams."""
+    _tui_latency(engine_flags, as_json=as_json)
+
+
+def _tui_latency(engine_flags: EngineFlags, *, as_json: bool) -> None:
+    from townhall.bench import modes
+
+    report = modes.tui_latency(engine_flags.config())
+    typer.echo(json.dumps(report.as_dict()) if as_json else report.line())
 
 
 def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
-    app.command("bench")(bench)
-
+    app.add_typer(bench_app, name="bench")
