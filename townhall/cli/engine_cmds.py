@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional, assert_never
 
 import typer
 
@@ -96,8 +96,6 @@ def doctor(
         _echo_lines(_pair_lines(report))
 
 
-
-
 def _echo_lines(lines: Iterable[str]) -> None:
     for line in lines:
         typer.echo(line)
@@ -145,9 +143,9 @@ bench_app = typer.Typer(
 )
 
 
-def _old(flag: str) -> Any:
-    """An option of `townhall bench` from before the subcommands: still read, no longer shown."""
-    return typer.Option(flag, hidden=True)
+def _old(flag: str, **checks: Any) -> Any:
+    """An option of `townhall bench` from before the subcommands: still read (and checked), no longer shown."""
+    return typer.Option(flag, hidden=True, **checks)
 
 
 @bench_app.callback()
@@ -163,15 +161,15 @@ def bench(
     memory: Annotated[bool, _old("--memory")] = False,
     tui_latency: Annotated[bool, _old("--tui-latency")] = False,
     quality: Annotated[bool, _old("--quality")] = False,
-    debates: Annotated[int, _old("--debates")] = 6,
+    debates: Annotated[int, _old("--debates", min=1)] = 6,
     transcripts: Annotated[Optional[Path], _old("--transcripts")] = None,
     baseline_s: Annotated[Optional[float], _old("--baseline-s")] = None,
     generate: Annotated[bool, _old("--generate")] = False,
     parallel: Annotated[Optional[str], _old("--parallel")] = None,
-    conversations: Annotated[Optional[int], _old("--conversations")] = None,
+    conversations: Annotated[Optional[int], _old("--conversations", min=1)] = None,
     regenerate: Annotated[bool, _old("--regenerate")] = False,
     regenerate_at: Annotated[str, _old("--at")] = AT,
-    edit_at: Annotated[int, _old("--edit-at")] = 20,
+    edit_at: Annotated[int, _old("--edit-at", min=0)] = 20,
 ) -> None:
     """Measure what per-agent KV states, batching and the debate itself are worth.
 
@@ -197,6 +195,9 @@ def _nothing_before(ctx: typer.Context) -> None:
         raise TownhallError(f"bench {name}: put its options after the subcommand (townhall bench {name} --help)")
 
 
+_OldMode = Literal["generate", "quality", "tui-latency", "regenerate", "memory"]  # each names its subcommand
+
+
 @dataclass(frozen=True)
 class _OldFlags:
     """The mode flags `townhall bench` took before it had subcommands, and their options."""
@@ -214,7 +215,7 @@ class _OldFlags:
     at: str
     edit_at: int
 
-    def mode(self, backend: str) -> str | None:
+    def mode(self, backend: str) -> _OldMode | None:
         """The subcommand the flags pick, in the old order (a server ran the debate whatever followed)."""
         if self.generate:
             return "generate"
@@ -255,9 +256,11 @@ def _run_old_form(
         case "memory":
             modes.check_ways(ways)
             _memory(engine_flags, agents=agents, turns=turns or 48, tokens=tokens, as_json=as_json)
-        case _:
+        case None:
             default = max(modes.turn_counts(old.at)) if old.regenerate else 48  # --regenerate with a server
             _debate(engine_flags, agents=agents, turns=turns or default, tokens=tokens, ways=ways, as_json=as_json)
+        case _:
+            assert_never(mode)
 
 
 @bench_app.command("debate")
