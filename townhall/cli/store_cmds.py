@@ -15,7 +15,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Annotated, Any, Optional, TextIO
+from typing import Annotated, Any, Optional, TextIO, assert_never
 
 import click
 import typer
@@ -27,7 +27,7 @@ from townhall.domain.branches import TurnTree
 from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
 from townhall.engine.base import Engine
 from townhall.errors import ConfigError, NotFoundError, TownhallError
-from townhall.domain.events import Event, SessionEnded, TokenStreamed, TurnFailed, TurnFinished, TurnStarted, Vote
+from townhall.domain import events as ev
 from townhall.domain.text import terminal_safe
 from townhall.export.common import EDITED
 from townhall.debate.session import SessionResult
@@ -142,7 +142,7 @@ def sessions_show(
 
 
 def print_outcome(console: Console, result: str | None, votes_for: int, votes_against: int,
-                  votes: Sequence[Vote], minutes: str | None) -> None:
+                  votes: Sequence[ev.Vote], minutes: str | None) -> None:
     """The tally, each vote, then the minutes (model words as plain text)."""
     if result is not None:
         console.print(Text(f"Vote: the motion {result}, {votes_for} for and {votes_against} against", style="bold"))
@@ -293,20 +293,28 @@ class _Printer:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, TurnStarted):
-            self.out.write(f"{terminal_safe(event.speaker)}: ")
-        elif isinstance(event, TokenStreamed):
-            self.out.write(terminal_safe(event.text))
-        elif isinstance(event, (TurnFinished, TurnFailed)):
-            if isinstance(event, TurnFailed):
-                self.out.write(f" [failed: {terminal_safe(event.error)}]")
-            elif event.turn.status != "complete":
-                self.out.write(f" [{event.turn.status}]")
-            self.out.write("\n")
-        elif isinstance(event, SessionEnded):
-            self.out.write(f"-- session {event.session_id} ended: {event.reason}\n")
+    def __call__(self, event: ev.Event) -> None:
+        self.out.write(self._text(event))
         self.out.flush()
+
+    @staticmethod
+    def _text(event: ev.Event) -> str:
+        match event:
+            case ev.TurnStarted():
+                return f"{terminal_safe(event.speaker)}: "
+            case ev.TokenStreamed():
+                return terminal_safe(event.text)
+            case ev.TurnFailed():
+                return f" [failed: {terminal_safe(event.error)}]\n"
+            case ev.TurnFinished():
+                return ("" if event.turn.status == "complete" else f" [{event.turn.status}]") + "\n"
+            case ev.SessionEnded():
+                return f"-- session {event.session_id} ended: {event.reason}\n"
+            case (ev.SessionStarted() | ev.Paused() | ev.Resumed() | ev.StrategyApplied() | ev.StanceMeasured()
+                  | ev.OutcomeDecided() | ev.MinutesWritten() | ev.BranchCreated() | ev.BranchSwitched()):
+                return ""
+            case _:
+                assert_never(event)
 
 
 async def resume_session(
