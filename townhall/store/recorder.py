@@ -29,7 +29,7 @@ from townhall.domain.turns import Turn, TurnKind, TurnStatus, new_node_id
 from townhall.store import rows
 from townhall.store.database import Connection, writer_identity
 from townhall.store.modelhash import model_sha256
-from townhall.store.records import SessionStatus, votes_to_json
+from townhall.store.records import OutcomeRecord, SessionStatus
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class Recorder:
 
     @staticmethod
     def _upsert(conn: sqlite3.Connection, session_id: str, turn: Turn, at: float) -> None:
-        rows.upsert_turn(conn, session_id, turn)
+        rows.write_turn(conn, session_id, turn)
         conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (at, session_id))
 
     # -- branches ------------------------------------------------------------------
@@ -261,36 +261,22 @@ class Recorder:
     def _stance_measured(self, event: ev.StanceMeasured) -> None:
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
-            conn.execute(
-                "INSERT INTO stances(session_id, round, turn_index, agent, p_for, method, at, branch) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (event.session_id, event.round, event.turn_index, event.agent, event.p_for, event.method, event.at,
-                 rows.current_branch(conn, event.session_id)),
-            )
+            rows.insert_stance(conn, event.session_id, event, rows.current_branch(conn, event.session_id))
 
     def _outcome_decided(self, event: ev.OutcomeDecided) -> None:
+        ballot = OutcomeRecord(event.session_id, event.votes, event.votes_for, event.votes_against, event.result,
+                               event.announcement, decided_at=event.at)
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
-            conn.execute(
-                "INSERT INTO outcomes(session_id, branch, votes, votes_for, votes_against, result, announcement, "
-                "decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, branch) DO UPDATE SET "
-                "votes = excluded.votes, "
-                "votes_for = excluded.votes_for, votes_against = excluded.votes_against, result = excluded.result, "
-                "announcement = excluded.announcement, decided_at = excluded.decided_at",
-                (event.session_id, rows.current_branch(conn, event.session_id), votes_to_json(event.votes),
-                 event.votes_for, event.votes_against, event.result, event.announcement, event.at),
-            )
+            rows.upsert_ballot(conn, event.session_id, rows.current_branch(conn, event.session_id), ballot)
             rows.add_event(conn, event.session_id, event.at, "outcome",
                            {"result": event.result, "for": event.votes_for, "against": event.votes_against})
 
     def _minutes_written(self, event: ev.MinutesWritten) -> None:
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
-            conn.execute(
-                "INSERT INTO outcomes(session_id, branch, minutes, minutes_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(session_id, branch) DO UPDATE SET minutes = excluded.minutes, minutes_at = excluded.minutes_at",
-                (event.session_id, rows.current_branch(conn, event.session_id), event.text, event.at),
-            )
+            rows.upsert_minutes(conn, event.session_id, rows.current_branch(conn, event.session_id), event.text,
+                                event.at)
 
     def _log_only(self, session_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
         """An event that changes nothing but the session's event log."""

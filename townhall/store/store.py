@@ -6,7 +6,6 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,8 +29,8 @@ from townhall.store.records import (
     row_to_stance,
     row_to_turn,
     turn_to_row,
-    votes_to_json,
 )
+from townhall.store import session_insert
 from townhall.store.search import search as fts_search
 from townhall.domain.turns import WATCHER, Turn, TurnStatus
 
@@ -355,72 +354,9 @@ class Store:
         nodes and parents, and `summary.current_branch` is current. Stances and the
         outcome belong to the current branch.
         """
-        summary = record.summary
-        if branches:
-            placed = list(turns)
-            current = summary.current_branch
-        else:
-            placed, previous = [], None
-            for turn in turns:
-                placed.append(replace(turn, parent=previous, branch=1))
-                previous = turn.node
-            current = 1
         with self._db.transaction() as conn:
-            if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (summary.id,)).fetchone():
-                raise StoreError(f"a session with id {summary.id} already exists")
-            conn.execute(
-                "INSERT INTO sessions(id, title, motion, spec, backend, model_name, model_path, model_sha256, "
-                "n_ctx, device, seed, created_at, updated_at, ended_at, status, end_reason, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (summary.id, summary.title, summary.motion, json.dumps(record.spec, ensure_ascii=False),
-                 record.backend, summary.model_name, record.model_path, record.model_sha256, record.n_ctx,
-                 record.device, record.seed, summary.created_at, summary.updated_at, summary.ended_at,
-                 summary.status, summary.end_reason, record.error),
-            )
-            for position, persona in enumerate(record.personas):
-                conn.execute(
-                    "INSERT INTO participants(session_id, position, name, title, color, moderator, persona) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (summary.id, position, persona.name, persona.title, persona.color, int(persona.moderator),
-                     persona.model_dump_json()),
-                )
-            for turn in placed:
-                row = turn_to_row(summary.id, turn)
-                conn.execute(
-                    f"INSERT INTO turns({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
-                    tuple(row.values()),
-                )
-            for b in branches:
-                conn.execute(
-                    "INSERT INTO branches(session_id, number, parent, fork, head, reason, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, number) DO UPDATE SET parent = excluded.parent, "
-                    "fork = excluded.fork, head = excluded.head, reason = excluded.reason, created_at = excluded.created_at",
-                    (summary.id, b.number, b.parent, b.fork, b.head, b.reason, b.created_at),
-                )
-            conn.execute("INSERT OR IGNORE INTO branches(session_id, number, created_at) VALUES (?, 1, ?)",
-                         (summary.id, summary.created_at))
-            conn.execute("UPDATE sessions SET current_branch = ? WHERE id = ?", (current, summary.id))
-            for event in record.events:
-                conn.execute(
-                    "INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, ?, ?)",
-                    (summary.id, event.at, event.type, json.dumps(event.detail, ensure_ascii=False)),
-                )
-            for stance in stances:
-                conn.execute(
-                    "INSERT INTO stances(session_id, round, turn_index, agent, p_for, method, at, branch) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (summary.id, stance.round, stance.turn_index, stance.agent, stance.p_for, stance.method, stance.at,
-                     current),
-                )
-            if outcome is not None:
-                conn.execute(
-                    "INSERT INTO outcomes(session_id, branch, votes, votes_for, votes_against, result, announcement, "
-                    "decided_at, minutes, minutes_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (summary.id, current, votes_to_json(outcome.votes) if outcome.result else None, outcome.votes_for,
-                     outcome.votes_against, outcome.result, outcome.announcement, outcome.decided_at,
-                     outcome.minutes, outcome.minutes_at),
-                )
-        return summary.id
+            session_insert.insert_session(conn, record, turns, stances=stances, outcome=outcome, branches=branches)
+        return record.summary.id
 
     def rename(self, id_or_prefix: str, title: str) -> str:
         session_id = self.resolve_id(id_or_prefix)
