@@ -78,6 +78,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import assert_never
 
 from townhall.debate.ballot import (
     VOTE_PHASE,
@@ -89,7 +90,8 @@ from townhall.debate.ballot import (
     vote_from,
     write_minutes,
 )
-from townhall.domain.branches import TurnTree, first_difference
+from townhall.debate.branching import BranchOp, BranchService, Regenerate
+from townhall.domain.branches import TurnTree
 from townhall.debate.context import PROMPT_OVERHEAD, FitJob, make_strategy
 from townhall.engine.base import Engine, Generation, GenerationRequest, ProbeResult, SamplingParams
 from townhall.errors import ConfigError, TownhallError
@@ -132,7 +134,7 @@ from townhall.debate.prompts import (
 from townhall.debate.quality import check_turn
 from townhall.domain.spec import TownHallSpec
 from townhall.debate.trimming import clean_spoken, trim_turn
-from townhall.domain.turns import WATCHER, Turn, TurnKind, TurnStatus, uses_turn_budget
+from townhall.domain.turns import Turn, TurnKind, TurnStatus, uses_turn_budget
 
 log = logging.getLogger(__name__)
 
@@ -183,20 +185,6 @@ class ProbeCost:
 class _Interjection:
     text: str
     speaker: str
-
-
-@dataclass(frozen=True)
-class _BranchOp:
-    """A queued change of path: `kind` is regenerate | edit | fork | alternative | switch.
-
-    `node` names the turn the op was asked about, so an earlier op that changes the path does
-    not move its target; an alternative's index is read when applied, so two steps are two."""
-
-    kind: str
-    node: str | None = None
-    text: str = ""
-    step: int = 0
-    number: int = 0  # switch: the branch; alternative: the turn's index, read when applied
 
 
 class _EndSession(Exception):
@@ -273,7 +261,9 @@ class Scheduler:
         self._views: dict[str, AgentView] = {p.name: AgentView(p.name) for p in self.participants}
         self._format: PromptFormat | None = None
         self._interjections: deque[_Interjection] = deque()
-        self._branch_ops: deque[_BranchOp] = deque()
+        self._branch_ops: deque[BranchOp] = deque()
+        # One rule set for changing the path, shared with the CLI and the TUI (debate/branching.py).
+        self.branches = BranchService(self.tree, self.session_id, clock, [p.name for p in self.participants])
         self._stance_log: dict[str, dict[str, float]] = {}  # node -> the stances read right after it
         self._outcomes: dict[str, tuple[OutcomeDecided, str | None]] = {}  # path head -> its ballot
         self._paused = False
@@ -370,63 +360,33 @@ class Scheduler:
         self._vote_called = True
         self._poke()
 
-    # -- branches: queued like interjections, applied at the next turn boundary -------------
-    def _turn_at(self, index: int | None) -> Turn:
-        """Turn `index` of the current path (the last when None); a one-line error if there is none."""
-        if not self.turns:
-            raise ConfigError("this session has no turns yet")
-        if index is None:
-            return self.turns[-1]
-        if not 0 <= index < len(self.turns):
-            raise ConfigError(f"there is no turn {index} (turns 0 to {len(self.turns) - 1} are on branch {self.tree.current})")
-        return self.turns[index]
-
-    def _queue(self, op: _BranchOp) -> None:
+    # -- branches: checked at the call by the branch service, applied at the next turn boundary
+    def _queue(self, op: BranchOp) -> None:
         self._branch_ops.append(op)
         self._poke()
 
     def regenerate(self, index: int | None = None) -> None:
         """Draw turn `index` (the last when None) again: the same speaker, a new seed, on a new
         branch from the turn before it; the original stays as an alternative."""
-        turn = self._turn_at(index)
-        self._regenerable(turn)
-        self._queue(_BranchOp("regenerate", turn.node))
-
-    def _regenerable(self, turn: Turn) -> Persona:
-        if turn.kind == TurnKind.AUDIENCE or turn.scripted:
-            what = "an audience line" if turn.kind == TurnKind.AUDIENCE else "a scripted agenda line"
-            raise ConfigError(f"turn {turn.index} is {what}: it cannot be regenerated, only edited")
-        persona = next((p for p in self.participants if p.name == turn.speaker), None)
-        if persona is None:
-            raise ConfigError(f"turn {turn.index}'s speaker {turn.speaker} is not taking part: it can only be edited")
-        return persona
+        self._queue(self.branches.regenerate_op(index))
 
     def edit(self, index: int, text: str) -> None:
         """The watcher's `text` replaces turn `index` on a new branch (the original stays as an
         alternative); the debate goes on from the edited turn."""
-        turn = self._turn_at(index)
-        if not text.strip():
-            raise ConfigError("an edit needs some text (to drop a turn, fork before it)")
-        self._queue(_BranchOp("edit", turn.node, text=text.strip()))
+        self._queue(self.branches.edit_op(index, text))
 
     def fork(self, index: int) -> None:
         """A new branch sharing turns 0..index; the debate goes on from it."""
-        self._queue(_BranchOp("fork", self._turn_at(index).node))
+        self._queue(self.branches.fork_op(index))
 
     def alternative(self, index: int, step: int) -> None:
         """Step (+1 / -1) through turn `index`'s alternatives, oldest first; wraps around at
         either end. The branch that shows the chosen one becomes current."""
-        turn = self._turn_at(index)
-        if len(self.tree.alternatives(turn)) < 2:
-            raise ConfigError(f"turn {turn.index} has no alternatives (regenerate or edit it to make one)")
-        if step == 0:
-            raise ConfigError("alternative: step must be +1 or -1")
-        self._queue(_BranchOp("alternative", step=step, number=turn.index))
+        self._queue(self.branches.alternative_op(index, step))
 
     def switch_branch(self, number: int) -> None:
         """Make branch `number` current (its path is what every agent sees from then on)."""
-        self.tree.branch(number)  # a clear error naming the branches there are
-        self._queue(_BranchOp("switch", number=number))
+        self._queue(self.branches.switch_op(number))
 
     @property
     def probing(self) -> bool:
@@ -576,50 +536,33 @@ class Scheduler:
         return next(p for p in self.participants if p.name == name)
 
     # -- branch ops, applied between turns ---------------------------------------------
-    async def _apply(self, op: _BranchOp) -> None:
+    async def _apply(self, op: BranchOp) -> None:
         """One queued branch op. Regenerate and edit say their new turn at once; fork and the
         switches only change the path, and the debate (or the pause) goes on from there."""
-        if op.kind == "switch":
-            await self._switch_to(op.number)
-            return
-        if op.kind == "alternative":
-            if not 0 <= op.number < len(self.turns):
-                return  # an earlier op shortened the path
-            alternatives = self.tree.alternatives(self.turns[op.number])
-            picked = alternatives[(alternatives.index(self.turns[op.number]) + op.step) % len(alternatives)]
-            await self._switch_to(self.tree.branch_showing(picked))
-            return
-        assert op.node is not None
-        turn = self.tree.nodes[op.node]
-        fork = turn.node if op.kind == "fork" else turn.parent
-        old = self.turns
-        branch = self.tree.branch_from(fork, op.kind, self.clock())
-        await self._publish(BranchCreated(self.session_id, branch.number, branch.parent, branch.fork, op.kind,
-                                          branch.created_at))
-        await self._switched(old)
-        if op.kind == "edit":
-            await self._edited_turn(turn, op.text)
-        elif op.kind == "regenerate":
-            persona = self._regenerable(turn)
+        for event in self.branches.apply(op):
+            match event:
+                case BranchSwitched(from_index=start):
+                    self._rebuild(start)
+                case TurnStarted(node=node):  # the watcher's edited turn, already in the tree
+                    self.turns.append(self.tree.nodes[node])
+                    self._made.add(node)
+                case BranchCreated() | TokenStreamed() | TurnFinished():
+                    pass
+                case _:
+                    assert_never(event)
+            await self._publish(event)
+            if isinstance(event, TurnFinished):
+                self._note_closing(event.turn)
+        if isinstance(op, Regenerate):
+            turn = self.tree.nodes[op.node]
+            self.branches.check_regenerable(turn)
+            persona = next(p for p in self.participants if p.name == turn.speaker)
             self.status = "running"
             await self._agent_turn(persona, turn.phase)
             await self._stance_after_turn(persona)
         if self.status == "running" and self._paused:
             self.status = "paused"
         self._refresh_next()
-
-    async def _switch_to(self, number: int) -> None:
-        """Make branch `number` current, if it is not already, and tell the views."""
-        if number != self.tree.current:
-            old = self.turns
-            self.tree.switch(number)
-            await self._switched(old)
-
-    async def _switched(self, old: Sequence[Turn]) -> None:
-        """The path changed from `old`: rebuild what depends on it, then tell the views."""
-        start = first_difference(old, self.tree.path())
-        self._rebuild(start)
-        await self._publish(BranchSwitched(self.session_id, self.tree.current, tuple(self.turns), start, self.clock()))
 
     def _rebuild(self, start: int) -> None:
         """Everything that follows from the path, for a path that differs from turn `start` on.
@@ -643,18 +586,6 @@ class Scheduler:
         self.outcome, self.minutes = self._outcomes.get(head, (None, None))
         self._closing = any(t.node in self._made and self._closes(t) for t in self.turns)
         self._refresh_next()
-
-    async def _edited_turn(self, original: Turn, text: str) -> None:
-        """The watcher's version of `original`: said at once, like a scripted line."""
-        turn = Turn(index=len(self.turns), speaker=original.speaker, kind=original.kind, content=text,
-                    started_at=self.clock(), phase=original.phase, author=WATCHER)
-        self._append(turn)
-        await self._publish(self._started(turn))
-        await self._publish(TokenStreamed(self.session_id, turn.index, turn.speaker, text))
-        turn.status = TurnStatus.COMPLETE
-        turn.finished_at = self.clock()
-        await self._publish(TurnFinished(self.session_id, turn))
-        self._note_closing(turn)
 
     # -- turns --------------------------------------------------------------------
     def _append(self, turn: Turn) -> None:
