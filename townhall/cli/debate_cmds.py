@@ -302,7 +302,8 @@ def agents_list(agents_dir: AgentsDirOpt = None, as_json: JsonOpt = False) -> No
     """List every persona: built-in, yours, and --agents-dir."""
     registry = PersonaRegistry.default(agents_dir)
     if as_json:
-        rows = [{"name": p.name, "title": p.title, "moderator": p.moderator, "source": str(registry.source(p.name))} for p in registry.all()]
+        rows = [{"name": p.name, "title": p.title, "moderator": p.moderator, "source": str(registry.source(p.name))}
+                for p in registry.all()]
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     console = _console()
@@ -327,7 +328,8 @@ def agents_show(
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
     console = _console()
-    console.print(Text(f"{persona.emoji + ' ' if persona.emoji else ''}{persona.name}", style="bold"), Text(f"- {persona.title}"))
+    console.print(Text(f"{persona.emoji + ' ' if persona.emoji else ''}{persona.name}", style="bold"),
+                  Text(f"- {persona.title}"))
     console.print(Text(f"file: {registry.source(name)}", style="dim"))
     console.print(Text(f"\nBio: {persona.bio}\nStyle: {persona.style}\nTalkativeness: {persona.talkativeness}"))
     for example in persona.examples:
@@ -340,7 +342,8 @@ def agents_show(
 @agents_app.command("import")
 def agents_import(
     file: Annotated[Path, typer.Argument(help="A SillyTavern/Tavern card: .json or .png.")],
-    agents_dir: Annotated[Optional[Path], typer.Option("--agents-dir", help="Write here instead of your persona folder.")] = None,
+    agents_dir: Annotated[Optional[Path], typer.Option("--agents-dir",
+        help="Write here instead of your persona folder.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a persona file of the same name.")] = False,
 ) -> None:
     """Import a character card as a persona in your own folder."""

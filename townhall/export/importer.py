@@ -46,7 +46,8 @@ def _parse(text: str, source: str) -> list[SessionExport]:
             documents.append(SessionExport.model_validate(item))
         except ValidationError as exc:
             where = (f"sessions.{i}",) if data["format"] == COLLECTION_NAME else ()
-            raise ConfigError(validation_message(exc, source, kind="", name=lambda loc: dotted((*where, *loc)))) from None
+            message = validation_message(exc, source, kind="", name=lambda loc: dotted((*where, *loc)))
+            raise ConfigError(message) from None
     return documents
 
 
@@ -104,7 +105,8 @@ def _insert(store: Store, document: SessionExport) -> str:
         for t in document.turns
     ]
     new_id = summary.id
-    stances = [StanceMeasured(new_id, s.agent, s.round, s.turn_index, s.p_for, s.method, s.at) for s in document.stances]
+    stances = [StanceMeasured(new_id, s.agent, s.round, s.turn_index, s.p_for, s.method, s.at)
+               for s in document.stances]
     outcome = None
     if document.outcome is not None:
         o = document.outcome

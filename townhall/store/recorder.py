@@ -10,6 +10,10 @@ Turns are keyed by their node in the session's tree (`TurnStarted.node`), since
 alternatives share an index; BranchCreated adds a `branches` row, BranchSwitched moves
 `sessions.current_branch`, and stances and outcomes are kept against the branch current
 when they happen. A branch's head follows its new turns by the `turns_tree` trigger.
+
+It is the one writer of branch and turn rows for a debate: a live run's events come from the
+bus, and `townhall fork`/`edit` hand it the branch service's events (`Store.fork`). The
+statements themselves are in `rows.py`, shared with an import.
 """
 
 from __future__ import annotations
@@ -242,7 +246,8 @@ class Recorder:
         branch = Branch(event.branch, event.parent, event.fork, event.fork, event.reason, event.at)
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
-            if not rows.insert_branch(conn, event.session_id, branch):  # a scheduler that was not given the stored tree: never rewrite a kept branch
+            if not rows.insert_branch(conn, event.session_id, branch):
+                # a scheduler that was not given the stored tree: never rewrite a kept branch
                 log.warning("session %s: branch %d already exists; its record is kept as it was",
                             event.session_id, event.branch)
             rows.set_current_branch(conn, event.session_id, event.branch, event.at)
