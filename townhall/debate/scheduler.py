@@ -348,17 +348,7 @@ class Scheduler:
             return "stopped"
         if self.control.vote_called:
             return VOTE_CALLED
-        if self.transcript.closed_by(self.spec.closing_phrase):
-            return "closing_phrase"
-        spent = self.transcript.spent()
-        if self.spec.max_turns is not None and len(spent) >= self.spec.max_turns:
-            return "max_turns"
-        if self.spec.token_budget is not None:
-            if sum(t.stats.generated_tokens for t in spent if t.stats) >= self.spec.token_budget:
-                return "token_budget"
-        if self.spec.time_budget_s is not None and self.clock() - self._started_at >= self.spec.time_budget_s:
-            return "time_budget"
-        return None
+        return self.transcript.ended_by(self.spec, lambda: self.clock() - self._started_at)
 
     async def _loop(self) -> str:
         control = self.control

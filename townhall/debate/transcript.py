@@ -8,7 +8,10 @@ kept here and asked through one rule, `spent`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from townhall.domain.branches import TurnTree
+from townhall.domain.spec import TownHallSpec
 from townhall.domain.turns import Turn, TurnKind, TurnStatus, uses_turn_budget
 
 
@@ -46,6 +49,20 @@ class Transcript:
     def closed_by(self, phrase: str | None) -> bool:
         """Whether the moderator said the closing phrase in a turn of this run on this path."""
         return any(t.node in self._said_here and closes(t, phrase) for t in self.turns)
+
+    def ended_by(self, spec: TownHallSpec, elapsed: Callable[[], float]) -> str | None:
+        """The end reason the spec gives this run on this path, if any: the closing phrase, then
+        its budgets of turns, tokens and seconds (`elapsed` is read only when there is a time budget)."""
+        if self.closed_by(spec.closing_phrase):
+            return "closing_phrase"
+        spent = self.spent()
+        if spec.max_turns is not None and len(spent) >= spec.max_turns:
+            return "max_turns"
+        if spec.token_budget is not None and sum(t.stats.generated_tokens for t in spent if t.stats) >= spec.token_budget:
+            return "token_budget"
+        if spec.time_budget_s is not None and elapsed() >= spec.time_budget_s:
+            return "time_budget"
+        return None
 
 
 def closes(turn: Turn, phrase: str | None) -> bool:
