@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Union, assert_never
 
-from townhall.debate.turn_events import said_at_once
+from townhall.debate.announcing import said_at_once
 from townhall.domain.branches import TurnTree, first_difference
 from townhall.domain.events import BranchCreated, BranchSwitched, TokenStreamed, TurnFinished, TurnStarted
 from townhall.domain.turns import WATCHER, Turn, TurnKind

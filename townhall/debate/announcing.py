@@ -1,4 +1,8 @@
-"""The events that announce a turn, built in one place.
+"""How a run tells its subscribers what happens: the announcer, and the events of a turn.
+
+Every collaborator of the scheduler that publishes gets one `Announcer` (the session's id,
+its clock, its bus) instead of three separate arguments, so events carry the same id and
+clock wherever they are built.
 
 Every turn opens with TurnStarted, which carries the turn's place in the tree of branches
 (node, parent, branch) so the record can key it. A turn that is not drawn from the model (an
@@ -10,9 +14,22 @@ the branch service both say turns that way, so both use `said_at_once`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from townhall.domain.events import TokenStreamed, TurnFinished, TurnStarted
+from townhall.domain.events import Event, EventBus, TokenStreamed, TurnFinished, TurnStarted
 from townhall.domain.turns import Turn, TurnStatus
+
+
+@dataclass(frozen=True)
+class Announcer:
+    """Publishes one session's events on its bus, in order, on the scheduler's loop."""
+
+    session_id: str
+    clock: Callable[[], float]
+    bus: EventBus
+
+    async def publish(self, event: Event) -> None:
+        await self.bus.apublish(event)
 
 
 def turn_started(session_id: str, turn: Turn) -> TurnStarted:
