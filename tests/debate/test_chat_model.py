@@ -42,7 +42,7 @@ async def test_smollm_debate_keeps_a_clean_record(smollm_path: Path) -> None:
     finally:
         await engine.aclose()
     assert engine.info.chat_template and "<|im_start|>" in engine.info.chat_template
-    fmt = scheduler._format
+    fmt = scheduler.prompts.format
     assert isinstance(fmt, ChatFormat), "a model with a chat template gets the chat format"
     names = [p.name for p in scheduler.participants]
     spoken = [t for t in scheduler.turns if t.status == TurnStatus.COMPLETE]

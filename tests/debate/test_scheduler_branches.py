@@ -86,7 +86,7 @@ async def paused_after(scheduler: Scheduler, turns: int) -> asyncio.Task[str]:
 
 
 async def settle(scheduler: Scheduler) -> None:
-    await wait_until(lambda: not scheduler._branch_ops and scheduler.status == "paused"
+    await wait_until(lambda: not scheduler.control.branch_ops and scheduler.status == "paused"
                      and scheduler.current_speaker is None)
 
 
@@ -251,7 +251,7 @@ async def test_bad_arguments_are_one_line_errors_at_the_call() -> None:
         scheduler.switch_branch(4)
     with pytest.raises(ConfigError, match="no alternatives"):
         scheduler.alternative(1, 1)
-    assert not scheduler._branch_ops
+    assert not scheduler.control.branch_ops
 
     scheduler.edit(0, "Welcome, all. Tonight: the bridge.")  # a scripted line can be edited
     await settle(scheduler)
@@ -324,16 +324,16 @@ async def test_stances_and_views_follow_the_path() -> None:
     scheduler = Scheduler(probing(), spec(max_turns=9, context_strategy="truncate"), PEOPLE)
     task = await paused_after(scheduler, 4)
     assert set(scheduler.stances) == {"Ann", "Bob", "Cy"}
-    scheduler._views["Ann"] = AgentView("Ann", first=3)
-    scheduler._views["Bob"] = AgentView("Bob", first=1, summary="Ann spoke.", summary_upto=1)
-    scheduler._views["Cy"] = AgentView("Cy", first=2, summary="Ann and Bob spoke.", summary_upto=2)
+    scheduler.prompts.views["Ann"] = AgentView("Ann", first=3)
+    scheduler.prompts.views["Bob"] = AgentView("Bob", first=1, summary="Ann spoke.", summary_upto=1)
+    scheduler.prompts.views["Cy"] = AgentView("Cy", first=2, summary="Ann and Bob spoke.", summary_upto=2)
 
     scheduler.fork(1)  # the path now differs from turn 2 on
     await settle(scheduler)
     assert set(scheduler.stances) == {"Ann", "Bob"}  # Cy's reading came after turn 2
-    assert scheduler._views["Ann"].first == 0 and scheduler._views["Ann"].summary is None
-    assert scheduler._views["Bob"].first == 1 and scheduler._views["Bob"].summary == "Ann spoke."
-    assert scheduler._views["Cy"].first == 2  # it dropped only turns 0 and 1, which are unchanged
+    assert scheduler.prompts.views["Ann"].first == 0 and scheduler.prompts.views["Ann"].summary is None
+    assert scheduler.prompts.views["Bob"].first == 1 and scheduler.prompts.views["Bob"].summary == "Ann spoke."
+    assert scheduler.prompts.views["Cy"].first == 2  # it dropped only turns 0 and 1, which are unchanged
 
     scheduler.switch_branch(1)
     await settle(scheduler)

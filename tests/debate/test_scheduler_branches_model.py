@@ -62,7 +62,7 @@ async def step_to(scheduler: Scheduler, turns: int) -> None:
 
 
 async def apply(scheduler: Scheduler) -> None:
-    await wait_until(lambda: not scheduler._branch_ops and scheduler.status == "paused"
+    await wait_until(lambda: not scheduler.control.branch_ops and scheduler.status == "paused"
                      and scheduler.current_speaker is None, timeout=300)
 
 

@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional, TextIO
+from typing import Annotated, Any, Optional, TextIO, assert_never
 
 import typer
 from rich.console import Console
@@ -19,23 +19,10 @@ from rich.text import Text
 from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
 from townhall.domain.text import terminal_safe
 from townhall.errors import TownhallError
-from townhall.domain.events import (
-    Event,
-    MinutesWritten,
-    OutcomeDecided,
-    Paused,
-    Resumed,
-    SessionEnded,
-    SessionStarted,
-    StanceMeasured,
-    StrategyApplied,
-    TokenStreamed,
-    TurnFailed,
-    TurnFinished,
-    TurnStarted,
-)
+from townhall.domain import events as ev
 from townhall.domain.personas import Persona, PersonaRegistry
 from townhall.domain.spec import TownHallSpec, default_spec_path, load_spec, spec_from_data
+from townhall.store.records import votes_as_dicts
 from townhall.domain.turns import Turn
 
 AgentsDirOpt = Annotated[
@@ -127,45 +114,51 @@ def turn_json(session_id: str, turn: Turn) -> dict[str, Any]:
     }
 
 
-def event_json(event: Event) -> dict[str, Any] | None:
-    if isinstance(event, (TurnFinished, TurnFailed)):
-        return turn_json(event.session_id, event.turn)
-    if isinstance(event, TokenStreamed):
-        return {"type": "token", "session": event.session_id, "index": event.index, "speaker": event.speaker, "text": event.text}
-    if isinstance(event, TurnStarted):
-        return {"type": "turn_started", "session": event.session_id, "index": event.index, "speaker": event.speaker, "kind": str(event.kind)}
-    if isinstance(event, SessionStarted):
-        return {
-            "type": "start",
-            "session": event.session_id,
-            "resumed": event.resumed,
-            "spec": event.spec,
-            "participants": [p.name for p in event.participants],
-            "engine": {"backend": event.engine.backend, "model": event.engine.model_name, "n_ctx": event.engine.n_ctx, "device": event.engine.device},
-        }
-    if isinstance(event, StrategyApplied):
-        return {"type": "strategy", "session": event.session_id, "agent": event.agent, "strategy": event.strategy, "detail": event.detail}
-    if isinstance(event, (Paused, Resumed)):
-        return {"type": type(event).__name__.lower(), "session": event.session_id}
-    if isinstance(event, StanceMeasured):
-        return {"type": "stance", "session": event.session_id, "agent": event.agent, "round": event.round,
-                "turn_index": event.turn_index, "p_for": event.p_for, "method": event.method}
-    if isinstance(event, OutcomeDecided):
-        return {"type": "outcome", "session": event.session_id, "result": event.result, "votes_for": event.votes_for,
-                "votes_against": event.votes_against, "announcement": event.announcement,
-                "votes": [{"agent": v.agent, "choice": v.choice, "p_for": v.p_for} for v in event.votes]}
-    if isinstance(event, MinutesWritten):
-        return {"type": "minutes", "session": event.session_id, "text": event.text}
-    if isinstance(event, SessionEnded):
-        return {"type": "end", "session": event.session_id, "reason": event.reason, "turns": event.turns, "error": event.error}
-    return None
+def event_json(event: ev.Event) -> dict[str, Any] | None:
+    """One JSON line for `--json`, or None for an event it leaves out (branch changes)."""
+    match event:
+        case ev.TurnFinished() | ev.TurnFailed():
+            return turn_json(event.session_id, event.turn)
+        case ev.TokenStreamed():
+            return {"type": "token", "session": event.session_id, "index": event.index, "speaker": event.speaker,
+                    "text": event.text}
+        case ev.TurnStarted():
+            return {"type": "turn_started", "session": event.session_id, "index": event.index,
+                    "speaker": event.speaker, "kind": str(event.kind)}
+        case ev.SessionStarted():
+            engine = event.engine
+            return {"type": "start", "session": event.session_id, "resumed": event.resumed, "spec": event.spec,
+                    "participants": [p.name for p in event.participants],
+                    "engine": {"backend": engine.backend, "model": engine.model_name, "n_ctx": engine.n_ctx,
+                               "device": engine.device}}
+        case ev.StrategyApplied():
+            return {"type": "strategy", "session": event.session_id, "agent": event.agent,
+                    "strategy": event.strategy, "detail": event.detail}
+        case ev.Paused() | ev.Resumed():
+            return {"type": type(event).__name__.lower(), "session": event.session_id}
+        case ev.StanceMeasured():
+            return {"type": "stance", "session": event.session_id, "agent": event.agent, "round": event.round,
+                    "turn_index": event.turn_index, "p_for": event.p_for, "method": event.method}
+        case ev.OutcomeDecided():
+            return {"type": "outcome", "session": event.session_id, "result": event.result,
+                    "votes_for": event.votes_for, "votes_against": event.votes_against,
+                    "announcement": event.announcement, "votes": votes_as_dicts(event.votes)}
+        case ev.MinutesWritten():
+            return {"type": "minutes", "session": event.session_id, "text": event.text}
+        case ev.SessionEnded():
+            return {"type": "end", "session": event.session_id, "reason": event.reason, "turns": event.turns,
+                    "error": event.error}
+        case ev.BranchCreated() | ev.BranchSwitched():
+            return None
+        case _:
+            assert_never(event)
 
 
 class JsonLines:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: ev.Event) -> None:
         value = event_json(event)
         if value is not None:
             self.out.write(json.dumps(value, ensure_ascii=False) + "\n")
@@ -178,21 +171,31 @@ class PlainPrinter:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, (TurnFinished, TurnFailed)):
-            turn = event.turn
-            mark = "" if turn.status == "complete" else f" [{turn.status}]"
-            self.out.write(f"{terminal_safe(turn.speaker)}: {terminal_safe(turn.content)}{mark}\n")
-        elif isinstance(event, OutcomeDecided):
-            self.out.write(f"-- vote: {event.votes_for} for, {event.votes_against} against: {event.result}\n")
-        elif isinstance(event, MinutesWritten):
-            self.out.write(f"-- minutes:\n{terminal_safe(event.text)}\n")
-        elif isinstance(event, SessionEnded):
-            tail = f": {event.error}" if event.error else ""
-            self.out.write(f"-- session {event.session_id} ended: {event.reason}{tail}\n")
-        else:
-            return
-        self.out.flush()
+    def __call__(self, event: ev.Event) -> None:
+        line = self._line(event)
+        if line is not None:
+            self.out.write(line)
+            self.out.flush()
+
+    @staticmethod
+    def _line(event: ev.Event) -> str | None:
+        match event:
+            case ev.TurnFinished() | ev.TurnFailed():
+                turn = event.turn
+                mark = "" if turn.status == "complete" else f" [{turn.status}]"
+                return f"{terminal_safe(turn.speaker)}: {terminal_safe(turn.content)}{mark}\n"
+            case ev.OutcomeDecided():
+                return f"-- vote: {event.votes_for} for, {event.votes_against} against: {event.result}\n"
+            case ev.MinutesWritten():
+                return f"-- minutes:\n{terminal_safe(event.text)}\n"
+            case ev.SessionEnded():
+                tail = f": {event.error}" if event.error else ""
+                return f"-- session {event.session_id} ended: {event.reason}{tail}\n"
+            case (ev.SessionStarted() | ev.TurnStarted() | ev.TokenStreamed() | ev.Paused() | ev.Resumed()
+                  | ev.StrategyApplied() | ev.StanceMeasured() | ev.BranchCreated() | ev.BranchSwitched()):
+                return None
+            case _:
+                assert_never(event)
 
 
 class ColourPrinter:
@@ -203,35 +206,44 @@ class ColourPrinter:
         self.colours = {p.name: p.color or "" for p in personas}
         self.emoji = {p.name: p.emoji or "" for p in personas}
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: ev.Event) -> None:
+        self._print(event)
+        self.console.file.flush()
+
+    def _print(self, event: ev.Event) -> None:
         c = self.console
-        if isinstance(event, SessionStarted):
-            c.print(Text(f"{event.spec.get('title') or 'Town hall'}: {event.spec.get('motion', '')}", style="bold"))
-            c.print(Text(f"{event.engine.model_name} · {event.engine.device} · n_ctx {event.engine.n_ctx}", style="dim"))
-        elif isinstance(event, TurnStarted):
-            colour = self.colours.get(event.speaker) or ("italic" if event.kind == "audience" else "")
-            badge = f"{self.emoji.get(event.speaker, '')} " if self.emoji.get(event.speaker) else ""
-            c.print(Text(f"{badge}{terminal_safe(event.speaker)}:", style=f"bold {colour}".strip()), end=" ")
-        elif isinstance(event, TokenStreamed):
-            c.print(Text(terminal_safe(event.text), style=self.colours.get(event.speaker) or ""), end="")
-        elif isinstance(event, TurnFinished):
-            if event.turn.status != "complete":
-                c.print(Text(f" [{event.turn.status}]", style="dim"), end="")
-            c.print()
-        elif isinstance(event, TurnFailed):
-            c.print(Text(f" [failed: {terminal_safe(event.error)}]", style="red"))
-        elif isinstance(event, StrategyApplied):
-            c.print(Text(f"  ({event.strategy}: {terminal_safe(event.detail)})", style="dim"))
-        elif isinstance(event, StanceMeasured):
-            c.print(Text(f"  ({terminal_safe(event.agent)}: {event.p_for:.0%} for)", style="dim"))
-        elif isinstance(event, OutcomeDecided):
-            c.print(Text(f"-- vote: {event.votes_for} for, {event.votes_against} against: the motion {event.result}",
-                         style="bold"))
-        elif isinstance(event, MinutesWritten):
-            c.print(Text(terminal_safe(event.text)))
-        elif isinstance(event, SessionEnded):
-            c.print(Text(f"-- session {event.session_id} ended: {event.reason}", style="dim"))
-        c.file.flush()
+        match event:
+            case ev.SessionStarted():
+                c.print(Text(f"{event.spec.get('title') or 'Town hall'}: {event.spec.get('motion', '')}", style="bold"))
+                c.print(Text(f"{event.engine.model_name} · {event.engine.device} · n_ctx {event.engine.n_ctx}",
+                             style="dim"))
+            case ev.TurnStarted():
+                colour = self.colours.get(event.speaker) or ("italic" if event.kind == "audience" else "")
+                badge = f"{self.emoji.get(event.speaker, '')} " if self.emoji.get(event.speaker) else ""
+                c.print(Text(f"{badge}{terminal_safe(event.speaker)}:", style=f"bold {colour}".strip()), end=" ")
+            case ev.TokenStreamed():
+                c.print(Text(terminal_safe(event.text), style=self.colours.get(event.speaker) or ""), end="")
+            case ev.TurnFinished():
+                if event.turn.status != "complete":
+                    c.print(Text(f" [{event.turn.status}]", style="dim"), end="")
+                c.print()
+            case ev.TurnFailed():
+                c.print(Text(f" [failed: {terminal_safe(event.error)}]", style="red"))
+            case ev.StrategyApplied():
+                c.print(Text(f"  ({event.strategy}: {terminal_safe(event.detail)})", style="dim"))
+            case ev.StanceMeasured():
+                c.print(Text(f"  ({terminal_safe(event.agent)}: {event.p_for:.0%} for)", style="dim"))
+            case ev.OutcomeDecided():
+                c.print(Text(f"-- vote: {event.votes_for} for, {event.votes_against} against: "
+                             f"the motion {event.result}", style="bold"))
+            case ev.MinutesWritten():
+                c.print(Text(terminal_safe(event.text)))
+            case ev.SessionEnded():
+                c.print(Text(f"-- session {event.session_id} ended: {event.reason}", style="dim"))
+            case ev.Paused() | ev.Resumed() | ev.BranchCreated() | ev.BranchSwitched():
+                pass
+            case _:
+                assert_never(event)
 
 
 # -- running ----------------------------------------------------------------------------
@@ -290,7 +302,8 @@ def agents_list(agents_dir: AgentsDirOpt = None, as_json: JsonOpt = False) -> No
     """List every persona: built-in, yours, and --agents-dir."""
     registry = PersonaRegistry.default(agents_dir)
     if as_json:
-        rows = [{"name": p.name, "title": p.title, "moderator": p.moderator, "source": str(registry.source(p.name))} for p in registry.all()]
+        rows = [{"name": p.name, "title": p.title, "moderator": p.moderator, "source": str(registry.source(p.name))}
+                for p in registry.all()]
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     console = _console()
@@ -315,7 +328,8 @@ def agents_show(
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
     console = _console()
-    console.print(Text(f"{persona.emoji + ' ' if persona.emoji else ''}{persona.name}", style="bold"), Text(f"- {persona.title}"))
+    console.print(Text(f"{persona.emoji + ' ' if persona.emoji else ''}{persona.name}", style="bold"),
+                  Text(f"- {persona.title}"))
     console.print(Text(f"file: {registry.source(name)}", style="dim"))
     console.print(Text(f"\nBio: {persona.bio}\nStyle: {persona.style}\nTalkativeness: {persona.talkativeness}"))
     for example in persona.examples:
@@ -328,7 +342,8 @@ def agents_show(
 @agents_app.command("import")
 def agents_import(
     file: Annotated[Path, typer.Argument(help="A SillyTavern/Tavern card: .json or .png.")],
-    agents_dir: Annotated[Optional[Path], typer.Option("--agents-dir", help="Write here instead of your persona folder.")] = None,
+    agents_dir: Annotated[Optional[Path], typer.Option("--agents-dir",
+        help="Write here instead of your persona folder.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a persona file of the same name.")] = False,
 ) -> None:
     """Import a character card as a persona in your own folder."""

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -22,19 +24,42 @@ from townhall.cli.options import DbOpt, EngineFlags, engine_options
 from townhall.errors import ConfigError, TownhallError
 from townhall.generate.config import MAX_PARALLEL
 
+if TYPE_CHECKING:
+    from townhall.engine.base import Engine
+    from townhall.generate.runner import Runner
+
+
+ConfigArg = Annotated[Path, typer.Argument(
+    metavar="CONFIG.toml", help="Generate config file, or a shipped example by name (student_teacher).")]
+CountOpt = Annotated[Optional[int], typer.Option(
+    "--count", "-n", min=1, help="Write at most N conversations (default: every topic once).")]
+OutOpt = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", help="Output file, appended to (default: the config's `out`, else ./NAME.jsonl).")]
+FormatOpt = Annotated[Optional[str], typer.Option(
+    "--format", "-f", help="jsonl, sharegpt or txt (default: the config's `format`, else jsonl).")]
+SeedOpt = Annotated[Optional[int], typer.Option(
+    "--seed", min=0, help="Base seed: the same seed, config and model repeat the same conversations.")]
+ForeverOpt = Annotated[bool, typer.Option("--forever", help="Cycle through the topics with fresh seeds until Ctrl+C.")]
+ParallelOpt = Annotated[Optional[int], typer.Option(
+    "--parallel", "-j", min=1, max=MAX_PARALLEL,
+    help="Conversations in flight at once (default: the config's `parallel`, else chosen from the machine).")]
+PerSpeakerOpt = Annotated[bool, typer.Option(
+    "--per-speaker", help="jsonl/sharegpt: one line per speaker's point of view instead of one per conversation.")]
+AgentsDirOpt = Annotated[Optional[Path], typer.Option("--agents-dir", help="Extra folder of persona files.")]
+
 
 @engine_options
 def generate_cmd(
     engine_flags: EngineFlags,
-    config_file: Annotated[Path, typer.Argument(metavar="CONFIG.toml", help="Generate config file, or a shipped example by name (student_teacher).")],
-    count: Annotated[Optional[int], typer.Option("--count", "-n", min=1, help="Write at most N conversations (default: every topic once).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file, appended to (default: the config's `out`, else ./NAME.jsonl).")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="jsonl, sharegpt or txt (default: the config's `format`, else jsonl).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed: the same seed, config and model repeat the same conversations.")] = None,
-    forever: Annotated[bool, typer.Option("--forever", help="Cycle through the topics with fresh seeds until Ctrl+C.")] = False,
-    parallel: Annotated[Optional[int], typer.Option("--parallel", "-j", min=1, max=MAX_PARALLEL, help="Conversations in flight at once (default: the config's `parallel`, else chosen from the machine).")] = None,
-    per_speaker: Annotated[bool, typer.Option("--per-speaker", help="jsonl/sharegpt: one line per speaker's point of view instead of one per conversation.")] = False,
-    agents_dir: Annotated[Optional[Path], typer.Option("--agents-dir", help="Extra folder of persona files.")] = None,
+    config_file: ConfigArg,
+    count: CountOpt = None,
+    out: OutOpt = None,
+    fmt: FormatOpt = None,
+    seed: SeedOpt = None,
+    forever: ForeverOpt = False,
+    parallel: ParallelOpt = None,
+    per_speaker: PerSpeakerOpt = False,
+    agents_dir: AgentsDirOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Run one town hall per topic word and append each clean conversation to the output as it finishes."""
@@ -46,7 +71,6 @@ def generate_cmd(
     from townhall.generate.progress import make_reporter
     from townhall.generate.runner import Runner
     from townhall.domain.personas import PersonaRegistry
-    from townhall.debate.session import CtrlC
     from townhall.store import Store
 
     if fmt is not None and fmt not in OUTPUT_FORMATS:
@@ -70,26 +94,34 @@ def generate_cmd(
     with Store.open(db) as store:
         engine = build_engine(engine_config)
 
-        async def main() -> Runner:
-            # The first Ctrl+C (or SIGTERM) stops the run; a second quits at once.
-            try:
-                n = width
-                if n is None:  # a server: as many streams as it takes at once
-                    await engine.start()
-                    n = cap_to_work(_server_streams(engine), topics=work, count=count, forever=forever)
-                runner = Runner(config, words, engine, store, personas, output, count=count, forever=forever,
-                                parallel=n, reporter=reporter)
-                with CtrlC(runner.stop, None, signals=(signal.SIGINT, signal.SIGTERM)):
-                    await runner.run()
-                return runner
-            finally:
-                await engine.aclose()
+        def runner_of(n: int) -> Runner:
+            return Runner(config, words, engine, store, personas, output, count=count, forever=forever,
+                          parallel=n, reporter=reporter)
 
-        summary = asyncio.run(main()).summary
+        width_of_server = partial(cap_to_work, topics=work, count=count, forever=forever)
+        summary = asyncio.run(_run(engine, width, width_of_server, runner_of)).summary
     if summary.aborted:
         raise TownhallError(f"generate stopped early: {summary.aborted}")
     if summary.stopped and not forever:
         raise typer.Exit(130)
+
+
+async def _run(engine: Engine, width: int | None, width_of_server: Callable[[int], int],
+               runner_of: Callable[[int], Runner]) -> Runner:
+    """Run the conversations, `width` at once (None: a server, as many streams as it takes).
+    The first Ctrl+C (or SIGTERM) stops the run; a second quits at once."""
+    from townhall.debate.session import CtrlC
+
+    try:
+        if width is None:
+            await engine.start()
+            width = width_of_server(_server_streams(engine))
+        runner = runner_of(width)
+        with CtrlC(runner.stop, None, signals=(signal.SIGINT, signal.SIGTERM)):
+            await runner.run()
+        return runner
+    finally:
+        await engine.aclose()
 
 
 def _local_default(model: str | None, gpu_layers: int, agents: int, n_ctx: int) -> int:

@@ -24,22 +24,31 @@ _PANEL = "Engine"  # one panel in --help, the same in every command
 
 ModelOpt = Annotated[
     Optional[str],
-    typer.Option("--model", "-m", rich_help_panel=_PANEL, help="GGUF model file (default: $TOWNHALL_MODEL, else the embedded Gemma 3 270M)."),
+    typer.Option("--model", "-m", rich_help_panel=_PANEL,
+        help="GGUF model file (default: $TOWNHALL_MODEL, else the embedded Gemma 3 270M)."),
 ]
-NCtxOpt = Annotated[Optional[int], typer.Option("--n-ctx", rich_help_panel=_PANEL, help="Context size per agent, in tokens.")]
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", rich_help_panel=_PANEL, help="CPU threads (default: physical cores).")]
+NCtxOpt = Annotated[Optional[int], typer.Option("--n-ctx", rich_help_panel=_PANEL,
+    help="Context size per agent, in tokens.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", rich_help_panel=_PANEL,
+    help="CPU threads (default: physical cores).")]
 GpuLayersOpt = Annotated[
-    Optional[int], typer.Option("--gpu-layers", rich_help_panel=_PANEL, help="Layers to offload to a GPU (-1 all, 0 none); ignored by CPU builds.")
+    Optional[int], typer.Option("--gpu-layers", rich_help_panel=_PANEL,
+        help="Layers to offload to a GPU (-1 all, 0 none); ignored by CPU builds.")
 ]
 BackendOpt = Annotated[
-    Optional[str], typer.Option("--backend", rich_help_panel=_PANEL, help="local (llama.cpp in-process, the default) or openai (a server).")
+    Optional[str], typer.Option("--backend", rich_help_panel=_PANEL,
+        help="local (llama.cpp in-process, the default) or openai (a server).")
 ]
-BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", rich_help_panel=_PANEL, help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.")]
-ApiModelOpt = Annotated[Optional[str], typer.Option("--api-model", rich_help_panel=_PANEL, help="Model name to ask the server for.")]
+BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", rich_help_panel=_PANEL,
+    help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.")]
+ApiModelOpt = Annotated[Optional[str], typer.Option("--api-model", rich_help_panel=_PANEL,
+    help="Model name to ask the server for.")]
 ApiKeyEnvOpt = Annotated[
-    Optional[str], typer.Option("--api-key-env", rich_help_panel=_PANEL, help="Environment variable holding the API key (never stored).")
+    Optional[str], typer.Option("--api-key-env", rich_help_panel=_PANEL,
+        help="Environment variable holding the API key (never stored).")
 ]
-DbOpt = Annotated[Optional[Path], typer.Option("--db", help="SQLite database (default: $TOWNHALL_DB, else the user data dir).")]
+DbOpt = Annotated[Optional[Path], typer.Option("--db",
+    help="SQLite database (default: $TOWNHALL_DB, else the user data dir).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 _ENGINE_OPTIONS: dict[str, Any] = {

@@ -15,7 +15,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Annotated, Any, Optional, TextIO
+from typing import Annotated, Any, Optional, TextIO, assert_never
 
 import click
 import typer
@@ -27,7 +27,7 @@ from townhall.domain.branches import TurnTree
 from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
 from townhall.engine.base import Engine
 from townhall.errors import ConfigError, NotFoundError, TownhallError
-from townhall.domain.events import Event, SessionEnded, TokenStreamed, TurnFailed, TurnFinished, TurnStarted, Vote
+from townhall.domain import events as ev
 from townhall.domain.text import terminal_safe
 from townhall.export.common import EDITED
 from townhall.debate.session import SessionResult
@@ -79,7 +79,7 @@ def sessions_list(
         return
     table = Table(box=None, header_style="bold")
     branched = any(s.branch_count > 1 for s in sessions)  # the column only where some session has branches
-    columns = ("id", "started", "status", "turns") + (("branch",) if branched else ()) + ("title / motion", "participants")
+    columns = ("id", "started", "status", "turns", *(("branch",) if branched else ()), "title / motion", "participants")
     for column in columns:
         table.add_column(column)
     for s in sessions:
@@ -142,7 +142,7 @@ def sessions_show(
 
 
 def print_outcome(console: Console, result: str | None, votes_for: int, votes_against: int,
-                  votes: Sequence[Vote], minutes: str | None) -> None:
+                  votes: Sequence[ev.Vote], minutes: str | None) -> None:
     """The tally, each vote, then the minutes (model words as plain text)."""
     if result is not None:
         console.print(Text(f"Vote: the motion {result}, {votes_for} for and {votes_against} against", style="bold"))
@@ -192,7 +192,8 @@ def sessions_rename(
 
 # -- search ------------------------------------------------------------------------------
 def search_cmd(
-    query: Annotated[str, typer.Argument(metavar="QUERY", help='FTS5 query: words, "a phrase", OR, NOT, prefix*, speaker:NAME.')],
+    query: Annotated[str, typer.Argument(metavar="QUERY",
+        help='FTS5 query: words, "a phrase", OR, NOT, prefix*, speaker:NAME.')],
     db: DbOpt = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N hits.")] = 20,
     as_json: JsonOpt = False,
@@ -224,9 +225,11 @@ def search_cmd(
 # -- export / import ---------------------------------------------------------------------------
 def export_cmd(
     session_id: Annotated[Optional[str], typer.Argument(metavar="[ID]", help="Session id or a unique prefix.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="md, json, jsonl, sharegpt, html, txt, or dpo (preference pairs).")] = "md",
+    fmt: Annotated[str, typer.Option("--format", "-f",
+        help="md, json, jsonl, sharegpt, html, txt, or dpo (preference pairs).")] = "md",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of stdout.")] = None,
-    all_sessions: Annotated[bool, typer.Option("--all", help="Export every session's current branch (jsonl, sharegpt, dpo, md, txt, json).")] = False,
+    all_sessions: Annotated[bool, typer.Option("--all",
+        help="Export every session's current branch (jsonl, sharegpt, dpo, md, txt, json).")] = False,
     branch: BranchOpt = None,
     db: DbOpt = None,
 ) -> None:
@@ -261,7 +264,8 @@ def export_cmd(
 
 
 def import_cmd(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="A `townhall export --format json` file ('-' for stdin).")],
+    file: Annotated[Path, typer.Argument(metavar="FILE",
+        help="A `townhall export --format json` file ('-' for stdin).")],
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -293,20 +297,28 @@ class _Printer:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, TurnStarted):
-            self.out.write(f"{terminal_safe(event.speaker)}: ")
-        elif isinstance(event, TokenStreamed):
-            self.out.write(terminal_safe(event.text))
-        elif isinstance(event, (TurnFinished, TurnFailed)):
-            if isinstance(event, TurnFailed):
-                self.out.write(f" [failed: {terminal_safe(event.error)}]")
-            elif event.turn.status != "complete":
-                self.out.write(f" [{event.turn.status}]")
-            self.out.write("\n")
-        elif isinstance(event, SessionEnded):
-            self.out.write(f"-- session {event.session_id} ended: {event.reason}\n")
+    def __call__(self, event: ev.Event) -> None:
+        self.out.write(self._text(event))
         self.out.flush()
+
+    @staticmethod
+    def _text(event: ev.Event) -> str:
+        match event:
+            case ev.TurnStarted():
+                return f"{terminal_safe(event.speaker)}: "
+            case ev.TokenStreamed():
+                return terminal_safe(event.text)
+            case ev.TurnFailed():
+                return f" [failed: {terminal_safe(event.error)}]\n"
+            case ev.TurnFinished():
+                return ("" if event.turn.status == "complete" else f" [{event.turn.status}]") + "\n"
+            case ev.SessionEnded():
+                return f"-- session {event.session_id} ended: {event.reason}\n"
+            case (ev.SessionStarted() | ev.Paused() | ev.Resumed() | ev.StrategyApplied() | ev.StanceMeasured()
+                  | ev.OutcomeDecided() | ev.MinutesWritten() | ev.BranchCreated() | ev.BranchSwitched()):
+                return ""
+            case _:
+                assert_never(event)
 
 
 async def resume_session(
@@ -431,7 +443,8 @@ def sessions_branches(
 
 def fork_cmd(
     session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id or a unique prefix.")],
-    at: Annotated[int, typer.Option("--at", min=0, metavar="N", help="The last turn the new branch keeps (#N as shown).")],
+    at: Annotated[int, typer.Option("--at", min=0, metavar="N",
+        help="The last turn the new branch keeps (#N as shown).")],
     branch: BranchOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
@@ -454,7 +467,8 @@ def fork_cmd(
 def edit_cmd(
     session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id or a unique prefix.")],
     turn: Annotated[int, typer.Argument(metavar="TURN", min=0, help="The turn to edit (#N as shown).")],
-    text: Annotated[Optional[str], typer.Option("--text", metavar="T", help="The new text (default: open $EDITOR on the turn's text).")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", metavar="T",
+        help="The new text (default: open $EDITOR on the turn's text).")] = None,
     branch: BranchOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
@@ -471,8 +485,8 @@ def edit_cmd(
     if as_json:
         _echo_json({"session": full, "branch": number, "turn": turn, "speaker": original.speaker})
         return
-    typer.echo(f"Made branch {number} of session {full}: turn {turn} ({terminal_safe(original.speaker)}) now says your text; "
-               f"it is current, and `townhall resume {full}` goes on from there.")
+    typer.echo(f"Made branch {number} of session {full}: turn {turn} ({terminal_safe(original.speaker)}) now says "
+               f"your text; it is current, and `townhall resume {full}` goes on from there.")
 
 
 # -- vote ------------------------------------------------------------------------------------------

@@ -17,18 +17,36 @@ from typing import Literal
 
 from townhall.domain.events import Vote
 
+# The one spelling of a ballot's result and a vote's side: the TUI's would-be tally uses these too.
 Result = Literal["carried", "defeated", "tied"]
+Side = Literal["for", "against"]
 VOTE_PHASE = "vote"  # the phase of the chair's announcement: a turn outside the debate's own count
 MAX_REASON_CHARS = 200
 
 
+def side_of(p_for: float) -> Side:
+    """The side a probe reading votes: for when P(for) is the larger share, else against."""
+    return "for" if p_for > 0.5 else "against"
+
+
 def vote_from(agent: str, p_for: float) -> Vote:
-    """A vote from a probe reading: for when P(for) is the larger share, else against."""
-    return Vote(agent=agent, choice="for" if p_for > 0.5 else "against", p_for=p_for)
+    """A vote from a probe reading (`side_of`)."""
+    return Vote(agent=agent, choice=side_of(p_for), p_for=p_for)
+
+
+def result_of(votes_for: int, votes_against: int) -> Result:
+    """A tie does not carry (no casting vote: the chair takes no side)."""
+    if votes_for > votes_against:
+        return "carried"
+    if votes_against > votes_for:
+        return "defeated"
+    return "tied"
 
 
 @dataclass(frozen=True)
-class Tally:
+class VoteCount:
+    """The closing ballot counted: the votes, the totals, the result and the chair's line."""
+
     votes: tuple[Vote, ...]
     votes_for: int
     votes_against: int
@@ -36,20 +54,18 @@ class Tally:
     announcement: str
 
 
-def tally(votes: Sequence[Vote]) -> Tally:
-    """Count the votes; a tie does not carry (no casting vote: the chair takes no side)."""
+def tally(votes: Sequence[Vote]) -> VoteCount:
+    """Count the votes and word the result as the chair announces it."""
     n_for = sum(1 for v in votes if v.choice == "for")
     n_against = len(votes) - n_for
-    if n_for > n_against:
-        result: Result = "carried"
+    result = result_of(n_for, n_against)
+    if result == "carried":
         line = f"The motion carries, {n_for} to {n_against}."
-    elif n_against > n_for:
-        result = "defeated"
+    elif result == "defeated":
         line = f"The motion is defeated, {n_against} to {n_for}."
     else:
-        result = "tied"
         line = f"The vote is tied, {n_for} to {n_against}, so the motion does not carry."
-    return Tally(tuple(votes), n_for, n_against, result, line)
+    return VoteCount(tuple(votes), n_for, n_against, result, line)
 
 
 def completed_rounds(spoken: Mapping[str, int], speakers: Sequence[str]) -> int:
@@ -80,7 +96,7 @@ def clean_reason(text: str) -> str:
     return line
 
 
-def write_minutes(title: str | None, motion: str, outcome: Tally, entries: Sequence[MinutesEntry]) -> str:
+def write_minutes(title: str | None, motion: str, outcome: VoteCount, entries: Sequence[MinutesEntry]) -> str:
     """The minutes as plain text (model words in it are data: never markup)."""
     head = f"Minutes of the {title}" if title else "Minutes of the town hall meeting"
     lines = [head, f"Motion: {' '.join(motion.split())}",

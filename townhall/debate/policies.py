@@ -214,7 +214,7 @@ class StanceView:
 
 
 @dataclass(frozen=True)
-class Slot:
+class AgendaSlot:
     """One turn of the agenda: its phase, who speaks, and the moderator's words if scripted."""
 
     phase: str
@@ -245,21 +245,21 @@ class AgendaPolicy:
     title: str | None = None
     stances: dict[str, StanceView] = field(default_factory=dict)
     total: int | None = None
-    _plan: list[Slot] | None = None
+    _plan: list[AgendaSlot] | None = None
 
-    def plan(self, ctx: PolicyContext) -> list[Slot]:
+    def plan(self, ctx: PolicyContext) -> list[AgendaSlot]:
         if self._plan is None:
             self._plan = self._build(ctx)
         return self._plan
 
-    def slot(self, ctx: PolicyContext) -> Slot:
+    def slot(self, ctx: PolicyContext) -> AgendaSlot:
         """The slot for the next turn: the n-th non-audience turn of the session."""
         plan = self.plan(ctx)
         index = sum(1 for t in ctx.turns if t.kind != TurnKind.AUDIENCE)
         if index < len(plan):
             return plan[index]
         names = [p.name for p in ctx.speakers]
-        return Slot(CLOSING, _after(names, ctx.last_speaker, ctx.exclude))
+        return AgendaSlot(CLOSING, _after(names, ctx.last_speaker, ctx.exclude))
 
     def peek(self, ctx: PolicyContext) -> str | None:
         slot = self.slot(ctx)
@@ -275,20 +275,20 @@ class AgendaPolicy:
     def _stance(self, name: str) -> StanceView:
         return self.stances.get(name) or StanceView("undecided", "what this motion means for them")
 
-    def _build(self, ctx: PolicyContext) -> list[Slot]:
+    def _build(self, ctx: PolicyContext) -> list[AgendaSlot]:
         names = [p.name for p in ctx.speakers]
         chair = ctx.moderator.name if ctx.moderator else None
-        opening = ([Slot(OPENING, chair, self._welcome(names))] if chair else []) + [Slot(OPENING, n) for n in names]
-        closing = ([Slot(CLOSING, chair, self._closing_call(names))] if chair else []) + [Slot(CLOSING, n) for n in names]
+        opening = ([AgendaSlot(OPENING, chair, self._welcome(names))] if chair else []) + [AgendaSlot(OPENING, n) for n in names]
+        closing = ([AgendaSlot(CLOSING, chair, self._closing_call(names))] if chair else []) + [AgendaSlot(CLOSING, n) for n in names]
         if chair:
-            closing.append(Slot(CLOSING, chair, "Thank you all for speaking tonight. Your views are in the minutes. This meeting is adjourned."))
+            closing.append(AgendaSlot(CLOSING, chair, "Thank you all for speaking tonight. Your views are in the minutes. This meeting is adjourned."))
         total = self.total if self.total is not None else len(opening) + len(closing) + 6 * len(names)
         middle_len = total - len(opening) - len(closing)
         middle = self._questions(names, chair, max(middle_len, 0))
         return opening + middle + closing
 
-    def _questions(self, names: list[str], chair: str | None, count: int) -> list[Slot]:
-        slots: list[Slot] = []
+    def _questions(self, names: list[str], chair: str | None, count: int) -> list[AgendaSlot]:
+        slots: list[AgendaSlot] = []
         previous = names[-1]
         cycle = 0
         while len(slots) < count:
@@ -297,15 +297,15 @@ class AgendaPolicy:
             if previous == target:  # ask about someone else's words, never the target's own
                 previous = names[(names.index(target) - 1) % len(names)]
             if chair:
-                slots.append(Slot(QUESTIONS, chair, self._question(target, previous, cycle // len(names) + cycle)))
-            slots.append(Slot(QUESTIONS, target))
-            slots.append(Slot(QUESTIONS, replier))
+                slots.append(AgendaSlot(QUESTIONS, chair, self._question(target, previous, cycle // len(names) + cycle)))
+            slots.append(AgendaSlot(QUESTIONS, target))
+            slots.append(AgendaSlot(QUESTIONS, replier))
             previous = replier
             cycle += 1
         slots = slots[:count]
         if slots and slots[-1].line is not None:  # never end the phase on an unanswered question
             last_spoke = next((s.speaker for s in reversed(slots) if s.line is None), names[-1])
-            slots[-1] = Slot(QUESTIONS, _after(names, last_spoke, frozenset()))
+            slots[-1] = AgendaSlot(QUESTIONS, _after(names, last_spoke, frozenset()))
         return slots
 
     def _replier(self, names: list[str], target: str, cycle: int) -> str:

@@ -75,135 +75,51 @@ import logging
 import random
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import assert_never
 
-from townhall.debate.ballot import (
-    VOTE_PHASE,
-    MinutesEntry,
-    Tally,
-    clean_reason,
-    completed_rounds,
-    tally,
-    vote_from,
-    write_minutes,
-)
-from townhall.domain.branches import TurnTree, first_difference
-from townhall.debate.context import PROMPT_OVERHEAD, FitJob, make_strategy
-from townhall.engine.base import Engine, Generation, GenerationRequest, ProbeResult, SamplingParams
-from townhall.errors import ConfigError, TownhallError
+from townhall.debate.announcing import Announcer
+from townhall.debate.branching import BranchOp, BranchService, Regenerate
+from townhall.debate.cast import Cast
+from townhall.debate.clerk import Clerk
+from townhall.debate.context import make_strategy
+from townhall.debate.prompting import DEBATE_SAMPLING, PromptBuilder
+from townhall.debate.prompts import AUDIENCE
+from townhall.debate.run_control import Floor, RunControl
+from townhall.debate.seeds import Seeds, derive_seed
+from townhall.debate.transcript import Transcript
+from townhall.debate.turn_order import TurnOrder
+from townhall.debate.turn_taker import MAX_RESAMPLES, SKIPPED, TurnFailure, TurnTaker
+from townhall.debate.voting import ProbeCost, Voting
+from townhall.domain.branches import TurnTree
 from townhall.domain.events import (
     BranchCreated,
     BranchSwitched,
-    Event,
     EventBus,
-    MinutesWritten,
     OutcomeDecided,
     Paused,
     Resumed,
+    SchedulerStatus,
     SessionEnded,
     SessionStarted,
-    SchedulerStatus,
-    StanceMeasured,
-    StrategyApplied,
     Subscriber,
     TokenStreamed,
-    TurnFailed,
     TurnFinished,
     TurnStarted,
 )
 from townhall.domain.personas import Persona
-from townhall.debate.policies import AgendaPolicy, PolicyContext, Slot, StanceView, TurnPolicy, make_policy, names_grammar
-from townhall.debate.prompts import (
-    AUDIENCE,
-    BALLOT_CHOICES,
-    AgentView,
-    Line,
-    PromptFormat,
-    Rendered,
-    choose_format,
-    exemplar_lines,
-    resolve_stance,
-    stop_strings,
-    topic_last_format,
-    visible,
-)
-from townhall.debate.quality import check_turn
 from townhall.domain.spec import TownHallSpec
-from townhall.debate.trimming import clean_spoken, trim_turn
-from townhall.domain.turns import WATCHER, Turn, TurnKind, TurnStatus, uses_turn_budget
+from townhall.domain.turns import Turn
+from townhall.engine.base import Engine
+from townhall.errors import TownhallError
+
+__all__ = ["BALLOT_AFTER", "DEBATE_SAMPLING", "MAX_RESAMPLES", "SKIPPED", "VOTE_CALLED", "Scheduler", "derive_seed"]
 
 log = logging.getLogger(__name__)
-
-# A skipped turn is `TurnStatus.SKIPPED`; this note only rides along in `turn.error` for
-# views that still test it (tui/app.py), until they test the status instead.
-SKIPPED = "skipped by the watcher"
-_SEED_SPACE = 2**31 - 1
-MAX_RESAMPLES = 3  # a turn that is not clean is drawn again this many times, then kept as DEGENERATE
-# Debate sampling, under the spec's and the persona's own overrides; tuned with
-# `townhall bench --quality` on the embedded model (see README).
-DEBATE_SAMPLING: dict[str, object] = {
-    "temperature": 0.7,
-    "max_tokens": 64,
-    "no_repeat_ngram_size": 3,  # never repeat a token 3-gram already said in the debate
-    "min_tokens": 12,  # a newline cannot end a turn before this many tokens
-}
-
-
-def derive_seed(base: int, index: int, retry: int, salt: int = 0) -> int:
-    """A request's sampling seed from the session seed, so a seeded run repeats exactly."""
-    return (base * 1_000_003 + index * 7_919 + retry * 104_729 + salt * 15_485_863) % _SEED_SPACE
-
 
 # End reasons after which the closing ballot is held: the debate ran its course, or was called.
 VOTE_CALLED = "vote_called"
 BALLOT_AFTER = frozenset({"max_turns", "token_budget", "time_budget", "closing_phrase", VOTE_CALLED})
-MINUTES_REASON_TOKENS = 40
-# Room the closing probe needs beyond the turn prompt that `_fit` measures: the ballot cue
-# replaces the `Name:` cue and is about a dozen tokens longer.
-BALLOT_ROOM_TOKENS = 24
-
-
-@dataclass
-class ProbeCost:
-    """What the stance probes of one run cost the engine, for the benchmark."""
-
-    probes: int = 0
-    evaluated_tokens: int = 0
-    total_ms: float = 0.0
-
-    def add(self, result: ProbeResult) -> None:
-        self.probes += 1
-        self.evaluated_tokens += result.evaluated_tokens
-        self.total_ms += result.total_ms
-
-
-@dataclass
-class _Interjection:
-    text: str
-    speaker: str
-
-
-@dataclass(frozen=True)
-class _BranchOp:
-    """A queued change of path: `kind` is regenerate | edit | fork | alternative | switch.
-
-    `node` names the turn the op was asked about, so an earlier op that changes the path does
-    not move its target; an alternative's index is read when applied, so two steps are two."""
-
-    kind: str
-    node: str | None = None
-    text: str = ""
-    step: int = 0
-    number: int = 0  # switch: the branch; alternative: the turn's index, read when applied
-
-
-class _EndSession(Exception):
-    def __init__(self, reason: str, error: str | None = None) -> None:
-        super().__init__(error or reason)
-        self.reason = reason
-        self.error = error
 
 
 class Scheduler:
@@ -212,6 +128,10 @@ class Scheduler:
     Dependencies come in: the engine (started here if it is not yet), the spec,
     the personas (any iterable or mapping holding everyone the spec names), an
     event bus, and a clock, so tests can hand in a scripted engine and fixed time.
+    The jobs are its collaborators', each with its own module: `control` (the watcher's
+    requests), `branches` (changing the path), `prompts` (each agent's prompt), `turns`
+    (saying a turn), `order` (whose turn), `voting` (stances, ballot, minutes), `clerk`
+    (one-off model calls). This class wires them and runs the loop.
     """
 
     def __init__(
@@ -228,11 +148,8 @@ class Scheduler:
         topic_last: bool = False,
     ) -> None:
         self.engine = engine
-        # generate's layout: the topic after the header (prompts.topic_last_format), so the
-        # first prompts of many conversations begin alike and a batched engine shares them.
-        self.topic_last = topic_last
-        self.agent_prefix = agent_prefix
         self.spec = spec
+        self.agent_prefix = agent_prefix
         self.bus = bus if bus is not None else EventBus()
         self.session_id = session_id or uuid.uuid4().hex[:12]
         self.clock = clock
@@ -240,74 +157,83 @@ class Scheduler:
             raise ValueError("history must be the tree's current path")
         # Every turn on every branch; `turns` is the current branch's path, what agents see.
         self.tree = tree if tree is not None else TurnTree.linear(list(history))
-        self.turns: list[Turn] = self.tree.path()
-        self.resumed = bool(self.turns)
-        self._made: set[str] = set()  # the nodes of the turns this run said: `max_turns` counts these
-        pool = list(personas.values()) if isinstance(personas, Mapping) else list(personas)
-        by_key = {p.name.casefold(): p for p in pool}
-
-        def find(name: str) -> Persona:
-            persona = by_key.get(name.strip().casefold())
-            if persona is None:
-                raise ConfigError(f"town hall names '{name}', but no such persona was given")
-            return persona
-
-        self.moderator: Persona | None = find(spec.moderator) if spec.moderator else None
-        speakers = [find(n) for n in spec.participants]
-        if self.moderator is not None:
-            speakers = [p for p in speakers if p.name != self.moderator.name]
-        names = [p.name for p in speakers]
-        if len(set(n.casefold() for n in names)) != len(names):
-            raise ConfigError("participants: each persona may take part only once")
-        if not speakers:
-            raise ConfigError("participants: a town hall needs at least one participant besides the moderator")
-        self.speakers: list[Persona] = speakers
-        self.participants: list[Persona] = ([self.moderator] if self.moderator else []) + speakers
-        self.policy = self._make_policy()
-        self.strategy = make_strategy(spec.context_strategy)
+        self.transcript = Transcript(self.tree)
+        self.resumed = bool(self.transcript.turns)
+        self.cast = Cast.from_spec(spec, personas)
+        self.moderator: Persona | None = self.cast.moderator
+        self.speakers: list[Persona] = self.cast.speakers
+        self.participants: list[Persona] = self.cast.participants
         self.status: SchedulerStatus = "idle"
-        self.current_speaker: str | None = None
-        self.next_speaker: str | None = None
         self.end_reason: str | None = None
-        self._rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
-        self._views: dict[str, AgentView] = {p.name: AgentView(p.name) for p in self.participants}
-        self._format: PromptFormat | None = None
-        self._interjections: deque[_Interjection] = deque()
-        self._branch_ops: deque[_BranchOp] = deque()
-        self._stance_log: dict[str, dict[str, float]] = {}  # node -> the stances read right after it
-        self._outcomes: dict[str, tuple[OutcomeDecided, str | None]] = {}  # path head -> its ballot
-        self._paused = False
-        self._paused_published = False
-        self._steps = 0
-        self._pause_after_turn = False
-        self._stop_requested = False
-        self._skip_next = False
-        self._skip_current = False
-        self._interrupt_current = False
-        self._generation: Generation | None = None
-        self._wake = asyncio.Event()
+        self.floor = Floor()
+        self.control = RunControl()
+        out = Announcer(self.session_id, clock, self.bus)
+        self._out = out
+        rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
+        seeds = Seeds(spec.seed, rng)
+        self.clerk = Clerk(engine, spec, self.cast, self.transcript, seeds)
+        self.prompts = PromptBuilder(engine, spec, self.cast, self.transcript, seeds, make_strategy(spec.context_strategy),
+                                     self.clerk.summarize, out, self.agent_key, topic_last=topic_last)
+        self.order = TurnOrder(spec, self.cast, self.transcript, rng, self._ask_moderator)
+        self.turn_taker = TurnTaker(engine, out, self.cast, self.transcript, self.prompts, self.control, self.floor)
+        self.voting = Voting(engine, spec, self.cast, self.transcript, self.prompts, self.clerk, self.turn_taker, out,
+                             self.agent_key)
+        # One rule set for changing the path, shared with the CLI and the TUI (debate/branching.py).
+        self.branches = BranchService(self.tree, self.session_id, clock, [p.name for p in self.participants])
         self._started_at = 0.0
-        self._closing = False
-        self._allowed: tuple[str, ...] | None = None
-        self._summaries: dict[tuple[str | None, tuple[Line, ...]], str] = {}
-        self._vote_called = False
-        self.stances: dict[str, float] = {}  # each participant's latest P(for)
-        self.outcome: OutcomeDecided | None = None
-        self.minutes: str | None = None
-        self.probe_cost = ProbeCost()  # the probes after each turn (the live stance meter)
-        self.ballot_cost = ProbeCost()  # the closing ballot's, each on the agent's full view
 
-    def _make_policy(self) -> TurnPolicy:
-        if self.spec.policy != AgendaPolicy.name:
-            return make_policy(self.spec.policy)
-        stances = {}
-        for p in self.speakers:
-            stance = resolve_stance(self.spec, p)
-            if stance is not None:
-                stances[p.name] = StanceView(*stance)
-        return AgendaPolicy(motion=self.spec.motion, title=self.spec.title, stances=stances, total=self.spec.max_turns)
+    # -- what views read ------------------------------------------------------------------------
+    @property
+    def turns(self) -> list[Turn]:
+        """The current branch's path: what every agent sees."""
+        return self.transcript.turns
 
-    # -- public control (sync, safe to call from any callback on the loop) ----
+    @turns.setter
+    def turns(self, turns: list[Turn]) -> None:
+        self.transcript.turns = turns
+
+    @property
+    def current_speaker(self) -> str | None:
+        return self.floor.current_speaker
+
+    @current_speaker.setter
+    def current_speaker(self, name: str | None) -> None:
+        self.floor.current_speaker = name
+
+    @property
+    def next_speaker(self) -> str | None:
+        return self.floor.next_speaker
+
+    @next_speaker.setter
+    def next_speaker(self, name: str | None) -> None:
+        self.floor.next_speaker = name
+
+    @property
+    def stances(self) -> dict[str, float]:
+        """Each participant's latest P(for) on the current path."""
+        return self.voting.stances
+
+    @property
+    def outcome(self) -> OutcomeDecided | None:
+        return self.voting.outcome
+
+    @property
+    def minutes(self) -> str | None:
+        return self.voting.minutes
+
+    @property
+    def probe_cost(self) -> ProbeCost:
+        return self.voting.probe_cost
+
+    @property
+    def ballot_cost(self) -> ProbeCost:
+        return self.voting.ballot_cost
+
+    @property
+    def probing(self) -> bool:
+        """Whether this run reads stances and holds a ballot: the spec asks, the engine can."""
+        return self.voting.probing
+
     def agent_key(self, name: str) -> str:
         """The engine's id for a participant's KV state. Sessions that share one engine at the
         same time (parallel `generate`) each pass their own `agent_prefix`, so states never mix."""
@@ -316,129 +242,65 @@ class Scheduler:
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         return self.bus.subscribe(fn)
 
+    # -- the watcher's controls (sync, safe to call from any callback on the loop) --------------
     def pause(self) -> None:
-        self._paused = True
-        self._steps = 0
-        self._poke()
+        self.control.pause()
 
     def resume(self) -> None:
-        self._paused = False
-        self._steps = 0
-        self._pause_after_turn = False
-        self._poke()
+        self.control.resume()
 
     def step(self) -> None:
         """Run one turn, then pause. While running: the current turn is that one."""
-        if self._paused:
-            self._steps += 1
-        else:
-            self._pause_after_turn = True
-        self._poke()
+        self.control.step()
 
     def skip(self) -> None:
         """Drop the turn being generated (its text is discarded), else skip the next speaker."""
-        if self._generation is not None:
-            self._skip_current = True
-            self._generation.cancel()
-        else:
-            self._skip_next = True
-        self._poke()
+        self.control.skip()
 
     def interrupt(self) -> None:
         """Stop the turn being generated; the text so far is kept, marked INTERRUPTED."""
-        if self._generation is not None:
-            self._interrupt_current = True
-            self._generation.cancel()
+        self.control.interrupt()
 
     def interject(self, text: str, speaker: str = AUDIENCE) -> None:
-        text = text.strip()
-        speaker = (speaker or AUDIENCE).strip()
-        if not text:
-            raise ConfigError("an interjection needs some text")
-        if not speaker or any(ch in speaker for ch in ":\n\r\t") or len(speaker) > 40:
-            raise ConfigError("the interjecting speaker's name must be one short line without ':'")
-        self._interjections.append(_Interjection(text, speaker))
-        self.next_speaker = self._interjections[0].speaker
-        self._poke()
+        self.control.interject(text, speaker)
+        self.next_speaker = self.control.interjections[0].speaker
 
     def stop(self) -> None:
-        self._stop_requested = True
-        self._poke()
+        self.control.stop()
 
     def call_vote(self) -> None:
         """End after the current turn with the closing ballot and the minutes (even while paused)."""
-        self._vote_called = True
-        self._poke()
+        self.control.call_vote()
 
-    # -- branches: queued like interjections, applied at the next turn boundary -------------
-    def _turn_at(self, index: int | None) -> Turn:
-        """Turn `index` of the current path (the last when None); a one-line error if there is none."""
-        if not self.turns:
-            raise ConfigError("this session has no turns yet")
-        if index is None:
-            return self.turns[-1]
-        if not 0 <= index < len(self.turns):
-            raise ConfigError(f"there is no turn {index} (turns 0 to {len(self.turns) - 1} are on branch {self.tree.current})")
-        return self.turns[index]
-
-    def _queue(self, op: _BranchOp) -> None:
-        self._branch_ops.append(op)
-        self._poke()
-
+    # -- branches: checked at the call by the branch service, applied at the next turn boundary --
     def regenerate(self, index: int | None = None) -> None:
         """Draw turn `index` (the last when None) again: the same speaker, a new seed, on a new
         branch from the turn before it; the original stays as an alternative."""
-        turn = self._turn_at(index)
-        self._regenerable(turn)
-        self._queue(_BranchOp("regenerate", turn.node))
-
-    def _regenerable(self, turn: Turn) -> Persona:
-        if turn.kind == TurnKind.AUDIENCE or turn.scripted:
-            what = "an audience line" if turn.kind == TurnKind.AUDIENCE else "a scripted agenda line"
-            raise ConfigError(f"turn {turn.index} is {what}: it cannot be regenerated, only edited")
-        persona = next((p for p in self.participants if p.name == turn.speaker), None)
-        if persona is None:
-            raise ConfigError(f"turn {turn.index}'s speaker {turn.speaker} is not taking part: it can only be edited")
-        return persona
+        self.control.queue(self.branches.regenerate_op(index))
 
     def edit(self, index: int, text: str) -> None:
         """The watcher's `text` replaces turn `index` on a new branch (the original stays as an
         alternative); the debate goes on from the edited turn."""
-        turn = self._turn_at(index)
-        if not text.strip():
-            raise ConfigError("an edit needs some text (to drop a turn, fork before it)")
-        self._queue(_BranchOp("edit", turn.node, text=text.strip()))
+        self.control.queue(self.branches.edit_op(index, text))
 
     def fork(self, index: int) -> None:
         """A new branch sharing turns 0..index; the debate goes on from it."""
-        self._queue(_BranchOp("fork", self._turn_at(index).node))
+        self.control.queue(self.branches.fork_op(index))
 
     def alternative(self, index: int, step: int) -> None:
         """Step (+1 / -1) through turn `index`'s alternatives, oldest first; wraps around at
         either end. The branch that shows the chosen one becomes current."""
-        turn = self._turn_at(index)
-        if len(self.tree.alternatives(turn)) < 2:
-            raise ConfigError(f"turn {turn.index} has no alternatives (regenerate or edit it to make one)")
-        if step == 0:
-            raise ConfigError("alternative: step must be +1 or -1")
-        self._queue(_BranchOp("alternative", step=step, number=turn.index))
+        self.control.queue(self.branches.alternative_op(index, step))
 
     def switch_branch(self, number: int) -> None:
         """Make branch `number` current (its path is what every agent sees from then on)."""
-        self.tree.branch(number)  # a clear error naming the branches there are
-        self._queue(_BranchOp("switch", number=number))
+        self.control.queue(self.branches.switch_op(number))
 
-    @property
-    def probing(self) -> bool:
-        """Whether this run reads stances and holds a ballot: the spec asks, the engine can."""
-        return self.spec.ballot and self.engine.info.stance_probe is not None
-
-    def _poke(self) -> None:
-        self._wake.set()
-
-    # -- running ----------------------------------------------------------------
-    async def _publish(self, event: Event) -> None:
-        await self.bus.apublish(event)
+    # -- running --------------------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Start the engine and pick the prompt format: what `run` does before its first turn."""
+        await self.engine.start()
+        self.prompts.choose_format()
 
     async def run(self) -> str:
         """Run until a stop condition; return the end reason (also in SessionEnded)."""
@@ -450,26 +312,21 @@ class Scheduler:
             try:
                 await self.prepare()
                 self._started_at = self.clock()
-                await self._publish(
-                    SessionStarted(
-                        session_id=self.session_id,
-                        spec=self.spec.model_dump(mode="json"),
-                        participants=tuple(self.participants),
-                        engine=self.engine.info,
-                        at=self._started_at,
-                        resumed=self.resumed,
-                    )
-                )
+                await self._out.publish(SessionStarted(
+                    session_id=self.session_id, spec=self.spec.model_dump(mode="json"),
+                    participants=tuple(self.participants), engine=self.engine.info, at=self._started_at,
+                    resumed=self.resumed,
+                ))
                 reason = await self._loop()
                 # A run that said nothing new (one resumed only to flip, fork or switch after the
                 # end) leaves the branch's recorded outcome as it was.
-                if reason in BALLOT_AFTER and self.probing and (self._made or reason == VOTE_CALLED):
+                if reason in BALLOT_AFTER and self.probing and (self.transcript.said_anything or reason == VOTE_CALLED):
                     try:
                         await self.hold_vote()
                     except TownhallError as failure:  # the debate itself ended well: keep its reason
                         log.warning("closing ballot failed: %s", failure)
-            except _EndSession as end:
-                reason, error = end.reason, end.error
+            except TurnFailure as failed:
+                reason, error = "error", failed.error
             except TownhallError as failure:
                 reason, error = "error", str(failure)
             except asyncio.CancelledError:
@@ -483,445 +340,116 @@ class Scheduler:
             self.current_speaker = None
             self.next_speaker = None
             self.end_reason = reason
-            await self._publish(
-                SessionEnded(self.session_id, reason, self.clock(), len(self.turns), error)
-            )
+            await self._out.publish(SessionEnded(self.session_id, reason, self.clock(), len(self.turns), error))
         return reason
 
     def _stop_reason(self) -> str | None:
-        if self._stop_requested:
+        if self.control.stop_requested:
             return "stopped"
-        if self._vote_called:
+        if self.control.vote_called:
             return VOTE_CALLED
-        if self._closing:
-            return "closing_phrase"
-        spoken = [t for t in self.turns if t.node in self._made and uses_turn_budget(t)]
-        if self.spec.max_turns is not None and len(spoken) >= self.spec.max_turns:
-            return "max_turns"
-        if self.spec.token_budget is not None:
-            used = sum(t.stats.generated_tokens for t in spoken if t.stats)
-            if used >= self.spec.token_budget:
-                return "token_budget"
-        if self.spec.time_budget_s is not None and self.clock() - self._started_at >= self.spec.time_budget_s:
-            return "time_budget"
-        return None
+        return self.transcript.ended_by(self.spec, lambda: self.clock() - self._started_at)
 
     async def _loop(self) -> str:
+        control = self.control
         while True:
-            if self._branch_ops and not self._stop_requested:
-                await self._apply(self._branch_ops.popleft())
+            op = control.next_branch_op()
+            if op is not None:
+                await self._apply(op)
                 continue
             reason = self._stop_reason()
             if reason:
                 return reason
-            if self._interjections:
-                await self._interjection_turn(self._interjections.popleft())
-                continue
-            if self._paused and self._steps == 0:
-                self.status = "paused"
-                self.current_speaker = None
+            if control.interjections:
+                await self.turn_taker.interjection_turn(control.interjections.popleft())
                 self._refresh_next()
-                if not self._paused_published:
-                    self._paused_published = True
-                    await self._publish(Paused(self.session_id, self.clock()))
-                self._wake.clear()
-                if (self._paused and self._steps == 0 and not self._interjections and not self._stop_requested
-                        and not self._vote_called and not self._branch_ops):
-                    await self._wake.wait()
                 continue
-            if not self._paused and self._paused_published:
-                self._paused_published = False
-                await self._publish(Resumed(self.session_id, self.clock()))
-            if self._paused:
-                self._steps -= 1
+            if control.pacing.held:
+                await self._hold()
+                continue
+            if not control.pacing.paused and control.pause_announced:
+                control.pause_announced = False
+                await self._out.publish(Resumed(self.session_id, self.clock()))
+            control.pacing.turn_begins()
             self.status = "running"
-            slot = self.policy.slot(self._policy_context()) if isinstance(self.policy, AgendaPolicy) else None
-            speaker = await self._choose()
-            if slot is not None and slot.line is not None and slot.speaker == speaker.name:
-                await self._scripted_turn(speaker, slot)
-            else:
-                await self._agent_turn(speaker, slot.phase if slot is not None else None)
-                await self._stance_after_turn(speaker)
-            if self._pause_after_turn:
-                self._pause_after_turn = False
-                self._paused = True
-            if self.status == "running" and self._paused:
-                self.status = "paused"
-            self._refresh_next()
+            await self._next_turn()
+            control.pacing.turn_ends()
+            self._settle_status()
 
-    def _policy_context(self, exclude: frozenset[str] = frozenset()) -> PolicyContext:
-        return PolicyContext(
-            speakers=self.speakers,
-            moderator=self.moderator,
-            turns=self.turns,
-            rng=self._rng,
-            exclude=exclude,
-            ask_model=self._ask_model,
-        )
+    async def _hold(self) -> None:
+        """Paused with no step granted: say so once, then sleep until a request comes."""
+        self.status = "paused"
+        self.current_speaker = None
+        self._refresh_next()
+        if not self.control.pause_announced:
+            self.control.pause_announced = True
+            await self._out.publish(Paused(self.session_id, self.clock()))
+        await self.control.wait_until_runnable()
 
-    def _refresh_next(self) -> None:
-        if self._interjections:
-            self.next_speaker = self._interjections[0].speaker
+    async def _next_turn(self) -> None:
+        slot = self.order.slot()
+        speaker = await self.order.choose(self.control.take_skip())
+        if slot is not None and slot.line is not None and slot.speaker == speaker.name:
+            await self.turn_taker.scripted_turn(speaker, slot.line, slot.phase)
         else:
-            self.next_speaker = self.policy.peek(self._policy_context())
+            await self._agent_turn(speaker, slot.phase if slot is not None else None)
 
-    async def _choose(self) -> Persona:
-        exclude: frozenset[str] = frozenset()
-        if self._skip_next:
-            self._skip_next = False
-            skipped = self.policy.peek(self._policy_context())
-            if skipped:
-                exclude = frozenset({skipped})
-        name = await self.policy.choose(self._policy_context(exclude))
-        return next(p for p in self.participants if p.name == name)
+    async def _agent_turn(self, speaker: Persona, phase: str | None) -> None:
+        await self.turn_taker.agent_turn(speaker, phase)
+        if not self.control.stop_requested:
+            await self.voting.after_turn(speaker)
 
-    # -- branch ops, applied between turns ---------------------------------------------
-    async def _apply(self, op: _BranchOp) -> None:
-        """One queued branch op. Regenerate and edit say their new turn at once; fork and the
-        switches only change the path, and the debate (or the pause) goes on from there."""
-        if op.kind == "switch":
-            await self._switch_to(op.number)
-            return
-        if op.kind == "alternative":
-            if not 0 <= op.number < len(self.turns):
-                return  # an earlier op shortened the path
-            alternatives = self.tree.alternatives(self.turns[op.number])
-            picked = alternatives[(alternatives.index(self.turns[op.number]) + op.step) % len(alternatives)]
-            await self._switch_to(self.tree.branch_showing(picked))
-            return
-        assert op.node is not None
-        turn = self.tree.nodes[op.node]
-        fork = turn.node if op.kind == "fork" else turn.parent
-        old = self.turns
-        branch = self.tree.branch_from(fork, op.kind, self.clock())
-        await self._publish(BranchCreated(self.session_id, branch.number, branch.parent, branch.fork, op.kind,
-                                          branch.created_at))
-        await self._switched(old)
-        if op.kind == "edit":
-            await self._edited_turn(turn, op.text)
-        elif op.kind == "regenerate":
-            persona = self._regenerable(turn)
-            self.status = "running"
-            await self._agent_turn(persona, turn.phase)
-            await self._stance_after_turn(persona)
-        if self.status == "running" and self._paused:
+    def _settle_status(self) -> None:
+        """After a turn or an op: paused if a pause was asked meanwhile; the next speaker."""
+        if self.status == "running" and self.control.pacing.paused:
             self.status = "paused"
         self._refresh_next()
 
-    async def _switch_to(self, number: int) -> None:
-        """Make branch `number` current, if it is not already, and tell the views."""
-        if number != self.tree.current:
-            old = self.turns
-            self.tree.switch(number)
-            await self._switched(old)
+    def _refresh_next(self) -> None:
+        if self.control.interjections:
+            self.next_speaker = self.control.interjections[0].speaker
+        else:
+            self.next_speaker = self.order.peek()
 
-    async def _switched(self, old: Sequence[Turn]) -> None:
-        """The path changed from `old`: rebuild what depends on it, then tell the views."""
-        start = first_difference(old, self.tree.path())
-        self._rebuild(start)
-        await self._publish(BranchSwitched(self.session_id, self.tree.current, tuple(self.turns), start, self.clock()))
+    async def _ask_moderator(self, candidates: Sequence[str]) -> str | None:
+        """The moderator's pick among `candidates` (the moderator policy asks through this)."""
+        head, lines = self.prompts.chair_context()
+        return await self.clerk.pick_speaker(candidates, head, lines)
+
+    # -- branch ops, applied between turns ------------------------------------------------------
+    async def _apply(self, op: BranchOp) -> None:
+        """One queued branch op. Regenerate and edit say their new turn at once; fork and the
+        switches only change the path, and the debate (or the pause) goes on from there."""
+        for event in self.branches.apply(op):
+            match event:
+                case BranchSwitched(from_index=start):
+                    self._rebuild(start)
+                case TurnStarted(node=node):  # the watcher's edited turn, already in the tree
+                    self.transcript.took_place(self.tree.nodes[node])
+                case BranchCreated() | TokenStreamed() | TurnFinished():
+                    pass
+                case _:
+                    assert_never(event)
+            await self._out.publish(event)
+        if isinstance(op, Regenerate):
+            turn = self.tree.nodes[op.node]
+            self.branches.check_regenerable(turn)
+            self.status = "running"
+            await self._agent_turn(self.cast.persona(turn.speaker), turn.phase)
+        self._settle_status()
 
     def _rebuild(self, start: int) -> None:
         """Everything that follows from the path, for a path that differs from turn `start` on.
 
-        A view that dropped or summarised a turn from `start` on starts over (the context
-        strategy cuts it again if needed); the policy is made afresh (its only state is a
-        cached draw); stances are replayed from the readings taken after each turn of the
-        new path; a ballot belongs to the path it was held on.
+        The views that saw a changed turn start over; the policy is made afresh (its only
+        state is a cached draw); stances and the ballot are those of the new path. The
+        closing phrase is read from the path whenever it is asked (`Transcript.closed_by`).
         """
-        self.turns = self.tree.path()
-        for name, view in list(self._views.items()):
-            if view.first > start:
-                fresh = AgentView(name)
-                fresh.rebuilds = view.rebuilds
-                self._views[name] = fresh
-        self.policy = self._make_policy()
-        self.stances = {}
-        for turn in self.turns:
-            self.stances.update(self._stance_log.get(turn.node, {}))
-        head = self.turns[-1].node if self.turns else ""
-        self.outcome, self.minutes = self._outcomes.get(head, (None, None))
-        self._closing = any(t.node in self._made and self._closes(t) for t in self.turns)
+        self.transcript.reload()
+        self.prompts.forget_views_from(start)
+        self.order.reset()
+        self.voting.follow_path()
         self._refresh_next()
-
-    async def _edited_turn(self, original: Turn, text: str) -> None:
-        """The watcher's version of `original`: said at once, like a scripted line."""
-        turn = Turn(index=len(self.turns), speaker=original.speaker, kind=original.kind, content=text,
-                    started_at=self.clock(), phase=original.phase, author=WATCHER)
-        self._append(turn)
-        await self._publish(self._started(turn))
-        await self._publish(TokenStreamed(self.session_id, turn.index, turn.speaker, text))
-        turn.status = TurnStatus.COMPLETE
-        turn.finished_at = self.clock()
-        await self._publish(TurnFinished(self.session_id, turn))
-        self._note_closing(turn)
-
-    # -- turns --------------------------------------------------------------------
-    def _append(self, turn: Turn) -> None:
-        """Put a new turn at the end of the current branch (its index, parent and branch set)."""
-        self.tree.add(turn)
-        self.turns.append(turn)
-        self._made.add(turn.node)
-
-    def _started(self, turn: Turn) -> TurnStarted:
-        return TurnStarted(self.session_id, turn.index, turn.speaker, turn.kind, turn.started_at, turn.phase,
-                           node=turn.node, parent=turn.parent, branch=turn.branch)
-
-    async def _interjection_turn(self, item: _Interjection) -> None:
-        now = self.clock()
-        turn = Turn(
-            index=len(self.turns),
-            speaker=item.speaker,
-            kind=TurnKind.AUDIENCE,
-            content=item.text,
-            status=TurnStatus.STREAMING,
-            started_at=now,
-        )
-        self._append(turn)
-        await self._publish(self._started(turn))
-        turn.status = TurnStatus.COMPLETE
-        turn.finished_at = self.clock()
-        await self._publish(TurnFinished(self.session_id, turn))
-        self._refresh_next()
-
-    async def _scripted_turn(self, persona: Persona, slot: Slot) -> None:
-        """The moderator's line from the agenda: said at once, streamed as one piece."""
-        assert slot.line is not None
-        index = len(self.turns)
-        turn = Turn(
-            index=index, speaker=persona.name, kind=TurnKind.MODERATOR, content=slot.line,
-            started_at=self.clock(), phase=slot.phase, scripted=True,
-        )
-        self._append(turn)
-        self.current_speaker = persona.name
-        self.next_speaker = None
-        await self._publish(self._started(turn))
-        await self._publish(TokenStreamed(self.session_id, index, persona.name, slot.line))
-        turn.status = TurnStatus.COMPLETE
-        turn.finished_at = self.clock()
-        self.current_speaker = None
-        await self._publish(TurnFinished(self.session_id, turn))
-        self._note_closing(turn)
-
-    def _closes(self, turn: Turn) -> bool:
-        return bool(
-            turn.kind == TurnKind.MODERATOR
-            and self.spec.closing_phrase
-            and turn.status == TurnStatus.COMPLETE
-            and self.spec.closing_phrase.casefold() in turn.content.casefold()
-        )
-
-    def _note_closing(self, turn: Turn) -> None:
-        if self._closes(turn):
-            self._closing = True
-
-    def _unsayable(self, persona: Persona) -> tuple[str, ...]:
-        if self._format is None or self._format.name != "transcript":
-            return ()
-        return exemplar_lines() + tuple(" ".join(e.split()) for e in persona.examples)
-
-    def _sayable(self) -> tuple[str, ...]:
-        """What every speaker may repeat despite the n-gram ban: the motion, the names, the sides, the concerns."""
-        if self._allowed is None:
-            texts = [self.spec.motion, self.spec.title or "", ", ".join(p.name for p in self.participants),
-                     "I am for the motion. I am against the motion. I am undecided on the motion. I'm for the motion. "
-                     "I'm against the motion. I'm undecided about the motion. I agree with you. I disagree with you."]
-            for persona in self.speakers:
-                stance = resolve_stance(self.spec, persona)
-                if stance is not None:
-                    texts.append(stance[1])
-            self._allowed = tuple(" ".join(t.split()) for t in texts if t.strip())
-        return self._allowed
-
-    def _names(self) -> list[str]:
-        extra = [t.speaker for t in self.turns if t.kind == TurnKind.AUDIENCE]
-        return list(dict.fromkeys([p.name for p in self.participants] + [AUDIENCE] + extra))
-
-    def _sampling(self, persona: Persona, index: int, retry: int) -> SamplingParams:
-        base = SamplingParams().merged(DEBATE_SAMPLING, self.spec.sampling, persona.sampling)
-        assert self._format is not None
-        stops = stop_strings(
-            persona.name, self._names(), self.engine.info.eos_markers, self._format.generic_stops
-        ) + tuple(base.stop)
-        if self.spec.seed is not None:
-            # Branch 1 keeps the seeds of a session without branches; a regenerated turn is on a
-            # new branch, so it draws anew, and a seeded session still repeats.
-            seed = derive_seed(self.spec.seed, index, retry, salt=self.tree.current - 1)
-        else:
-            seed = self._rng.randrange(_SEED_SPACE)
-        return base.merged({"seed": seed, "stop": tuple(dict.fromkeys(stops))})
-
-    def _entries(self, view: AgentView) -> list[tuple[int, Line]]:
-        return [
-            (i, Line(t.speaker, " ".join(t.content.split())))
-            for i, t in enumerate(self.turns)
-            if i >= view.first and visible(t)
-        ]
-
-    def _render(self, persona: Persona, view: AgentView) -> Rendered:
-        assert self._format is not None
-        return self._format.render(persona, view.summary, [line for _, line in self._entries(view)])
-
-    async def _fit(self, persona: Persona, max_tokens: int) -> Rendered:
-        """Render the agent's prompt; if it would overflow, apply the context strategy."""
-        view = self._views[persona.name]
-        rendered = self._render(persona, view)
-        n_ctx = self.engine.info.n_ctx
-        needed = await self.engine.count_tokens(rendered.prompt)
-        if needed + max_tokens + PROMPT_OVERHEAD <= n_ctx:
-            return rendered
-        empty = AgentView(persona.name)
-        fixed = await self.engine.count_tokens(self._render_bare(persona, empty).prompt)
-
-        async def measure(v: AgentView) -> int:
-            return await self.engine.count_tokens(self._render(persona, v).prompt)
-
-        job = FitJob(
-            agent=persona.name,
-            view=view,
-            entries=self._entries(view),
-            n_ctx=n_ctx,
-            max_tokens=max_tokens,
-            fixed_tokens=fixed,
-            measure=measure,
-            count=self.engine.count_tokens,
-            summarize=self._summarize,
-        )
-        if fixed + max_tokens + PROMPT_OVERHEAD > n_ctx:
-            raise job.too_small(fixed)
-        detail = await self.strategy.fit(job)
-        view.rebuilds += 1
-        self.engine.forget(self.agent_key(persona.name))
-        await self._publish(
-            StrategyApplied(self.session_id, persona.name, self.strategy.name, detail, self.clock())
-        )
-        return self._render(persona, view)
-
-    def _render_bare(self, persona: Persona, view: AgentView) -> Rendered:
-        assert self._format is not None
-        return self._format.render(persona, None, [])
-
-    async def _agent_turn(self, persona: Persona, phase: str | None = None) -> None:
-        index = len(self.turns)
-        kind = TurnKind.MODERATOR if persona is self.moderator else TurnKind.AGENT
-        sampling = self._sampling(persona, index, 0)
-        rendered = await self._fit(persona, sampling.max_tokens)
-        turn = Turn(index=index, speaker=persona.name, kind=kind, started_at=self.clock(), sampling=sampling, phase=phase)
-        self._append(turn)
-        self.current_speaker = persona.name
-        self.next_speaker = None
-        self._skip_current = self._interrupt_current = False
-        await self._publish(self._started(turn))
-        earlier = [t.content for t in self.turns[:index] if visible(t)]
-        # For the engine's n-gram ban: the exemplar and the persona's own examples (a small
-        # model copies them word for word), then everything said in the debate so far.
-        banned = self._unsayable(persona) + tuple(" ".join(text.split()) for text in earlier)
-        names = self._names()
-        try:
-            for retry in range(MAX_RESAMPLES + 1):
-                if retry:
-                    sampling = self._sampling(persona, index, retry)
-                    turn.sampling = sampling
-                    turn.retries = retry
-                request = GenerationRequest(
-                    agent_id=self.agent_key(persona.name), prompt=rendered.prompt, sampling=sampling, messages=rendered.messages,
-                    banned_texts=banned, allowed_texts=self._sayable(),
-                )
-                generation = self.engine.generate(request)
-                self._generation = generation
-                try:
-                    async for piece in generation:
-                        await self._publish(TokenStreamed(self.session_id, index, persona.name, piece))
-                except asyncio.CancelledError:
-                    generation.cancel()
-                    raise
-                except Exception as failure:  # noqa: BLE001 - the engine's fault becomes a failed turn
-                    turn.content = generation.text.strip()  # what was said before the fault is kept
-                    turn.stats = generation.stats
-                    await self._fail(turn, failure)
-                finally:
-                    self._generation = None
-                turn.stats = generation.stats
-                finish = generation.stats.finish_reason if generation.stats else "stop"
-                if self._skip_current:
-                    turn.content, turn.status, turn.error = "", TurnStatus.SKIPPED, SKIPPED
-                    break
-                cut_short = finish in ("length", "context")
-                turn.content = trim_turn(
-                    generation.text,
-                    finish_reason="length" if cut_short else "stop",
-                    names=names,
-                    markers=self.engine.info.eos_markers,
-                )
-                assert self._format is not None
-                clean = getattr(self._format, "clean_turn", None)  # chat: tags, narration, leaked prompt
-                turn.content = clean(persona, turn.content, names) if clean else clean_spoken(
-                    turn.content, persona.name, names, self._format.fixed_part(persona), resample_impersonation=True)
-                if self._interrupt_current or finish == "cancelled":
-                    turn.status = TurnStatus.INTERRUPTED
-                    break
-                if not check_turn(turn.content, persona.name, names, earlier).clean:
-                    turn.status = TurnStatus.DEGENERATE
-                    continue
-                turn.status = TurnStatus.COMPLETE
-                break
-        except asyncio.CancelledError:
-            turn.status = TurnStatus.INTERRUPTED
-            turn.finished_at = self.clock()
-            self.current_speaker = None
-            await self._publish(TurnFinished(self.session_id, turn))
-            raise
-        turn.finished_at = self.clock()
-        self.current_speaker = None
-        await self._publish(TurnFinished(self.session_id, turn))
-        self._note_closing(turn)
-
-    async def _fail(self, turn: Turn, failure: BaseException) -> None:
-        message = str(failure) if isinstance(failure, TownhallError) else f"{type(failure).__name__}: {failure}"
-        turn.status = TurnStatus.FAILED
-        turn.error = message
-        turn.finished_at = self.clock()
-        self.current_speaker = None
-        await self._publish(TurnFailed(self.session_id, turn, message))
-        raise _EndSession("error", f"{turn.speaker}'s turn failed: {message}")
-
-    # -- the stance probe, the closing ballot, the minutes ------------------------------
-    async def _read_stance(self, persona: Persona, cost: ProbeCost) -> ProbeResult | None:
-        """P(for) from the agent's own state and current view; None if the probe failed."""
-        assert self._format is not None
-        view = self._views[persona.name]
-        prompt = self._format.render_ballot(persona, view.summary, [line for _, line in self._entries(view)])
-        try:
-            result = await self.engine.probe(self.agent_key(persona.name), prompt, BALLOT_CHOICES)
-        except TownhallError as failure:
-            log.warning("stance probe for %s failed: %s", persona.name, failure)
-            return None
-        cost.add(result)
-        self.stances[persona.name] = result.share(0)
-        if self.turns:
-            self._stance_log.setdefault(self.turns[-1].node, {})[persona.name] = result.share(0)
-        return result
-
-    def _round(self) -> int:
-        spoken: dict[str, int] = {}
-        for turn in self.turns:
-            if turn.kind == TurnKind.AGENT and visible(turn):
-                spoken[turn.speaker] = spoken.get(turn.speaker, 0) + 1
-        return completed_rounds(spoken, [p.name for p in self.speakers])
-
-    async def _publish_stance(self, persona: Persona, result: ProbeResult, turn_index: int) -> None:
-        await self._publish(StanceMeasured(self.session_id, persona.name, self._round(), turn_index,
-                                           result.share(0), result.method, self.clock()))
-
-    async def _stance_after_turn(self, persona: Persona) -> None:
-        """The speaker's stance right after its turn: its state is resident, only the cue is new."""
-        turn = self.turns[-1]
-        if (not self.probing or self._stop_requested or persona is self.moderator or turn.speaker != persona.name
-                or not visible(turn)):
-            return
-        result = await self._read_stance(persona, self.probe_cost)
-        if result is not None:
-            await self._publish_stance(persona, result, turn.index)
 
     async def hold_vote(self) -> OutcomeDecided | None:
         """The closing ballot: every participant votes from a probe on its full current view;
@@ -930,116 +458,6 @@ class Scheduler:
         Public for `townhall vote ID`, which rebuilds a stored session's views and calls it
         after `prepare()`; a run calls it itself when the debate ends.
         """
-        if self._format is None:
+        if not self.prompts.ready:
             await self.prepare()
-        votes = []
-        last = len(self.turns) - 1
-        for persona in self.speakers:
-            await self._fit(persona, BALLOT_ROOM_TOKENS)
-            result = await self._read_stance(persona, self.ballot_cost)
-            if result is None:
-                continue
-            await self._publish_stance(persona, result, last)
-            votes.append(vote_from(persona.name, result.share(0)))
-        if not votes:
-            return None
-        counted = tally(votes)
-        if self.moderator is not None:
-            await self._scripted_turn(self.moderator, Slot(phase=VOTE_PHASE, speaker=self.moderator.name,
-                                                           line=counted.announcement))
-        self.outcome = OutcomeDecided(self.session_id, counted.votes, counted.votes_for, counted.votes_against,
-                                      counted.result, counted.announcement, self.clock())
-        await self._publish(self.outcome)
-        self.minutes = await self._write_minutes(counted)
-        if self.turns:
-            self._outcomes[self.turns[-1].node] = (self.outcome, self.minutes)
-        await self._publish(MinutesWritten(self.session_id, self.minutes, self.clock()))
-        return self.outcome
-
-    async def prepare(self) -> None:
-        """Start the engine and pick the prompt format: what `run` does before its first turn."""
-        await self.engine.start()
-        self._format = choose_format(self.spec, self.participants, self.engine.info.chat_template)
-        if self.topic_last:
-            self._format = topic_last_format(self._format)
-
-    async def _write_minutes(self, counted: Tally) -> str:
-        """The frame from what is certain; each participant's reason in the model's words."""
-        entries = []
-        for vote in counted.votes:
-            persona = next(p for p in self.speakers if p.name == vote.agent)
-            stance = resolve_stance(self.spec, persona)
-            reason = await self._reason(persona, vote.choice)
-            entries.append(MinutesEntry(persona.name, persona.title, stance[0] if stance else None, vote, reason))
-        return write_minutes(self.spec.title, self.spec.motion, counted, entries)
-
-    async def _reason(self, persona: Persona, choice: str) -> str:
-        """One clause on why `persona` voted as it did, written from its own words in the debate."""
-        own = [Line(t.speaker, " ".join(t.content.split())) for t in self.turns
-               if t.speaker == persona.name and visible(t)]
-        if not own:
-            return ""
-        head = f"Minutes of a town hall meeting.\nMotion: {self.spec.motion.strip()}\n\nWhat {persona.name} said:\n"
-        tail = f"\nThe clerk's note: {persona.name} voted {choice} the motion because"
-        prompt = await self._fit_lines(head, own, tail, MINUTES_REASON_TOKENS)
-        seed = derive_seed(self.spec.seed, len(self.turns), 0, salt=3) if self.spec.seed is not None else (
-            self._rng.randrange(_SEED_SPACE))
-        sampling = SamplingParams(temperature=0.3, max_tokens=MINUTES_REASON_TOKENS, seed=seed,
-                                  stop=("\n",) + tuple(self.engine.info.eos_markers))
-        try:
-            text = await self._oneoff(prompt, sampling)
-        except TownhallError as failure:
-            log.warning("minutes: %s's reason failed: %s", persona.name, failure)
-            return ""
-        return clean_reason(text)
-
-    # -- stateless helpers: summaries and speaker choice ----------------------------
-    async def _fit_lines(self, head: str, lines: Sequence[Line], tail: str, max_tokens: int) -> str:
-        """A one-off prompt with as many of the latest `lines` as fit the context."""
-        kept = list(lines)
-        while True:
-            prompt = head + "".join(f"{l.speaker}: {l.text}\n" for l in kept) + tail
-            if not kept or await self.engine.count_tokens(prompt) + max_tokens <= self.engine.info.n_ctx:
-                return prompt
-            kept.pop(0)
-
-    async def _oneoff(self, prompt: str, sampling: SamplingParams, grammar: str | None = None) -> str:
-        generation = self.engine.generate(GenerationRequest(agent_id=None, prompt=prompt, sampling=sampling, grammar=grammar))
-        return await generation.result()
-
-    async def _summarize(self, previous: str | None, lines: Sequence[Line]) -> str:
-        key = (previous, tuple(lines))
-        if key in self._summaries:
-            return self._summaries[key]
-        max_tokens = max(24, min(80, self.engine.info.n_ctx // 8))
-        head = f"Notes from a town hall meeting. Motion: {self.spec.motion.strip()}\n"
-        if previous:
-            head += f"Earlier: {previous.strip()}\n"
-        head += "\n"
-        tail = "\nSummary of what was said above, in two sentences:"
-        prompt = await self._fit_lines(head, lines, tail, max_tokens)
-        seed = derive_seed(self.spec.seed, len(self.turns), 0, salt=1) if self.spec.seed is not None else self._rng.randrange(_SEED_SPACE)
-        sampling = SamplingParams(temperature=0.3, max_tokens=max_tokens, seed=seed,
-                                  stop=("\n\n",) + tuple(f"\n{n}:" for n in self._names()) + tuple(self.engine.info.eos_markers))
-        text = trim_turn(await self._oneoff(prompt, sampling), finish_reason="length", names=self._names(),
-                         markers=self.engine.info.eos_markers)
-        self._summaries[key] = text
-        return text
-
-    async def _ask_model(self, candidates: Sequence[str]) -> str | None:
-        """The moderator's pick among `candidates`, constrained to their names by a grammar."""
-        assert self.moderator is not None and self._format is not None
-        lines = [line for _, line in self._entries(AgentView(self.moderator.name))][-8:]
-        head = self._format.fixed_part(self.moderator) if self._format.name == "transcript" else ""
-        if not head:
-            head = f"Town hall meeting. Motion: {self.spec.motion.strip()}\n"
-        tail = f"{self.moderator.name}: Thank you. Next I call on"
-        prompt = await self._fit_lines(head, lines, tail, 16)
-        seed = derive_seed(self.spec.seed, len(self.turns), 0, salt=2) if self.spec.seed is not None else self._rng.randrange(_SEED_SPACE)
-        sampling = SamplingParams(temperature=0.7, max_tokens=16, seed=seed, stop=("\n",))
-        try:
-            answer = await self._oneoff(prompt, sampling, grammar=names_grammar(candidates))
-        except TownhallError as failure:
-            log.warning("speaker choice failed: %s", failure)
-            return None
-        return answer.strip().rstrip(".,!?")
+        return await self.voting.hold()

@@ -125,14 +125,15 @@ class TurnTree:
         branch.head = turn.node
         return turn
 
-    def branch_from(self, fork: str | None, reason: str, at: float = 0.0) -> Branch:
-        """A new branch that shares the current path up to `fork` (None: shares nothing) and
-        becomes current. Regenerate and edit then add the new turn; fork adds nothing."""
+    def branch_from(self, fork: str | None, reason: str, at: float = 0.0, parent: int | None = None) -> Branch:
+        """A new branch that shares branch `parent`'s path (the current one's) up to `fork` (None:
+        shares nothing) and becomes current. Regenerate and edit then add the new turn; fork adds nothing."""
         if reason not in BRANCH_REASONS:
             raise ValueError(f"unknown branch reason {reason!r}")
         if fork is not None and fork not in self.nodes:
             raise ConfigError(f"turn {fork} is not in this session")
-        branch = Branch(max(self.branches) + 1, parent=self.current, fork=fork, head=fork, reason=reason,
+        grows_from = self.branch(parent).number
+        branch = Branch(max(self.branches) + 1, parent=grows_from, fork=fork, head=fork, reason=reason,
                         created_at=at)
         self.branches[branch.number] = branch
         self.current = branch.number

@@ -14,7 +14,7 @@ import uuid
 from pydantic import ValidationError
 
 from townhall.errors import ConfigError, dotted, validation_message
-from townhall.export.json_format import FORMAT_NAME, FORMAT_VERSION, SessionExport
+from townhall.export.json_format import FORMAT_NAME, FORMAT_VERSION, SessionExport, TurnOut
 from townhall.domain.events import StanceMeasured, Vote
 from townhall.store import OutcomeRecord, SessionRecord, SessionSummary, Store, StoredEvent
 from townhall.domain.turns import Turn, TurnStatus, new_node_id
@@ -46,12 +46,34 @@ def _parse(text: str, source: str) -> list[SessionExport]:
             documents.append(SessionExport.model_validate(item))
         except ValidationError as exc:
             where = (f"sessions.{i}",) if data["format"] == COLLECTION_NAME else ()
-            raise ConfigError(validation_message(exc, source, kind="", name=lambda loc: dotted((*where, *loc)))) from None
+            message = validation_message(exc, source, kind="", name=lambda loc: dotted((*where, *loc)))
+            raise ConfigError(message) from None
     return documents
 
 
 def new_session_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def _turn_in(t: TurnOut) -> Turn:
+    """A turn as exported, back as a Turn; one cut off mid-stream is kept as interrupted."""
+    return Turn(
+        index=t.index,
+        speaker=t.speaker,
+        kind=t.kind,
+        content=t.content,
+        status=TurnStatus.INTERRUPTED if t.status == TurnStatus.STREAMING else t.status,
+        started_at=t.started_at,
+        finished_at=t.finished_at,
+        stats=t.stats,
+        sampling=t.sampling,
+        retries=t.retries,
+        error=t.error,
+        phase=t.phase,
+        scripted=t.scripted,
+        author=t.author,
+        node=t.node or new_node_id(),
+    )
 
 
 def _insert(store: Store, document: SessionExport) -> str:
@@ -83,28 +105,10 @@ def _insert(store: Store, document: SessionExport) -> str:
         error=s.error,
         events=tuple(StoredEvent(at=e.at, type=e.type, detail=e.detail) for e in document.events),
     )
-    turns = [
-        Turn(
-            index=t.index,
-            speaker=t.speaker,
-            kind=t.kind,
-            content=t.content,
-            status=TurnStatus.INTERRUPTED if t.status == TurnStatus.STREAMING else t.status,
-            started_at=t.started_at,
-            finished_at=t.finished_at,
-            stats=t.stats,
-            sampling=t.sampling,
-            retries=t.retries,
-            error=t.error,
-            phase=t.phase,
-            scripted=t.scripted,
-            author=t.author,
-            node=t.node or new_node_id(),
-        )
-        for t in document.turns
-    ]
+    turns = [_turn_in(t) for t in document.turns]
     new_id = summary.id
-    stances = [StanceMeasured(new_id, s.agent, s.round, s.turn_index, s.p_for, s.method, s.at) for s in document.stances]
+    stances = [StanceMeasured(new_id, s.agent, s.round, s.turn_index, s.p_for, s.method, s.at)
+               for s in document.stances]
     outcome = None
     if document.outcome is not None:
         o = document.outcome

@@ -23,7 +23,9 @@ Public API (the TUI, `townhall run`, `generate` and the exports use exactly this
     store.fork(id, at, branch=None) -> int                       # a new current branch sharing turns 0..at
     store.edit_turn(id, index, text, branch=None) -> int         # a new current branch ending at the watcher's text
     store.switch_branch(id, number)                              # make a branch current (fork/edit/switch refuse
-                                                                 # a session another process is recording)
+                                                                 # a session another process is recording; they
+                                                                 # apply debate.branching's op and record its
+                                                                 # events as a live run's, in one transaction)
     store.rename(id, title); store.delete(id); store.close()
     store.insert_session(record, turns, branches=()) -> str   # a whole session in one transaction (`import`)
     spec, personas, turns = store.load_for_resume(id)            # the current branch's settled path

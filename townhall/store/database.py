@@ -71,11 +71,22 @@ class Connection:
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
+        self._depth = 0  # transactions open on the thread holding the lock
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. Opened inside another on this thread, it is part of that one:
+        a branch op replays several events through the recorder and commits them all or none."""
         with self.lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self._depth -= 1
+                return
             self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield self.conn
             except BaseException:
@@ -83,6 +94,8 @@ class Connection:
                 raise
             else:
                 self.conn.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
         with self.lock:

@@ -10,41 +10,30 @@ Turns are keyed by their node in the session's tree (`TurnStarted.node`), since
 alternatives share an index; BranchCreated adds a `branches` row, BranchSwitched moves
 `sessions.current_branch`, and stances and outcomes are kept against the branch current
 when they happen. A branch's head follows its new turns by the `turns_tree` trigger.
+
+It is the one writer of branch and turn rows for a debate: a live run's events come from the
+bus, and `townhall fork`/`edit` hand it the branch service's events (`Store.fork`). The
+statements themselves are in `rows.py`, shared with an import.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, assert_never
 
 from pydantic import BaseModel
 
-from townhall.domain.events import (
-    BranchCreated,
-    BranchSwitched,
-    Event,
-    MinutesWritten,
-    OutcomeDecided,
-    Paused,
-    Resumed,
-    SessionEnded,
-    SessionStarted,
-    StanceMeasured,
-    StrategyApplied,
-    TokenStreamed,
-    TurnFailed,
-    TurnFinished,
-    TurnStarted,
-)
+from townhall.domain import events as ev
+from townhall.domain.branches import Branch
+from townhall.domain.turns import Turn, TurnKind, TurnStatus, new_node_id
+from townhall.store import rows
 from townhall.store.database import Connection, writer_identity
 from townhall.store.modelhash import model_sha256
-from townhall.store.records import SessionStatus, turn_to_row, votes_to_json
-from townhall.domain.turns import Turn, TurnKind, TurnStatus, new_node_id
+from townhall.store.records import OutcomeRecord, SessionStatus
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +46,6 @@ def persona_dict(persona: Any) -> dict[str, Any]:
     if isinstance(persona, dict):
         return dict(persona)
     raise TypeError(f"participant snapshot of unexpected type {type(persona).__name__}")
-
-
-def _current_branch(conn: sqlite3.Connection, session_id: str) -> int:
-    row = conn.execute("SELECT current_branch FROM sessions WHERE id = ?", (session_id,)).fetchone()
-    return int(row[0]) if row else 1
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 class Recorder:
@@ -88,13 +68,45 @@ class Recorder:
         self._last_flush: dict[tuple[str, str], float] = {}
         self.sessions: set[str] = set()  # sessions this recorder is writing
 
-    def __call__(self, event: Event) -> None:
-        handler = getattr(self, f"_on_{type(event).__name__}", None)
-        if handler is not None:
-            handler(event)
+    def __call__(self, event: ev.Event) -> None:
+        """Write what `event` changes; mypy checks that every kind of event is handled here."""
+        match event:
+            case ev.SessionStarted():
+                self._session_started(event)
+            case ev.SessionEnded():
+                self._session_ended(event)
+            case ev.TurnStarted():
+                self._turn_started(event)
+            case ev.TokenStreamed():
+                self._token_streamed(event)
+            case ev.TurnFinished():
+                self._settle(event.session_id, event.turn, None)
+            case ev.TurnFailed():
+                failed = event.turn if event.turn.status == TurnStatus.FAILED else replace(
+                    event.turn, status=TurnStatus.FAILED)
+                self._settle(event.session_id, failed, event.error)
+            case ev.BranchCreated():
+                self._branch_created(event)
+            case ev.BranchSwitched():
+                self._branch_switched(event)
+            case ev.Paused():
+                self._log_only(event.session_id, event.at, "paused", {})
+            case ev.Resumed():
+                self._log_only(event.session_id, event.at, "resumed", {})
+            case ev.StrategyApplied():
+                self._log_only(event.session_id, event.at, "strategy",
+                               {"agent": event.agent, "strategy": event.strategy, "detail": event.detail})
+            case ev.StanceMeasured():
+                self._stance_measured(event)
+            case ev.OutcomeDecided():
+                self._outcome_decided(event)
+            case ev.MinutesWritten():
+                self._minutes_written(event)
+            case _:
+                assert_never(event)
 
     # -- sessions --------------------------------------------------------------
-    def _on_SessionStarted(self, event: SessionStarted) -> None:
+    def _session_started(self, event: ev.SessionStarted) -> None:
         info = event.engine
         spec = dict(event.spec)
         sha = model_sha256(self._db, info.model_path)
@@ -114,24 +126,16 @@ class Recorder:
                     "INSERT INTO sessions(id, title, motion, spec, backend, model_name, model_path, model_sha256, "
                     "n_ctx, device, seed, created_at, updated_at, status, writer_pid, writer_host) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-                    (event.session_id, spec.get("title"), str(spec.get("motion") or ""), _json(spec),
+                    (event.session_id, spec.get("title"), str(spec.get("motion") or ""), rows.to_json(spec),
                      info.backend, info.model_name, info.model_path, sha, info.n_ctx, info.device,
                      spec.get("seed"), event.at, event.at, pid, host),
                 )
-                conn.execute("INSERT OR IGNORE INTO branches(session_id, number, created_at) VALUES (?, 1, ?)",
-                             (event.session_id, event.at))
-                for position, persona in enumerate(event.participants):
-                    data = persona_dict(persona)
-                    conn.execute(
-                        "INSERT INTO participants(session_id, position, name, title, color, moderator, persona) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (event.session_id, position, data.get("name"), data.get("title"), data.get("color"),
-                         int(bool(data.get("moderator"))), _json(data)),
-                    )
-            self._event(conn, event.session_id, event.at, "resumed_session" if exists else "started", {})
+                rows.ensure_first_branch(conn, event.session_id, event.at)
+                rows.insert_participants(conn, event.session_id, [persona_dict(p) for p in event.participants])
+            rows.add_event(conn, event.session_id, event.at, "resumed_session" if exists else "started", {})
         self.sessions.add(event.session_id)
 
-    def _on_SessionEnded(self, event: SessionEnded) -> None:
+    def _session_ended(self, event: ev.SessionEnded) -> None:
         status = _END_STATUS.get(event.reason, "finished")
         with self._db.transaction() as conn:
             if not conn.execute("SELECT 1 FROM sessions WHERE id = ?", (event.session_id,)).fetchone():
@@ -141,12 +145,12 @@ class Recorder:
                 "writer_pid = NULL WHERE id = ?",
                 (status, event.reason, event.error, event.at, event.at, event.session_id),
             )
-            self._event(conn, event.session_id, event.at, "ended",
-                        {"reason": event.reason, "turns": event.turns, "error": event.error})
+            rows.add_event(conn, event.session_id, event.at, "ended",
+                           {"reason": event.reason, "turns": event.turns, "error": event.error})
         self.sessions.discard(event.session_id)
 
     # -- turns -----------------------------------------------------------------
-    def _on_TurnStarted(self, event: TurnStarted) -> None:
+    def _turn_started(self, event: ev.TurnStarted) -> None:
         node = event.node or new_node_id()
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
@@ -161,7 +165,7 @@ class Recorder:
         self._partial[key] = []
         self._last_flush[key] = self._monotonic()
 
-    def _on_TokenStreamed(self, event: TokenStreamed) -> None:
+    def _token_streamed(self, event: ev.TokenStreamed) -> None:
         node = self._streaming.get((event.session_id, event.index))
         if node is None:
             return  # its TurnStarted came before this store was attached: no row to fill
@@ -178,15 +182,6 @@ class Recorder:
                     "UPDATE turns SET content = ? WHERE session_id = ? AND node = ? AND status = 'streaming'",
                     ("".join(pieces), event.session_id, node),
                 )
-
-    def _on_TurnFinished(self, event: TurnFinished) -> None:
-        self._settle(event.session_id, event.turn, None)
-
-    def _on_TurnFailed(self, event: TurnFailed) -> None:
-        turn = event.turn
-        if turn.status != TurnStatus.FAILED:
-            turn = replace(turn, status=TurnStatus.FAILED)
-        self._settle(event.session_id, turn, event.error)
 
     def _settle(self, session_id: str, turn: Turn, error: str | None) -> None:
         """Write the finished turn over its streaming row: the one with its node, else (a
@@ -211,8 +206,8 @@ class Recorder:
             if not known:
                 self._move_head(conn, session_id, placed.branch, node)
             if error is not None:
-                self._event(conn, session_id, at, "error",
-                            {"turn_index": turn.index, "speaker": turn.speaker, "error": error})
+                rows.add_event(conn, session_id, at, "error",
+                               {"turn_index": turn.index, "speaker": turn.speaker, "error": error})
 
     @staticmethod
     def _placement(
@@ -225,7 +220,7 @@ class Recorder:
         branch when that branch ends at the parent (a scheduler resumed on a one-branch view of
         a forked session still says branch 1), else on the branch it names.
         """
-        current = _current_branch(conn, session_id)
+        current = rows.current_branch(conn, session_id)
         row = conn.execute("SELECT head FROM branches WHERE session_id = ? AND number = ?",
                            (session_id, current)).fetchone()
         head = row[0] if row else None
@@ -241,101 +236,58 @@ class Recorder:
         (a resumed run that stepped back over a half-said turn continues from before it)."""
         conn.execute("UPDATE branches SET head = ? WHERE session_id = ? AND number = ?", (node, session_id, branch))
 
-    def _upsert(self, conn: sqlite3.Connection, session_id: str, turn: Turn, at: float) -> None:
-        """Insert the turn's row, or rewrite the one with its node (its place in the tree stays)."""
-        row = turn_to_row(session_id, turn)
-        columns = list(row)
-        fixed = ("session_id", "node", "parent", "branch", "turn_index")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in fixed)
-        conn.execute(
-            f"INSERT INTO turns({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
-            f"ON CONFLICT(session_id, node) DO UPDATE SET {updates}",
-            tuple(row.values()),
-        )
+    @staticmethod
+    def _upsert(conn: sqlite3.Connection, session_id: str, turn: Turn, at: float) -> None:
+        rows.write_turn(conn, session_id, turn)
         conn.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (at, session_id))
 
     # -- branches ------------------------------------------------------------------
-    def _on_BranchCreated(self, event: BranchCreated) -> None:
+    def _branch_created(self, event: ev.BranchCreated) -> None:
+        branch = Branch(event.branch, event.parent, event.fork, event.fork, event.reason, event.at)
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
-            added = conn.execute(
-                "INSERT INTO branches(session_id, number, parent, fork, head, reason, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, number) DO NOTHING",
-                (event.session_id, event.branch, event.parent, event.fork, event.fork, event.reason, event.at),
-            ).rowcount
-            if not added:  # a scheduler that was not given the stored tree: never rewrite a kept branch
+            if not rows.insert_branch(conn, event.session_id, branch):
+                # a scheduler that was not given the stored tree: never rewrite a kept branch
                 log.warning("session %s: branch %d already exists; its record is kept as it was",
                             event.session_id, event.branch)
-            conn.execute("UPDATE sessions SET current_branch = ?, updated_at = ? WHERE id = ?",
-                         (event.branch, event.at, event.session_id))
-            self._event(conn, event.session_id, event.at, "branch",
-                        {"branch": event.branch, "parent": event.parent, "fork": event.fork, "reason": event.reason})
+            rows.set_current_branch(conn, event.session_id, event.branch, event.at)
+            rows.add_event(conn, event.session_id, event.at, "branch",
+                           {"branch": event.branch, "parent": event.parent, "fork": event.fork, "reason": event.reason})
 
-    def _on_BranchSwitched(self, event: BranchSwitched) -> None:
+    def _branch_switched(self, event: ev.BranchSwitched) -> None:
         head = event.turns[-1].node if event.turns else None
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
-            conn.execute("INSERT OR IGNORE INTO branches(session_id, number, head, created_at) VALUES (?, ?, ?, ?)",
-                         (event.session_id, event.branch, head, event.at))
-            conn.execute("UPDATE sessions SET current_branch = ?, updated_at = ? WHERE id = ?",
-                         (event.branch, event.at, event.session_id))
-            self._event(conn, event.session_id, event.at, "switch", {"branch": event.branch})
-
-    # -- other events worth keeping ----------------------------------------------
-    def _on_Paused(self, event: Paused) -> None:
-        self._simple_event(event.session_id, event.at, "paused", {})
-
-    def _on_Resumed(self, event: Resumed) -> None:
-        self._simple_event(event.session_id, event.at, "resumed", {})
-
-    def _on_StrategyApplied(self, event: StrategyApplied) -> None:
-        self._simple_event(event.session_id, event.at, "strategy",
-                           {"agent": event.agent, "strategy": event.strategy, "detail": event.detail})
+            rows.insert_branch(conn, event.session_id, Branch(event.branch, head=head, created_at=event.at))
+            rows.set_current_branch(conn, event.session_id, event.branch, event.at)
+            rows.add_event(conn, event.session_id, event.at, "switch", {"branch": event.branch})
 
     # -- the stance probe, the ballot, the minutes ------------------------------------
-    def _on_StanceMeasured(self, event: StanceMeasured) -> None:
+    def _stance_measured(self, event: ev.StanceMeasured) -> None:
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
-            conn.execute(
-                "INSERT INTO stances(session_id, round, turn_index, agent, p_for, method, at, branch) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (event.session_id, event.round, event.turn_index, event.agent, event.p_for, event.method, event.at,
-                 _current_branch(conn, event.session_id)),
-            )
+            rows.insert_stance(conn, event.session_id, event, rows.current_branch(conn, event.session_id))
 
-    def _on_OutcomeDecided(self, event: OutcomeDecided) -> None:
+    def _outcome_decided(self, event: ev.OutcomeDecided) -> None:
+        ballot = OutcomeRecord(event.session_id, event.votes, event.votes_for, event.votes_against, event.result,
+                               event.announcement, decided_at=event.at)
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
-            conn.execute(
-                "INSERT INTO outcomes(session_id, branch, votes, votes_for, votes_against, result, announcement, "
-                "decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, branch) DO UPDATE SET "
-                "votes = excluded.votes, "
-                "votes_for = excluded.votes_for, votes_against = excluded.votes_against, result = excluded.result, "
-                "announcement = excluded.announcement, decided_at = excluded.decided_at",
-                (event.session_id, _current_branch(conn, event.session_id), votes_to_json(event.votes),
-                 event.votes_for, event.votes_against, event.result, event.announcement, event.at),
-            )
-            self._event(conn, event.session_id, event.at, "outcome",
-                        {"result": event.result, "for": event.votes_for, "against": event.votes_against})
+            rows.upsert_ballot(conn, event.session_id, rows.current_branch(conn, event.session_id), ballot)
+            rows.add_event(conn, event.session_id, event.at, "outcome",
+                           {"result": event.result, "for": event.votes_for, "against": event.votes_against})
 
-    def _on_MinutesWritten(self, event: MinutesWritten) -> None:
+    def _minutes_written(self, event: ev.MinutesWritten) -> None:
         with self._db.transaction() as conn:
             self._ensure_session(conn, event.session_id, event.at)
-            conn.execute(
-                "INSERT INTO outcomes(session_id, branch, minutes, minutes_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(session_id, branch) DO UPDATE SET minutes = excluded.minutes, minutes_at = excluded.minutes_at",
-                (event.session_id, _current_branch(conn, event.session_id), event.text, event.at),
-            )
+            rows.upsert_minutes(conn, event.session_id, rows.current_branch(conn, event.session_id), event.text,
+                                event.at)
 
-    def _simple_event(self, session_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
+    def _log_only(self, session_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
+        """An event that changes nothing but the session's event log."""
         with self._db.transaction() as conn:
             self._ensure_session(conn, session_id, at)
-            self._event(conn, session_id, at, kind, detail)
-
-    @staticmethod
-    def _event(conn: sqlite3.Connection, session_id: str, at: float, kind: str, detail: dict[str, Any]) -> None:
-        conn.execute("INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, ?, ?)",
-                     (session_id, at, kind, _json(detail)))
+            rows.add_event(conn, session_id, at, kind, detail)
 
     @staticmethod
     def _ensure_session(conn: sqlite3.Connection, session_id: str, at: float) -> None:
@@ -349,7 +301,7 @@ class Recorder:
             "VALUES (?, '', '{}', ?, ?, 'running', ?, ?)",
             (session_id, at, at, pid, host),
         )
-        conn.execute("INSERT OR IGNORE INTO branches(session_id, number, created_at) VALUES (?, 1, ?)", (session_id, at))
+        rows.ensure_first_branch(conn, session_id, at)
 
     # -- shutdown ----------------------------------------------------------------
     def close(self, now: float | None = None) -> None:

@@ -165,7 +165,7 @@ class OutcomeRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "votes": [{"agent": v.agent, "choice": v.choice, "p_for": v.p_for} for v in self.votes],
+            "votes": votes_as_dicts(self.votes),
             "votes_for": self.votes_for,
             "votes_against": self.votes_against,
             "result": self.result,
@@ -181,8 +181,13 @@ def stance_as_dict(stance: StanceMeasured) -> dict[str, Any]:
             "p_for": stance.p_for, "method": stance.method, "at": stance.at}
 
 
+def votes_as_dicts(votes: tuple[Vote, ...]) -> list[dict[str, Any]]:
+    """The ballot as plain data: what the record, the exports and `--json` all write."""
+    return [{"agent": v.agent, "choice": v.choice, "p_for": v.p_for} for v in votes]
+
+
 def votes_to_json(votes: tuple[Vote, ...]) -> str:
-    return json.dumps([{"agent": v.agent, "choice": v.choice, "p_for": v.p_for} for v in votes], ensure_ascii=False)
+    return json.dumps(votes_as_dicts(votes), ensure_ascii=False)
 
 
 def votes_from_json(text: str | None) -> tuple[Vote, ...]:

@@ -49,7 +49,8 @@ _TURNS_SQL = (
 # speaker:NAME means a turn's speaker: a query naming a column is for turns only.
 _MINUTES_SQL = (
     "SELECT o.session_id, COALESCE(s.title, s.motion) AS label, -1 AS turn_index, 'Minutes' AS speaker, "
-    f"'{MINUTES_KIND}' AS kind, o.minutes_at AS started_at, NULL AS node, o.branch, snippet(minutes_fts, 0, ?, ?, '…', 16) AS marked, rank "
+    f"'{MINUTES_KIND}' AS kind, o.minutes_at AS started_at, NULL AS node, o.branch, "
+    "snippet(minutes_fts, 0, ?, ?, '…', 16) AS marked, rank "
     "FROM minutes_fts JOIN outcomes o ON o.id = minutes_fts.rowid JOIN sessions s ON s.id = o.session_id "
     "WHERE minutes_fts MATCH ? ORDER BY rank"
 )

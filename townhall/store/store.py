@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from townhall.debate.branching import BranchService
 from townhall.domain.branches import Branch, TurnTree
-from townhall.errors import NotFoundError, StoreError
-from townhall.domain.events import StanceMeasured, Subscriber
+from townhall.domain.events import Event, StanceMeasured, Subscriber
+from townhall.errors import ConfigError, NotFoundError, StoreError
 from townhall.paths import default_db_path
 from townhall.domain.personas import Persona
 from townhall.domain.spec import TownHallSpec
@@ -29,11 +27,10 @@ from townhall.store.records import (
     row_to_outcome,
     row_to_stance,
     row_to_turn,
-    turn_to_row,
-    votes_to_json,
 )
+from townhall.store import session_insert
 from townhall.store.search import search as fts_search
-from townhall.domain.turns import WATCHER, Turn, TurnStatus
+from townhall.domain.turns import Turn, TurnStatus
 
 
 class Subscribable(Protocol):
@@ -165,7 +162,8 @@ class Store:
         )
         events = tuple(
             StoredEvent(at=e["at"], type=e["type"], detail=loads(e["detail"], {}) or {})
-            for e in self._db.query("SELECT at, type, detail FROM events WHERE session_id = ? ORDER BY id", (session_id,))
+            for e in self._db.query("SELECT at, type, detail FROM events WHERE session_id = ? ORDER BY id",
+                                    (session_id,))
         )
         return SessionRecord(
             summary=_summary(row),
@@ -259,12 +257,6 @@ class Store:
         return spec, list(record.personas), turns
 
     # -- branches ----------------------------------------------------------------------
-    def _editable(self, id_or_prefix: str) -> tuple[str, TurnTree]:
-        record = self.get_session(id_or_prefix)
-        if record.summary.status == "running":
-            raise StoreError(f"session {record.id} is still running in another Townhall; stop it there first")
-        return record.id, self._tree(record.id)
-
     @staticmethod
     def _turn_at(tree: TurnTree, session_id: str, number: int, index: int) -> Turn:
         path = tree.path(number)
@@ -281,61 +273,41 @@ class Store:
         tree = self._tree(session_id)
         return self._turn_at(tree, session_id, self._branch(tree, session_id, branch).number, index)
 
-    @staticmethod
-    def _new_branch(conn: sqlite3.Connection, session_id: str, parent: int, fork: str | None, reason: str,
-                    at: float) -> int:
-        """Add a branch (numbered inside the write transaction, so two writers never share one)."""
-        number = int(conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM branches WHERE session_id = ?",
-                                  (session_id,)).fetchone()[0])
-        conn.execute(
-            "INSERT INTO branches(session_id, number, parent, fork, head, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (session_id, number, parent, fork, fork, reason, at),
-        )
-        conn.execute("UPDATE sessions SET current_branch = ?, updated_at = ? WHERE id = ?", (number, at, session_id))
-        conn.execute("INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, 'branch', ?)",
-                     (session_id, at, json.dumps({"branch": number, "parent": parent, "fork": fork, "reason": reason})))
-        return number
+    def _change_branches(self, id_or_prefix: str, at: int | None, branch: int | None,
+                         change: Callable[[BranchService, int], Iterable[Event]]) -> TurnTree:
+        """Apply one branch op to a stored session, as a live run does: the branch service checks
+        it against the stored tree and yields its events, and the recorder writes them with the
+        SQL it writes a live run's. One transaction: a refused op leaves nothing, and two writers
+        never make the same branch number. `change` gets the service and the branch number."""
+        with self._db.transaction():
+            record = self.get_session(id_or_prefix)
+            if record.summary.status == "running":
+                raise StoreError(f"session {record.id} is still running in another Townhall; stop it there first")
+            tree = self._tree(record.id)
+            number = self._branch(tree, record.id, branch).number
+            if at is not None:
+                self._turn_at(tree, record.id, number, at)
+            recorder = Recorder(self._db, checkpoint_s=None)
+            try:
+                for event in change(BranchService(tree, record.id), number):
+                    recorder(event)
+            except ConfigError as exc:  # a rule of the branch service: the record refuses the op
+                raise StoreError(str(exc)) from None
+        return tree
 
     def fork(self, id_or_prefix: str, at: int, branch: int | None = None) -> int:
         """A new branch sharing turns 0..`at` of `branch` (the current one); it becomes current.
         Nothing is said on it yet: resuming the session goes on from turn `at`."""
-        session_id, tree = self._editable(id_or_prefix)
-        number = self._branch(tree, session_id, branch).number
-        turn = self._turn_at(tree, session_id, number, at)
-        with self._db.transaction() as conn:
-            return self._new_branch(conn, session_id, number, turn.node, "fork", time.time())
+        return self._change_branches(id_or_prefix, at, branch, lambda s, n: s.fork(at, n)).current
 
     def edit_turn(self, id_or_prefix: str, index: int, text: str, branch: int | None = None) -> int:
         """A new branch whose turn `index` says `text`, written by the watcher; the original stays
         as its alternative. The new branch ends at the edit and becomes current."""
-        session_id, tree = self._editable(id_or_prefix)
-        number = self._branch(tree, session_id, branch).number
-        original = self._turn_at(tree, session_id, number, index)
-        text = text.strip()
-        if not text:
-            raise StoreError(f"the new text of turn {index} is empty; give the words it should say")
-        if text == original.content.strip():
-            raise StoreError(f"the new text of turn {index} is the same as its current text; nothing to edit")
-        now = time.time()
-        with self._db.transaction() as conn:
-            new_branch = self._new_branch(conn, session_id, number, original.parent, "edit", now)
-            edited = Turn(index=original.index, speaker=original.speaker, kind=original.kind, content=text,
-                          status=TurnStatus.COMPLETE, started_at=now, finished_at=now, phase=original.phase,
-                          parent=original.parent, branch=new_branch, author=WATCHER)
-            row = turn_to_row(session_id, edited)
-            conn.execute(f"INSERT INTO turns({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
-                         tuple(row.values()))
-        return new_branch
+        return self._change_branches(id_or_prefix, index, branch, lambda s, n: s.edit(index, text, n)).current
 
     def switch_branch(self, id_or_prefix: str, number: int) -> None:
         """Make branch `number` current: what resume, show and export then use by default."""
-        session_id, tree = self._editable(id_or_prefix)
-        self._branch(tree, session_id, number)
-        now = time.time()
-        with self._db.transaction() as conn:
-            conn.execute("UPDATE sessions SET current_branch = ?, updated_at = ? WHERE id = ?", (number, now, session_id))
-            conn.execute("INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, 'switch', ?)",
-                         (session_id, now, json.dumps({"branch": number})))
+        self._change_branches(id_or_prefix, None, number, lambda s, n: s.switch(n))
 
     # -- changing --------------------------------------------------------------------
     def insert_session(
@@ -355,72 +327,9 @@ class Store:
         nodes and parents, and `summary.current_branch` is current. Stances and the
         outcome belong to the current branch.
         """
-        summary = record.summary
-        if branches:
-            placed = list(turns)
-            current = summary.current_branch
-        else:
-            placed, previous = [], None
-            for turn in turns:
-                placed.append(replace(turn, parent=previous, branch=1))
-                previous = turn.node
-            current = 1
         with self._db.transaction() as conn:
-            if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (summary.id,)).fetchone():
-                raise StoreError(f"a session with id {summary.id} already exists")
-            conn.execute(
-                "INSERT INTO sessions(id, title, motion, spec, backend, model_name, model_path, model_sha256, "
-                "n_ctx, device, seed, created_at, updated_at, ended_at, status, end_reason, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (summary.id, summary.title, summary.motion, json.dumps(record.spec, ensure_ascii=False),
-                 record.backend, summary.model_name, record.model_path, record.model_sha256, record.n_ctx,
-                 record.device, record.seed, summary.created_at, summary.updated_at, summary.ended_at,
-                 summary.status, summary.end_reason, record.error),
-            )
-            for position, persona in enumerate(record.personas):
-                conn.execute(
-                    "INSERT INTO participants(session_id, position, name, title, color, moderator, persona) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (summary.id, position, persona.name, persona.title, persona.color, int(persona.moderator),
-                     persona.model_dump_json()),
-                )
-            for turn in placed:
-                row = turn_to_row(summary.id, turn)
-                conn.execute(
-                    f"INSERT INTO turns({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
-                    tuple(row.values()),
-                )
-            for b in branches:
-                conn.execute(
-                    "INSERT INTO branches(session_id, number, parent, fork, head, reason, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(session_id, number) DO UPDATE SET parent = excluded.parent, "
-                    "fork = excluded.fork, head = excluded.head, reason = excluded.reason, created_at = excluded.created_at",
-                    (summary.id, b.number, b.parent, b.fork, b.head, b.reason, b.created_at),
-                )
-            conn.execute("INSERT OR IGNORE INTO branches(session_id, number, created_at) VALUES (?, 1, ?)",
-                         (summary.id, summary.created_at))
-            conn.execute("UPDATE sessions SET current_branch = ? WHERE id = ?", (current, summary.id))
-            for event in record.events:
-                conn.execute(
-                    "INSERT INTO events(session_id, at, type, detail) VALUES (?, ?, ?, ?)",
-                    (summary.id, event.at, event.type, json.dumps(event.detail, ensure_ascii=False)),
-                )
-            for stance in stances:
-                conn.execute(
-                    "INSERT INTO stances(session_id, round, turn_index, agent, p_for, method, at, branch) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (summary.id, stance.round, stance.turn_index, stance.agent, stance.p_for, stance.method, stance.at,
-                     current),
-                )
-            if outcome is not None:
-                conn.execute(
-                    "INSERT INTO outcomes(session_id, branch, votes, votes_for, votes_against, result, announcement, "
-                    "decided_at, minutes, minutes_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (summary.id, current, votes_to_json(outcome.votes) if outcome.result else None, outcome.votes_for,
-                     outcome.votes_against, outcome.result, outcome.announcement, outcome.decided_at,
-                     outcome.minutes, outcome.minutes_at),
-                )
-        return summary.id
+            session_insert.insert_session(conn, record, turns, stances=stances, outcome=outcome, branches=branches)
+        return record.summary.id
 
     def rename(self, id_or_prefix: str, title: str) -> str:
         session_id = self.resolve_id(id_or_prefix)

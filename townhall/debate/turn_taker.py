@@ -1,0 +1,174 @@
+"""Saying one turn: an agent's (drawn from the model, resampled until clean), a scripted
+agenda line, an audience line. The scheduler decides whose turn it is; this says it.
+
+An agent's turn streams its pieces as TokenStreamed between one TurnStarted and one
+TurnFinished, however many draws it takes: a draw that is not clean (`debate.quality`) is
+drawn again with a new seed, up to `MAX_RESAMPLES` times, then kept as DEGENERATE. The
+watcher can cut a draw (RunControl.skip / interrupt); an engine fault fails the turn and,
+through `TurnFailure`, ends the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from townhall.debate.announcing import Announcer, said_at_once, turn_started
+from townhall.debate.cast import Cast
+from townhall.debate.prompting import PromptBuilder
+from townhall.debate.prompts import Rendered, visible
+from townhall.debate.quality import check_turn
+from townhall.debate.run_control import Floor, Interjection, RunControl
+from townhall.debate.transcript import Transcript
+from townhall.debate.trimming import trim_turn
+from townhall.domain.events import TokenStreamed, TurnFailed, TurnFinished
+from townhall.domain.personas import Persona
+from townhall.domain.turns import Turn, TurnKind, TurnStatus
+from townhall.engine.base import Engine, GenerationRequest, SamplingParams
+from townhall.errors import TownhallError
+
+# A skipped turn is `TurnStatus.SKIPPED`; this note only rides along in `turn.error` for
+# views that still test it, until they test the status instead.
+SKIPPED = "skipped by the watcher"
+MAX_RESAMPLES = 3  # a turn that is not clean is drawn again this many times, then kept as DEGENERATE
+
+
+class TurnFailure(Exception):
+    """An agent's turn failed in the engine: TurnFailed is out, and the session ends with `error`."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """What every draw of one agent turn shares."""
+
+    persona: Persona
+    rendered: Rendered
+    earlier: list[str]  # what was said before it (quality checks repeats against it)
+    banned: tuple[str, ...]
+    names: list[str]
+
+
+class TurnTaker:
+    def __init__(
+        self,
+        engine: Engine,
+        announcer: Announcer,
+        cast: Cast,
+        transcript: Transcript,
+        prompts: PromptBuilder,
+        control: RunControl,
+        floor: Floor,
+    ) -> None:
+        self.engine = engine
+        self.out = announcer
+        self.cast = cast
+        self.transcript = transcript
+        self.prompts = prompts
+        self.control = control
+        self.floor = floor
+
+    # -- said at once ---------------------------------------------------------------------------
+    async def scripted_turn(self, persona: Persona, line: str, phase: str | None) -> None:
+        """The moderator's line from the agenda (or the ballot's announcement): said at once."""
+        turn = Turn(index=len(self.transcript.turns), speaker=persona.name, kind=TurnKind.MODERATOR, content=line,
+                    started_at=self.out.clock(), phase=phase, scripted=True)
+        self.transcript.add(turn)
+        self.floor.current_speaker, self.floor.next_speaker = persona.name, None
+        for event in said_at_once(self.out.session_id, turn, self.out.clock):
+            if isinstance(event, TurnFinished):
+                self.floor.current_speaker = None
+            await self.out.publish(event)
+
+    async def interjection_turn(self, item: Interjection) -> None:
+        """A line from the floor: it never waits for the model."""
+        turn = Turn(index=len(self.transcript.turns), speaker=item.speaker, kind=TurnKind.AUDIENCE,
+                    content=item.text, status=TurnStatus.STREAMING, started_at=self.out.clock())
+        self.transcript.add(turn)
+        for event in said_at_once(self.out.session_id, turn, self.out.clock, streamed=False):
+            await self.out.publish(event)
+
+    # -- drawn from the model -------------------------------------------------------------------
+    async def agent_turn(self, persona: Persona, phase: str | None = None) -> None:
+        index = len(self.transcript.turns)
+        kind = TurnKind.MODERATOR if persona is self.cast.moderator else TurnKind.AGENT
+        sampling = self.prompts.sampling(persona, index, 0)
+        rendered = await self.prompts.fit(persona, sampling.max_tokens)
+        turn = Turn(index=index, speaker=persona.name, kind=kind, started_at=self.out.clock(), sampling=sampling,
+                    phase=phase)
+        self.transcript.add(turn)
+        self.floor.current_speaker, self.floor.next_speaker = persona.name, None
+        self.control.cut = None
+        await self.out.publish(turn_started(self.out.session_id, turn))
+        earlier = [t.content for t in self.transcript.turns[:index] if visible(t)]
+        draft = _Draft(persona, rendered, earlier, self.prompts.never_copy(persona, earlier),
+                       self.cast.names(self.transcript.turns))
+        try:
+            for retry in range(MAX_RESAMPLES + 1):
+                if retry:
+                    sampling = self.prompts.sampling(persona, index, retry)
+                    turn.sampling = sampling
+                    turn.retries = retry
+                if await self._draw(turn, sampling, draft):
+                    break
+        except asyncio.CancelledError:
+            turn.status = TurnStatus.INTERRUPTED
+            await self._finish(turn)
+            raise
+        await self._finish(turn)
+
+    async def _draw(self, turn: Turn, sampling: SamplingParams, draft: _Draft) -> bool:
+        """One draw of `turn`; True when it is settled, False to draw again (not clean)."""
+        persona = draft.persona
+        request = GenerationRequest(
+            agent_id=self.prompts.agent_key(persona.name), prompt=draft.rendered.prompt, sampling=sampling,
+            messages=draft.rendered.messages, banned_texts=draft.banned, allowed_texts=self.prompts.repeatable(),
+        )
+        generation = self.engine.generate(request)
+        self.control.generation = generation
+        try:
+            async for piece in generation:
+                await self.out.publish(TokenStreamed(self.out.session_id, turn.index, persona.name, piece))
+        except asyncio.CancelledError:
+            generation.cancel()
+            raise
+        except Exception as failure:  # noqa: BLE001 - the engine's fault becomes a failed turn
+            turn.content = generation.text.strip()  # what was said before the fault is kept
+            turn.stats = generation.stats
+            await self._fail(turn, failure)
+        finally:
+            self.control.generation = None
+        turn.stats = generation.stats
+        finish = generation.stats.finish_reason if generation.stats else "stop"
+        if self.control.cut == "skip":
+            turn.content, turn.status, turn.error = "", TurnStatus.SKIPPED, SKIPPED
+            return True
+        cut_short = finish in ("length", "context")
+        trimmed = trim_turn(generation.text, finish_reason="length" if cut_short else "stop", names=draft.names,
+                            markers=self.engine.info.eos_markers)
+        turn.content = self.prompts.clean(persona, trimmed, draft.names)
+        if self.control.cut == "interrupt" or finish == "cancelled":
+            turn.status = TurnStatus.INTERRUPTED
+            return True
+        if not check_turn(turn.content, persona.name, draft.names, draft.earlier).clean:
+            turn.status = TurnStatus.DEGENERATE
+            return False
+        turn.status = TurnStatus.COMPLETE
+        return True
+
+    async def _finish(self, turn: Turn) -> None:
+        turn.finished_at = self.out.clock()
+        self.floor.current_speaker = None
+        await self.out.publish(TurnFinished(self.out.session_id, turn))
+
+    async def _fail(self, turn: Turn, failure: BaseException) -> None:
+        message = str(failure) if isinstance(failure, TownhallError) else f"{type(failure).__name__}: {failure}"
+        turn.status = TurnStatus.FAILED
+        turn.error = message
+        turn.finished_at = self.out.clock()
+        self.floor.current_speaker = None
+        await self.out.publish(TurnFailed(self.out.session_id, turn, message))
+        raise TurnFailure(f"{turn.speaker}'s turn failed: {message}")
