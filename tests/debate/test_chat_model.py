@@ -49,7 +49,8 @@ async def test_smollm_debate_keeps_a_clean_record(smollm_path: Path) -> None:
     assert len(spoken) >= 4, [(t.speaker, t.status, t.content) for t in scheduler.turns]
     for turn in spoken:
         assert not re.search(rf"(^|[.!?]\s+)({'|'.join(names)})\s*:", turn.content), turn.content
-        assert not leaks_instruction(turn.content, fmt.instruction_text(next(p for p in scheduler.participants if p.name == turn.speaker)))
+        speaker = next(p for p in scheduler.participants if p.name == turn.speaker)
+        assert not leaks_instruction(turn.content, fmt.instruction_text(speaker))
         assert not re.search(r"\*[^*\n]+\*", turn.content), turn.content
         assert len(turn.content.split()) >= 1
     second_turns = [t for t in scheduler.turns[len(names) :] if t.stats]

@@ -80,7 +80,8 @@ def test_clean_spoken_returns_empty_for_what_must_be_resampled() -> None:
     assert clean_spoken("Jax: *Jax grins.* \"Skate park or bust.\"", "Jax", NAMES) == "Skate park or bust."
     assert clean_spoken("Priya:", "Jax", NAMES) == ""
     assert clean_spoken("*Jax leans back in his chair.*", "Jax", NAMES) == ""
-    assert clean_spoken("Margaret: You are Margaret, the moderator, at a town hall meeting.", "Margaret", NAMES, SYSTEM) == ""
+    echo = "Margaret: You are Margaret, the moderator, at a town hall meeting."
+    assert clean_spoken(echo, "Margaret", NAMES, SYSTEM) == ""
     assert clean_spoken("Walt, what would upkeep cost?", "Margaret", NAMES, SYSTEM) == "Walt, what would upkeep cost?"
 
 

@@ -35,7 +35,8 @@ ANN, BOB, CY, MO = p("Ann", 0.9), p("Bob", 0.5), p("Cy", 0.05), p("Mo", moderato
 
 
 def said(*pairs: tuple[str, str]) -> list[Turn]:
-    return [Turn(i, who, TurnKind.MODERATOR if who == "Mo" else TurnKind.AGENT, text, TurnStatus.COMPLETE) for i, (who, text) in enumerate(pairs)]
+    return [Turn(i, who, TurnKind.MODERATOR if who == "Mo" else TurnKind.AGENT, text, TurnStatus.COMPLETE)
+            for i, (who, text) in enumerate(pairs)]
 
 
 def ctx(turns: list[Turn], moderator: Persona | None = None, **kw: object) -> PolicyContext:

@@ -23,7 +23,8 @@ CHATML = (
 def test_transcript_header_persona_lines_and_cue() -> None:
     fmt = TranscriptFormat(SPEC, [ANN, BOB])
     prompt = fmt.render(ANN, None, [Line("Bob", "Bread first."), Line("Ann", "Bridges first.")]).prompt
-    assert prompt.startswith("Minutes of a public town hall meeting.\nMotion: Build a bridge?\nSpeakers:\n- Ann, engineer.\n- Bob, baker.\n")
+    assert prompt.startswith("Minutes of a public town hall meeting.\nMotion: Build a bridge?\n"
+                             "Speakers:\n- Ann, engineer.\n- Bob, baker.\n")
     assert "About Ann: Ann builds bridges." in prompt and "Ann: Count the bolts." in prompt
     assert "Bob bakes" not in prompt, "an agent sees only its own persona in full"
     assert prompt.endswith("Transcript of tonight's meeting:\nBob: Bread first.\nAnn: Bridges first.\nAnn:")
@@ -74,7 +75,8 @@ def test_chat_cues_for_the_first_speaker_and_the_moderator() -> None:
     mo = Persona(name="Mo", title="chair", bio="Mo chairs.", style="brief", moderator=True)
     spec = SPEC.model_copy(update={"participants": ["Mo", "Ann", "Bob"], "moderator": "Mo"})
     fmt = ChatFormat(spec, [mo, ANN, BOB], CHATML)
-    assert fmt.messages(ANN, None, [])[-1]["content"] == "Ann, you speak first. Say where you stand on the motion and why."
+    first = "Ann, you speak first. Say where you stand on the motion and why."
+    assert fmt.messages(ANN, None, [])[-1]["content"] == first
     opening = fmt.messages(mo, None, [])
     assert opening[0]["content"].startswith("You are Mo, the moderator,")
     assert opening[-1]["content"].startswith("Mo, open the meeting")
@@ -128,7 +130,8 @@ async def test_scheduler_uses_the_chat_format_when_the_engine_has_a_template() -
     await Scheduler(engine, spec, [ANN, BOB]).run()
     second = engine.requests[1]
     assert second.messages is not None
-    assert second.messages[-1]["content"] == "Ann: Bridges now, and soon.\n\nBob, your turn. Answer Ann in one or two sentences."
+    assert second.messages[-1]["content"] == ("Ann: Bridges now, and soon.\n\n"
+                                              "Bob, your turn. Answer Ann in one or two sentences.")
     assert second.prompt.endswith("<|im_start|>assistant\n")
 
 

@@ -182,7 +182,8 @@ async def test_echo_is_resampled_and_degenerate_turns_stay_out_of_prompts() -> N
     scheduler = Scheduler(engine, spec, PEOPLE)
     await scheduler.run()
     statuses = [(t.speaker, t.status, t.retries) for t in scheduler.turns]
-    assert statuses == [("Ann", TurnStatus.COMPLETE, 0), ("Bob", TurnStatus.COMPLETE, 1), ("Ann", TurnStatus.COMPLETE, 0)]
+    assert statuses == [("Ann", TurnStatus.COMPLETE, 0), ("Bob", TurnStatus.COMPLETE, 1),
+                        ("Ann", TurnStatus.COMPLETE, 0)]
     # What was said is handed to the engine for its n-gram ban, one text per turn, after
     # the exemplar's lines and the speaker's own examples, which a small model copies.
     banned = engine.requests[-1].banned_texts

@@ -87,7 +87,8 @@ async def test_each_speaker_is_probed_after_its_turn_and_votes_at_the_end() -> N
     assert kinds[-3:] == ["OutcomeDecided", "MinutesWritten", "SessionEnded"]
     minutes = next(e for e in events if isinstance(e, MinutesWritten)).text
     assert "Motion: Build a bridge." in minutes and "Result: The motion carries, 2 to 1." in minutes
-    assert "- Ann (Ann the tester) came in for the motion and voted for (P(for) 0.90), because the ferry takes an hour each way." in minutes
+    assert ("- Ann (Ann the tester) came in for the motion and voted for (P(for) 0.90), "
+            "because the ferry takes an hour each way.") in minutes
     assert "- Bob (Bob the tester) voted against (P(for) 0.20)" in minutes
     assert scheduler.outcome == outcome and scheduler.minutes == minutes
     # The probes asked the engine under the agents' ids, with the ballot's two answers.

@@ -51,7 +51,8 @@ async def _store_history(db: Path, max_turns: int = 5) -> None:
     await bus.apublish(SessionStarted(SESSION, spec(max_turns=max_turns).model_dump(), tuple(personas()), info, at))
     for index, (speaker, kind, status, text) in enumerate(HISTORY):
         await bus.apublish(TurnStarted(SESSION, index, speaker, kind, at + index))
-        await bus.apublish(TurnFinished(SESSION, Turn(index, speaker, kind, text, status, at + index, at + index + 0.5)))
+        turn = Turn(index, speaker, kind, text, status, at + index, at + index + 0.5)
+        await bus.apublish(TurnFinished(SESSION, turn))
     await bus.apublish(SessionEnded(SESSION, "stopped", at + 10, len(HISTORY)))
     detach()
     store.close()
@@ -59,7 +60,12 @@ async def _store_history(db: Path, max_turns: int = 5) -> None:
 
 def _engine() -> ScriptedEngine:
     counter = iter(range(1, 1000))
-    return ScriptedEngine(lambda request: (lambda n: f"Resumed remark {n} about item{n} and item{n + 1}.")(next(counter)))  # no echoes: the scheduler resamples those
+    # No echoes: the scheduler resamples those.
+    def remark(request: object) -> str:
+        n = next(counter)
+        return f"Resumed remark {n} about item{n} and item{n + 1}."
+
+    return ScriptedEngine(remark)
 
 
 def _new_turns(db: Path) -> list[Turn]:
@@ -118,7 +124,8 @@ def test_a_resumed_session_gets_the_same_budget_from_every_front_end(
     for name, turns in added.items():
         assert [t.index for t in turns] == list(range(len(HISTORY), len(HISTORY) + expected)), name
         assert all(t.status == TurnStatus.COMPLETE for t in turns), name
-    assert [t.speaker for t in added["cli"]] == [t.speaker for t in added["generate"]] == [t.speaker for t in added["tui"]]
+    speakers = {name: [t.speaker for t in turns] for name, turns in added.items()}
+    assert speakers["cli"] == speakers["generate"] == speakers["tui"]
     for path in paths.values():
         with Store.open(path) as store:
             summary = store.get_session(SESSION).summary
@@ -129,7 +136,8 @@ async def test_resuming_again_counts_against_the_original_max_turns(tmp_path: Pa
     db = tmp_path / "th.db"
     await _store_history(db)
     with Store.open(db) as store:
-        assert (await run_session(_engine(), plan_resume(store, SESSION, more_turns=1), store=store)).reason == "max_turns"
+        result = await run_session(_engine(), plan_resume(store, SESSION, more_turns=1), store=store)
+        assert result.reason == "max_turns"
         plan = plan_resume(store, SESSION)
         assert plan.spec.max_turns == 2 and plan.session_id == SESSION and len(plan.history) == len(HISTORY) + 1
         await run_session(_engine(), plan, store=store)

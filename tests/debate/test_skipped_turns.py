@@ -66,7 +66,8 @@ async def test_exports_carry_the_status_and_transcripts_leave_the_turn_out(tmp_p
 def test_a_skip_stored_before_the_status_existed_reads_as_skipped(tmp_path: Path) -> None:
     with Store.open(tmp_path / "th.db") as store:
         conn = store.connection.conn
-        conn.execute("INSERT INTO sessions(id, motion, spec, created_at, updated_at, status) VALUES ('old', 'm', '{}', 1, 1, 'stopped')")
+        conn.execute("INSERT INTO sessions(id, motion, spec, created_at, updated_at, status) "
+                     "VALUES ('old', 'm', '{}', 1, 1, 'stopped')")
         conn.execute("INSERT INTO turns(session_id, turn_index, speaker, kind, content, status, error) "
                      "VALUES ('old', 0, 'Ada', 'agent', '', 'interrupted', 'skipped by the watcher')")
         conn.execute("INSERT INTO turns(session_id, turn_index, speaker, kind, content, status, error) "

@@ -25,7 +25,8 @@ V1 = {
     "first_mes": "Stand up straight, {{user}}.",
     "mes_example": "<START>\n{{user}}: Hello\n{{char}}: State your business now.\n{{char}}: Make it quick, sailor.",
 }
-V2 = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {**V1, "name": "Nova: the Bard", "tags": ["bard", "traveller"]}}
+V2 = {"spec": "chara_card_v2", "spec_version": "2.0",
+      "data": {**V1, "name": "Nova: the Bard", "tags": ["bard", "traveller"]}}
 
 
 def chunk(kind: bytes, data: bytes) -> bytes:
@@ -65,7 +66,8 @@ def test_png_card_with_chara_chunk_imports_into_the_user_folder(tmp_path: Path) 
     persona, target = import_card(path)
     assert target.parent == user_agents_dir() and target.exists()
     assert load_persona(target) == persona
-    assert PersonaRegistry.default().get(persona.name).examples == ("State your business now.", "Make it quick, sailor.")
+    examples = ("State your business now.", "Make it quick, sailor.")
+    assert PersonaRegistry.default().get(persona.name).examples == examples
     with pytest.raises(ConfigError, match="--force"):
         import_card(path)
     import_card(path, force=True)
@@ -99,13 +101,17 @@ def test_bad_cards_give_one_clear_line(tmp_path: Path, content: bytes, message: 
 def test_agents_import_command(tmp_path: Path) -> None:
     path = tmp_path / "reyes.json"
     path.write_text(json.dumps(V1), encoding="utf-8")
-    run = subprocess.run([sys.executable, "-m", "townhall", "agents", "import", str(path)], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "townhall", "agents", "import", str(path)],
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "Imported Captain Reyes" in run.stdout
-    shown = subprocess.run([sys.executable, "-m", "townhall", "agents", "show", "captain reyes", "--json"], capture_output=True, text=True)
+    shown = subprocess.run([sys.executable, "-m", "townhall", "agents", "show", "captain reyes", "--json"],
+                           capture_output=True, text=True)
     assert json.loads(shown.stdout)["name"] == "Captain Reyes"
-    missing = subprocess.run([sys.executable, "-m", "townhall", "agents", "import", str(tmp_path / "nope.json")], capture_output=True, text=True)
-    assert missing.returncode == 1 and missing.stderr.strip().startswith("townhall: error:") and "Traceback" not in missing.stderr
+    missing = subprocess.run([sys.executable, "-m", "townhall", "agents", "import", str(tmp_path / "nope.json")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("townhall: error:")
+    assert "Traceback" not in missing.stderr
 
 
 # Hand-made cards with the structures found in SillyTavern's own default cards
@@ -174,7 +180,8 @@ def test_wpp_card_gives_a_readable_persona_without_looks_or_narration() -> None:
 def test_prose_card_keeps_facts_and_drops_the_roleplay_scene() -> None:
     persona = card_to_persona(PROSE, "pip.json")
     assert persona.title == "terrier" and persona.style == "Loyal, loud, curious."
-    assert persona.bio.startswith("Pip the Dog is a terrier who guards the town square. Pip the Dog loves tennis balls.")
+    assert persona.bio.startswith("Pip the Dog is a terrier who guards the town square. "
+                                  "Pip the Dog loves tennis balls.")
     assert "{{" not in persona.bio and "You have not" not in persona.bio and "wary of" not in persona.bio
     assert persona.examples == (), "a second-person first_mes is narration, not something the dog says"
 

@@ -211,4 +211,5 @@ class BranchService:
 
     def _switched(self, old: list[Turn]) -> BranchSwitched:
         path = self.tree.path()
-        return BranchSwitched(self.session_id, self.tree.current, tuple(path), first_difference(old, path), self.clock())
+        start = first_difference(old, path)
+        return BranchSwitched(self.session_id, self.tree.current, tuple(path), start, self.clock())

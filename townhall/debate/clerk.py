@@ -51,8 +51,8 @@ class Clerk:
         tail = "\nSummary of what was said above, in two sentences:"
         prompt = await self.fit_lines(head, lines, tail, max_tokens)
         names = self.cast.names(self.transcript.turns)
-        sampling = SamplingParams(temperature=0.3, max_tokens=max_tokens, seed=self._seed(OneOff.SUMMARY),
-                                  stop=("\n\n",) + tuple(f"\n{n}:" for n in names) + tuple(self.engine.info.eos_markers))
+        stop = ("\n\n",) + tuple(f"\n{n}:" for n in names) + tuple(self.engine.info.eos_markers)
+        sampling = SamplingParams(temperature=0.3, max_tokens=max_tokens, seed=self._seed(OneOff.SUMMARY), stop=stop)
         text = trim_turn(await self.complete(prompt, sampling), finish_reason="length",
                          names=self.cast.names(self.transcript.turns), markers=self.engine.info.eos_markers)
         self._summaries[key] = text

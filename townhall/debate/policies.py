@@ -202,6 +202,7 @@ class ModeratorPolicy:
 
 
 OPENING, QUESTIONS, CLOSING = "opening", "questions", "closing"
+ADJOURNMENT = "Thank you all for speaking tonight. Your views are in the minutes. This meeting is adjourned."
 PHASE_TITLES = {OPENING: "Opening statements", QUESTIONS: "Questions and rebuttals", CLOSING: "Closing statements"}
 
 
@@ -278,10 +279,12 @@ class AgendaPolicy:
     def _build(self, ctx: PolicyContext) -> list[AgendaSlot]:
         names = [p.name for p in ctx.speakers]
         chair = ctx.moderator.name if ctx.moderator else None
-        opening = ([AgendaSlot(OPENING, chair, self._welcome(names))] if chair else []) + [AgendaSlot(OPENING, n) for n in names]
-        closing = ([AgendaSlot(CLOSING, chair, self._closing_call(names))] if chair else []) + [AgendaSlot(CLOSING, n) for n in names]
+        opening = [AgendaSlot(OPENING, chair, self._welcome(names))] if chair else []
+        opening += [AgendaSlot(OPENING, n) for n in names]
+        closing = [AgendaSlot(CLOSING, chair, self._closing_call(names))] if chair else []
+        closing += [AgendaSlot(CLOSING, n) for n in names]
         if chair:
-            closing.append(AgendaSlot(CLOSING, chair, "Thank you all for speaking tonight. Your views are in the minutes. This meeting is adjourned."))
+            closing.append(AgendaSlot(CLOSING, chair, ADJOURNMENT))
         total = self.total if self.total is not None else len(opening) + len(closing) + 6 * len(names)
         middle_len = total - len(opening) - len(closing)
         middle = self._questions(names, chair, max(middle_len, 0))
@@ -297,7 +300,8 @@ class AgendaPolicy:
             if previous == target:  # ask about someone else's words, never the target's own
                 previous = names[(names.index(target) - 1) % len(names)]
             if chair:
-                slots.append(AgendaSlot(QUESTIONS, chair, self._question(target, previous, cycle // len(names) + cycle)))
+                question = self._question(target, previous, cycle // len(names) + cycle)
+                slots.append(AgendaSlot(QUESTIONS, chair, question))
             slots.append(AgendaSlot(QUESTIONS, target))
             slots.append(AgendaSlot(QUESTIONS, replier))
             previous = replier

@@ -160,7 +160,8 @@ class PromptBuilder:
         with a seed (`Seeds.turn`) and the stops that end the speaker's line."""
         base = SamplingParams().merged(DEBATE_SAMPLING, self.spec.sampling, persona.sampling)
         names = self.cast.names(self.transcript.turns)
-        stops = stop_strings(persona.name, names, self.engine.info.eos_markers, self.format.generic_stops) + tuple(base.stop)
+        eos = self.engine.info.eos_markers
+        stops = stop_strings(persona.name, names, eos, self.format.generic_stops) + tuple(base.stop)
         seed = self.seeds.turn(index, retry, self.transcript.tree.current)
         return base.merged({"seed": seed, "stop": tuple(dict.fromkeys(stops))})
 

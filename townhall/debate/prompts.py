@@ -119,7 +119,8 @@ def resolve_stance(spec: TownHallSpec, persona: Persona) -> tuple[str, str] | No
     if stance is not None:
         return stance.side, stance.concern
     if persona.side or persona.concern:
-        return persona.side or "undecided", (persona.concern or f"what the motion means for a {persona.title}").rstrip(".")
+        concern = persona.concern or f"what the motion means for a {persona.title}"
+        return persona.side or "undecided", concern.rstrip(".")
     return None
 
 
@@ -332,7 +333,9 @@ class ChatFormat:
         close_block()
         return messages
 
-    def _transcript_messages(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> list[dict[str, str]]:
+    def _transcript_messages(
+        self, persona: Persona, summary: str | None, lines: Sequence[Line]
+    ) -> list[dict[str, str]]:
         recent = list(lines[-self.window :])
         body = [f"(Earlier: {summary.strip()})"] if summary else []
         body += [f"{line.speaker}: {line.text}" for line in recent]

@@ -49,11 +49,13 @@ Notes on behaviour beyond the contract:
   turns on the current path made in this run (an edit is one). A run whose budget is used up
   still applies the ops queued, then ends as usual (and holds the ballot again: the path
   changed). Ops queued before `run()` are applied before the first turn; `stop()` drops them.
-  Bad arguments raise ConfigError at the call: no such turn, no text, no such branch, no
-  alternative to step to, and regenerating an audience line or a scripted agenda line (edit
-  those). `alternative` wraps around at either end. A regenerated turn is the same speaker
-  in the same phase with a new seed: seeds take the branch number as salt (branch 1 keeps
-  the seeds of a session without branches), so a seeded session still repeats.
+  Bad arguments raise ConfigError at the call, by the rules of the branch service
+  (`townhall.debate.branching`, which the CLI and the TUI share): no such turn, no text, an
+  edit that leaves the text as it was, no such branch, no alternative to step to, and
+  regenerating an audience line or a scripted agenda line (edit those). `alternative` wraps
+  around at either end. A regenerated turn is the same speaker in the same phase with a new
+  seed: seeds take the branch number as salt (branch 1 keeps the seeds of a session without
+  branches), so a seeded session still repeats (`debate/seeds.py`).
   After the path changes, what follows from it is rebuilt: `turns`, any agent view that had
   dropped or summarised a turn that changed (it starts over), the policy, `stances` (replayed
   from the readings after each turn of the path), `outcome`/`minutes` (a ballot belongs to
@@ -66,6 +68,14 @@ Notes on behaviour beyond the contract:
   its full current view, the moderator announces the result as a scripted turn, then
   OutcomeDecided and MinutesWritten go out, all before SessionEnded. `stop()` and errors
   end without a ballot.
+
+Where each job lives (each class takes what it needs in its constructor and can be tested
+alone): `run_control.RunControl` (the watcher's requests, pacing, the queues),
+`branching.BranchService` (changing the path), `turn_order.TurnOrder` (whose turn),
+`turn_taker.TurnTaker` (saying a turn), `prompting.PromptBuilder` (each agent's prompt and
+sampling), `voting.Voting` (stances, the ballot, the minutes), `clerk.Clerk` (one-off model
+calls), `transcript.Transcript` (the path and the budget rule), `seeds.Seeds`. `Scheduler`
+wires them and runs the loop.
 """
 
 from __future__ import annotations
@@ -128,10 +138,7 @@ class Scheduler:
     Dependencies come in: the engine (started here if it is not yet), the spec,
     the personas (any iterable or mapping holding everyone the spec names), an
     event bus, and a clock, so tests can hand in a scripted engine and fixed time.
-    The jobs are its collaborators', each with its own module: `control` (the watcher's
-    requests), `branches` (changing the path), `prompts` (each agent's prompt), `turns`
-    (saying a turn), `order` (whose turn), `voting` (stances, ballot, minutes), `clerk`
-    (one-off model calls). This class wires them and runs the loop.
+    The jobs are its collaborators' (see the module docstring); this class wires them.
     """
 
     def __init__(
@@ -167,13 +174,13 @@ class Scheduler:
         self.end_reason: str | None = None
         self.floor = Floor()
         self.control = RunControl()
-        out = Announcer(self.session_id, clock, self.bus)
-        self._out = out
+        self._out = out = Announcer(self.session_id, clock, self.bus)
         rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
         seeds = Seeds(spec.seed, rng)
         self.clerk = Clerk(engine, spec, self.cast, self.transcript, seeds)
-        self.prompts = PromptBuilder(engine, spec, self.cast, self.transcript, seeds, make_strategy(spec.context_strategy),
-                                     self.clerk.summarize, out, self.agent_key, topic_last=topic_last)
+        strategy = make_strategy(spec.context_strategy)
+        self.prompts = PromptBuilder(engine, spec, self.cast, self.transcript, seeds, strategy, self.clerk.summarize,
+                                     out, self.agent_key, topic_last=topic_last)
         self.order = TurnOrder(spec, self.cast, self.transcript, rng, self._ask_moderator)
         self.turn_taker = TurnTaker(engine, out, self.cast, self.transcript, self.prompts, self.control, self.floor)
         self.voting = Voting(engine, spec, self.cast, self.transcript, self.prompts, self.clerk, self.turn_taker, out,

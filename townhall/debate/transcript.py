@@ -58,8 +58,9 @@ class Transcript:
         spent = self.spent()
         if spec.max_turns is not None and len(spent) >= spec.max_turns:
             return "max_turns"
-        if spec.token_budget is not None and sum(t.stats.generated_tokens for t in spent if t.stats) >= spec.token_budget:
-            return "token_budget"
+        if spec.token_budget is not None:
+            if sum(t.stats.generated_tokens for t in spent if t.stats) >= spec.token_budget:
+                return "token_budget"
         if spec.time_budget_s is not None and elapsed() >= spec.time_budget_s:
             return "time_budget"
         return None

@@ -10,7 +10,15 @@ from __future__ import annotations
 import random
 
 from townhall.debate.cast import Cast
-from townhall.debate.policies import AgendaPolicy, AgendaSlot, AskModel, PolicyContext, StanceView, TurnPolicy, make_policy
+from townhall.debate.policies import (
+    AgendaPolicy,
+    AgendaSlot,
+    AskModel,
+    PolicyContext,
+    StanceView,
+    TurnPolicy,
+    make_policy,
+)
 from townhall.debate.prompts import resolve_stance
 from townhall.debate.transcript import Transcript
 from townhall.domain.personas import Persona

@@ -15,7 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from townhall.debate.announcing import Announcer
-from townhall.debate.ballot import VOTE_PHASE, MinutesEntry, VoteCount, completed_rounds, tally, vote_from, write_minutes
+from townhall.debate.ballot import (
+    VOTE_PHASE,
+    MinutesEntry,
+    VoteCount,
+    completed_rounds,
+    tally,
+    vote_from,
+    write_minutes,
+)
 from townhall.debate.cast import Cast
 from townhall.debate.clerk import Clerk
 from townhall.debate.prompting import PromptBuilder
@@ -59,7 +67,7 @@ class Voting:
         transcript: Transcript,
         prompts: PromptBuilder,
         clerk: Clerk,
-        turns: TurnTaker,
+        turn_taker: TurnTaker,
         announcer: Announcer,
         agent_key: Callable[[str], str],
     ) -> None:
@@ -69,7 +77,7 @@ class Voting:
         self.transcript = transcript
         self.prompts = prompts
         self.clerk = clerk
-        self.turns = turns
+        self.turn_taker = turn_taker
         self.out = announcer
         self.agent_key = agent_key
         self.stances: dict[str, float] = {}  # each participant's latest P(for) on this path
@@ -117,7 +125,7 @@ class Voting:
             return None
         counted = tally(votes)
         if self.cast.moderator is not None:
-            await self.turns.scripted_turn(self.cast.moderator, counted.announcement, VOTE_PHASE)
+            await self.turn_taker.scripted_turn(self.cast.moderator, counted.announcement, VOTE_PHASE)
         self.outcome = OutcomeDecided(self.out.session_id, counted.votes, counted.votes_for, counted.votes_against,
                                       counted.result, counted.announcement, self.out.clock())
         await self.out.publish(self.outcome)

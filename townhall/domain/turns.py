@@ -43,7 +43,8 @@ class Turn:
     # Its place in the session's tree of branches (townhall/domain/branches.py): `index` is its
     # position on the path from the first turn, `parent` the node it follows.
     node: str = field(default_factory=lambda: new_node_id(), compare=False)
-    parent: str | None = field(default=None, compare=False)  # the node of the turn before it on its path; None for the first turn
+    # The node of the turn before it on its path; None for the first turn.
+    parent: str | None = field(default=None, compare=False)
     branch: int = 1  # the branch it was said on (1: the session's first)
     author: str | None = None  # WATCHER when the watcher wrote its text (an edit), else None
 
