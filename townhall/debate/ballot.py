@@ -13,13 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from townhall.domain.events import Vote
+from townhall.domain.events import Result, Side, Vote
 
-# The one spelling of a ballot's result and a vote's side: the TUI's would-be tally uses these too.
-Result = Literal["carried", "defeated", "tied"]
-Side = Literal["for", "against"]
 VOTE_PHASE = "vote"  # the phase of the chair's announcement: a turn outside the debate's own count
 MAX_REASON_CHARS = 200
 

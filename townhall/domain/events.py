@@ -15,6 +15,10 @@ from townhall.domain.turns import Turn, TurnKind
 log = logging.getLogger(__name__)
 
 SchedulerStatus = Literal["idle", "running", "paused", "finished"]
+# The one spelling of a ballot's result and a vote's side: the ballot, the record, the exports and
+# the TUI's would-be tally all use these.
+Result = Literal["carried", "defeated", "tied"]
+Side = Literal["for", "against"]
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ class StanceMeasured:
 @dataclass(frozen=True)
 class Vote:
     agent: str
-    choice: Literal["for", "against"]
+    choice: Side
     p_for: float
 
 
@@ -123,7 +127,7 @@ class OutcomeDecided:
     votes: tuple[Vote, ...]
     votes_for: int
     votes_against: int
-    result: Literal["carried", "defeated", "tied"]
+    result: Result
     announcement: str  # e.g. "The motion carries, 3 to 2."
     at: float
 

@@ -44,7 +44,7 @@ from townhall import __version__
 from townhall.engine.base import GenerationStats, SamplingParams
 from townhall.export.common import load
 from townhall.domain.personas import Persona
-from townhall.domain.events import StanceMeasured
+from townhall.domain.events import Result, Side, StanceMeasured
 from townhall.store import OutcomeRecord, SessionRecord, Store
 from townhall.store.records import SessionStatus, stance_as_dict
 from townhall.domain.turns import Turn, TurnKind, TurnStatus
@@ -118,7 +118,7 @@ class StanceOut(_Model):
 
 class VoteOut(_Model):
     agent: str
-    choice: Literal["for", "against"]
+    choice: Side
     p_for: float = Field(ge=0.0, le=1.0)
 
 
@@ -126,7 +126,7 @@ class OutcomeOut(_Model):
     votes: list[VoteOut] = Field(default_factory=list)
     votes_for: int = 0
     votes_against: int = 0
-    result: Literal["carried", "defeated", "tied"] | None = None
+    result: Result | None = None
     announcement: str | None = None
     decided_at: float | None = None
     minutes: str | None = None

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from townhall.engine.base import STAT_FIELDS, GenerationStats, SamplingParams
-from townhall.domain.events import StanceMeasured, Vote
+from townhall.domain.events import Result, StanceMeasured, Vote
 from townhall.domain.personas import Persona
 from townhall.domain.turns import Turn, TurnKind, TurnStatus
 
@@ -151,7 +151,7 @@ class OutcomeRecord:
     votes: tuple[Vote, ...] = ()
     votes_for: int = 0
     votes_against: int = 0
-    result: Literal["carried", "defeated", "tied"] | None = None
+    result: Result | None = None
     announcement: str | None = None
     decided_at: float | None = None
     minutes: str | None = None
@@ -197,7 +197,7 @@ def votes_from_json(text: str | None) -> tuple[Vote, ...]:
 
 
 def row_to_outcome(row: dict[str, Any]) -> OutcomeRecord:
-    result = row["result"] if row["result"] in ("carried", "defeated", "tied") else None
+    result = row["result"] if row["result"] in get_args(Result) else None
     return OutcomeRecord(
         session_id=row["session_id"],
         votes=votes_from_json(row["votes"]),
