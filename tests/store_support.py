@@ -23,7 +23,8 @@ from townhall.domain.spec import TownHallSpec
 from townhall.store import Store
 from townhall.domain.turns import Turn, TurnKind, TurnStatus
 
-HOSTILE = "<script>alert('x')</script> & **bold** [link](http://evil) `code` # head \x1b[31mred\x1b[0m \"q\" ' ; DROP TABLE turns; --"
+HOSTILE = ("<script>alert('x')</script> & **bold** [link](http://evil) `code` # head \x1b[31mred\x1b[0m "
+           "\"q\" ' ; DROP TABLE turns; --")
 
 
 def personas() -> list[Persona]:

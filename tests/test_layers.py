@@ -43,7 +43,8 @@ FRONT_ENDS = ("townhall.tui", "townhall.cli", "townhall.generate", "townhall.exp
 )
 def test_the_engine_loads_nothing_of_townhall_but_itself_errors_and_paths(module: str) -> None:
     loaded = loaded_by(module)
-    ours = under(loaded, "townhall") - under(loaded, "townhall.engine", "townhall.errors", "townhall.paths") - {"townhall"}
+    allowed = under(loaded, "townhall.engine", "townhall.errors", "townhall.paths") | {"townhall"}
+    ours = under(loaded, "townhall") - allowed
     assert ours == set()
     assert under(loaded, *FRONT_ENDS, "sqlite3", "sqlite_utils") == set()
     assert under(loaded, "llama_cpp") == set()  # llama.cpp loads when a model does, not at import

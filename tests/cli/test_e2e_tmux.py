@@ -99,7 +99,8 @@ def test_townhall_in_tmux_pause_interject_quit(tmp_path: Path, model_path: Path)
         gpu = bool(llama_supports_gpu_offload())  # the same build the app runs on
         assert ("GPU · " in screen) == gpu and ("CPU · " in screen) != gpu  # the header tells the truth
         tmux.keys("p")
-        tmux.wait_for(lambda s: len(s.splitlines()) > 1 and "paused" in s.splitlines()[1], "the paused state in the header")
+        tmux.wait_for(lambda s: len(s.splitlines()) > 1 and "paused" in s.splitlines()[1],
+                      "the paused state in the header")
         tmux.keys("i")
         time.sleep(0.3)
         tmux.keys(INTERJECTION, literal=True)

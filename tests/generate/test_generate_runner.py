@@ -134,7 +134,8 @@ async def test_rerun_with_same_config_and_output_skips_finished_topics(tmp_path:
         assert (third.skipped, third.written, third_engine.requests) == (3, 0, [])
         assert (tmp_path / "out.jsonl").read_bytes() == after
         # another output, or another motion, is not "the same run": it starts over
-        other = await make_runner(tmp_path, ScriptedEngine(script()), make_config(), store, out="o2.jsonl", count=1).run()
+        runner = make_runner(tmp_path, ScriptedEngine(script()), make_config(), store, out="o2.jsonl", count=1)
+        other = await runner.run()
         changed = make_config(motion='Define "{word}".')
         moved = await make_runner(tmp_path, ScriptedEngine(script()), changed, store, count=1).run()
         assert (other.skipped, other.written, moved.skipped, moved.written) == (0, 1, 0, 1)

@@ -73,7 +73,8 @@ async def test_parallel_generate_keeps_two_streams_open_at_once(tmp_path: Path) 
         engine = OpenAIEngine(server.root, streams=2, max_tries=1)
         personas = PersonaRegistry.default().resolve(config.persona_names())
         out = tmp_path / "out.jsonl"
-        output = OutputFile(out, "jsonl", config.fingerprint(), shape_for("jsonl", per_speaker=False, assistant="Teacher"))
+        shape = shape_for("jsonl", per_speaker=False, assistant="Teacher")
+        output = OutputFile(out, "jsonl", config.fingerprint(), shape)
         with Store.open(tmp_path / "th.db") as store:
             try:
                 runner = Runner(config, WORDS, engine, store, personas, output, parallel=2)

@@ -79,7 +79,8 @@ def _run_and_kill(tmp_path: Path, engine_kind: str, model: str | None, complete_
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and child.poll() is None:
             done = _poll(db, "SELECT COUNT(*) FROM turns WHERE status = 'complete'")
-            live = _poll(db, "SELECT turn_index, speaker, content FROM turns WHERE status = 'streaming' AND content != ''")
+            live = _poll(db, "SELECT turn_index, speaker, content FROM turns "
+                             "WHERE status = 'streaming' AND content != ''")
             if done and done[0][0] >= complete_before_kill and live:
                 cut = live[0]
                 os.kill(child.pid, signal.SIGKILL)

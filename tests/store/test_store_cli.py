@@ -105,4 +105,5 @@ def test_real_command_honours_townhall_db_and_errors_are_one_line(db: Path, tmp_
     conn.execute("PRAGMA user_version = 99")
     conn.close()
     done = _townhall(["sessions", "list", "--db", str(future)])
-    assert done.returncode == 1 and "newer than this Townhall" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert done.returncode == 1 and "newer than this Townhall" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

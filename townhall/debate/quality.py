@@ -30,7 +30,10 @@ ECHO = "echo"
 
 _WORD = re.compile(r"[\w']+", re.UNICODE)
 _FENCE = re.compile(r"```|~~~")
-_LATEX = re.compile(r"\$\$|\\(begin|end|frac|sqrt|sum|int|left|right|text|mathrm|cdot|times)\b|\\[(\[]|\$[^$\s][^$]*\\[a-zA-Z]+[^$]*\$")
+_LATEX = re.compile(
+    r"\$\$|\\(begin|end|frac|sqrt|sum|int|left|right|text|mathrm|cdot|times)\b|\\[(\[]"
+    r"|\$[^$\s][^$]*\\[a-zA-Z]+[^$]*\$"
+)
 # Stage directions: "(laughs)", "*nods slowly*", "[applause]".
 _STAGE = re.compile(r"\([^()]*\)|\*[^*]*\*|\[[^\]]*\]")
 # Narration of the meeting rather than speech: "Walt nods.", "The room falls silent."

@@ -199,7 +199,8 @@ def leaks_instruction(text: str, instruction: str, *, n: int = 4, share: float =
 # Ines in one sentence.", "I'll play a role that's been created by Ines". Shown to the next
 # speaker, such a turn spreads to the whole room, so it is resampled, never recorded.
 _META = re.compile(
-    r"\b(respond|reply|speak|answer|talk)(ing)? as\b|\bplay(ing|ed)? (a|the|my|her|his|your) (new )?(role|character|part)\b(?! in\b)"
+    r"\b(respond|reply|speak|answer|talk)(ing)? as\b"
+    r"|\bplay(ing|ed)? (a|the|my|her|his|your) (new )?(role|character|part)\b(?! in\b)"
     r"|\bin character\b|\bas an? (AI|language model|assistant)\b|\bone[- ]sentence response\b",
     re.IGNORECASE,
 )
