@@ -26,20 +26,12 @@ from textual.widget import MountError
 from textual.widgets import Markdown, Static
 
 from townhall.domain.turns import Turn, TurnKind, TurnStatus
+from townhall.tui.view_model import TurnMark
 
 
 def safe_markdown_parser() -> MarkdownIt:
     """GitHub-like Markdown with raw HTML disabled, so tags stay visible as text."""
     return MarkdownIt("gfm-like", {"html": False})
-
-
-@dataclass(frozen=True)
-class TurnMark:
-    """A turn's place among its alternatives (`position` of `count`, from 1) and its author."""
-
-    position: int = 1
-    count: int = 1
-    edited: bool = False
 
 
 NO_MARK = TurnMark()
