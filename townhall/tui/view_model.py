@@ -395,6 +395,31 @@ class DebateViewModel:
             return None
         return self.scheduler
 
+    def step(self) -> None:
+        if (scheduler := self.steerable()) is not None:
+            scheduler.step()
+
+    def interrupt(self) -> None:
+        if (scheduler := self.steerable()) is not None:
+            scheduler.interrupt()
+
+    def skip(self) -> None:
+        if (scheduler := self.steerable()) is not None:
+            scheduler.skip()
+            self.view.say("Skipping the speaker.", timeout=2)
+
+    def interject(self, text: str) -> bool:
+        """Queue the audience's line; False when it was not taken (the box keeps it)."""
+        if (scheduler := self.steerable()) is None:
+            return False
+        try:
+            scheduler.interject(text)
+        except TownhallError as exc:
+            self.view.say(str(exc), severity="error", markup=False)
+            return False
+        self.view.say("Interjection queued: it is the next turn.", timeout=3)
+        return True
+
     @_renders
     def toggle_pause(self) -> None:
         if (scheduler := self.steerable()) is None:

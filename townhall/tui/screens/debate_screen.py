@@ -32,11 +32,12 @@ from textual.widgets import Input, TextArea
 from townhall.debate.session import BranchOp, SchedulerFactory, Session, SessionPlan, SessionScheduler
 from townhall.domain.events import Event, OutcomeDecided, TokenStreamed, TurnStarted
 from townhall.domain.personas import Persona
-from townhall.domain.turns import Turn, TurnKind
+from townhall.domain.turns import Turn
 from townhall.engine.factory import EngineConfig
 from townhall.errors import TownhallError
 from townhall.tui.batcher import TokenBatcher
 from townhall.tui.bindings import DEBATE_ACTIONS
+from townhall.tui.branch_keys import BranchKeys, Reopen
 from townhall.tui.engine_holder import EngineHolder
 from townhall.tui.exports import export_to_file
 from townhall.tui.messages import DebateEvent, DebateFinished, EngineFailed, EngineReady, ShowError, TokensArrived
@@ -75,6 +76,7 @@ class DebateScreen(Screen[None]):
     vote_called: var[bool] = var(False, bindings=True)
     probing: var[bool] = var(True, bindings=True)
     revision: var[int] = var(0)  # the members' counts or stances changed
+    stats_position: var[StatsPosition] = var("right")  # where the user put the stats pane
 
     @dataclass
     class StatsMoved(Message):
@@ -97,12 +99,13 @@ class DebateScreen(Screen[None]):
         self.debate = debate
         self.engines = engines
         self.store = store
-        self.stats_position: StatsPosition = stats_position
+        self.set_reactive(DebateScreen.stats_position, stats_position)
         self.scheduler_factory = scheduler_factory
         self.clock = clock
         self.exports_dir = exports_dir
         self.session: Session | None = None
         self.model = DebateViewModel(self, store=store)
+        self.keys = BranchKeys(self.model, lambda: self.scheduler, lambda: self.session is not None and self.session.running)
         self.batcher = TokenBatcher(self.post_message, self.set_timer)
         self._spinner: Timer | None = None
         # Held, not queried: a query from outside runs against whichever screen is on top.
@@ -133,7 +136,7 @@ class DebateScreen(Screen[None]):
 
     # -- setup ---------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield self.header
+        yield self.header.data_bind(DebateScreen.state, DebateScreen.turn, DebateScreen.branch)
         yield self.banner
         with self.body:
             yield self.roster
@@ -148,7 +151,7 @@ class DebateScreen(Screen[None]):
         self.footer.room = event.size.width if self.footer.compact else 0
 
     def on_mount(self) -> None:
-        self._apply_stats_position(self.stats_position)
+        self.watch_stats_position(self.stats_position)  # set before mount, so not watched yet
         self.transcript.focus()
         self._show_town_hall(self.debate)
         self._start_debate(self.debate)
@@ -156,7 +159,6 @@ class DebateScreen(Screen[None]):
     def _show_town_hall(self, plan: SessionPlan) -> None:
         self.header.motion = plan.spec.motion
         self.header.max_turns = plan.spec.max_turns
-        self.header.turn = 0
         self.call_next(self._show_members, list(plan.personas))
 
     async def _show_members(self, personas: list[Persona]) -> None:
@@ -174,7 +176,6 @@ class DebateScreen(Screen[None]):
         self.state = model.state
 
     def watch_state(self, state: DebateState) -> None:
-        self.header.state = state
         if state == "loading" and self._spinner is None:
             self._spinner = self.set_interval(0.1, self._spin)
         elif state != "loading" and self._spinner is not None:
@@ -184,17 +185,10 @@ class DebateScreen(Screen[None]):
     def _spin(self) -> None:
         self.header.spinner += 1
 
-    def watch_turn(self, turn: int) -> None:
-        self.header.turn = turn
-
-    def watch_branch(self, branch: str) -> None:
-        self.header.branch = branch
-
     def watch_speaking(self) -> None:
         self.roster.set_roles(self.speaking, self.next_up)
 
-    def watch_next_up(self) -> None:
-        self.roster.set_roles(self.speaking, self.next_up)
+    watch_next_up = watch_speaking
 
     def watch_probing(self, probing: bool) -> None:
         self.roster.probing = probing
@@ -207,22 +201,9 @@ class DebateScreen(Screen[None]):
         self.stats.set_stances(members)
 
     def watch_outcome(self) -> None:
-        self._draw_banner()
+        self.banner.show(self.outcome, self.minutes is not None, self.vote_called)
 
-    def watch_minutes(self) -> None:
-        self._draw_banner()
-
-    def watch_vote_called(self) -> None:
-        self._draw_banner()
-
-    def _draw_banner(self) -> None:
-        self.banner.reset()
-        if self.outcome is not None:
-            self.banner.show_outcome(self.outcome)
-            if self.minutes is not None:
-                self.banner.show_minutes_ready()
-        elif self.vote_called:
-            self.banner.show_called()
+    watch_minutes = watch_vote_called = watch_outcome
 
     # -- DebateView: what the view-model asks to draw ------------------------------
     def start_turn(self, event: TurnStarted, look: Look) -> None:
@@ -380,33 +361,21 @@ class DebateScreen(Screen[None]):
         self.model.toggle_pause()
 
     def action_step(self) -> None:
-        if (scheduler := self.model.steerable()) is not None:
-            scheduler.step()
+        self.model.step()
 
     def action_interrupt(self) -> None:
-        if (scheduler := self.model.steerable()) is not None:
-            scheduler.interrupt()
+        self.model.interrupt()
 
     def action_skip(self) -> None:
-        if (scheduler := self.model.steerable()) is not None:
-            scheduler.skip()
-            self.notify("Skipping the speaker.", timeout=2)
+        self.model.skip()
 
     def action_interject(self) -> None:
         self.interject_box.focus()
 
     @on(InterjectBox.Submitted)
     def _interjected(self, message: InterjectBox.Submitted) -> None:
-        if (scheduler := self.model.steerable()) is None:
+        if not self.model.interject(message.text):
             message.box.text = message.text  # keep what the user wrote
-            return
-        try:
-            scheduler.interject(message.text)
-        except TownhallError as exc:
-            message.box.text = message.text
-            self.notify(str(exc), severity="error", markup=False)
-            return
-        self.notify("Interjection queued: it is the next turn.", timeout=3)
 
     def action_show_tally(self) -> None:
         from townhall.tui.screens.tally import TallyScreen
@@ -430,11 +399,8 @@ class DebateScreen(Screen[None]):
         """Right → bottom → hidden → right; on a narrow terminal "right" is skipped (it would not fit)."""
         shown = self.shown_stats_position()
         position = STATS_CYCLE[(STATS_CYCLE.index(shown) + 1) % len(STATS_CYCLE)]
-        if position == "right" and self.narrow:
-            position = "bottom"
-        self.stats_position = position
-        self._apply_stats_position(position)
-        self.post_message(self.StatsMoved(position))
+        self.stats_position = "bottom" if position == "right" and self.narrow else position
+        self.post_message(self.StatsMoved(self.stats_position))
 
     def shown_stats_position(self) -> StatsPosition:
         """Where the stats pane is on screen now: a narrow terminal hides the right-hand pane."""
@@ -442,7 +408,7 @@ class DebateScreen(Screen[None]):
             return "hidden"
         return self.stats_position
 
-    def _apply_stats_position(self, position: StatsPosition) -> None:
+    def watch_stats_position(self, position: StatsPosition) -> None:
         for name in STATS_CYCLE:
             self.body.set_class(position == name, f"-stats-{name}")
 
@@ -471,99 +437,32 @@ class DebateScreen(Screen[None]):
     def _turn_clicked(self, message: TurnView.Clicked) -> None:
         self.transcript.select(message.index)
 
-    def _target(self) -> Turn | None:
-        """The selected turn (none selected: the last), as the scheduler holds it."""
-        index = self.transcript.target()
-        turns = self.scheduler.turns if self.scheduler is not None else []
-        if index is None or index >= len(turns):
-            self.notify("No turn to act on yet.", severity="warning")
-            return None
-        return turns[index]
-
     def action_prev_alternative(self) -> None:
-        self._alternative(-1)
+        self._reopen(self.keys.alternative(self.transcript.target(), -1, self._alternatives_shown))
 
     def action_next_alternative(self) -> None:
-        self._alternative(+1)
+        self._reopen(self.keys.alternative(self.transcript.target(), +1, self._alternatives_shown))
 
-    def _alternative(self, step: int) -> None:
-        if (turn := self._target()) is None:
-            return
-        view = self.transcript.views.get(turn.index)
-        if view is None or view.mark.count < 2:
-            self.notify(f"Turn #{turn.index} has no alternatives: r regenerates it.", severity="warning", markup=False)
-            return
-        index = turn.index
-        self._branch_op(lambda s: s.alternative(index, step), None)
+    def _alternatives_shown(self, index: int) -> int:
+        view = self.transcript.views.get(index)
+        return view.mark.count if view is not None else 0
 
     def action_regenerate(self) -> None:
-        if (turn := self._target()) is None:
-            return
-        if turn.kind is TurnKind.AUDIENCE or turn.scripted:
-            self.notify(f"Turn #{turn.index} was not generated, so it cannot be regenerated: e edits it.",
-                        severity="warning", markup=False)
-            return
-        index = turn.index
-        self._branch_op(lambda s: s.regenerate(index),
-                        f"Regenerating turn #{index}; the old one stays as an alternative (← →).")
+        self._reopen(self.keys.regenerate(self.transcript.target()))
+
+    def action_fork(self) -> None:
+        self._reopen(self.keys.fork(self.transcript.target()))
 
     def action_edit_turn(self) -> None:
-        if (turn := self._target()) is None:
+        if (turn := self.keys.target(self.transcript.target())) is None:
             return
         from townhall.tui.screens.edit_turn import EditTurnScreen
 
         index, original = turn.index, turn.content
+        dialog = EditTurnScreen(f"Edit turn #{index} — {turn.speaker}", original)
+        self.app.push_screen(dialog, lambda text: self._reopen(self.keys.edit(index, text, original)))
 
-        def edited(text: str | None) -> None:
-            if text is None:
-                return
-            if not text.strip():
-                self.notify("An empty turn is not saved: the turn is unchanged.", severity="warning")
-            elif text.strip() == original.strip():
-                self.notify("Unchanged: nothing to save.", severity="warning")
-            else:
-                self._branch_op(lambda s: s.edit(index, text.strip()),
-                                f"Turn #{index} edited; the debate goes on from your version.")
-
-        self.app.push_screen(EditTurnScreen(f"Edit turn #{index} — {turn.speaker}", original), edited)
-
-    def action_fork(self) -> None:
-        if (turn := self._target()) is None:
-            return
-        index = turn.index
-        self._branch_op(lambda s: s.fork(index), f"New branch after turn #{index}.")
-
-    def _branch_op(self, op: BranchOp, done: str | None) -> None:
-        """Queue `op` on the running scheduler, or reopen the ended session to apply it."""
-        if self.scheduler is None or self.state in ("loading", "starting"):
-            self.notify("The debate is still loading.", severity="warning")
-            return
-        if self.state in ("finished", "error") or self.session is None or not self.session.running:
-            self._apply_after_end(op, done)
-            return
-        try:
-            op(self.scheduler)
-        except TownhallError as exc:
-            self.notify(str(exc), severity="error", markup=False)
-            return
-        if done:
-            self.notify(done, timeout=4, markup=False)
-
-    def _apply_after_end(self, op: BranchOp, done: str | None) -> None:
-        """The session layer reopens the stored session; the op goes in before it runs,
-        with no turns left (`session.plan_branch_op`), so the run applies it and ends. A new
-        turn on the path gets a new closing ballot (if the town hall holds one); a flip or a
-        fork says nothing new, so the banner shows the chosen branch's recorded outcome."""
-        if self.store is None or self.session_id is None:
-            self.notify("The debate has ended and no database holds it, so it cannot go on.", severity="warning")
-            return
-        from townhall.debate.session import plan_branch_op
-
-        try:
-            plan = plan_branch_op(self.store, self.session_id)
-        except TownhallError as exc:
-            self.post_message(ShowError("Cannot go on with this session", str(exc)))
-            return
-        if done:
-            self.notify(done, timeout=4, markup=False)
-        self.call_next(self.continue_debate, plan, op)
+    def _reopen(self, reopen: Reopen | None) -> None:
+        """A branch key after the end: run the stored session again with the op queued first."""
+        if reopen is not None:
+            self.call_next(self.continue_debate, reopen.plan, reopen.op)
