@@ -26,7 +26,7 @@ from townhall.domain.personas import Persona
 from townhall.domain.turns import Turn, TurnKind, TurnStatus
 from townhall.engine.scripted import ScriptedEngine
 from townhall.tui.branch_keys import BranchKeys
-from townhall.tui.view_model import DebateViewModel, TurnMark, counts_as_debate_turn, turn_marks
+from townhall.tui.view_model import DebateViewModel, TurnMark, counts_as_debate_turn, next_stats_position, turn_marks
 
 SID = "vm"
 
@@ -270,6 +270,12 @@ def test_branch_keys_after_the_end_need_a_database() -> None:
     keys = BranchKeys(model, lambda: scheduler, lambda: False)  # type: ignore[arg-type,return-value]
     assert keys.fork(0) is None
     assert view.said()[-1] == "The debate has ended and no database holds it, so it cannot go on."
+
+
+def test_the_stats_pane_cycles_and_skips_the_right_when_narrow() -> None:
+    assert [next_stats_position(p, narrow=False) for p in ("right", "bottom", "hidden")] == ["bottom", "hidden", "right"]
+    assert next_stats_position("right", narrow=True) == "bottom"  # shown hidden: the next is the bottom
+    assert next_stats_position("hidden", narrow=True) == "bottom"
 
 
 def test_the_view_model_loads_no_textual() -> None:

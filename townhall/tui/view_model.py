@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from townhall.engine.base import Engine
     from townhall.store import Store
 
+StatsPosition = Literal["right", "bottom", "hidden"]
+STATS_CYCLE: tuple[StatsPosition, ...] = ("right", "bottom", "hidden")
 DebateState = Literal["loading", "starting", "debating", "pausing", "paused", "finished", "error"]
 VOTING_STATES: tuple[DebateState, ...] = ("debating", "pausing", "paused", "starting")  # a vote can be called
 Severity = Literal["information", "warning", "error"]
@@ -99,6 +101,19 @@ def turn_marks(tree: TurnTree, turns: Sequence[Turn]) -> dict[str, TurnMark]:
         position = alternatives.index(turn.node) + 1 if turn.node in alternatives else 1
         marks[turn.node] = TurnMark(position, len(alternatives), turn.author == WATCHER)
     return marks
+
+
+def shown_stats_position(position: StatsPosition, narrow: bool) -> StatsPosition:
+    """Where the stats pane is on screen: a narrow terminal hides the right-hand pane."""
+    return "hidden" if position == "right" and narrow else position
+
+
+def next_stats_position(position: StatsPosition, narrow: bool) -> StatsPosition:
+    """Right → bottom → hidden → right, from where it shows; on a narrow terminal "right" is
+    skipped (it would not fit)."""
+    shown = shown_stats_position(position, narrow)
+    following = STATS_CYCLE[(STATS_CYCLE.index(shown) + 1) % len(STATS_CYCLE)]
+    return "bottom" if following == "right" and narrow else following
 
 
 class DebateView(Protocol):

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -41,7 +41,17 @@ from townhall.tui.branch_keys import BranchKeys, Reopen
 from townhall.tui.engine_holder import EngineHolder
 from townhall.tui.exports import export_to_file
 from townhall.tui.messages import DebateEvent, DebateFinished, EngineFailed, EngineReady, ShowError, TokensArrived
-from townhall.tui.view_model import DebateState, DebateViewModel, Look, Member, Severity, TurnMark
+from townhall.tui.view_model import (
+    STATS_CYCLE,
+    DebateState,
+    DebateViewModel,
+    Look,
+    Member,
+    Severity,
+    StatsPosition,
+    TurnMark,
+    next_stats_position,
+)
 from townhall.tui.widgets.footer import DebateFooter
 from townhall.tui.widgets.header import TownhallHeader
 from townhall.tui.widgets.interject import InterjectBox
@@ -53,8 +63,6 @@ from townhall.tui.widgets.transcript import Transcript, TurnView
 if TYPE_CHECKING:
     from townhall.store import Store
 
-StatsPosition = Literal["right", "bottom", "hidden"]
-STATS_CYCLE: tuple[StatsPosition, ...] = ("right", "bottom", "hidden")
 NARROW_BELOW = 100  # columns: under this, a 34-column roster and a 36-column stats pane leave no room to read
 COMPACT_FOOTER_BELOW = 140  # columns: below this the footer's keys, Quit included, fit only without spacing
 # Branch keys that must reach a text box instead while one has focus.
@@ -311,9 +319,7 @@ class DebateScreen(Screen[None]):
         self.post_message(DebateEvent(event))
 
     def on_engine_ready(self, message: EngineReady) -> None:
-        self.header.model_name = message.info.model_name
-        self.header.device = message.info.device
-        self.header.stance_probe = message.info.stance_probe
+        self.header.show_engine(message.info)
         self.model.engine_ready(message.info.stance_probe, self.debate.spec.ballot)
 
     def on_engine_failed(self, message: EngineFailed) -> None:
@@ -396,17 +402,8 @@ class DebateScreen(Screen[None]):
         self.app.push_screen(MinutesScreen(f"Minutes — {self.debate.spec.motion}", self.minutes))
 
     def action_toggle_stats(self) -> None:
-        """Right → bottom → hidden → right; on a narrow terminal "right" is skipped (it would not fit)."""
-        shown = self.shown_stats_position()
-        position = STATS_CYCLE[(STATS_CYCLE.index(shown) + 1) % len(STATS_CYCLE)]
-        self.stats_position = "bottom" if position == "right" and self.narrow else position
+        self.stats_position = next_stats_position(self.stats_position, self.narrow)
         self.post_message(self.StatsMoved(self.stats_position))
-
-    def shown_stats_position(self) -> StatsPosition:
-        """Where the stats pane is on screen now: a narrow terminal hides the right-hand pane."""
-        if self.stats_position == "right" and self.narrow:
-            return "hidden"
-        return self.stats_position
 
     def watch_stats_position(self, position: StatsPosition) -> None:
         for name in STATS_CYCLE:
@@ -438,14 +435,10 @@ class DebateScreen(Screen[None]):
         self.transcript.select(message.index)
 
     def action_prev_alternative(self) -> None:
-        self._reopen(self.keys.alternative(self.transcript.target(), -1, self._alternatives_shown))
+        self._reopen(self.keys.alternative(self.transcript.target(), -1, self.transcript.alternatives_shown))
 
     def action_next_alternative(self) -> None:
-        self._reopen(self.keys.alternative(self.transcript.target(), +1, self._alternatives_shown))
-
-    def _alternatives_shown(self, index: int) -> int:
-        view = self.transcript.views.get(index)
-        return view.mark.count if view is not None else 0
+        self._reopen(self.keys.alternative(self.transcript.target(), +1, self.transcript.alternatives_shown))
 
     def action_regenerate(self) -> None:
         self._reopen(self.keys.regenerate(self.transcript.target()))

@@ -205,6 +205,11 @@ class Transcript(VerticalScroll):
             self.select(numbers[max(0, at)])
 
     # -- marks and redraws ------------------------------------------------------------------
+    def alternatives_shown(self, index: int) -> int:
+        """How many alternatives turn `index`'s label shows (0: no such turn on screen)."""
+        view = self.views.get(index)
+        return view.mark.count if view is not None else 0
+
     def set_marks(self, marks: Mapping[str, TurnMark]) -> None:
         self.marks = dict(marks)
         for view in self.views.values():
