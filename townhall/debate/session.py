@@ -222,7 +222,7 @@ async def hold_vote(
         raise ConfigError(f"the {engine.info.backend} engine has no stance probe, so it cannot hold a vote")
     factory = scheduler_factory or _default_scheduler
     scheduler = factory(engine, spec, list(personas), bus=EventBus(), session_id=record_id, history=tuple(history),
-                             **_tree_kwargs(tree))
+                        **_tree_kwargs(tree))
     detach = [store.attach(scheduler)] + [scheduler.subscribe(view) for view in views]
     try:
         outcome = await scheduler.hold_vote()
