@@ -536,7 +536,8 @@ async def test_new_motion_drops_the_old_title(store: Store) -> None:
     from townhall.tui.screens.new_townhall import NewTownhallScreen
 
     app = make_app(ScriptedEngine(["a b c"], delay=0.005), store=store, turns=1, session_id=None)
-    app.debate_screen.debate = dataclasses.replace(app.debate_screen.debate, spec=app.debate_screen.debate.spec.model_copy(update={"title": "Rail Yard Town Hall"}))
+    renamed = app.debate_screen.debate.spec.model_copy(update={"title": "Rail Yard Town Hall"})
+    app.debate_screen.debate = dataclasses.replace(app.debate_screen.debate, spec=renamed)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(lambda: app.debate_screen.state == "finished")
         first_session = app.debate_screen.session_id

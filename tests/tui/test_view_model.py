@@ -113,7 +113,8 @@ def attached(ballot: bool = True, probe: str | None = "logits") -> tuple[DebateV
 def said(scheduler: FakeScheduler, model: DebateViewModel, speaker: str, text: str = "a few words",
          kind: TurnKind = TurnKind.AGENT, **extra: Any) -> Turn:
     """One whole turn through the view-model: started, then finished."""
-    turn = Turn(len(scheduler.turns), speaker, kind, text, TurnStatus.COMPLETE, started_at=1.0, finished_at=3.0, **extra)
+    turn = Turn(len(scheduler.turns), speaker, kind, text, TurnStatus.COMPLETE, started_at=1.0, finished_at=3.0,
+                **extra)
     model.handle(TurnStarted(SID, turn.index, speaker, kind, 0.0, phase=turn.phase, node=turn.node))
     scheduler.say(turn)
     model.handle(TurnFinished(SID, turn))
@@ -209,7 +210,8 @@ def test_no_vote_without_a_ballot() -> None:
     model, view, scheduler = attached(ballot=False)
     assert not model.probing and not model.can_call_vote()
     model.call_vote()
-    assert scheduler.steered == [] and view.said()[-1] == "No vote to call: this town hall holds no ballot (ballot = false)."
+    assert scheduler.steered == []
+    assert view.said()[-1] == "No vote to call: this town hall holds no ballot (ballot = false)."
 
 
 def test_toggle_pause_says_pausing_while_a_turn_runs() -> None:
@@ -273,7 +275,8 @@ def test_branch_keys_after_the_end_need_a_database() -> None:
 
 
 def test_the_stats_pane_cycles_and_skips_the_right_when_narrow() -> None:
-    assert [next_stats_position(p, narrow=False) for p in ("right", "bottom", "hidden")] == ["bottom", "hidden", "right"]
+    cycle = [next_stats_position(p, narrow=False) for p in ("right", "bottom", "hidden")]
+    assert cycle == ["bottom", "hidden", "right"]
     assert next_stats_position("right", narrow=True) == "bottom"  # shown hidden: the next is the bottom
     assert next_stats_position("hidden", narrow=True) == "bottom"
 

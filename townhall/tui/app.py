@@ -132,8 +132,8 @@ class TownhallApp(App[None]):
             return
         engine_config = chosen.engine_config
         if engine_config is not None and not self.engines.can_rebuild:
-            self.push_screen(ErrorScreen("Cannot change the model",
-                                         "This window was opened with a fixed engine; start `townhall tui --model PATH` instead."))
+            why = "This window was opened with a fixed engine; start `townhall tui --model PATH` instead."
+            self.push_screen(ErrorScreen("Cannot change the model", why))
             return
         if engine_config is not None:
             engine_config = self.engines.config.model_copy(update={"model": engine_config.model})

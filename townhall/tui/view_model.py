@@ -155,7 +155,8 @@ class DebateViewModel:
     `attach` hands it each run's scheduler and engine.
     """
 
-    def __init__(self, view: DebateView, *, store: Store | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, view: DebateView, *, store: Store | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.view = view
         self.store = store
         self.ballot = True  # the town hall holds a closing ballot (known with the engine)
@@ -197,7 +198,8 @@ class DebateViewModel:
         """The roster in speaking order; colours follow the persona file, else the palette."""
         chair_key = (chair or "").casefold()
         self.members = {
-            p.name: Member(p.name, p.title, speaker_colour(p.color, i), p.emoji or "", p.moderator or p.name.casefold() == chair_key)
+            p.name: Member(p.name, p.title, speaker_colour(p.color, i), p.emoji or "",
+                           p.moderator or p.name.casefold() == chair_key)
             for i, p in enumerate(personas)
         }
         self.revision += 1
@@ -458,7 +460,8 @@ class DebateViewModel:
             self.view.say("The vote is already called.", severity="warning")
             return
         if not self.probing:
-            why = "this town hall holds no ballot (ballot = false)" if not self.ballot else "this engine has no stance probe"
+            why = ("this town hall holds no ballot (ballot = false)" if not self.ballot
+                   else "this engine has no stance probe")
             self.view.say(f"No vote to call: {why}.", severity="warning", markup=False)
             return
         scheduler.call_vote()

@@ -113,7 +113,8 @@ class DebateScreen(Screen[None]):
         self.exports_dir = exports_dir
         self.session: Session | None = None
         self.model = DebateViewModel(self, store=store)
-        self.keys = BranchKeys(self.model, lambda: self.scheduler, lambda: self.session is not None and self.session.running)
+        self.keys = BranchKeys(self.model, lambda: self.scheduler,
+                               lambda: self.session is not None and self.session.running)
         self.batcher = TokenBatcher(self.post_message, self.set_timer)
         self._spinner: Timer | None = None
         # Held, not queried: a query from outside runs against whichever screen is on top.
@@ -215,7 +216,8 @@ class DebateScreen(Screen[None]):
 
     # -- DebateView: what the view-model asks to draw ------------------------------
     def start_turn(self, event: TurnStarted, look: Look) -> None:
-        self.transcript.call_later(self.transcript.start_turn, event.index, event.speaker, event.kind, *look, event.node)
+        transcript = self.transcript
+        transcript.call_later(transcript.start_turn, event.index, event.speaker, event.kind, *look, event.node)
 
     def finish_turn(self, turn: Turn, look: Look) -> None:
         self.transcript.call_later(self.transcript.finish_turn, turn, *look)
