@@ -295,6 +295,9 @@ class Session:
     closed here), the plan, the store (optional: a run without a record), the views
     (any event subscriber), the clock and the scheduler factory (a test's fake).
     Steering goes straight to `session.scheduler` (pause, step, skip, interject...).
+    Three ways to run it: `run()` for a command (cancelling it cancels the run),
+    `run_shielded()` for a Textual worker (only `end()` stops it), `start()` for a task.
+    The result says whether the views saw the end (`SessionResult.unpublished_error`).
     """
 
     def __init__(
