@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -208,6 +209,40 @@ async def test_a_cancelled_caller_cancels_the_run_and_the_record_is_settled(tmp_
             await caller
         assert session.result is not None and session.result.reason == "stopped"
         assert store.get_session(session.session_id).summary.status == "stopped"
+
+
+async def test_a_shielded_run_outlives_its_cancelled_caller_until_end(tmp_path: Path) -> None:
+    """The TUI's worker is cancelled when its screen goes; the run goes on until `end()` settles it."""
+    engine = ScriptedEngine(lambda r: " ".join(f"w{i}" for i in range(500)), delay=0.01)
+    plan = SessionPlan(spec(max_turns=3, sampling={"max_tokens": 600}), personas())
+    with Store.open(tmp_path / "th.db") as store:
+        session = Session(engine, plan, store=store)
+        caller = asyncio.ensure_future(session.run_shielded())
+        await _until(lambda: session.scheduler.current_speaker is not None and len(engine.requests) == 1)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert session.running
+        result = await session.end(timeout_s=10)
+        assert result is not None and result.reason == "stopped" and result.published_end
+        assert result.unpublished_error is None
+        assert store.get_session(session.session_id).summary.status == "stopped"
+
+
+async def test_an_error_before_session_ended_is_the_one_no_view_saw() -> None:
+    class Broken:
+        session_id, turns = "broken", []
+
+        def subscribe(self, view: object) -> Callable[[], None]:
+            return lambda: None
+
+        async def run(self) -> str:
+            raise RuntimeError("no scheduler today")
+
+    session = Session(ScriptedEngine(), SessionPlan(spec(), personas()), scheduler_factory=lambda *a, **k: Broken())
+    result = await session.run_shielded()
+    assert (result.reason, result.published_end) == ("error", False)
+    assert result.unpublished_error == "RuntimeError: no scheduler today"
 
 
 def test_a_bad_plan_fails_before_anything_runs(tmp_path: Path) -> None:

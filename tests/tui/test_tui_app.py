@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import tomllib
@@ -450,10 +451,10 @@ async def test_first_screen_shows_while_the_model_loads() -> None:
 async def test_context_error_strategy_ends_in_a_dialog(store: Store) -> None:
     from test_tui_support import personas, spec
 
-    from townhall.tui.debate import Debate
+    from townhall.debate.session import SessionPlan
 
     app = TownhallApp(
-        Debate(spec(turns=3, context_strategy="error"), personas(), session_id="ctx"),
+        SessionPlan(spec(turns=3, context_strategy="error"), personas(), session_id="ctx"),
         engine=ScriptedEngine(["a b c"], n_ctx=160),
         store=store,
         save_settings=False,
@@ -535,7 +536,8 @@ async def test_new_motion_drops_the_old_title(store: Store) -> None:
     from townhall.tui.screens.new_townhall import NewTownhallScreen
 
     app = make_app(ScriptedEngine(["a b c"], delay=0.005), store=store, turns=1, session_id=None)
-    app.debate_screen.debate.spec = app.debate_screen.debate.spec.model_copy(update={"title": "Rail Yard Town Hall"})
+    renamed = app.debate_screen.debate.spec.model_copy(update={"title": "Rail Yard Town Hall"})
+    app.debate_screen.debate = dataclasses.replace(app.debate_screen.debate, spec=renamed)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(lambda: app.debate_screen.state == "finished")
         first_session = app.debate_screen.session_id

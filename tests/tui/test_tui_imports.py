@@ -22,7 +22,7 @@ def modules_after(statement: str) -> set[str]:
         "townhall.tui.screens.error",
         "townhall.tui.screens.debate_screen",
         "townhall.tui.batcher",
-        "townhall.tui.debate",
+        "townhall.tui.view_model",
     ],
 )
 def test_screens_do_not_import_the_app(module: str) -> None:

@@ -12,7 +12,7 @@ from townhall.engine.base import SamplingOverrides
 from townhall.domain.personas import PersonaRegistry
 from townhall.store import Store
 from townhall.tui.app import TownhallApp
-from townhall.tui.debate import Debate
+from townhall.debate.session import SessionPlan
 from townhall.bench.tui_latency import measure_key_latency
 from townhall.tui.messages import TokensArrived
 from townhall.domain.turns import TurnStatus
@@ -32,7 +32,8 @@ async def test_real_model_streams_into_the_transcript_and_the_record(model_path:
     engine = local_engine(model_path)
     store = Store.open(tmp_path / "th.db")
     # No ballot here: this test is about streaming and the record (the stance test below holds one).
-    debate = Debate(spec(turns=2, sampling=SamplingOverrides(max_tokens=16, seed=7), ballot=False), personas(), session_id="real")
+    debate = SessionPlan(spec(turns=2, sampling=SamplingOverrides(max_tokens=16, seed=7), ballot=False), personas(),
+                         session_id="real")
     app = TownhallApp(debate, engine=engine, store=store, available_personas=PersonaRegistry.default().all())
     batches: list[TokensArrived] = []
     try:
@@ -62,7 +63,8 @@ async def test_real_model_streams_into_the_transcript_and_the_record(model_path:
 
 async def test_key_to_screen_latency_during_real_generation(model_path: Path) -> None:
     engine = local_engine(model_path)
-    debate = Debate(spec(turns=None, sampling=SamplingOverrides(max_tokens=48, seed=3)), personas(), session_id="lat")
+    debate = SessionPlan(spec(turns=None, sampling=SamplingOverrides(max_tokens=48, seed=3)), personas(),
+                         session_id="lat")
     app = TownhallApp(debate, engine=engine, clock=counter_clock())
     try:
         report = await measure_key_latency(app, presses=5)
@@ -82,7 +84,8 @@ async def test_real_model_stance_bars_ballot_and_minutes(model_path: Path, tmp_p
 
     engine = local_engine(model_path)
     store = Store.open(tmp_path / "th.db")
-    debate = Debate(spec(turns=3, sampling=SamplingOverrides(max_tokens=12, seed=5)), personas(), session_id="stance")
+    debate = SessionPlan(spec(turns=3, sampling=SamplingOverrides(max_tokens=12, seed=5)), personas(),
+                         session_id="stance")
     app = TownhallApp(debate, engine=engine, store=store, available_personas=PersonaRegistry.default().all())
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -113,7 +116,8 @@ async def test_real_model_regenerates_a_turn_from_the_tui(model_path: Path, tmp_
     on a new branch ("‹ 2/2 ›"), ← brings the first text back; the record holds both."""
     engine = local_engine(model_path)
     store = Store.open(tmp_path / "th.db")
-    debate = Debate(spec(turns=2, sampling=SamplingOverrides(max_tokens=12, seed=11), ballot=False), personas(), session_id="regen")
+    debate = SessionPlan(spec(turns=2, sampling=SamplingOverrides(max_tokens=12, seed=11), ballot=False), personas(),
+                         session_id="regen")
     app = TownhallApp(debate, engine=engine, store=store, available_personas=PersonaRegistry.default().all())
     try:
         async with app.run_test(size=SIZE) as pilot:

@@ -103,7 +103,8 @@ async def test_stance_bars_move_with_each_reading() -> None:
 
 async def test_moderator_carries_no_stance_bar() -> None:
     app = make_app(turns=1, names=("Margaret", "Stacy", "Walt"))
-    app.debate_screen.debate.spec = app.debate_screen.debate.spec.model_copy(update={"moderator": "Margaret"})
+    chaired = app.debate_screen.debate.spec.model_copy(update={"moderator": "Margaret"})
+    app.debate_screen.debate = dataclasses.replace(app.debate_screen.debate, spec=chaired)
     async with app.run_test(size=SIZE) as pilot:
         await _finished(app, pilot)
         assert "moderator" in _entry_text(app, "Margaret") and "stance" not in _entry_text(app, "Margaret")
@@ -114,7 +115,8 @@ async def test_moderator_carries_no_stance_bar() -> None:
 async def test_chairs_announcement_is_no_debate_turn_in_the_header() -> None:
     engine = ScriptedEngine(None, delay=0.002, probe_script=_drifting_probe())
     app = make_app(engine, turns=3, names=("Margaret", "Stacy", "Walt"))
-    app.debate_screen.debate.spec = app.debate_screen.debate.spec.model_copy(update={"moderator": "Margaret"})
+    chaired = app.debate_screen.debate.spec.model_copy(update={"moderator": "Margaret"})
+    app.debate_screen.debate = dataclasses.replace(app.debate_screen.debate, spec=chaired)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.debate_screen
         await wait_until(lambda: screen.state == "finished" and screen.minutes is not None, timeout=30)
@@ -379,7 +381,7 @@ async def test_vote_called_from_the_tally_dialog_while_a_turn_is_held() -> None:
 async def test_resumed_session_keeps_its_stored_readings(tmp_path) -> None:
     from townhall.debate.session import plan_resume
     from townhall.store import Store
-    from townhall.tui.debate import Debate
+    from townhall.debate.session import SessionPlan
 
     store = Store.open(tmp_path / "townhall.db")
     try:
@@ -391,7 +393,8 @@ async def test_resumed_session_keeps_its_stored_readings(tmp_path) -> None:
         plan = plan_resume(store, "again", more_turns=3)
         engine = ScriptedEngine(None, delay=0.01, probe_script=_drifting_probe())
         app = make_app(engine, store=store, turns=3)
-        app.debate_screen.debate = Debate(plan.spec, list(plan.personas), session_id="again", history=list(plan.history))
+        app.debate_screen.debate = SessionPlan(plan.spec, list(plan.personas), session_id="again",
+                                               history=list(plan.history))
         async with app.run_test(size=SIZE) as pilot:
             screen = app.debate_screen
             await wait_until(lambda: len(screen._members["Walt"].stances) > len(stored), timeout=30)

@@ -18,7 +18,7 @@ from townhall.domain.personas import Persona, PersonaRegistry
 from townhall.domain.spec import TownHallSpec
 from townhall.tui.app import TownhallApp
 from townhall.tui.config import TuiConfig
-from townhall.tui.debate import Debate
+from townhall.debate.session import SessionPlan
 
 SIZE = (120, 40)
 REPLIES = [
@@ -105,7 +105,7 @@ def make_app(
 ) -> TownhallApp:
     engine = engine or ScriptedEngine(REPLIES, delay=0.002)
     return TownhallApp(
-        Debate(spec(names, turns), personas(names), session_id=session_id),
+        SessionPlan(spec(names, turns), personas(names), session_id=session_id),
         engine=engine,
         store=store,
         config=config,

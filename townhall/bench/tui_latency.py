@@ -24,7 +24,7 @@ from textual import events
 from textual.widget import Widget
 
 from townhall.tui.app import TownhallApp
-from townhall.tui.debate import Debate
+from townhall.debate.session import SessionPlan
 from townhall.tui.messages import TokensArrived
 from townhall.domain.turns import TurnStatus
 
@@ -143,7 +143,7 @@ async def measure_engine_latency(engine: Any, presses: int = 10, townhall_file: 
     registry = PersonaRegistry.default()
     names = ([spec.moderator] if spec.moderator else []) + list(spec.participants)
     app = TownhallApp(
-        Debate(spec, registry.resolve(list(dict.fromkeys(names)))),
+        SessionPlan(spec, registry.resolve(list(dict.fromkeys(names)))),
         engine=engine,
         config=TuiConfig(),
         save_settings=False,

@@ -502,7 +502,7 @@ def vote_cmd(
     votes from its own view (the stance probe), the moderator announces the result, and the minutes
     are written and stored with that branch."""
     from townhall.engine.factory import build_engine
-    from townhall.debate.session import hold_vote
+    from townhall.debate.session import VoteResult, hold_vote
 
     with _open(db) as store:
         if branch is not None:
@@ -510,7 +510,7 @@ def vote_cmd(
         spec, _, _ = store.load_for_resume(session_id)  # fail fast, before loading a model
         engine = build_engine(engine_flags.config(n_ctx=spec.n_ctx, section=spec.engine))
 
-        async def vote() -> Any:
+        async def vote() -> VoteResult:
             try:
                 return await hold_vote(engine, store, session_id)
             finally:

@@ -66,7 +66,8 @@ def launch(
     from townhall.domain.personas import PersonaRegistry
     from townhall.domain.spec import load_spec
     from townhall.store import Store
-    from townhall.tui.app import Debate, TownhallApp
+    from townhall.debate.session import SessionPlan
+    from townhall.tui.app import TownhallApp
     from townhall.tui.config import load_config
 
     spec = load_spec(_spec_path(townhall_file), max_turns=turns)
@@ -78,7 +79,7 @@ def launch(
     store = Store.open(db)
     try:
         app = TownhallApp(
-            Debate(spec, personas),
+            SessionPlan(spec, personas),
             engine_factory=build_engine,
             engine_config=config,
             store=store,

@@ -52,16 +52,19 @@ class NoTurnsLeft(ConfigError):
 class SessionScheduler(Protocol):
     """The scheduler as front ends drive it (`townhall.debate.scheduler.Scheduler`, or a test's fake).
 
-    The runner itself uses subscribe, run, interrupt and stop; the rest is what a
-    front end steers through `session.scheduler` (the TUI's keys).
+    The runner itself uses subscribe, run, interrupt and stop; `townhall vote` uses
+    hold_vote and minutes; the rest is what a front end steers through
+    `session.scheduler` (the TUI's keys).
     """
 
     session_id: str
     turns: list[Turn]
+    tree: TurnTree  # every branch; `turns` is the current one's path
     participants: list[Persona]  # speaking order, the moderator first
     status: SchedulerStatus
     current_speaker: str | None
     next_speaker: str | None
+    minutes: str | None  # written after the closing ballot
 
     def agent_key(self, name: str) -> str: ...
     def subscribe(self, fn: Subscriber) -> Callable[[], None]: ...
@@ -81,15 +84,23 @@ class SessionScheduler(Protocol):
     def fork(self, index: int) -> None: ...
     def alternative(self, index: int, step: int) -> None: ...
     def switch_branch(self, number: int) -> None: ...
+    async def hold_vote(self) -> OutcomeDecided | None:
+        """The closing ballot on a stored session, without a debate first (`townhall vote`)."""
 
 
+# Builds the scheduler of a run: (engine, spec, personas, *, bus, session_id, history, clock[, tree]).
+# `Scheduler` itself by default; a test hands in a fake.
 SchedulerFactory = Callable[..., SessionScheduler]
+
+# A branch key's operation (regenerate, edit, fork, alternative) as a front end queues it
+# on a scheduler; one queued before `run()` is applied first.
+BranchOp = Callable[[SessionScheduler], None]
 
 
 class Recording(Protocol):
-    """A store as the runner uses it: it records what it is attached to."""
+    """A store as the runner uses it: it records every event of the scheduler it is attached to."""
 
-    def attach(self, source: Any) -> Callable[[], None]: ...
+    def attach(self, source: SessionScheduler) -> Callable[[], None]: ...
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,12 @@ class SessionResult:
     error: str | None
     turns: list[Turn]
     stopped_by_user: bool = False
+    published_end: bool = False  # the scheduler published SessionEnded, so its views saw how it ended
+
+    @property
+    def unpublished_error(self) -> str | None:
+        """The error line of a run that failed before it published SessionEnded: no view has shown it yet."""
+        return self.error if self.reason == "error" and not self.published_end else None
 
 
 def turns_left(max_turns: int | None, history: Iterable[Turn], more_turns: int | None = None) -> int | None:
@@ -204,8 +221,8 @@ async def hold_vote(
     if engine.info.stance_probe is None:
         raise ConfigError(f"the {engine.info.backend} engine has no stance probe, so it cannot hold a vote")
     factory = scheduler_factory or _default_scheduler
-    scheduler: Any = factory(engine, spec, list(personas), bus=EventBus(), session_id=record_id, history=tuple(history),
-                             **_tree_kwargs(tree))
+    scheduler = factory(engine, spec, list(personas), bus=EventBus(), session_id=record_id, history=tuple(history),
+                        **_tree_kwargs(tree))
     detach = [store.attach(scheduler)] + [scheduler.subscribe(view) for view in views]
     try:
         outcome = await scheduler.hold_vote()
@@ -278,6 +295,9 @@ class Session:
     closed here), the plan, the store (optional: a run without a record), the views
     (any event subscriber), the clock and the scheduler factory (a test's fake).
     Steering goes straight to `session.scheduler` (pause, step, skip, interject...).
+    Three ways to run it: `run()` for a command (cancelling it cancels the run),
+    `run_shielded()` for a Textual worker (only `end()` stops it), `start()` for a task.
+    The result says whether the views saw the end (`SessionResult.unpublished_error`).
     """
 
     def __init__(
@@ -362,6 +382,11 @@ class Session:
                 return await self._await(task)
         return await self._await(task)
 
+    async def run_shielded(self) -> SessionResult:
+        """Run to the end, even if the caller is cancelled (a Textual worker is, when its
+        screen goes): only `end()` or `request_stop()` ends the run, so the record settles."""
+        return await asyncio.shield(self.start())
+
     @staticmethod
     async def _await(task: asyncio.Task[SessionResult]) -> SessionResult:
         try:
@@ -407,7 +432,8 @@ class Session:
         if self._ended is not None:
             error = error or self._ended.error
         pressed = self._ctrl_c is not None and self._ctrl_c.presses > 0
-        self.result = SessionResult(self.session_id, reason, error, list(self.scheduler.turns), pressed)
+        self.result = SessionResult(self.session_id, reason, error, list(self.scheduler.turns), pressed,
+                                    published_end=self._ended is not None)
         return self.result
 
     def close(self) -> None:

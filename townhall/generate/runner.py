@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from townhall.generate.config import GenerateConfig, conversation_seed
 from townhall.generate.output import OutputFile
 from townhall.domain.personas import Persona
 from townhall.debate.scheduler import Scheduler
-from townhall.debate.session import Session, SessionPlan, SessionResult, SessionScheduler
+from townhall.debate.session import Session, SessionPlan, SessionResult
 from townhall.domain.spec import TownHallSpec
 from townhall.store import Store
 
@@ -318,16 +319,13 @@ class Runner:
     async def _converse(self, conversation: _Conversation) -> None:
         prefix = agent_prefix(conversation.slot, self.parallel)
 
-        def scheduler(engine: Engine, spec: TownHallSpec, personas: list[Persona], **kwargs: Any) -> SessionScheduler:
-            return Scheduler(engine, spec, personas, agent_prefix=prefix, topic_last=True, **kwargs)
-
         def watch(event: Event) -> None:
             if isinstance(event, TurnFinished) and event.turn.stats is not None:
                 self.reporter.turn(event.turn.stats.generated_tokens)
 
         self._forget(conversation.slot)
         session = Session(self.engine, SessionPlan(conversation.spec, self.personas), store=self.store,
-                          views=[watch], scheduler_factory=scheduler)
+                          views=[watch], scheduler_factory=partial(Scheduler, agent_prefix=prefix, topic_last=True))
         conversation.session = session
         self._busy()
         began = self.clock()

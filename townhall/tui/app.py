@@ -24,13 +24,8 @@ from townhall.paths import user_data_dir
 from townhall.domain.personas import Persona
 from townhall.tui.bindings import ACTIONS, app_bindings
 from townhall.tui.config import TuiConfig, save_config
-from townhall.tui.debate import (
-    Debate,
-    EngineFactory,
-    SchedulerFactory,
-    default_scheduler_factory,
-)
-from townhall.tui.engine_holder import EngineHolder
+from townhall.debate.session import SchedulerFactory, SessionPlan
+from townhall.tui.engine_holder import EngineFactory, EngineHolder
 from townhall.tui.messages import ShowError
 from townhall.tui.screens.debate_screen import DebateScreen
 from townhall.tui.screens.error import ErrorScreen
@@ -38,6 +33,7 @@ from townhall.tui.themes import DEFAULT_THEME, load_themes
 
 if TYPE_CHECKING:
     from townhall.store import Store
+    from townhall.tui.screens.new_townhall import NewTownhall
     from townhall.tui.screens.sessions import ResumeChoice
 
 
@@ -48,7 +44,7 @@ class TownhallApp(App[None]):
 
     def __init__(
         self,
-        debate: Debate,
+        debate: SessionPlan,
         *,
         engine: Engine | None = None,
         engine_factory: EngineFactory | None = None,
@@ -56,7 +52,7 @@ class TownhallApp(App[None]):
         store: Store | None = None,
         config: TuiConfig | None = None,
         available_personas: Sequence[Persona] | None = None,
-        scheduler_factory: SchedulerFactory = default_scheduler_factory,
+        scheduler_factory: SchedulerFactory | None = None,
         clock: Callable[[], float] = time.time,
         save_settings: bool = True,
         exports_dir: Path | None = None,
@@ -131,15 +127,17 @@ class TownhallApp(App[None]):
             self._new_townhall_chosen,
         )
 
-    async def _new_townhall_chosen(self, debate: Debate | None) -> None:
-        if debate is None:
+    async def _new_townhall_chosen(self, chosen: NewTownhall | None) -> None:
+        if chosen is None:
             return
-        if debate.engine_config is not None and not self.engines.can_rebuild:
-            self.push_screen(ErrorScreen("Cannot change the model", "This window was opened with a fixed engine; start `townhall tui --model PATH` instead."))
+        engine_config = chosen.engine_config
+        if engine_config is not None and not self.engines.can_rebuild:
+            why = "This window was opened with a fixed engine; start `townhall tui --model PATH` instead."
+            self.push_screen(ErrorScreen("Cannot change the model", why))
             return
-        if debate.engine_config is not None:
-            debate.engine_config = self.engines.config.model_copy(update={"model": debate.engine_config.model})
-        await self.debate_screen.replace_debate(debate)
+        if engine_config is not None:
+            engine_config = self.engines.config.model_copy(update={"model": engine_config.model})
+        await self.debate_screen.replace_debate(chosen.plan, engine_config)
 
     def action_sessions(self) -> None:
         if self.store is None:
@@ -170,11 +168,7 @@ class TownhallApp(App[None]):
         except TownhallError as exc:
             self.push_screen(ErrorScreen("Cannot resume that session", str(exc)))
             return
-        debate = Debate(
-            plan.spec, list(plan.personas), session_id=plan.session_id, history=list(plan.history),
-            tree=plan.tree,
-        )
-        await self.debate_screen.replace_debate(debate)
+        await self.debate_screen.replace_debate(plan)
 
     # -- leaving ---------------------------------------------------------------
     async def on_unmount(self) -> None:

@@ -6,9 +6,12 @@ closed here; one built from the factory is closed when it is replaced or the app
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from townhall.engine.base import Engine
 from townhall.engine.factory import EngineConfig
-from townhall.tui.debate import EngineFactory
+
+EngineFactory = Callable[[EngineConfig], Engine]
 
 
 class EngineHolder:

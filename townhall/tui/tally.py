@@ -3,8 +3,8 @@
 Pure functions over probe readings, shared by the roster, the stats chart, the tally
 dialog and the sessions browser, so every place says the same side for the same number.
 The side is the closing ballot's own rule (`townhall.debate.ballot.vote_from`: for only when
-P(for) is the larger share); the ballot itself is the scheduler's (`OutcomeDecided`),
-never recomputed here.
+P(for) is the larger share) and the would-be result its own count (`ballot.tally`); the
+ballot itself is the scheduler's (`OutcomeDecided`), never recomputed here.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from townhall.debate.ballot import vote_from
+from townhall.debate import ballot
+from townhall.debate.ballot import Result, vote_from
 
 Side = Literal["for", "against"]
-Result = Literal["carried", "defeated", "tied"]
 
 
 def side_of(p_for: float) -> Side:
@@ -28,14 +28,6 @@ def leaning(p_for: float) -> str:
     side = side_of(p_for)
     share = p_for if side == "for" else 1.0 - p_for
     return f"{round(share * 100)}% {side}"
-
-
-def result_of(votes_for: int, votes_against: int) -> Result:
-    if votes_for > votes_against:
-        return "carried"
-    if votes_against > votes_for:
-        return "defeated"
-    return "tied"
 
 
 def result_line(result: Result, votes_for: int, votes_against: int) -> str:
@@ -74,7 +66,8 @@ class Tally:
 
     @property
     def result(self) -> Result:
-        return result_of(self.votes_for, self.votes_against)
+        """The closing ballot's own count (`ballot.tally`) over the readings taken so far."""
+        return ballot.tally([vote_from(row.agent, row.p_for) for row in self.rows if row.p_for is not None]).result
 
     @property
     def summary(self) -> str:

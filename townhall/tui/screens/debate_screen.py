@@ -1,12 +1,12 @@
 """The debate screen: watch one town hall, steer it, and see who speaks and what it costs.
 
-It holds the widgets and the debate actions (pause, step, interrupt, skip, interject,
-export, stats pane, the tally, calling the vote, the minutes, and the branch keys:
-select a turn, regenerate, edit, fork, flip between alternatives). The engine and the store
-come in from the app; the scheduler comes from `open_session`, and its events come back
-as Textual messages on this screen, tokens coalesced by a `TokenBatcher`. A branch key
-pressed after the debate ended resumes the session (`session.plan_resume`) with the
-operation queued on the new scheduler, which applies it before anything else. Below `NARROW_BELOW` columns the transcript gets
+It holds the widgets and draws the debate's state, which lives in a Textual-free
+view-model (`townhall.tui.view_model`): the screen copies that state into its reactives
+and their watchers update the widgets. It runs each session through the shared runner
+(`townhall.debate.session.Session`); the scheduler's events come back as Textual messages,
+tokens coalesced by a `TokenBatcher`. A branch key pressed after the debate ended reopens
+the session (`session.plan_branch_op`) with the operation queued on the new scheduler,
+which applies it before anything else. Below `NARROW_BELOW` columns the transcript gets
 the room: the roster shrinks to a name column and the stats pane hides unless asked for.
 """
 
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -24,80 +24,67 @@ from textual.binding import Binding
 from textual.command import CommandPalette
 from textual.containers import Container
 from textual.message import Message
+from textual.reactive import var
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Input, TextArea
 
-from townhall.debate.ballot import VOTE_PHASE
-from townhall.errors import TownhallError
-from townhall.domain.events import (
-    BranchCreated,
-    BranchSwitched,
-    Event,
-    MinutesWritten,
-    OutcomeDecided,
-    Paused,
-    Resumed,
-    SessionEnded,
-    SessionStarted,
-    StanceMeasured,
-    StrategyApplied,
-    TokenStreamed,
-    TurnFailed,
-    TurnFinished,
-    TurnStarted,
-)
+from townhall.debate.session import BranchOp, SchedulerFactory, Session, SessionPlan, SessionScheduler
+from townhall.domain.events import Event, OutcomeDecided, TokenStreamed, TurnStarted
 from townhall.domain.personas import Persona
+from townhall.domain.turns import Turn
+from townhall.engine.factory import EngineConfig
+from townhall.errors import TownhallError
 from townhall.tui.batcher import TokenBatcher
 from townhall.tui.bindings import DEBATE_ACTIONS
-from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
-from townhall.tui.debate import (
-    BranchOp,
-    Debate,
-    DebateSession,
-    SchedulerFactory,
-    SchedulerLike,
-    default_scheduler_factory,
-    export_to_file,
-    open_session,
-)
+from townhall.tui.branch_keys import BranchKeys, Reopen
 from townhall.tui.engine_holder import EngineHolder
-from townhall.tui.messages import (
-    DebateEvent,
-    DebateFinished,
-    EngineFailed,
-    EngineReady,
-    ShowError,
-    TokensArrived,
+from townhall.tui.exports import export_to_file
+from townhall.tui.messages import DebateEvent, DebateFinished, EngineFailed, EngineReady, ShowError, TokensArrived
+from townhall.tui.view_model import (
+    STATS_CYCLE,
+    DebateState,
+    DebateViewModel,
+    Look,
+    Member,
+    Severity,
+    StatsPosition,
+    TurnMark,
+    next_stats_position,
 )
 from townhall.tui.widgets.footer import DebateFooter
 from townhall.tui.widgets.header import TownhallHeader
 from townhall.tui.widgets.interject import InterjectBox
 from townhall.tui.widgets.outcome import OutcomeBanner
-from townhall.tui.widgets.roster import Member, Roster
+from townhall.tui.widgets.roster import Roster
 from townhall.tui.widgets.stats import StatsPanel
-from townhall.tui.widgets.transcript import Transcript, TurnMark, TurnView
-from townhall.domain.turns import WATCHER, Turn, TurnKind, TurnStatus
+from townhall.tui.widgets.transcript import Transcript, TurnView
 
 if TYPE_CHECKING:
     from townhall.store import Store
 
-StatsPosition = Literal["right", "bottom", "hidden"]
-STATS_CYCLE: tuple[StatsPosition, ...] = ("right", "bottom", "hidden")
 NARROW_BELOW = 100  # columns: under this, a 34-column roster and a 36-column stats pane leave no room to read
 COMPACT_FOOTER_BELOW = 140  # columns: below this the footer's keys, Quit included, fit only without spacing
 # Branch keys that must reach a text box instead while one has focus.
 SELECTION_ACTIONS = frozenset({"select_prev", "select_next", "prev_alternative", "next_alternative", "clear_selection"})
-DebateState = Literal["loading", "starting", "debating", "pausing", "paused", "finished", "error"]
-
-
-def counts_as_debate_turn(turn: Turn) -> bool:
-    """What "turn i of N" counts: a persona or the chair spoke (the announcement of the vote is no debate turn)."""
-    return turn.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and turn.status != TurnStatus.SKIPPED and turn.phase != VOTE_PHASE
 
 
 class DebateScreen(Screen[None]):
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [a.binding() for a in DEBATE_ACTIONS]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
+
+    # The view-model's state as drawn; `show_state` copies it in, the watchers draw what changed.
+    state: var[DebateState] = var("loading", bindings=True)
+    turn: var[int] = var(0)
+    branch: var[str] = var("")
+    speaking: var[str | None] = var(None)
+    next_up: var[str | None] = var(None)
+    outcome: var[OutcomeDecided | None] = var(None, bindings=True)
+    minutes: var[str | None] = var(None, bindings=True)
+    vote_called: var[bool] = var(False, bindings=True)
+    probing: var[bool] = var(True, bindings=True)
+    revision: var[int] = var(0)  # the members' counts or stances changed
+    stats_position: var[StatsPosition] = var("right")  # where the user put the stats pane
 
     @dataclass
     class StatsMoved(Message):
@@ -107,12 +94,12 @@ class DebateScreen(Screen[None]):
 
     def __init__(
         self,
-        debate: Debate,
+        debate: SessionPlan,
         engines: EngineHolder,
         *,
         store: Store | None = None,
         stats_position: StatsPosition = "right",
-        scheduler_factory: SchedulerFactory = default_scheduler_factory,
+        scheduler_factory: SchedulerFactory | None = None,
         clock: Callable[[], float] = time.time,
         exports_dir: Path,
     ) -> None:
@@ -120,25 +107,16 @@ class DebateScreen(Screen[None]):
         self.debate = debate
         self.engines = engines
         self.store = store
-        self.stats_position: StatsPosition = stats_position
+        self.set_reactive(DebateScreen.stats_position, stats_position)
         self.scheduler_factory = scheduler_factory
         self.clock = clock
         self.exports_dir = exports_dir
-        self.session: DebateSession | None = None
-        self.session_id: str | None = None
-        self.state: DebateState = "loading"
-        self.end_reason: str | None = None
+        self.session: Session | None = None
+        self.model = DebateViewModel(self, store=store)
+        self.keys = BranchKeys(self.model, lambda: self.scheduler,
+                               lambda: self.session is not None and self.session.running)
         self.batcher = TokenBatcher(self.post_message, self.set_timer)
-        self._turn_pieces = 0
-        self._turn_started = 0.0
-        self._turns_this_run = 0  # what "turn i of N" counts: the scheduler's max_turns ignores history
-        self._made: set[str] = set()  # this session's turns said while on screen: a branch switch recounts them
-        self._spinner: object | None = None
-        self._members: dict[str, Member] = {}
-        self.outcome: OutcomeDecided | None = None
-        self.minutes: str | None = None
-        self.vote_called = False
-        self.probing = True  # known once the engine is ready: a probe, and a town hall that votes
+        self._spinner: Timer | None = None
         # Held, not queried: a query from outside runs against whichever screen is on top.
         self.header = TownhallHeader(id="header")
         self.banner = OutcomeBanner(id="outcome")
@@ -150,8 +128,16 @@ class DebateScreen(Screen[None]):
         self.footer = DebateFooter()
 
     @property
-    def scheduler(self) -> SchedulerLike | None:
+    def scheduler(self) -> SessionScheduler | None:
         return self.session.scheduler if self.session is not None else None
+
+    @property
+    def session_id(self) -> str | None:
+        return self.model.session_id
+
+    @property
+    def _members(self) -> dict[str, Member]:
+        return self.model.members
 
     @property
     def narrow(self) -> bool:
@@ -159,7 +145,7 @@ class DebateScreen(Screen[None]):
 
     # -- setup ---------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield self.header
+        yield self.header.data_bind(DebateScreen.state, DebateScreen.turn, DebateScreen.branch)
         yield self.banner
         with self.body:
             yield self.roster
@@ -174,144 +160,156 @@ class DebateScreen(Screen[None]):
         self.footer.room = event.size.width if self.footer.compact else 0
 
     def on_mount(self) -> None:
-        self._apply_stats_position(self.stats_position)
+        self.watch_stats_position(self.stats_position)  # set before mount, so not watched yet
         self.transcript.focus()
         self._show_town_hall(self.debate)
         self._start_debate(self.debate)
 
-    def _show_town_hall(self, debate: Debate) -> None:
-        self.header.motion = debate.spec.motion
-        self.header.max_turns = debate.spec.max_turns
-        self.header.turn = 0
-        self.call_next(self._set_members, list(debate.personas))
+    def _show_town_hall(self, plan: SessionPlan) -> None:
+        self.header.motion = plan.spec.motion
+        self.header.max_turns = plan.spec.max_turns
+        self.call_next(self._show_members, list(plan.personas))
 
-    async def _set_members(self, personas: list[Persona]) -> None:
-        """Roster in speaking order; colours follow the persona file, else the palette."""
-        chair = (self.debate.spec.moderator or "").casefold()
-        self._members = {
-            p.name: Member(p.name, p.title, speaker_colour(p.color, i), p.emoji or "", p.moderator or p.name.casefold() == chair)
-            for i, p in enumerate(personas)
-        }
-        await self.roster.set_members(list(self._members.values()))
-        self.stats.set_talk(list(self._members.values()))
-        self.stats.set_stances(list(self._members.values()))
+    async def _show_members(self, personas: list[Persona]) -> None:
+        self.model.set_members(personas, self.debate.spec.moderator)
+        await self.roster.set_members(list(self.model.members.values()))
+        self.watch_revision()
 
-    # -- running a debate ----------------------------------------------------
-    def _start_debate(self, debate: Debate) -> None:
-        if debate.then is None:
-            self._made.clear()
-        self.debate = debate
-        self.end_reason = None
-        self.outcome, self.minutes, self.vote_called = None, None, False
-        self.banner.reset()
-        self._turns_this_run = 0
-        self._set_state("loading")
-        if self._spinner is None:
+    # -- the view-model's state, drawn -----------------------------------------
+    def show_state(self, model: DebateViewModel) -> None:
+        """`DebateView.show_state`: take the model's state; each reactive's watcher draws its change."""
+        self.probing, self.revision = model.probing, model.revision
+        self.speaking, self.next_up = model.speaking, model.next_up
+        self.turn, self.branch = model.turn, model.branch
+        self.outcome, self.minutes, self.vote_called = model.outcome, model.minutes, model.vote_called
+        self.state = model.state
+
+    def watch_state(self, state: DebateState) -> None:
+        if state == "loading" and self._spinner is None:
             self._spinner = self.set_interval(0.1, self._spin)
-        self._boot(debate)
+        elif state != "loading" and self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
 
     def _spin(self) -> None:
         self.header.spinner += 1
 
+    def watch_speaking(self) -> None:
+        self.roster.set_roles(self.speaking, self.next_up)
+
+    watch_next_up = watch_speaking
+
+    def watch_probing(self, probing: bool) -> None:
+        self.roster.probing = probing
+        self.roster.refresh_entries()
+
+    def watch_revision(self) -> None:
+        members = list(self.model.members.values())
+        self.roster.refresh_entries()
+        self.stats.set_talk(members)
+        self.stats.set_stances(members)
+
+    def watch_outcome(self) -> None:
+        self.banner.show(self.outcome, self.minutes is not None, self.vote_called)
+
+    watch_minutes = watch_vote_called = watch_outcome
+
+    # -- DebateView: what the view-model asks to draw ------------------------------
+    def start_turn(self, event: TurnStarted, look: Look) -> None:
+        transcript = self.transcript
+        transcript.call_later(transcript.start_turn, event.index, event.speaker, event.kind, *look, event.node)
+
+    def finish_turn(self, turn: Turn, look: Look) -> None:
+        self.transcript.call_later(self.transcript.finish_turn, turn, *look)
+
+    def redraw_from(self, index: int, turns: list[Turn]) -> None:
+        self.transcript.call_later(self.transcript.redraw_from, index, turns, self._look)
+
+    def _look(self, turn: Turn) -> Look:
+        return self.model.look(turn.speaker, turn.kind)
+
+    def show_marks(self, marks: dict[str, TurnMark]) -> None:
+        self.transcript.call_later(self.transcript.set_marks, marks)
+
+    def show_turn_stats(self, turn: Turn) -> None:
+        if turn.stats is not None:
+            self.stats.add_turn(turn.stats.total_ms, turn.stats.reused_tokens, turn.stats.decode_tps)
+        else:
+            self.stats.set_current_tps(0.0)  # a line said at once (the moderator's) has no speed to show
+
+    def say(self, text: str, *, title: str = "", severity: Severity = "information", timeout: float | None = None,
+            markup: bool = True) -> None:
+        self.notify(text, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def show_error(self, title: str, text: str) -> None:
+        self.post_message(ShowError(title, text))
+
+    # -- running a debate ----------------------------------------------------
+    def _start_debate(self, plan: SessionPlan, reopened_for: BranchOp | None = None,
+                      engine_config: EngineConfig | None = None) -> None:
+        """Run `plan`; `reopened_for`: the branch op a reopened session applies first."""
+        self.debate = plan
+        self.model.start_run(reopened=reopened_for is not None)
+        self._boot(plan, reopened_for, engine_config)
+
     @work(exclusive=True, group="debate", exit_on_error=False)
-    async def _boot(self, debate: Debate) -> None:
+    async def _boot(self, plan: SessionPlan, reopened_for: BranchOp | None, engine_config: EngineConfig | None) -> None:
         """Load the model in the background, then run the session until it ends."""
         try:
-            engine = await self.engines.ready(debate.engine_config)
-        except TownhallError as exc:
-            self.post_message(EngineFailed("The model could not be started", str(exc)))
-            return
+            engine = await self.engines.ready(engine_config)
         except Exception as exc:  # noqa: BLE001 - any load failure must end in the dialog
-            self.post_message(EngineFailed("The model could not be started", f"{type(exc).__name__}: {exc}"))
+            text = str(exc) if isinstance(exc, TownhallError) else f"{type(exc).__name__}: {exc}"
+            self.post_message(EngineFailed("The model could not be started", text))
             return
         self.post_message(EngineReady(engine.info))
         try:
-            session = open_session(
-                engine,
-                debate,
-                store=self.store,
-                listener=self._on_scheduler_event,
-                clock=self.clock,
-                scheduler_factory=self.scheduler_factory,
-            )
+            session = Session(engine, plan, store=self.store, views=[self._on_scheduler_event], clock=self.clock,
+                              scheduler_factory=self.scheduler_factory)
         except TownhallError as exc:
             self.post_message(EngineFailed("The town hall could not start", str(exc)))
             return
-        self.session, self.session_id = session, session.session_id
-        self.call_next(self._set_members, list(session.scheduler.participants))
-        if debate.then is not None:
+        self.session = session
+        self.model.attach(session.scheduler, engine)
+        self.call_next(self._show_members, list(session.scheduler.participants))
+        if reopened_for is not None:
             # Drawn already: the path is recounted, and BranchSwitched redraws what changes.
-            self.call_next(self._recount, list(debate.history))
-        elif debate.history:
-            self.call_next(self._show_history, list(debate.history))
-        if debate.then is not None:
+            self.call_next(self.model.recount, list(plan.history))
             try:
-                debate.then(session.scheduler)
+                reopened_for(session.scheduler)
             except TownhallError as exc:
-                await session.stop()
+                await session.end()
                 self.post_message(ShowError("That turn cannot be changed", str(exc)))
                 self.post_message(DebateFinished(session.session_id, "stopped"))
                 return
-        reason = await session.run()
+        elif plan.history:
+            self.call_next(self._show_history, list(plan.history))
+        result = await session.run_shielded()
         self.batcher.flush()
-        self.post_message(DebateFinished(session.session_id, reason, session.error))
+        self.post_message(DebateFinished(session.session_id, result.reason, result.unpublished_error))
 
-    async def _show_history(self, turns: list[Turn]) -> None:
-        for turn in turns:
-            colour, emoji = self._look(turn.speaker, turn.kind)
-            self.transcript.call_later(self.transcript.finish_turn, turn, colour, emoji)
-            self._count_turn(turn)
-        self._show_stored_stances()
-        self.call_later(self._refresh_marks)
-
-    def _recount(self, turns: list[Turn]) -> None:
-        """The roster and stats for path `turns` (another branch: other speakers, other stances)."""
-        for member in self._members.values():
-            member.turns, member.words, member.talk_s = 0, 0, 0.0
-            if self.store is not None:
-                member.stances.clear()  # read again below, for the branch now current
-        for turn in turns:
-            self._count_turn(turn)
-        self._turns_this_run = sum(1 for turn in turns if turn.node in self._made and counts_as_debate_turn(turn))
-        self.header.turn = self._turns_this_run
-        self._show_stored_stances()
-        self.roster.refresh_entries()
-        self.stats.set_talk(list(self._members.values()))
-
-    def _show_stored_stances(self) -> None:
-        """A resumed session's bars and chart go on from its recorded readings."""
-        if self.store is None or self.session_id is None:
-            return
-        try:
-            readings = self.store.stances_of(self.session_id)
-        except TownhallError:
-            return  # a session not yet in the record has no readings
-        for reading in readings:
-            member = self._members.get(reading.agent)
-            if member is not None and not member.moderator:
-                member.stances.append(reading.p_for)
-        self.roster.refresh_entries()
-        self.stats.set_stances(list(self._members.values()))
+    def _show_history(self, turns: list[Turn]) -> None:
+        self.model.show_history(turns)
+        self.call_later(self.model.refresh_marks)
 
     async def stop_debate(self) -> None:
         """End the running debate so the store settles its last turn, then detach."""
         if self.session is not None:
-            await self.session.stop()
+            await self.session.end()
             self.session = None
         self.batcher.flush()
 
-    async def continue_debate(self, debate: Debate) -> None:
-        """Go on with the session on screen (its turns stay drawn), e.g. to apply a branch key."""
+    async def continue_debate(self, plan: SessionPlan, reopened_for: BranchOp) -> None:
+        """Go on with the session on screen (its turns stay drawn) to apply a branch key."""
         await self.stop_debate()
         self.transcript.select(self.transcript.selected)
-        self._start_debate(debate)
+        self._start_debate(plan, reopened_for)
 
-    async def replace_debate(self, debate: Debate) -> None:
+    async def replace_debate(self, plan: SessionPlan, engine_config: EngineConfig | None = None) -> None:
         await self.stop_debate()
         await self.transcript.clear()
         self.stats.latencies.clear()
-        self._show_town_hall(debate)
-        self._start_debate(debate)
+        self._show_town_hall(plan)
+        self._start_debate(plan, engine_config=engine_config)
 
     # -- events in -----------------------------------------------------------
     def _on_scheduler_event(self, event: Event) -> None:
@@ -323,32 +321,19 @@ class DebateScreen(Screen[None]):
         self.post_message(DebateEvent(event))
 
     def on_engine_ready(self, message: EngineReady) -> None:
-        self.header.model_name = message.info.model_name
-        self.header.device = message.info.device
-        self.header.stance_probe = message.info.stance_probe
-        self.probing = message.info.stance_probe is not None and self.debate.spec.ballot
-        self.roster.probing = self.probing
-        self.roster.refresh_entries()
-        self._set_state("starting")
+        self.header.show_engine(message.info)
+        self.model.engine_ready(message.info.stance_probe, self.debate.spec.ballot)
 
     def on_engine_failed(self, message: EngineFailed) -> None:
-        self._set_state("error")
+        self.model.failed()
         self.post_message(ShowError(message.title, message.text))
 
     def on_debate_finished(self, message: DebateFinished) -> None:
-        if not self._live or message.session_id != self.session_id:
-            return  # a replaced debate finishing late must not mark the new one finished
-        self.end_reason = message.reason
-        if message.error:
-            self._set_state("error")
-            self.post_message(ShowError("The debate stopped with an error", message.error))
-        elif message.reason != "error":
-            self._set_state("finished")
-        self.roster.set_roles(None, None)
+        if self._live:  # not once the app is shutting down and the widgets are gone
+            self.model.finished(message.session_id, message.reason, message.error)
 
     @property
     def _live(self) -> bool:
-        """False once the app is shutting down and the widgets are gone."""
         return self.transcript.is_attached
 
     async def on_tokens_arrived(self, message: TokensArrived) -> None:
@@ -357,169 +342,12 @@ class DebateScreen(Screen[None]):
         # Drawing happens in the transcript's own queue, so this screen's queue (keys,
         # bindings) never waits on Markdown parsing or mounting.
         self.transcript.call_later(self.transcript.append, message.index, message.text)
-        self._turn_pieces += message.pieces
-        elapsed = time.perf_counter() - self._turn_started
-        if elapsed > 0:
-            self.stats.set_current_tps(self._turn_pieces / elapsed)
+        if (tps := self.model.tokens(message.pieces)) is not None:
+            self.stats.set_current_tps(tps)
 
     async def on_debate_event(self, message: DebateEvent) -> None:
-        event = message.event
-        if not self._live or getattr(event, "session_id", self.session_id) != self.session_id:
-            return
-        if isinstance(event, SessionStarted):
-            self._set_state("debating")
-        elif isinstance(event, TurnStarted):
-            self._turn_started_event(event)
-        elif isinstance(event, (TurnFinished, TurnFailed)):
-            self._turn_finished_event(event.turn)
-            if isinstance(event, TurnFailed):
-                self.notify(event.error, title=f"{event.turn.speaker}'s turn failed", severity="error", markup=False)
-        elif isinstance(event, BranchSwitched):
-            self._branch_switched(event)
-        elif isinstance(event, BranchCreated):
-            self._refresh_marks()
-        elif isinstance(event, Paused):
-            self._set_state("paused")
-        elif isinstance(event, Resumed):
-            self._set_state("debating")
-        elif isinstance(event, StrategyApplied):
-            self.notify(f"{event.agent}: {event.strategy} — {event.detail}", title="Context", markup=False)
-        elif isinstance(event, StanceMeasured):
-            self._stance_measured(event)
-        elif isinstance(event, OutcomeDecided):
-            self.outcome = event
-            self.banner.show_outcome(event)
-            self.refresh_bindings()
-        elif isinstance(event, MinutesWritten):
-            self.minutes = event.text
-            self.banner.show_minutes_ready()
-            self.refresh_bindings()
-            self.notify("The minutes are written: press m to read them.", title="Minutes", markup=False)
-        elif isinstance(event, SessionEnded):
-            self.end_reason = event.reason
-            if event.error:
-                self._set_state("error")
-                self.post_message(ShowError(f"The debate ended: {event.reason}", event.error))
-            else:
-                self._set_state("finished")
-
-    def _turn_started_event(self, event: TurnStarted) -> None:
-        self._turn_pieces = 0
-        self._turn_started = time.perf_counter()
-        if event.kind in (TurnKind.AGENT, TurnKind.MODERATOR) and event.phase != VOTE_PHASE:
-            self.header.turn = self._turns_this_run + 1
-        colour, emoji = self._look(event.speaker, event.kind)
-        self.transcript.call_later(
-            self.transcript.start_turn, event.index, event.speaker, event.kind, colour, emoji, event.node
-        )
-        self._refresh_marks()
-        next_up = self.scheduler.next_speaker if self.scheduler is not None else None
-        self.roster.set_roles(event.speaker, next_up)
-        if self.state not in ("paused", "pausing"):
-            self._set_state("debating")
-
-    def _turn_finished_event(self, turn: Turn) -> None:
-        colour, emoji = self._look(turn.speaker, turn.kind)
-        self.transcript.call_later(self.transcript.finish_turn, turn, colour, emoji)
-        self._count_turn(turn)
-        if counts_as_debate_turn(turn):
-            self._made.add(turn.node)
-            self._turns_this_run += 1
-            self.header.turn = self._turns_this_run
-        if turn.stats is not None:
-            self.stats.add_turn(turn.stats.total_ms, turn.stats.reused_tokens, turn.stats.decode_tps)
-        else:
-            self.stats.set_current_tps(0.0)  # a line said at once (the moderator's) has no speed to show
-        next_up = self.scheduler.next_speaker if self.scheduler is not None else None
-        self.roster.set_roles(None, next_up)
-        self._refresh_marks()
-
-    def _branch_switched(self, event: BranchSwitched) -> None:
-        """Another path: redraw from its first difference, recount the roster and the stats."""
-        turns = list(event.turns)
-        self.transcript.call_later(self.transcript.redraw_from, event.from_index, turns, self._turn_look)
-        self._recount(turns)
-        self._refresh_marks()
-        self._show_stored_outcome()
-
-    def _show_stored_outcome(self) -> None:
-        """The banner for the branch now current: its recorded ballot, or none."""
-        if self.store is None or self.session_id is None:
-            return
-        try:
-            stored = self.store.outcome_of(self.session_id)
-        except TownhallError:
-            return
-        self.banner.reset()
-        self.outcome, self.minutes = None, None
-        if stored is not None and stored.result is not None:
-            self.outcome = OutcomeDecided(
-                self.session_id, stored.votes, stored.votes_for, stored.votes_against, stored.result,
-                stored.announcement or "", stored.decided_at or 0.0,
-            )
-            self.banner.show_outcome(self.outcome)
-            if stored.minutes:
-                self.minutes = stored.minutes
-                self.banner.show_minutes_ready()
-        self.refresh_bindings()
-
-    def _turn_look(self, turn: Turn) -> tuple[str, str]:
-        return self._look(turn.speaker, turn.kind)
-
-    def _refresh_marks(self) -> None:
-        """Each turn's "‹ 2/3 ›" and "✎ edited", and the header's branch, from the scheduler's tree."""
-        tree = getattr(self.scheduler, "tree", None)
-        if self.scheduler is None or tree is None:
-            return
-        siblings: dict[str | None, list[str]] = {}
-        for node in tree.nodes.values():  # oldest first, as TurnTree.alternatives lists them
-            siblings.setdefault(node.parent, []).append(node.node)
-        marks: dict[str, TurnMark] = {}
-        for turn in self.scheduler.turns:
-            alternatives = siblings.get(turn.parent, [turn.node])
-            position = alternatives.index(turn.node) + 1 if turn.node in alternatives else 1
-            marks[turn.node] = TurnMark(position, len(alternatives), turn.author == WATCHER)
-        self.transcript.call_later(self.transcript.set_marks, marks)
-        count = len(tree.branches)
-        self.header.branch = f"branch {tree.current} of {count}" if count > 1 else ""
-
-    def _stance_measured(self, event: StanceMeasured) -> None:
-        member = self._members.get(event.agent)
-        if member is None or member.moderator:
-            return
-        member.stances.append(event.p_for)
-        self.roster.refresh_entries()
-        self.stats.set_stances(list(self._members.values()))
-
-    def _count_turn(self, turn: Turn) -> None:
-        member = self._members.get(turn.speaker)
-        if member is None:
-            return
-        if turn.status != TurnStatus.SKIPPED:
-            member.turns += 1
-        member.words += len(turn.content.split())
-        if turn.finished_at is not None and turn.started_at:
-            member.talk_s += max(0.0, turn.finished_at - turn.started_at)
-        if self.engines.engine is not None and self.scheduler is not None:
-            member.kv_tokens = self.engines.engine.state_tokens(self.scheduler.agent_key(turn.speaker))
-        self.roster.refresh_entries()
-        self.stats.set_talk(list(self._members.values()))
-
-    def _look(self, speaker: str, kind: TurnKind) -> tuple[str, str]:
-        member = self._members.get(speaker)
-        if member is not None:
-            return member.colour, member.emoji
-        if kind is TurnKind.SUMMARY:
-            return SUMMARY_COLOUR, "📝"
-        return AUDIENCE_COLOUR, "🙋"
-
-    def _set_state(self, state: DebateState) -> None:
-        self.state = state
-        self.header.state = state
-        self.refresh_bindings()
-        if state != "loading" and self._spinner is not None:
-            self._spinner.stop()  # type: ignore[attr-defined]
-            self._spinner = None
+        if self._live:
+            self.model.handle(message.event)
 
     # -- actions -------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -533,83 +361,39 @@ class DebateScreen(Screen[None]):
         # Shown dimmed in the footer until they can act.
         if action == "show_minutes" and self.minutes is None:
             return None
-        if action == "call_vote" and (not self.probing or self.vote_called or self.outcome is not None or self.state not in ("debating", "pausing", "paused", "starting")):
+        if action == "call_vote" and not self.model.can_call_vote():
             return None
         return True
 
-    def _need_scheduler(self) -> SchedulerLike | None:
-        if self.scheduler is None or self.state in ("finished", "error"):
-            what = "is still loading" if self.state in ("loading", "starting") else "is not running"
-            self.notify(f"The debate {what}.", severity="warning")
-            return None
-        return self.scheduler
-
     def action_toggle_pause(self) -> None:
-        if (scheduler := self._need_scheduler()) is None:
-            return
-        # The scheduler pauses between turns; say so at once rather than after the turn.
-        if scheduler.status == "paused" or self.state == "pausing":
-            scheduler.resume()
-            self._set_state("debating")
-        else:
-            scheduler.pause()
-            self._set_state("pausing" if scheduler.status == "running" else "paused")
+        self.model.toggle_pause()
 
     def action_step(self) -> None:
-        if (scheduler := self._need_scheduler()) is not None:
-            scheduler.step()
+        self.model.step()
 
     def action_interrupt(self) -> None:
-        if (scheduler := self._need_scheduler()) is not None:
-            scheduler.interrupt()
+        self.model.interrupt()
 
     def action_skip(self) -> None:
-        if (scheduler := self._need_scheduler()) is not None:
-            scheduler.skip()
-            self.notify("Skipping the speaker.", timeout=2)
+        self.model.skip()
 
     def action_interject(self) -> None:
         self.interject_box.focus()
 
     @on(InterjectBox.Submitted)
     def _interjected(self, message: InterjectBox.Submitted) -> None:
-        if (scheduler := self._need_scheduler()) is None:
+        if not self.model.interject(message.text):
             message.box.text = message.text  # keep what the user wrote
-            return
-        try:
-            scheduler.interject(message.text)
-        except TownhallError as exc:
-            message.box.text = message.text
-            self.notify(str(exc), severity="error", markup=False)
-            return
-        self.notify("Interjection queued: it is the next turn.", timeout=3)
 
     def action_show_tally(self) -> None:
         from townhall.tui.screens.tally import TallyScreen
 
         can_vote = self.check_action("call_vote", ()) is True
-        members = list(self._members.values())
-        self.app.push_screen(TallyScreen(members, self.outcome, can_vote=can_vote, probing=self.probing), self._tally_closed)
-
-    def _tally_closed(self, vote: bool | None) -> None:
-        if vote:
-            self.action_call_vote()
+        tally = TallyScreen(list(self.model.members.values()), self.outcome, can_vote=can_vote, probing=self.probing)
+        self.app.push_screen(tally, lambda vote: self.action_call_vote() if vote else None)
 
     def action_call_vote(self) -> None:
-        if (scheduler := self._need_scheduler()) is None:
-            return
-        if self.vote_called or self.outcome is not None:
-            self.notify("The vote is already called.", severity="warning")
-            return
-        if not self.probing:
-            why = "this town hall holds no ballot (ballot = false)" if not self.debate.spec.ballot else "this engine has no stance probe"
-            self.notify(f"No vote to call: {why}.", severity="warning", markup=False)
-            return
-        scheduler.call_vote()
-        self.vote_called = True
-        self.banner.show_called()
-        self.refresh_bindings()
-        self.notify("Vote called: the closing ballot follows this turn, then the minutes.", timeout=4)
+        self.model.call_vote()
 
     def action_show_minutes(self) -> None:
         if self.minutes is None:
@@ -620,22 +404,10 @@ class DebateScreen(Screen[None]):
         self.app.push_screen(MinutesScreen(f"Minutes — {self.debate.spec.motion}", self.minutes))
 
     def action_toggle_stats(self) -> None:
-        """Right → bottom → hidden → right; on a narrow terminal "right" is skipped (it would not fit)."""
-        shown = self.shown_stats_position()
-        position = STATS_CYCLE[(STATS_CYCLE.index(shown) + 1) % len(STATS_CYCLE)]
-        if position == "right" and self.narrow:
-            position = "bottom"
-        self.stats_position = position
-        self._apply_stats_position(position)
-        self.post_message(self.StatsMoved(position))
+        self.stats_position = next_stats_position(self.stats_position, self.narrow)
+        self.post_message(self.StatsMoved(self.stats_position))
 
-    def shown_stats_position(self) -> StatsPosition:
-        """Where the stats pane is on screen now: a narrow terminal hides the right-hand pane."""
-        if self.stats_position == "right" and self.narrow:
-            return "hidden"
-        return self.stats_position
-
-    def _apply_stats_position(self, position: StatsPosition) -> None:
+    def watch_stats_position(self, position: StatsPosition) -> None:
         for name in STATS_CYCLE:
             self.body.set_class(position == name, f"-stats-{name}")
 
@@ -664,100 +436,28 @@ class DebateScreen(Screen[None]):
     def _turn_clicked(self, message: TurnView.Clicked) -> None:
         self.transcript.select(message.index)
 
-    def _target(self) -> Turn | None:
-        """The selected turn (none selected: the last), as the scheduler holds it."""
-        index = self.transcript.target()
-        turns = self.scheduler.turns if self.scheduler is not None else []
-        if index is None or index >= len(turns):
-            self.notify("No turn to act on yet.", severity="warning")
-            return None
-        return turns[index]
-
     def action_prev_alternative(self) -> None:
-        self._alternative(-1)
+        self._reopen(self.keys.alternative(self.transcript.target(), -1, self.transcript.alternatives_shown))
 
     def action_next_alternative(self) -> None:
-        self._alternative(+1)
-
-    def _alternative(self, step: int) -> None:
-        if (turn := self._target()) is None:
-            return
-        view = self.transcript.views.get(turn.index)
-        if view is None or view.mark.count < 2:
-            self.notify(f"Turn #{turn.index} has no alternatives: r regenerates it.", severity="warning", markup=False)
-            return
-        index = turn.index
-        self._branch_op(lambda s: s.alternative(index, step), None)
+        self._reopen(self.keys.alternative(self.transcript.target(), +1, self.transcript.alternatives_shown))
 
     def action_regenerate(self) -> None:
-        if (turn := self._target()) is None:
-            return
-        if turn.kind is TurnKind.AUDIENCE or turn.scripted:
-            self.notify(f"Turn #{turn.index} was not generated, so it cannot be regenerated: e edits it.", severity="warning", markup=False)
-            return
-        index = turn.index
-        self._branch_op(lambda s: s.regenerate(index), f"Regenerating turn #{index}; the old one stays as an alternative (← →).")
+        self._reopen(self.keys.regenerate(self.transcript.target()))
+
+    def action_fork(self) -> None:
+        self._reopen(self.keys.fork(self.transcript.target()))
 
     def action_edit_turn(self) -> None:
-        if (turn := self._target()) is None:
+        if (turn := self.keys.target(self.transcript.target())) is None:
             return
         from townhall.tui.screens.edit_turn import EditTurnScreen
 
         index, original = turn.index, turn.content
+        dialog = EditTurnScreen(f"Edit turn #{index} — {turn.speaker}", original)
+        self.app.push_screen(dialog, lambda text: self._reopen(self.keys.edit(index, text, original)))
 
-        def edited(text: str | None) -> None:
-            if text is None:
-                return
-            if not text.strip():
-                self.notify("An empty turn is not saved: the turn is unchanged.", severity="warning")
-            elif text.strip() == original.strip():
-                self.notify("Unchanged: nothing to save.", severity="warning")
-            else:
-                self._branch_op(lambda s: s.edit(index, text.strip()), f"Turn #{index} edited; the debate goes on from your version.")
-
-        self.app.push_screen(EditTurnScreen(f"Edit turn #{index} — {turn.speaker}", original), edited)
-
-    def action_fork(self) -> None:
-        if (turn := self._target()) is None:
-            return
-        index = turn.index
-        self._branch_op(lambda s: s.fork(index), f"New branch after turn #{index}.")
-
-    def _branch_op(self, op: BranchOp, done: str | None) -> None:
-        """Queue `op` on the running scheduler, or resume the ended session to apply it."""
-        if self.scheduler is None or self.state in ("loading", "starting"):
-            self.notify("The debate is still loading.", severity="warning")
-            return
-        if self.state in ("finished", "error") or self.session is None or not self.session.running:
-            self._apply_after_end(op, done)
-            return
-        try:
-            op(self.scheduler)
-        except TownhallError as exc:
-            self.notify(str(exc), severity="error", markup=False)
-            return
-        if done:
-            self.notify(done, timeout=4, markup=False)
-
-    def _apply_after_end(self, op: BranchOp, done: str | None) -> None:
-        """The session layer resumes the stored session; the op goes in before it runs,
-        with no turns left (`session.plan_branch_op`), so the run applies it and ends. A new
-        turn on the path gets a new closing ballot (if the town hall holds one); a flip or a
-        fork says nothing new, so the banner shows the chosen branch's recorded outcome."""
-        if self.store is None or self.session_id is None:
-            self.notify("The debate has ended and no database holds it, so it cannot go on.", severity="warning")
-            return
-        from townhall.debate.session import plan_branch_op
-
-        try:
-            plan = plan_branch_op(self.store, self.session_id)
-        except TownhallError as exc:
-            self.post_message(ShowError("Cannot go on with this session", str(exc)))
-            return
-        debate = Debate(
-            plan.spec, list(plan.personas), session_id=plan.session_id, history=list(plan.history),
-            engine_config=self.debate.engine_config, tree=plan.tree, then=op,
-        )
-        if done:
-            self.notify(done, timeout=4, markup=False)
-        self.call_next(self.continue_debate, debate)
+    def _reopen(self, reopen: Reopen | None) -> None:
+        """A branch key after the end: run the stored session again with the op queued first."""
+        if reopen is not None:
+            self.call_next(self.continue_debate, reopen.plan, reopen.op)

@@ -8,6 +8,7 @@ starts a broken debate or closes the dialog with the input lost.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import get_args
 
 from pydantic import ValidationError
@@ -22,7 +23,7 @@ from townhall.engine.factory import EngineConfig
 from townhall.errors import TownhallError, validation_message
 from townhall.domain.personas import Persona
 from townhall.domain.spec import PolicyName, TownHallSpec
-from townhall.tui.debate import Debate
+from townhall.debate.session import SessionPlan
 
 
 def _persona_label(persona: Persona) -> Text:
@@ -36,8 +37,16 @@ def _persona_label(persona: Persona) -> Text:
     return text
 
 
-class NewTownhallScreen(ModalScreen["Debate | None"]):
-    """Returns a `townhall.tui.debate.Debate`, or None when cancelled."""
+@dataclass(frozen=True)
+class NewTownhall:
+    """What the dialog returns: the town hall to run, and the model when the user picked another."""
+
+    plan: SessionPlan
+    engine_config: EngineConfig | None = None
+
+
+class NewTownhallScreen(ModalScreen["NewTownhall | None"]):
+    """Returns a `NewTownhall`, or None when cancelled."""
 
     DEFAULT_CSS = """
     NewTownhallScreen { align: center middle; }
@@ -159,4 +168,4 @@ class NewTownhallScreen(ModalScreen["Debate | None"]):
                     return self._fail(f"Model: {exc}")
             engine_config = EngineConfig(model=model)
         personas = ([moderators[0]] if moderators else []) + speakers
-        self.dismiss(Debate(spec, personas, engine_config=engine_config))
+        self.dismiss(NewTownhall(SessionPlan(spec, personas), engine_config))

@@ -30,7 +30,7 @@ from townhall.domain.branches import Branch, TurnTree
 from townhall.errors import TownhallError
 from townhall.domain.events import StanceMeasured
 from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
-from townhall.tui.debate import export_to_file
+from townhall.tui.exports import export_to_file
 from townhall.tui.screens.error import ErrorScreen
 from townhall.tui.screens.minutes import MinutesScreen
 from townhall.tui.widgets.stance import StanceChart, chart_rows

@@ -18,7 +18,7 @@ from textual.widgets import Button, Static
 
 from townhall.domain.events import OutcomeDecided
 from townhall.tui.tally import Tally, leaning, tally
-from townhall.tui.widgets.roster import Member
+from townhall.tui.view_model import Member
 from townhall.tui.widgets.stance import STANCE_CSS_CLASSES, StanceStyles, stance_bar
 
 BAR_WIDTH = 16

@@ -6,6 +6,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from townhall.engine.base import EngineInfo
+
 # How the stance bars were read, where the watcher should know; the in-process probe
 # ("logits") is the normal case and says nothing.
 PROBE_NOTES = {
@@ -30,6 +32,9 @@ class TownhallHeader(Widget):
     state: reactive[str] = reactive("loading")
     spinner: reactive[int] = reactive(0)
     branch: reactive[str] = reactive("")  # "branch 2 of 3" once a session has more than one
+
+    def show_engine(self, info: EngineInfo) -> None:
+        self.model_name, self.device, self.stance_probe = info.model_name, info.device, info.stance_probe
 
     def render(self) -> Text:
         state = self.state

@@ -29,6 +29,16 @@ class OutcomeBanner(Static):
         self.outcome: OutcomeDecided | None = None
         self.minutes_ready = False
 
+    def show(self, outcome: OutcomeDecided | None, minutes_ready: bool, called: bool) -> None:
+        """Draw from the debate's state: its outcome (and whether the minutes are in), else a called vote."""
+        self.reset()
+        if outcome is not None:
+            self.show_outcome(outcome)
+            if minutes_ready:
+                self.show_minutes_ready()
+        elif called:
+            self.show_called()
+
     def reset(self) -> None:
         self.outcome = None
         self.minutes_ready = False

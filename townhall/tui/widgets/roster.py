@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widget import Widget
 
+from townhall.tui.view_model import Member
 from townhall.tui.widgets.stance import STANCE_CSS_CLASSES, StanceStyles, stance_line
 
-
-@dataclass
-class Member:
-    """What the roster shows for one participant; updated from events, never from widgets."""
-
-    name: str
-    title: str
-    colour: str
-    emoji: str = ""
-    moderator: bool = False
-    turns: int = 0
-    words: int = 0
-    kv_tokens: int = 0
-    talk_s: float = 0.0
-    stances: list[float] = field(default_factory=list)  # p_for per probe reading, oldest first
-
-    @property
-    def p_for(self) -> float | None:
-        return self.stances[-1] if self.stances else None
+__all__ = ["Member", "Roster", "RosterEntry"]
 
 
 class RosterEntry(Widget):

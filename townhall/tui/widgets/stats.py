@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Label, Sparkline, Static
 
-from townhall.tui.widgets.roster import Member
+from townhall.tui.view_model import Member
 from townhall.tui.widgets.stance import ChartRow, StanceChart
 
 BAR_WIDTH = 12

@@ -26,20 +26,12 @@ from textual.widget import MountError
 from textual.widgets import Markdown, Static
 
 from townhall.domain.turns import Turn, TurnKind, TurnStatus
+from townhall.tui.view_model import TurnMark
 
 
 def safe_markdown_parser() -> MarkdownIt:
     """GitHub-like Markdown with raw HTML disabled, so tags stay visible as text."""
     return MarkdownIt("gfm-like", {"html": False})
-
-
-@dataclass(frozen=True)
-class TurnMark:
-    """A turn's place among its alternatives (`position` of `count`, from 1) and its author."""
-
-    position: int = 1
-    count: int = 1
-    edited: bool = False
 
 
 NO_MARK = TurnMark()
@@ -213,6 +205,11 @@ class Transcript(VerticalScroll):
             self.select(numbers[max(0, at)])
 
     # -- marks and redraws ------------------------------------------------------------------
+    def alternatives_shown(self, index: int) -> int:
+        """How many alternatives turn `index`'s label shows (0: no such turn on screen)."""
+        view = self.views.get(index)
+        return view.mark.count if view is not None else 0
+
     def set_marks(self, marks: Mapping[str, TurnMark]) -> None:
         self.marks = dict(marks)
         for view in self.views.values():
