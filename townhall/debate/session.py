@@ -64,7 +64,10 @@ class SessionScheduler(Protocol):
     status: SchedulerStatus
     current_speaker: str | None
     next_speaker: str | None
-    minutes: str | None  # written after the closing ballot
+
+    @property
+    def minutes(self) -> str | None:
+        """Written after the closing ballot."""
 
     def agent_key(self, name: str) -> str: ...
     def subscribe(self, fn: Subscriber) -> Callable[[], None]: ...

@@ -333,8 +333,8 @@ def card_to_persona(card: dict[str, Any], source: str) -> Persona:
     bio = _sentences_within(" ".join(prose + parsed.facts + background), 700)
     if not bio and parsed.traits:
         role = _role(parsed, name)
-        traits = ", ".join(t.casefold() for t in dict.fromkeys(parsed.traits[:5]))
-        bio = f"{name} is {'a ' + role + ': ' if role else ''}{traits}."
+        listed = ", ".join(t.casefold() for t in dict.fromkeys(parsed.traits[:5]))
+        bio = f"{name} is {'a ' + role + ': ' if role else ''}{listed}."
     if not bio:
         bio = f"{name}, a character brought in from a card."
     style_parts = []
