@@ -55,6 +55,20 @@ def test_fork_makes_a_current_branch_and_says_how_to_go_on(db: Path) -> None:
     _fails(["fork", "lin1", "--at", "0", "--branch", "9", "--db", str(db)], "has no branch 9 (branches: 1, 2, 3)")
 
 
+def test_a_branch_made_after_the_vote_says_it_has_none_yet(tmp_path: Path) -> None:
+    path = tmp_path / "voted.db"
+    with Store.open(path) as store:
+        asyncio.run(record_debate(store, "vot111", [("Ada", "one"), ("Bo", "two")], outcome=True))
+    out = _ok(["edit", "vot1", "1", "--text", "Two, said better.", "--db", str(path)])
+    assert "this branch has none yet: `townhall vote vot111` holds it." in out
+    with Store.open(path) as store:
+        assert store.outcome_of("vot111") is None and store.outcome_of("vot111", 1) is not None
+    out = _ok(["fork", "vot1", "--at", "0", "--branch", "1", "--db", str(path)])
+    assert "`townhall vote vot111` holds it." in out
+    unvoted = _ok(["fork", "vot1", "--at", "0", "--db", str(path)])  # from branch 2, which has no vote
+    assert "townhall vote" not in unvoted
+
+
 def test_edit_with_text_or_the_editor(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = _ok(["edit", "lin1", "2", "--text", "Three, said better.", "--db", str(db)])
     assert out.startswith("Made branch 2 of session lin111: turn 2 (Ada) now says your text; it is current")

@@ -455,6 +455,7 @@ def fork_cmd(
     """
     with _open(db) as store:
         full = store.resolve_id(session_id)
+        voted = store.outcome_of(full, branch) is not None
         number = store.fork(full, at, branch)
         source = store.tree(full).branches[number].parent
     if as_json:
@@ -462,6 +463,16 @@ def fork_cmd(
         return
     typer.echo(f"Made branch {number} of session {full} from branch {source}, keeping turns 0-{at}; it is now "
                f"current: `townhall resume {full}` goes on from turn {at}.")
+    _say_unvoted(full, voted)
+
+
+def _say_unvoted(session_id: str, voted: bool) -> None:
+    """The one rule for a path changed after its ballot, said where no model is loaded: a ballot
+    belongs to the path it was held on, so the new branch has none until one is held (the TUI,
+    with the model at hand, holds it at once)."""
+    if voted:
+        typer.echo(f"The vote was held on the old path; this branch has none yet: `townhall vote {session_id}` "
+                   "holds it.")
 
 
 def edit_cmd(
@@ -481,12 +492,14 @@ def edit_cmd(
         if text is None:
             edited = click.edit(original.content)
             text = original.content if edited is None else edited  # None: closed without saving
+        voted = store.outcome_of(full, branch) is not None
         number = store.edit_turn(full, turn, text, branch)
     if as_json:
         _echo_json({"session": full, "branch": number, "turn": turn, "speaker": original.speaker})
         return
     typer.echo(f"Made branch {number} of session {full}: turn {turn} ({terminal_safe(original.speaker)}) now says "
                f"your text; it is current, and `townhall resume {full}` goes on from there.")
+    _say_unvoted(full, voted)
 
 
 # -- vote ------------------------------------------------------------------------------------------
