@@ -241,7 +241,7 @@ def turn_tokens(engine: LocalEngine, agent: str, prompt: str) -> list[int]:
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
 def test_ngram_ban_keeps_the_banned_ngrams_out_of_the_turn(engine: LocalEngine, temperature: float) -> None:
-    banned = engine._bans.tokens_of(ECHO_LINE)
+    banned = engine.core.constraints.bans.tokens_of(ECHO_LINE)
     banned_grams = {tuple(banned[i : i + 3]) for i in range(len(banned) - 2)}
     sampling = SamplingParams(temperature=temperature, seed=5, max_tokens=30, stop=("\n",))
     serve(engine, "Ada", ECHO_PROMPT, sampling)
@@ -323,7 +323,7 @@ def test_resample_from_the_prompt_end_evaluates_nothing_and_leaves_an_exact_stat
 
 def test_dry_sampler_runs_and_breaks_the_echo(engine: LocalEngine) -> None:
     assert engine.info.decoding.dry and engine.info.decoding.ngram_ban
-    banned = engine._bans.tokens_of(ECHO_LINE)
+    banned = engine.core.constraints.bans.tokens_of(ECHO_LINE)
     sampling = SamplingParams(temperature=0.0, max_tokens=30, stop=("\n",))
     serve(engine, "Ada", ECHO_PROMPT, sampling)
     plain = ngram_overlap(turn_tokens(engine, "Ada", ECHO_PROMPT), [banned], 3)

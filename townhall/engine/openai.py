@@ -478,7 +478,7 @@ class OpenAIEngine:
         except Exception as exc:  # noqa: BLE001 - whatever broke, the turn ends with one line
             error = GenerationError(f"openai engine failed: {one_line(repr(exc))}")
             progress.finish = "error"
-        generation._feed(matcher.flush())
+        generation.feed(matcher.flush())
         elapsed = time.perf_counter() - started
         stats.total_ms = elapsed * 1000
         stats.finish_reason = progress.finish or "stop"
@@ -490,7 +490,7 @@ class OpenAIEngine:
             stats.decode_tps = _local_tps(progress, stats.generated_tokens)
         if request.agent_id is not None and error is None:
             self._remember(request.agent_id, stats)
-        generation._finish(stats, error)
+        generation.finish(stats, error)
 
     def _remember(self, agent_id: str, stats: GenerationStats) -> None:
         self._fresh.discard(agent_id)
@@ -633,7 +633,7 @@ class OpenAIEngine:
             progress.last_piece_at = now
             progress.raw += piece
             progress.pieces += 1
-            generation._feed(matcher.feed(piece))
+            generation.feed(matcher.feed(piece))
         if matcher.stopped:
             progress.finish = "stop"
             return True
