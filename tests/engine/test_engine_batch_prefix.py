@@ -103,7 +103,7 @@ async def test_a_prompt_starting_like_a_resident_one_evaluates_only_the_rest(mod
         n = shared_start(engine, first.prompt, second.prompt)
         a, b = [(await run(engine, r))[0] for r in (first, second)]
         batch = engine.batch
-        assert batch is not None and batch.shared_tokens == n and batch.shared_requests == 1
+        assert batch is not None and batch.prefixes.shared_tokens == n and batch.prefixes.shared_requests == 1
     finally:
         await engine.aclose()
     assert a.stats is not None and b.stats is not None
@@ -114,7 +114,7 @@ async def test_a_prompt_starting_like_a_resident_one_evaluates_only_the_rest(mod
     try:
         await run(reference, GenerationRequest("Bram", first.prompt, GREEDY))
         (again,) = await run(reference, second)
-        assert reference.batch is not None and reference.batch.shared_tokens == 0
+        assert reference.batch is not None and reference.batch.prefixes.shared_tokens == 0
         (whole,) = await run(reference, GenerationRequest("Cleo", second.prompt, GREEDY))
     finally:
         await reference.aclose()
@@ -158,7 +158,7 @@ async def test_a_cached_prefix_outlives_the_requests_that_made_it(model_path: Pa
         engine.forget("Bram")
         batch = engine.batch
         assert batch is not None
-        assert any(len(p.tokens) == n for p in batch.prefixes)
+        assert any(len(p.tokens) == n for p in batch.prefixes.entries)
         copied = shared_start(engine, HEADER + OPENERS[0], HEADER + OPENERS[2])
         (later,) = await run(engine, GenerationRequest("Cleo", HEADER + OPENERS[2], GREEDY))
         assert all(not s.tokens or s.agent == "Cleo" for s in batch.table.slots)  # no live donor left

@@ -15,20 +15,18 @@ How (all on the engine's llama thread):
   picker, constraints, stop matcher and cancellation;
 - new requests join between steps; a finished one saves its state (trimmed to the text it
   showed, as the sequential path does) and its slot stays resident for the agent's next turn;
-- prompts that start alike share their KV cells (prefix sharing): a request whose prompt
-  begins with tokens another sequence already holds (a live slot, or a cached prefix kept in
-  a sequence of its own) gets those cells by `llama_memory_seq_cp`, which in a unified cache
-  only tags each cell with one more seq id, and evaluates only the rest. A request whose
-  shared part another request is still evaluating waits for it instead of evaluating the
-  same tokens twice. Prefill here is compute-bound (batching does not speed it up), so this
-  is what makes many conversations with a common header cheap.
+- prompts that start alike share their KV cells (prefix sharing, `engine/prefixes.py`):
+  a request whose prompt begins with tokens another sequence already holds gets those cells
+  copied and evaluates only the rest. A request whose shared part another request is still
+  evaluating waits for it instead of evaluating the same tokens twice.
 
 The per-agent rules are the sequential path's, from one store (`engine/states.py`): the
 prompt-end checkpoint with its logits row (a resample evaluates nothing), the one-token
 roll-back limit after a restore under a sliding window, fingerprints. Between two
 `llama_decode`s each sequence takes the sequential path's decode step (`TurnDecoder.step`).
-Two requests for one agent never run at once: the second waits in line. llama.cpp does not promise bit-identical logits across batch
-shapes, so a greedy turn decoded in a batch may differ from the same turn decoded alone.
+Two requests for one agent never run at once: the second waits in line. llama.cpp does not
+promise bit-identical logits across batch shapes, so a greedy turn decoded in a batch may
+differ from the same turn decoded alone.
 """
 
 from __future__ import annotations
@@ -42,6 +40,7 @@ from typing import Any
 from townhall.engine.base import GenerationRequest, GenerationStats
 from townhall.engine.core import LlamaCore
 from townhall.engine.decode_step import TurnDecoder
+from townhall.engine.prefixes import MIN_SHARED, PrefixSharing
 from townhall.engine.slots import Slot, SlotTable, plan_batch
 from townhall.engine.states import SavedState, common_prefix
 from townhall.errors import ContextOverflowError, GenerationError
@@ -49,8 +48,6 @@ from townhall.errors import ContextOverflowError, GenerationError
 Done = Callable[[GenerationStats | None, BaseException | None], None]
 
 PREFIX_SEQUENCES = 4  # cached shared prefixes, each kept alive in a sequence of its own
-MIN_SHARED = 32  # tokens: a shorter common prefix is not worth a cache entry or a wait
-_RECENT_PROMPTS = 16  # prompts remembered to find what new ones have in common
 
 
 def context_shape(parallel: int, n_ctx: int) -> tuple[int, int]:
@@ -99,12 +96,7 @@ class BatchServer:
         self.states = core.states
         self.table = SlotTable(parallel)
         self.scratch = parallel  # one more sequence, outside the slots, for probes between steps
-        # Shared prefixes kept after the requests that made them are gone (`_remember`).
-        self.prefixes = [Slot(parallel + 1 + i) for i in range(PREFIX_SEQUENCES)]
-        self._recent: deque[tuple[str | None, list[int]]] = deque(maxlen=_RECENT_PROMPTS)
-        self.sharing = True  # off: every request evaluates its own prompt (benchmarks' baseline)
-        self.shared_tokens = 0  # prompt tokens served by copied cells instead of evaluated
-        self.shared_requests = 0
+        self.prefixes = PrefixSharing(core, self.table, parallel + 1, PREFIX_SEQUENCES)
         self.waiting: deque[Job] = deque()
         self.active: dict[int, _Turn] = {}  # by seq id
         self.restore_failures = 0  # restores llama.cpp refused (no contiguous free cells): prefilled instead
@@ -132,6 +124,15 @@ class BatchServer:
         self.active.clear()
         while self.waiting:
             self.waiting.popleft().done(None, error)
+
+    @property
+    def sharing(self) -> bool:
+        """Prefix sharing on (the default) or off (every request evaluates its own prompt)."""
+        return self.prefixes.enabled
+
+    @sharing.setter
+    def sharing(self, on: bool) -> None:
+        self.prefixes.enabled = on
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.active)
@@ -267,7 +268,7 @@ class BatchServer:
             row = self.core.row(index)
             if turn.prefilling:
                 turn.prefilling = False
-                self._remember(turn)
+                self.prefixes.remember(agent, turn.prompt, turn.slot)
                 if agent is not None:
                     self.states.save_checkpoint(agent, self._snapshot(turn.slot), row.copy())
         token = turn.decoding.step(row, index, len(turn.slot.tokens), self.core.n_ctx)
@@ -287,7 +288,7 @@ class BatchServer:
                 continue
             turn.waiting_on = None
             limit = self.states.limit(turn.job.request.agent_id, turn.prompt)
-            keep = self._share(turn.slot, turn.prompt, len(turn.slot.tokens), limit) or len(turn.slot.tokens)
+            keep = self.prefixes.share(turn.slot, turn.prompt, len(turn.slot.tokens), limit) or len(turn.slot.tokens)
             turn.pending = turn.prompt[keep:]
             turn.stats.reused_tokens = keep
             turn.stats.prefill_tokens = len(turn.prompt) - keep
@@ -361,7 +362,7 @@ class BatchServer:
         limit = self.states.limit(agent, prompt)
         keep = self._place_own(slot, resident, agent, prompt, stats, limit)
         if keep < limit:
-            shared = self._share(slot, prompt, keep, limit)
+            shared = self.prefixes.share(slot, prompt, keep, limit)
             if shared:
                 return shared
             if not slot.tokens and keep:  # a failed share cleared the agent's own cells
@@ -393,39 +394,6 @@ class BatchServer:
         return self._truncate(slot, keep)
 
     # -- prefix sharing ---------------------------------------------------------------------
-    def _share(self, slot: Slot, prompt: list[int], keep: int, limit: int) -> int:
-        """Replace the slot's cells by a longer prefix of `prompt` that another sequence holds;
-        return its length, or 0 when none beats `keep` (the slot is then as it was, unless
-        the copy proved unusable: then it is cleared and the caller places the agent again)."""
-        import llama_cpp
-
-        if not self.sharing:
-            return 0
-        donor, n = None, keep
-        for other in [*self.table.slots, *self.prefixes]:
-            if other is slot or not other.tokens:
-                continue
-            common = min(common_prefix(other.tokens, prompt), limit)
-            if common > n:
-                donor, n = other, common
-        if donor is None:
-            return 0
-        self.core.clear(slot.seq_id)
-        llama_cpp.llama_memory_seq_cp(self.core.memory, donor.seq_id, slot.seq_id, 0, n)
-        # Under a sliding window the donor may have let its early cells go: the next token
-        # must still see the last window of positions.
-        if not self.states.can_roll_back(self.core.ctx, n, slot.seq_id):
-            self.core.clear(slot.seq_id)
-            slot.tokens = []
-            return 0
-        slot.tokens = list(prompt[:n])
-        if donor.seq_id > self.scratch:
-            self.table._clock += 1
-            donor.last_used = self.table._clock
-        self.shared_tokens += n - keep
-        self.shared_requests += 1
-        return n
-
     def _wait_if_shared(self, turn: _Turn) -> None:
         """Wait for a request still evaluating a longer common prefix, rather than evaluate it twice."""
         if not self.sharing:
@@ -441,33 +409,6 @@ class BatchServer:
                 best, target = other, common
         if best is not None:
             turn.waiting_on, turn.wait_for = best, target
-
-    def _remember(self, turn: _Turn) -> None:
-        """After a prefill: keep the longest prefix this prompt shares with a recent other
-        agent's prompt in a prefix sequence, so later prompts starting alike copy it even
-        when no live slot holds it any more."""
-        import llama_cpp
-
-        if not self.sharing:
-            return
-        agent, prompt = turn.job.request.agent_id, turn.prompt
-        common = max((common_prefix(tokens, prompt) for who, tokens in self._recent if who != agent or who is None),
-                     default=0)
-        self._recent.append((agent, prompt))
-        n = min(common, len(turn.slot.tokens), self.core.n_ctx // 2)
-        if n < MIN_SHARED or turn.slot.tokens[:n] != prompt[:n]:
-            return
-        if any(len(entry.tokens) >= n and entry.tokens[:n] == prompt[:n] for entry in self.prefixes):
-            return
-        # A shorter entry that this one extends serves nothing the longer one would not.
-        extended = [e for e in self.prefixes if e.tokens and prompt[: len(e.tokens)] == e.tokens]
-        empty = [e for e in self.prefixes if not e.tokens]
-        entry = (extended or empty or [min(self.prefixes, key=lambda e: e.last_used)])[0]
-        self.core.clear(entry.seq_id)
-        llama_cpp.llama_memory_seq_cp(self.core.memory, turn.slot.seq_id, entry.seq_id, 0, n)
-        entry.tokens = list(prompt[:n])
-        self.table._clock += 1
-        entry.last_used = self.table._clock
 
     def _truncate(self, slot: Slot, keep: int) -> int:
         if keep == 0:
