@@ -24,7 +24,6 @@ from typing import Any
 
 from townhall.engine.base import GenerationRequest, GenerationStats
 from townhall.engine.core import LlamaCore
-from townhall.engine.decode_step import TurnDecoder
 from townhall.engine.states import SavedState, common_prefix
 from townhall.errors import GenerationError
 
@@ -59,10 +58,9 @@ class SequentialServer:
         decoding = core.decoder(request, prompt, stats=stats, started=started, picker=picker,
                                 feed=feed, cancelled=cancelled)
         try:
-            token = self._first_step(decoding)
-            while token is not None:
+            while (token := decoding.step(core.row(-1) if decoding.needs_row else None, -1,
+                                          llm.n_tokens, core.n_ctx)) is not None:
                 llm.eval([token])
-                token = decoding.step(core.row(-1) if decoding.needs_row else None, -1, llm.n_tokens, core.n_ctx)
         except Exception as exc:
             self._invalidate(agent)
             raise GenerationError(f"llama.cpp failed while generating ({exc})") from None
@@ -80,12 +78,6 @@ class SequentialServer:
             stats.save_ms = (time.perf_counter() - t0) * 1000
         stats.total_ms = (time.perf_counter() - started) * 1000
         return stats
-
-    def _first_step(self, decoding: TurnDecoder) -> int | None:
-        if decoding.request.sampling.max_tokens <= 0:
-            return None
-        llm = self.core.llm
-        return decoding.step(self.core.row(-1) if decoding.needs_row else None, -1, llm.n_tokens, self.core.n_ctx)
 
     def _evaluate_prompt(self, agent: str | None, prompt: list[int], stats: GenerationStats) -> None:
         """Sequence 0 ends with the prompt and its logits are ready; the prompt-end checkpoint is taken."""
