@@ -136,7 +136,7 @@ async def test_concurrent_conversations_never_share_an_agent_state(tmp_path: Pat
     assert set(by_agent) <= {"0/Student", "0/Teacher", "1/Student", "1/Teacher"}
     # slot 0 ran bridge, slot 1 leaf; pocket took whichever slot freed first, after its states were forgotten
     assert by_agent["0/Teacher"] & {"bridge"} and by_agent["1/Teacher"] & {"leaf"}
-    assert engine.states.turns == {}  # every slot's states forgotten at the end
+    assert engine._states == {}  # every slot's states forgotten at the end
 
 
 async def test_one_line_per_conversation_with_the_named_assistant(tmp_path: Path) -> None:
