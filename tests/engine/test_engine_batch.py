@@ -96,7 +96,8 @@ async def test_cancelling_one_sequence_leaves_the_others_undisturbed(model_path:
         undisturbed = await run_all(engine, requests)
         for name in NAMES:
             engine.forget(name)
-        long = GenerationRequest("Dev", HEADER + OPENERS["Dev"], SamplingParams(temperature=0.8, seed=1, max_tokens=200))
+        long = GenerationRequest("Dev", HEADER + OPENERS["Dev"],
+                                 SamplingParams(temperature=0.8, seed=1, max_tokens=200))
         gens = [engine.generate(r) for r in requests[:3]] + [engine.generate(long)]
         got: list[str] = []
         async for piece in gens[3]:

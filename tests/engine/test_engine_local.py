@@ -144,7 +144,8 @@ def test_grammar_constrains_the_choice(engine: LocalEngine) -> None:
     grammar = 'root ::= " Ada" | " Bram" | " Cleo"'
     free, _ = serve(engine, None, HEADER + "Next speaker:", SamplingParams(temperature=0.7, seed=3, max_tokens=8))
     assert free not in (" Ada", " Bram", " Cleo")  # unconstrained, the model rambles
-    request = GenerationRequest(None, HEADER + "Next speaker:", SamplingParams(temperature=0.7, seed=3, max_tokens=8), grammar=grammar)
+    request = GenerationRequest(None, HEADER + "Next speaker:", SamplingParams(temperature=0.7, seed=3, max_tokens=8),
+                                grammar=grammar)
     pieces: list[str] = []
     engine.serve_blocking(request, feed=pieces.append)
     assert "".join(pieces) in (" Ada", " Bram", " Cleo")
@@ -178,7 +179,8 @@ async def test_async_stream_cancel_and_engine_stays_usable(model_path: Path) -> 
         assert gen.stats is not None and gen.stats.finish_reason == "cancelled"
         assert gen.stats.generated_tokens < 200 and gen.text == "".join(got)
         # A queued request behind it is served normally, and one cancelled in the queue is skipped.
-        follow = eng.generate(GenerationRequest("Bram", HEADER + "Bram:", SamplingParams(temperature=0.0, max_tokens=6)))
+        follow = eng.generate(
+            GenerationRequest("Bram", HEADER + "Bram:", SamplingParams(temperature=0.0, max_tokens=6)))
         skipped = eng.generate(GenerationRequest("Cleo", HEADER + "Cleo:", long))
         skipped.cancel()
         text = await follow.result()
@@ -195,7 +197,8 @@ async def test_requests_from_many_agents_queue_on_one_model(model_path: Path) ->
     await eng.start()
     try:
         sampling = SamplingParams(temperature=0.0, max_tokens=8, stop=("\n",))
-        gens = [eng.generate(GenerationRequest(name, HEADER + f"{name}:", sampling)) for name in ("Ada", "Bram", "Cleo")]
+        gens = [eng.generate(GenerationRequest(name, HEADER + f"{name}:", sampling))
+                for name in ("Ada", "Bram", "Cleo")]
         texts = await asyncio.gather(*(g.result() for g in gens))
         assert all(isinstance(t, str) for t in texts)
         assert all(eng.state_tokens(n) > 0 for n in ("Ada", "Bram", "Cleo"))

@@ -309,7 +309,8 @@ class OpenAIEngine:
             top = _top_from_openai(await self._probe_post("/v1/completions", body))
         if top is None:
             return None
-        return [sum(p for token, p in top if token.strip().casefold() == choice.strip().casefold()) for choice in choices]
+        return [sum(p for token, p in top if token.strip().casefold() == choice.strip().casefold())
+                for choice in choices]
 
     async def _probe_choice(self, prompt: str, choices: tuple[str, ...]) -> list[float]:
         """1.0 for the choice a short answer constrained to the choices begins with, else 0."""
@@ -361,7 +362,8 @@ class OpenAIEngine:
         if path == "/extras/tokenize/count":
             body: dict[str, Any] = {"input": text}
         else:  # llama-server reads `content`, vLLM reads `model` + `prompt`
-            body = {"content": text, "prompt": text, "model": self._model, "add_special": False, "add_special_tokens": False}
+            body = {"content": text, "prompt": text, "model": self._model, "add_special": False,
+                    "add_special_tokens": False}
         try:
             response = await self._client.post(path, json=body)
             data = response.json() if response.status_code == 200 else None
@@ -519,7 +521,8 @@ class OpenAIEngine:
         elif isinstance(timings.get("prompt_n"), int):
             stats.prompt_tokens = int(timings["prompt_n"]) + stats.reused_tokens
         else:  # the server did not say (llama-cpp-python): ask its tokenizer
-            text = request.prompt if request.messages is None else "\n".join(m.get("content", "") for m in request.messages)
+            messages = request.messages
+            text = request.prompt if messages is None else "\n".join(m.get("content", "") for m in messages)
             counted = await self._count_raw(text) if self._tokenize_path else None
             stats.prompt_tokens = counted if counted is not None else _estimate_tokens(text)
         if isinstance(timings.get("prompt_n"), int):
@@ -527,7 +530,8 @@ class OpenAIEngine:
         else:
             stats.prefill_tokens = max(0, stats.prompt_tokens - stats.reused_tokens)
 
-    async def _attempts(self, generation: Generation, progress: _Progress, matcher: StopMatcher, started: float) -> None:
+    async def _attempts(self, generation: Generation, progress: _Progress, matcher: StopMatcher,
+                        started: float) -> None:
         """Try the request up to max_tries times; a cut transcript stream continues where it stopped."""
         request = generation.request
         last: _Fault | None = None
@@ -581,13 +585,15 @@ class OpenAIEngine:
                     try:
                         chunk = json.loads(event.data)
                     except ValueError:
-                        raise _Fault(f"malformed event in the stream: {one_line(event.data, 80)!r}", retryable=True) from None
+                        raise _Fault(f"malformed event in the stream: {one_line(event.data, 80)!r}",
+                                     retryable=True) from None
                     if not isinstance(chunk, dict):
                         raise _Fault(f"malformed event in the stream: {one_line(event.data, 80)!r}", retryable=True)
                     if chunk.get("error"):
                         err = chunk["error"]
                         message = one_line(err.get("message", err) if isinstance(err, dict) else err)
-                        raise _Fault(f"server error mid-stream: {message}", retryable=False, context=_is_context_error(message))
+                        raise _Fault(f"server error mid-stream: {message}", retryable=False,
+                                     context=_is_context_error(message))
                     if self._take_chunk(chunk, generation, progress, matcher, chat):
                         finished = True
                         if matcher.stopped or generation.cancelled:
@@ -601,7 +607,8 @@ class OpenAIEngine:
         except httpx.ReadTimeout:
             raise _Fault(f"no data for {self._timeout.read:.0f} s (read timeout)", retryable=True) from None
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise _Fault(f"the connection closed mid-stream ({one_line(str(exc), 80) or type(exc).__name__})", retryable=True, unavailable=True) from None
+            raise _Fault(f"the connection closed mid-stream ({one_line(str(exc), 80) or type(exc).__name__})",
+                         retryable=True, unavailable=True) from None
         except httpx.HTTPError as exc:
             raise _Fault(one_line(f"{type(exc).__name__}: {exc}"), retryable=True) from None
 
@@ -677,7 +684,8 @@ def _top_from_llama_server(data: Any) -> list[tuple[str, float]] | None:
         return [(str(t.get("token", "")), math.exp(float(t["logprob"])))
                 for t in first["top_logprobs"] if isinstance(t, dict) and "logprob" in t]
     if isinstance(first.get("probs"), list):
-        return [(str(t.get("tok_str", "")), float(t["prob"])) for t in first["probs"] if isinstance(t, dict) and "prob" in t]
+        return [(str(t.get("tok_str", "")), float(t["prob"]))
+                for t in first["probs"] if isinstance(t, dict) and "prob" in t]
     return None
 
 

@@ -180,7 +180,8 @@ async def probe(client: httpx.AsyncClient, root: str) -> ServerInfo:
             f"cannot reach the inference server at {root}: {_connect_reason(exc)}; is it running?"
         ) from None
     except httpx.HTTPError as exc:
-        raise BackendUnavailableError(f"inference server at {root} did not answer /v1/models: {one_line(repr(exc))}") from None
+        raise BackendUnavailableError(
+            f"inference server at {root} did not answer /v1/models: {one_line(repr(exc))}") from None
     if response.status_code in (401, 403):
         raise GenerationError(
             f"inference server at {root} refused us ({error_message(response)}); check --api-key-env"
@@ -191,7 +192,8 @@ async def probe(client: httpx.AsyncClient, root: str) -> ServerInfo:
         listing = response.json()
         models = [str(m["id"]) for m in listing.get("data", []) if isinstance(m, dict) and "id" in m]
     except (ValueError, AttributeError, TypeError):
-        raise GenerationError(f"{root}/v1/models did not return an OpenAI model list; is this an OpenAI-compatible server?") from None
+        raise GenerationError(
+            f"{root}/v1/models did not return an OpenAI model list; is this an OpenAI-compatible server?") from None
 
     info = ServerInfo(base_url=root, kind="openai-compatible", models=models)
     props = await _get_json(client, "/props")
