@@ -171,8 +171,8 @@ async def _get_json(client: httpx.AsyncClient, path: str) -> Any | None:
         return None
 
 
-async def probe(client: httpx.AsyncClient, root: str) -> ServerInfo:
-    """Ask the server what it is. `client` has `root` as its base URL and any auth header."""
+async def _models(client: httpx.AsyncClient, root: str) -> list[str]:
+    """The model ids `/v1/models` lists; a server that answers it otherwise is no OpenAI one."""
     try:
         response = await client.get("/v1/models")
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -194,8 +194,12 @@ async def probe(client: httpx.AsyncClient, root: str) -> ServerInfo:
     except (ValueError, AttributeError, TypeError):
         raise GenerationError(
             f"{root}/v1/models did not return an OpenAI model list; is this an OpenAI-compatible server?") from None
+    return models
 
-    info = ServerInfo(base_url=root, kind="openai-compatible", models=models)
+
+async def probe(client: httpx.AsyncClient, root: str) -> ServerInfo:
+    """Ask the server what it is. `client` has `root` as its base URL and any auth header."""
+    info = ServerInfo(base_url=root, kind="openai-compatible", models=await _models(client, root))
     props = await _get_json(client, "/props")
     if isinstance(props, dict) and ("default_generation_settings" in props or "total_slots" in props):
         info.kind = "llama-server"
