@@ -10,7 +10,8 @@ is in the engine core, which both serving paths share and neither imports the ot
 - `engine/sequential.py`: one request at a time on sequence 0 (`parallel` = 1);
 - `engine/batch.py`: with `parallel` > 1 the context holds that many sequences in one
   unified KV cache and concurrent requests are decoded together, one `llama_decode` a step,
-  under the same per-agent rules.
+  under the same per-agent rules; `engine/slots.py` says which sequence holds whose tokens
+  and `engine/prefixes.py` lets prompts that start alike share their cells.
 """
 
 from __future__ import annotations

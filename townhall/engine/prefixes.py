@@ -64,7 +64,7 @@ class PrefixSharing:
             return 0
         slot.tokens = list(prompt[:n])
         if any(donor is entry for entry in self.entries):
-            self._touch(donor)
+            self.table.touch(donor)
         self.shared_tokens += n - keep
         self.shared_requests += 1
         return n
@@ -92,9 +92,4 @@ class PrefixSharing:
         self.core.clear(entry.seq_id)
         llama_cpp.llama_memory_seq_cp(self.core.memory, slot.seq_id, entry.seq_id, 0, n)
         entry.tokens = list(prompt[:n])
-        self._touch(entry)
-
-    def _touch(self, entry: Slot) -> None:
-        """Entries share the slots' clock, so the least recently used one is replaced first."""
-        self.table._clock += 1
-        entry.last_used = self.table._clock
+        self.table.touch(entry)  # entries share the slots' clock: the least recently used goes first
