@@ -40,21 +40,21 @@ async def test_probe_after_a_turn_evaluates_only_the_cue_and_changes_nothing(mod
     try:
         first = await engine.generate(GenerationRequest("ada", PROMPT, GREEDY)).result()
         saved = state_bytes(engine, "ada")
-        checkpoint = engine._checkpoints["ada"].tokens
+        checkpoint = engine.states.checkpoints["ada"].tokens
         ballot = PROMPT + first + CUE
         resident = await engine.probe("ada", ballot, BALLOT_CHOICES)
         cue_tokens = len(engine.tokenize(CUE, add_bos=False))
         assert resident.method == "logits" and resident.evaluated_tokens <= cue_tokens + 2
         assert 0 < resident.share(0) < 1 and 0 < sum(resident.probabilities) <= 1
-        assert state_bytes(engine, "ada") == saved and engine._checkpoints["ada"].tokens == checkpoint
-        assert engine._resident == "ada"
+        assert state_bytes(engine, "ada") == saved and engine.states.checkpoints["ada"].tokens == checkpoint
+        assert engine.sequential.resident == "ada"
         # The same reading evaluated from nothing: the reused state gives the same answer.
         fresh = await engine.probe(None, ballot, BALLOT_CHOICES)
         assert fresh.evaluated_tokens == fresh.prompt_tokens
         assert abs(fresh.share(0) - resident.share(0)) < 0.02
         # Another agent's probe displaced Ada, and put her state back: she is resident again.
         await engine.probe("bram", PROMPT.removesuffix("Ada:") + "Bram:" + CUE, BALLOT_CHOICES)
-        assert engine._resident == "ada" and state_bytes(engine, "ada") == saved
+        assert engine.sequential.resident == "ada" and state_bytes(engine, "ada") == saved
         # Ada's next turn is what it would have been without any probe.
         follow = PROMPT + first + "\nBram: The bridge costs too much.\nAda:"
         after_probes = await engine.generate(GenerationRequest("ada", follow, GREEDY)).result()

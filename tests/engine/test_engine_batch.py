@@ -72,7 +72,7 @@ async def test_concurrent_requests_are_decoded_together_and_match_one_at_a_time(
     batched_engine = await started(model_path, 4)
     try:
         batched = await run_all(batched_engine, mixed_requests())
-        steps = batched_engine._batch.steps  # type: ignore[union-attr]
+        steps = batched_engine.batch.steps  # type: ignore[union-attr]
     finally:
         await batched_engine.aclose()
     for gen in batched:
@@ -96,7 +96,8 @@ async def test_cancelling_one_sequence_leaves_the_others_undisturbed(model_path:
         undisturbed = await run_all(engine, requests)
         for name in NAMES:
             engine.forget(name)
-        long = GenerationRequest("Dev", HEADER + OPENERS["Dev"], SamplingParams(temperature=0.8, seed=1, max_tokens=200))
+        long = GenerationRequest("Dev", HEADER + OPENERS["Dev"],
+                                 SamplingParams(temperature=0.8, seed=1, max_tokens=200))
         gens = [engine.generate(r) for r in requests[:3]] + [engine.generate(long)]
         got: list[str] = []
         async for piece in gens[3]:
@@ -140,7 +141,7 @@ async def test_state_saved_after_a_batched_turn_serves_the_next_turn_like_a_sequ
                                     + str(g.request.agent_id) + ":", GREEDY) for g in one]
         two = await run_all(engine, second)
         new = {g.request.agent_id: len(engine.tokenize(g.request.prompt)) - held[g.request.agent_id] for g in two}
-        restore_failures = engine._batch.restore_failures  # type: ignore[union-attr]
+        restore_failures = engine.batch.restore_failures  # type: ignore[union-attr]
     finally:
         await engine.aclose()
     for gen in two:
@@ -166,7 +167,7 @@ async def test_two_requests_for_one_agent_run_one_after_the_other(model_path: Pa
 
 
 def test_resample_from_the_checkpoint_agrees_with_a_fresh_engine(model_path: Path) -> None:
-    """The checkpoint row is sampled outside the context (`_sample_row`) in the batched path."""
+    """The checkpoint row is sampled outside the context (`sampling.sample_row`) in the batched path."""
     prompt = HEADER + OPENERS["Ada"]
     rejected = SamplingParams(temperature=0.9, seed=1, max_tokens=24, stop=("\n",))
     accepted = rejected.merged({"seed": 7})
@@ -202,9 +203,9 @@ def test_parallel_sizes_the_context_and_one_keeps_the_sequential_engine(model_pa
                                                                512 * (parallel + 1) + 256 * PREFIX_SEQUENCES)
             assert llama_cpp.llama_n_seq_max(ctx) == sequences
             assert llama_cpp.llama_n_ctx(ctx) == cells
-            assert (engine._batch is None) == (parallel == 1)
+            assert (engine.batch is None) == (parallel == 1)
             assert engine.info.n_ctx == 512
-            assert ("|x4" in engine._fingerprint) == (parallel == 4)
+            assert ("|x4" in engine.states.fingerprint) == (parallel == 4)
         finally:
             engine._close_model()
 
@@ -212,7 +213,7 @@ def test_parallel_sizes_the_context_and_one_keeps_the_sequential_engine(model_pa
 def test_probe_between_steps_reads_the_agents_state_and_disturbs_nothing(model_path: Path) -> None:
     import numpy as np
 
-    from townhall.engine.local import _logits_row
+    from townhall.engine.sampling import logits_row
 
     p1 = HEADER + OPENERS["Ada"]
     cue = "\nCleo: Ada, are you for or against the bridge?\nAda: I am"
@@ -231,10 +232,10 @@ def test_probe_between_steps_reads_the_agents_state_and_disturbs_nothing(model_p
             row = None
             if probe:
                 tokens = engine.tokenize(p1 + text1 + cue)
-                row, keep = engine._batch.probe_row("Ada", tokens)  # type: ignore[union-attr]
+                row, keep = engine.batch.probe_row("Ada", tokens)  # type: ignore[union-attr]
                 assert keep == len(state.tokens)  # only the cue was evaluated
                 with pytest.raises(RuntimeError, match="not available on a batched engine"):
-                    engine._make_resident("Ada", tokens, None)  # type: ignore[arg-type]
+                    engine.sequential.make_resident("Ada", tokens, None)  # type: ignore[arg-type]
             after = engine.export_state("Ada")
             assert after is state and bytes(after.data)[: after.size] == saved
             stats = engine.serve_blocking(GenerationRequest("Ada", p1 + text1 + "\nBram: Why?\nAda:", GREEDY))
@@ -247,7 +248,7 @@ def test_probe_between_steps_reads_the_agents_state_and_disturbs_nothing(model_p
     reference.load_blocking()
     try:
         reference.llm.eval(reference.tokenize(p1 + text + cue))
-        expected = _logits_row(reference.llm).astype(np.float64)
+        expected = logits_row(reference.llm.ctx, -1, reference.llm.n_vocab()).astype(np.float64)
     finally:
         reference._close_model()
     assert row is not None and int(np.argmax(row)) == int(np.argmax(expected))

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from townhall.engine.base import Generation, GenerationRequest, SamplingParams
-from townhall.engine.batch import _put_tokens
-from townhall.engine.local import LocalEngine, _common_prefix
+from townhall.engine.batch import put_tokens
+from townhall.engine.local import LocalEngine
+from townhall.engine.states import common_prefix
 
 pytestmark = pytest.mark.model
 
@@ -40,8 +41,8 @@ OPENERS = (
 async def started(model_path: Path, parallel: int, *, sharing: bool = True) -> LocalEngine:
     engine = LocalEngine(model_path, n_ctx=1024, parallel=parallel)
     await engine.start()
-    assert engine._batch is not None
-    engine._batch.sharing = sharing
+    assert engine.batch is not None
+    engine.batch.sharing = sharing
     return engine
 
 
@@ -55,7 +56,7 @@ async def run(engine: LocalEngine, *requests: GenerationRequest) -> list[Generat
 
 
 def shared_start(engine: LocalEngine, a: str, b: str) -> int:
-    return _common_prefix(engine.tokenize(a), engine.tokenize(b))
+    return common_prefix(engine.tokenize(a), engine.tokenize(b))
 
 
 def test_copied_cells_are_the_cells_an_evaluation_makes(model_path: Path) -> None:
@@ -67,27 +68,27 @@ def test_copied_cells_are_the_cells_an_evaluation_makes(model_path: Path) -> Non
     engine = LocalEngine(model_path, n_ctx=1024, parallel=4)
     engine.load_blocking()
     try:
-        batch = engine._batch
+        batch = engine.batch
         assert batch is not None
         ctx = engine.llm.ctx
         memory = llama_cpp.llama_get_memory(ctx)
         donor, prompt = engine.tokenize(HEADER + OPENERS[0]), engine.tokenize(HEADER + OPENERS[2])
-        n = _common_prefix(donor, prompt)
+        n = common_prefix(donor, prompt)
         assert n > 50
 
         def evaluate(seq: int, tokens: Sequence[int], pos: int) -> np.ndarray:
-            b = batch._batch
-            b.n_tokens = _put_tokens(b, 0, tokens, seq, pos)
+            b = batch.llama_batch
+            b.n_tokens = put_tokens(b, 0, tokens, seq, pos)
             b.logits[len(tokens) - 1] = True
             assert llama_cpp.llama_decode(ctx, b) == 0
-            return batch._row(len(tokens) - 1).copy()
+            return batch.core.row(len(tokens) - 1).copy()
 
         evaluate(0, prompt[:n], 0)
         own = evaluate(0, prompt[n:], n)
-        batch._clear(0)
+        batch.core.clear(0)
         evaluate(1, donor, 0)
         llama_cpp.llama_memory_seq_cp(memory, 1, 2, 0, n)
-        batch._clear(1)  # the donor may go: the copy keeps the cells
+        batch.core.clear(1)  # the donor may go: the copy keeps the cells
         copied = evaluate(2, prompt[n:], n)
         assert np.array_equal(own, copied)
     finally:
@@ -101,8 +102,8 @@ async def test_a_prompt_starting_like_a_resident_one_evaluates_only_the_rest(mod
     try:
         n = shared_start(engine, first.prompt, second.prompt)
         a, b = [(await run(engine, r))[0] for r in (first, second)]
-        batch = engine._batch
-        assert batch is not None and batch.shared_tokens == n and batch.shared_requests == 1
+        batch = engine.batch
+        assert batch is not None and batch.prefixes.shared_tokens == n and batch.prefixes.shared_requests == 1
     finally:
         await engine.aclose()
     assert a.stats is not None and b.stats is not None
@@ -113,7 +114,7 @@ async def test_a_prompt_starting_like_a_resident_one_evaluates_only_the_rest(mod
     try:
         await run(reference, GenerationRequest("Bram", first.prompt, GREEDY))
         (again,) = await run(reference, second)
-        assert reference._batch is not None and reference._batch.shared_tokens == 0
+        assert reference.batch is not None and reference.batch.prefixes.shared_tokens == 0
         (whole,) = await run(reference, GenerationRequest("Cleo", second.prompt, GREEDY))
     finally:
         await reference.aclose()
@@ -155,9 +156,9 @@ async def test_a_cached_prefix_outlives_the_requests_that_made_it(model_path: Pa
         await run(engine, GenerationRequest("Bram", HEADER + OPENERS[1], GREEDY))
         engine.forget("Ada")
         engine.forget("Bram")
-        batch = engine._batch
+        batch = engine.batch
         assert batch is not None
-        assert any(len(p.tokens) == n for p in batch.prefixes)
+        assert any(len(p.tokens) == n for p in batch.prefixes.entries)
         copied = shared_start(engine, HEADER + OPENERS[0], HEADER + OPENERS[2])
         (later,) = await run(engine, GenerationRequest("Cleo", HEADER + OPENERS[2], GREEDY))
         assert all(not s.tokens or s.agent == "Cleo" for s in batch.table.slots)  # no live donor left

@@ -144,7 +144,8 @@ def test_grammar_constrains_the_choice(engine: LocalEngine) -> None:
     grammar = 'root ::= " Ada" | " Bram" | " Cleo"'
     free, _ = serve(engine, None, HEADER + "Next speaker:", SamplingParams(temperature=0.7, seed=3, max_tokens=8))
     assert free not in (" Ada", " Bram", " Cleo")  # unconstrained, the model rambles
-    request = GenerationRequest(None, HEADER + "Next speaker:", SamplingParams(temperature=0.7, seed=3, max_tokens=8), grammar=grammar)
+    request = GenerationRequest(None, HEADER + "Next speaker:", SamplingParams(temperature=0.7, seed=3, max_tokens=8),
+                                grammar=grammar)
     pieces: list[str] = []
     engine.serve_blocking(request, feed=pieces.append)
     assert "".join(pieces) in (" Ada", " Bram", " Cleo")
@@ -178,7 +179,8 @@ async def test_async_stream_cancel_and_engine_stays_usable(model_path: Path) -> 
         assert gen.stats is not None and gen.stats.finish_reason == "cancelled"
         assert gen.stats.generated_tokens < 200 and gen.text == "".join(got)
         # A queued request behind it is served normally, and one cancelled in the queue is skipped.
-        follow = eng.generate(GenerationRequest("Bram", HEADER + "Bram:", SamplingParams(temperature=0.0, max_tokens=6)))
+        follow = eng.generate(
+            GenerationRequest("Bram", HEADER + "Bram:", SamplingParams(temperature=0.0, max_tokens=6)))
         skipped = eng.generate(GenerationRequest("Cleo", HEADER + "Cleo:", long))
         skipped.cancel()
         text = await follow.result()
@@ -195,7 +197,8 @@ async def test_requests_from_many_agents_queue_on_one_model(model_path: Path) ->
     await eng.start()
     try:
         sampling = SamplingParams(temperature=0.0, max_tokens=8, stop=("\n",))
-        gens = [eng.generate(GenerationRequest(name, HEADER + f"{name}:", sampling)) for name in ("Ada", "Bram", "Cleo")]
+        gens = [eng.generate(GenerationRequest(name, HEADER + f"{name}:", sampling))
+                for name in ("Ada", "Bram", "Cleo")]
         texts = await asyncio.gather(*(g.result() for g in gens))
         assert all(isinstance(t, str) for t in texts)
         assert all(eng.state_tokens(n) > 0 for n in ("Ada", "Bram", "Cleo"))
@@ -241,7 +244,7 @@ def turn_tokens(engine: LocalEngine, agent: str, prompt: str) -> list[int]:
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
 def test_ngram_ban_keeps_the_banned_ngrams_out_of_the_turn(engine: LocalEngine, temperature: float) -> None:
-    banned = engine._bans.tokens_of(ECHO_LINE)
+    banned = engine.core.constraints.bans.tokens_of(ECHO_LINE)
     banned_grams = {tuple(banned[i : i + 3]) for i in range(len(banned) - 2)}
     sampling = SamplingParams(temperature=temperature, seed=5, max_tokens=30, stop=("\n",))
     serve(engine, "Ada", ECHO_PROMPT, sampling)
@@ -323,7 +326,7 @@ def test_resample_from_the_prompt_end_evaluates_nothing_and_leaves_an_exact_stat
 
 def test_dry_sampler_runs_and_breaks_the_echo(engine: LocalEngine) -> None:
     assert engine.info.decoding.dry and engine.info.decoding.ngram_ban
-    banned = engine._bans.tokens_of(ECHO_LINE)
+    banned = engine.core.constraints.bans.tokens_of(ECHO_LINE)
     sampling = SamplingParams(temperature=0.0, max_tokens=30, stop=("\n",))
     serve(engine, "Ada", ECHO_PROMPT, sampling)
     plain = ngram_overlap(turn_tokens(engine, "Ada", ECHO_PROMPT), [banned], 3)

@@ -295,7 +295,8 @@ async def test_llama_server_detected_and_agents_pinned_to_slots(monkeypatch: pyt
         handler.event(completion_chunk("MUST NOT APPEAR"))
         handler.end_stream()
 
-    props = {"default_generation_settings": {"n_ctx": 8192}, "total_slots": 3, "chat_template": "", "build_info": "b9999"}
+    props = {"default_generation_settings": {"n_ctx": 8192}, "total_slots": 3, "chat_template": "",
+             "build_info": "b9999"}
     slots = [
         {"id": 0, "n_ctx": 4096, "is_processing": False},
         {"id": 1, "n_ctx": 4096, "is_processing": True},

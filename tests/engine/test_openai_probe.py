@@ -68,7 +68,8 @@ async def test_no_probabilities_falls_back_to_a_constrained_choice_and_says_so()
     bodies = server.requests
     assert bodies[0]["logprobs"] == 20 and bodies[0]["max_tokens"] == 1 and bodies[0]["_path"] == "/v1/completions"
     constrained = bodies[1]
-    assert constrained["grammar"] == 'root ::= " for" | " against"' and constrained["guided_choice"] == [" for", " against"]
+    assert constrained["grammar"] == 'root ::= " for" | " against"'
+    assert constrained["guided_choice"] == [" for", " against"]
     assert constrained["temperature"] == 0 and "logprobs" not in constrained
     assert "logprobs" not in bodies[2]  # no second try at probabilities the server never sends
 
@@ -77,7 +78,8 @@ async def test_llama_server_n_probs_on_the_agents_own_slot() -> None:
     def llama(handler: FaultHandler, body: dict) -> None:
         handler.send_json(200, {"content": " for", "completion_probabilities": [{
             "id": 1, "token": " for", "logprob": -0.5,
-            "top_logprobs": [{"id": 1, "token": " for", "logprob": -0.5}, {"id": 2, "token": " against", "logprob": -1.5},
+            "top_logprobs": [{"id": 1, "token": " for", "logprob": -0.5},
+                             {"id": 2, "token": " against", "logprob": -1.5},
                              {"id": 3, "token": " For", "logprob": -3.0}, {"id": 4, "token": " the", "logprob": -4.0}],
         }]})
 

@@ -62,7 +62,7 @@ async def _run(engine: LocalEngine, requests: Sequence[GenerationRequest]) -> tu
 
 
 def _overhead(engine: LocalEngine) -> float:
-    batch = engine._batch
+    batch = engine.batch
     if batch is None or batch.step_s <= 0:
         return 0.0
     return 1 - batch.decode_s / batch.step_s

@@ -91,7 +91,7 @@ def _unclean(turns: Sequence[Turn]) -> int:
 
 def _stop_sharing(engine: Engine) -> None:
     """Turn the batched local engine's prefix sharing off (a baseline: batching alone)."""
-    batch = getattr(engine, "_batch", None)
+    batch = getattr(engine, "batch", None)
     if batch is not None:
         batch.sharing = False
 

@@ -202,8 +202,8 @@ class EngineInfo:
 class Generation:
     """A streaming handle: iterate for text pieces; `stats` is set once iteration ends.
 
-    Backends push pieces with `_feed` from any thread-safe context via the event loop
-    and end the stream with `_finish`. `cancel()` asks the backend to stop; the text
+    Backends push pieces with `feed` and end the stream with `finish`, both on the event
+    loop (from another thread, through `loop.call_soon_threadsafe`). `cancel()` asks the backend to stop; the text
     produced so far stays in `text` and `stats.finish_reason` becomes "cancelled".
     """
 
@@ -245,12 +245,15 @@ class Generation:
         return self._cancelled
 
     # -- producer side (engines only; call on the event loop) ----------------
-    def _feed(self, piece: str) -> None:
+    def feed(self, piece: str) -> None:
+        """Append a piece of text to the stream (empty pieces are dropped)."""
         if piece:
             self.text += piece
             self._queue.put_nowait(piece)
 
-    def _finish(self, stats: GenerationStats | None, error: BaseException | None = None) -> None:
+    def finish(self, stats: GenerationStats | None, error: BaseException | None = None) -> None:
+        """End the stream: `stats` when it ran to an end, `error` when it failed (raised to
+        the consumer after the pieces already fed)."""
         self.stats = stats
         self.error = error
         self._queue.put_nowait(None)

@@ -15,43 +15,39 @@ How (all on the engine's llama thread):
   picker, constraints, stop matcher and cancellation;
 - new requests join between steps; a finished one saves its state (trimmed to the text it
   showed, as the sequential path does) and its slot stays resident for the agent's next turn;
-- prompts that start alike share their KV cells (prefix sharing): a request whose prompt
-  begins with tokens another sequence already holds (a live slot, or a cached prefix kept in
-  a sequence of its own) gets those cells by `llama_memory_seq_cp`, which in a unified cache
-  only tags each cell with one more seq id, and evaluates only the rest. A request whose
-  shared part another request is still evaluating waits for it instead of evaluating the
-  same tokens twice. Prefill here is compute-bound (batching does not speed it up), so this
-  is what makes many conversations with a common header cheap.
+- prompts that start alike share their KV cells (prefix sharing, `engine/prefixes.py`):
+  a request whose prompt begins with tokens another sequence already holds gets those cells
+  copied and evaluates only the rest. A request whose shared part another request is still
+  evaluating waits for it instead of evaluating the same tokens twice.
 
-The per-agent rules are the sequential path's (`engine/local.py`): the prompt-end checkpoint
-with its logits row (a resample evaluates nothing), the one-token roll-back limit after a
-restore under a sliding window, fingerprints. Two requests for one agent never run at once:
-the second waits in line. llama.cpp does not promise bit-identical logits across batch
-shapes, so a greedy turn decoded in a batch may differ from the same turn decoded alone.
+The per-agent rules are the sequential path's, from one store (`engine/states.py`): the
+prompt-end checkpoint with its logits row (a resample evaluates nothing), the one-token
+roll-back limit after a restore under a sliding window, fingerprints. Between two
+`llama_decode`s each sequence takes the sequential path's decode step (`TurnDecoder.step`).
+Two requests for one agent never run at once: the second waits in line. llama.cpp does not
+promise bit-identical logits across batch shapes, so a greedy turn decoded in a batch may
+differ from the same turn decoded alone.
 """
 
 from __future__ import annotations
 
-import codecs
-import ctypes
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from townhall.engine.base import GenerationRequest, GenerationStats
-from townhall.engine.decoding import TurnConstraints
-from townhall.engine.local import LocalEngine, SavedState, _build_sampler, _common_prefix, _GreedyPicker
+from townhall.engine.core import LlamaCore
+from townhall.engine.decode_step import TurnDecoder
+from townhall.engine.prefixes import MIN_SHARED, PrefixSharing
 from townhall.engine.slots import Slot, SlotTable, plan_batch
-from townhall.engine.stops import StopMatcher
+from townhall.engine.states import SavedState, common_prefix
 from townhall.errors import ContextOverflowError, GenerationError
 
 Done = Callable[[GenerationStats | None, BaseException | None], None]
 
 PREFIX_SEQUENCES = 4  # cached shared prefixes, each kept alive in a sequence of its own
-MIN_SHARED = 32  # tokens: a shorter common prefix is not worth a cache entry or a wait
-_RECENT_PROMPTS = 16  # prompts remembered to find what new ones have in common
 
 
 def context_shape(parallel: int, n_ctx: int) -> tuple[int, int]:
@@ -77,41 +73,30 @@ class _Turn:
     job: Job
     prompt: list[int]
     slot: Slot
-    stats: GenerationStats
-    started: float
+    decoding: TurnDecoder
     pending: list[int]
     prefilling: bool
-    constraints: TurnConstraints | None
-    greedy: Any
-    sampler: Any
     first_row: Any = None  # a resample: the checkpoint's logits to pick the first token from
-    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
-    matcher: StopMatcher = field(default_factory=lambda: StopMatcher(()))
-    first_token_at: float | None = None
-    picks: int = 0
-    emitted: int = 0
-    decoded: int = 0
-    generated: list[tuple[int, int]] = field(default_factory=list)
     finished: bool = False
     waiting_on: _Turn | None = None  # another request evaluating this one's prefix: copy it when done
     wait_for: int = 0  # how many of its tokens this one waits for
 
+    @property
+    def stats(self) -> GenerationStats:
+        return self.decoding.stats
+
 
 class BatchServer:
-    """Steps every admitted request of one LocalEngine together; see the module docstring."""
+    """Steps every admitted request of one loaded model together; see the module docstring."""
 
-    def __init__(self, engine: LocalEngine, parallel: int) -> None:
+    def __init__(self, core: LlamaCore, parallel: int) -> None:
         import llama_cpp
 
-        self.engine = engine
+        self.core = core
+        self.states = core.states
         self.table = SlotTable(parallel)
         self.scratch = parallel  # one more sequence, outside the slots, for probes between steps
-        # Shared prefixes kept after the requests that made them are gone (`_remember`).
-        self.prefixes = [Slot(parallel + 1 + i) for i in range(PREFIX_SEQUENCES)]
-        self._recent: deque[tuple[str | None, list[int]]] = deque(maxlen=_RECENT_PROMPTS)
-        self.sharing = True  # off: every request evaluates its own prompt (benchmarks' baseline)
-        self.shared_tokens = 0  # prompt tokens served by copied cells instead of evaluated
-        self.shared_requests = 0
+        self.prefixes = PrefixSharing(core, self.table, parallel + 1, PREFIX_SEQUENCES)
         self.waiting: deque[Job] = deque()
         self.active: dict[int, _Turn] = {}  # by seq id
         self.restore_failures = 0  # restores llama.cpp refused (no contiguous free cells): prefilled instead
@@ -119,18 +104,17 @@ class BatchServer:
         self.step_s = 0.0  # time inside step(), and the part of it inside llama_decode:
         self.decode_s = 0.0  # the rest is this module's own overhead
         self._forget: deque[str] = deque()  # agents to evict, posted from the event loop
-        self._batch = llama_cpp.llama_batch_init(engine.n_batch, 0, 1)
-        self._n_vocab = engine.llm.n_vocab()
+        self.llama_batch = llama_cpp.llama_batch_init(core.n_batch, 0, 1)
 
     def close(self) -> None:
         import llama_cpp
 
         for turn in list(self.active.values()):
-            self._free_sampler(turn)
+            turn.decoding.picker.close()
         self.active.clear()
-        if self._batch is not None:
-            llama_cpp.llama_batch_free(self._batch)
-            self._batch = None
+        if self.llama_batch is not None:
+            llama_cpp.llama_batch_free(self.llama_batch)
+            self.llama_batch = None
 
     def abort(self, error: BaseException) -> None:
         """End every request in flight or in line with `error` (the step itself broke)."""
@@ -141,6 +125,15 @@ class BatchServer:
         while self.waiting:
             self.waiting.popleft().done(None, error)
 
+    @property
+    def sharing(self) -> bool:
+        """Prefix sharing on (the default) or off (every request evaluates its own prompt)."""
+        return self.prefixes.enabled
+
+    @sharing.setter
+    def sharing(self, on: bool) -> None:
+        self.prefixes.enabled = on
+
     def has_work(self) -> bool:
         return bool(self.waiting or self.active)
 
@@ -148,7 +141,7 @@ class BatchServer:
         """Evict the agent's resident tokens at the next step (safe from any thread)."""
         self._forget.append(agent_id)
 
-    def serve_one(
+    def serve(
         self,
         request: GenerationRequest,
         feed: Callable[[str], None],
@@ -176,38 +169,35 @@ class BatchServer:
         """
         import llama_cpp
 
-        engine, seq = self.engine, self.scratch
-        checkpoint = engine._checkpoints.get(agent_id) if agent_id is not None else None
-        if checkpoint is not None and checkpoint.logits is not None and checkpoint.tokens == tokens \
-                and checkpoint.fingerprint == engine._fingerprint:
-            return checkpoint.logits.copy(), len(tokens)
-        self._clear(seq)
+        core, seq = self.core, self.scratch
+        logits = self.states.resample_logits(agent_id, tokens)
+        if logits is not None:
+            return logits.copy(), len(tokens)
+        core.clear(seq)
         keep = 0
-        best = engine.best_saved_state(agent_id, tokens)
-        if best is not None and llama_cpp.llama_state_seq_set_data(engine.llm.ctx, best.data, best.size, seq):
-            keep = min(_common_prefix(best.tokens, tokens), len(tokens) - 1)
-            if keep < len(best.tokens) and not self.engine._can_roll_back(keep, seq):
+        best = self.states.best(agent_id, tokens)
+        if best is not None and self.states.restore(core.ctx, best, seq):
+            keep = min(common_prefix(best.tokens, tokens), len(tokens) - 1)
+            if keep < len(best.tokens) and not self.states.can_roll_back(core.ctx, keep, seq):
                 keep = 0
-            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(engine.llm.ctx), seq, keep, -1)
+            core.cut(seq, keep)
         try:
-            batch, pos = self._batch, keep
+            batch, pos = self.llama_batch, keep
             while pos < len(tokens):
-                part = tokens[pos : pos + engine.n_batch]
-                batch.n_tokens = _put_tokens(batch, 0, part, seq, pos)
+                part = tokens[pos : pos + core.n_batch]
+                batch.n_tokens = put_tokens(batch, 0, part, seq, pos)
                 batch.logits[len(part) - 1] = True
-                status = llama_cpp.llama_decode(engine.llm.ctx, batch)
+                status = llama_cpp.llama_decode(core.ctx, batch)
                 if status != 0:
                     raise GenerationError(f"llama.cpp failed to evaluate the probe (status {status})")
                 pos += len(part)
-            return self._row(batch.n_tokens - 1).copy(), keep
+            return core.row(batch.n_tokens - 1).copy(), keep
         finally:
-            self._clear(seq)
+            core.clear(seq)
 
     # -- one step --------------------------------------------------------------------------
     def step(self, new: Sequence[Job]) -> None:
         """Admit what can start, decode one batch, sample every sequence that has logits."""
-        import llama_cpp
-
         entered = time.perf_counter()
         self.waiting.extend(new)
         self._evict_forgotten()
@@ -217,35 +207,7 @@ class BatchServer:
                 turn.stats.finish_reason = "cancelled"
                 self._finish(turn)
         self._end_waits()
-        ready: list[tuple[_Turn, int | None]] = []
-        plan = plan_batch([(seq, len(t.pending)) for seq, t in self.active.items()
-                           if t.pending and t.waiting_on is None and not t.finished], self.engine.n_batch)
-        if plan:
-            batch = self._batch
-            n = 0
-            chunks: list[tuple[_Turn, list[int], int]] = []
-            for chunk in plan:
-                turn = self.active[chunk.key]
-                tokens = turn.pending[: chunk.count]
-                n = _put_tokens(batch, n, tokens, turn.slot.seq_id, len(turn.slot.tokens))
-                if chunk.completes:
-                    batch.logits[n - 1] = True
-                chunks.append((turn, tokens, n - 1 if chunk.completes else -1))
-            batch.n_tokens = n
-            t0 = time.perf_counter()
-            status = llama_cpp.llama_decode(self.engine.llm.ctx, batch)
-            self.decode_s += time.perf_counter() - t0
-            self.steps += 1
-            if status != 0:
-                error = GenerationError(f"llama.cpp failed to decode a batch (status {status})")
-                for turn, _, _ in chunks:
-                    self._fail(turn, error)
-            else:
-                for turn, tokens, index in chunks:
-                    turn.slot.tokens.extend(tokens)
-                    del turn.pending[: len(tokens)]
-                    if index >= 0:
-                        ready.append((turn, index))
+        ready = self._decode()
         for turn in self.active.values():
             if turn.first_row is not None and not turn.pending:
                 ready.append((turn, None))
@@ -260,6 +222,61 @@ class BatchServer:
             del self.active[seq]
         self.step_s += time.perf_counter() - entered
 
+    def _decode(self) -> list[tuple[_Turn, int | None]]:
+        """One `llama_decode` over every sequence's pending tokens that fit; the sequences
+        whose logits it produced, with their batch index."""
+        import llama_cpp
+
+        ready: list[tuple[_Turn, int | None]] = []
+        plan = plan_batch([(seq, len(t.pending)) for seq, t in self.active.items()
+                           if t.pending and t.waiting_on is None and not t.finished], self.core.n_batch)
+        if not plan:
+            return ready
+        batch = self.llama_batch
+        n = 0
+        chunks: list[tuple[_Turn, list[int], int]] = []
+        for chunk in plan:
+            turn = self.active[chunk.key]
+            tokens = turn.pending[: chunk.count]
+            n = put_tokens(batch, n, tokens, turn.slot.seq_id, len(turn.slot.tokens))
+            if chunk.completes:
+                batch.logits[n - 1] = True
+            chunks.append((turn, tokens, n - 1 if chunk.completes else -1))
+        batch.n_tokens = n
+        t0 = time.perf_counter()
+        status = llama_cpp.llama_decode(self.core.ctx, batch)
+        self.decode_s += time.perf_counter() - t0
+        self.steps += 1
+        if status != 0:
+            error = GenerationError(f"llama.cpp failed to decode a batch (status {status})")
+            for turn, _, _ in chunks:
+                self._fail(turn, error)
+            return ready
+        for turn, tokens, index in chunks:
+            turn.slot.tokens.extend(tokens)
+            del turn.pending[: len(tokens)]
+            if index >= 0:
+                ready.append((turn, index))
+        return ready
+
+    def _advance(self, turn: _Turn, index: int | None) -> None:
+        """The decode step for a sequence whose logits are ready (a checkpoint's when `index` is None)."""
+        agent = turn.job.request.agent_id
+        if index is None:
+            row, turn.first_row = turn.first_row, None
+        else:
+            row = self.core.row(index)
+            if turn.prefilling:
+                turn.prefilling = False
+                self.prefixes.remember(agent, turn.prompt, turn.slot)
+                if agent is not None:
+                    self.states.save_checkpoint(agent, self._snapshot(turn.slot), row.copy())
+        token = turn.decoding.step(row, index, len(turn.slot.tokens), self.core.n_ctx)
+        if token is None:
+            self._finish(turn)
+        else:
+            turn.pending = [token]
+
     def _end_waits(self) -> None:
         """Requests waiting on another's prefill take its cells once it has evaluated them
         (or ended: then whatever any sequence holds is taken, the rest evaluated)."""
@@ -270,8 +287,8 @@ class BatchServer:
             if not (donor.finished or not donor.prefilling or len(donor.slot.tokens) >= turn.wait_for):
                 continue
             turn.waiting_on = None
-            limit = self._limit(turn.job.request.agent_id, turn.prompt)
-            keep = self._share(turn.slot, turn.prompt, len(turn.slot.tokens), limit) or len(turn.slot.tokens)
+            limit = self.states.limit(turn.job.request.agent_id, turn.prompt)
+            keep = self.prefixes.share(turn.slot, turn.prompt, len(turn.slot.tokens), limit) or len(turn.slot.tokens)
             turn.pending = turn.prompt[keep:]
             turn.stats.reused_tokens = keep
             turn.stats.prefill_tokens = len(turn.prompt) - keep
@@ -280,7 +297,7 @@ class BatchServer:
         while self._forget:
             slot = self.table.evict(self._forget.popleft())
             if slot is not None:
-                self._clear(slot.seq_id)
+                self.core.clear(slot.seq_id)
 
     # -- admission ---------------------------------------------------------------------------
     def _admit(self) -> None:
@@ -308,344 +325,137 @@ class BatchServer:
 
     def _start(self, job: Job) -> _Turn:
         """Place the request in a slot with the best state its agent has; set up its decoding."""
-        engine, request = self.engine, job.request
+        core, request = self.core, job.request
         started = time.perf_counter()
         stats = GenerationStats()
-        prompt = engine.tokenize(request.prompt)
-        stats.prompt_tokens = len(prompt)
-        if len(prompt) >= engine.n_ctx:
-            raise ContextOverflowError(
-                f"prompt of {len(prompt)} tokens does not fit the {engine.n_ctx}-token context (raise --n-ctx "
-                "or use a context strategy)"
-            )
-        sampling = request.sampling
-        import llama_cpp
-
-        vocab = llama_cpp.llama_model_get_vocab(engine.llm.model)
-        greedy = _GreedyPicker(engine.llm, sampling.repeat_penalty) if (
-            engine.fast_greedy and sampling.temperature <= 0 and not request.grammar
-            and sampling.dry_multiplier <= 0) else None
-        sampler = None if greedy else _build_sampler(
-            vocab, sampling, self._n_vocab, request.grammar, prompt, engine.n_ctx)
+        prompt = core.prompt_of(request, stats)
+        picker = core.picker(request, prompt)
         claimed = self.table.claim(request.agent_id)
         assert claimed is not None, "admitted without a free slot"
         slot, resident = claimed
         try:
             keep = self._place(slot, resident, request.agent_id, prompt, stats)
-            constraints = engine._constraints(request, prompt)
+            decoding = core.decoder(request, prompt, stats=stats, started=started, picker=picker,
+                                    feed=job.feed, cancelled=job.cancelled)
         except Exception:
-            if sampler is not None:
-                llama_cpp.llama_sampler_free(sampler)
-            self._clear(slot.seq_id)
+            picker.close()
+            core.clear(slot.seq_id)
             self.table.release(slot, keep=False)
             raise
         stats.reused_tokens = keep
         stats.prefill_tokens = len(prompt) - keep
-        turn = _Turn(job, prompt, slot, stats, started, pending=prompt[keep:], prefilling=keep < len(prompt),
-                     constraints=constraints, greedy=greedy, sampler=sampler,
-                     matcher=StopMatcher(sampling.stop))
+        turn = _Turn(job, prompt, slot, decoding, pending=prompt[keep:], prefilling=keep < len(prompt))
         if turn.prefilling:
             self._wait_if_shared(turn)
-        turn.stats.finish_reason = "length"
         if keep == len(prompt):  # a resample: the checkpoint's logits stand in for an evaluation
-            turn.first_row = engine._checkpoints[request.agent_id].logits.copy()  # type: ignore[index]
+            turn.first_row = self.states.resample_logits(request.agent_id, prompt).copy()
         return turn
 
     def _place(self, slot: Slot, resident: bool, agent: str | None, prompt: list[int],
                stats: GenerationStats) -> int:
         """Make the slot hold the longest usable prefix of `prompt`; return its length.
 
-        The sequential path's `_make_resident` rule, per slot: resident tokens roll back
+        The sequential path's `make_resident` rule, per slot: resident tokens roll back
         freely, a restored state by one token only (sliding window), the prompt-end
         checkpoint alone may cover the whole prompt (it kept the logits).
         """
-        limit = self._limit(agent, prompt)
+        limit = self.states.limit(agent, prompt)
         keep = self._place_own(slot, resident, agent, prompt, stats, limit)
         if keep < limit:
-            shared = self._share(slot, prompt, keep, limit)
+            shared = self.prefixes.share(slot, prompt, keep, limit)
             if shared:
                 return shared
             if not slot.tokens and keep:  # a failed share cleared the agent's own cells
                 return self._place_own(slot, False, agent, prompt, stats, limit)
         return keep
 
-    def _limit(self, agent: str | None, prompt: list[int]) -> int:
-        """How much of `prompt` may come from cells: all of it but the last token (its logits
-        are wanted), the whole of it when the agent's prompt-end checkpoint kept them."""
-        checkpoint = self.engine._checkpoints.get(agent) if agent is not None else None
-        if checkpoint is not None and checkpoint.logits is not None and checkpoint.tokens == prompt:
-            return len(prompt)
-        return len(prompt) - 1
-
     def _place_own(self, slot: Slot, resident: bool, agent: str | None, prompt: list[int],
                    stats: GenerationStats, limit: int) -> int:
         """The agent's own cells: resident ones, else its best saved state restored."""
-        import llama_cpp
-
-        engine = self.engine
-        seq = slot.seq_id
+        core, seq = self.core, slot.seq_id
         if resident:
-            keep = min(_common_prefix(slot.tokens, prompt), limit)
+            keep = min(common_prefix(slot.tokens, prompt), limit)
             return self._truncate(slot, keep)
-        self._clear(seq)
-        best = self.engine.best_saved_state(agent, prompt)
+        core.clear(seq)
+        best = self.states.best(agent, prompt)
         if best is None:
             return 0
         t0 = time.perf_counter()
-        read = llama_cpp.llama_state_seq_set_data(engine.llm.ctx, best.data, best.size, seq)
+        restored = self.states.restore(core.ctx, best, seq)
         stats.restore_ms = (time.perf_counter() - t0) * 1000
-        if read == 0:  # no room in one piece, or refused: evaluate from scratch, keep the state
+        if not restored:  # no room in one piece, or refused: evaluate from scratch, keep the state
             self.restore_failures += 1
-            self._clear(seq)
+            core.clear(seq)
             return 0
         slot.tokens = list(best.tokens)
-        keep = min(_common_prefix(best.tokens, prompt), limit)
-        if keep < len(best.tokens) and not self.engine._can_roll_back(keep, seq):
+        keep = min(common_prefix(best.tokens, prompt), limit)
+        if keep < len(best.tokens) and not self.states.can_roll_back(core.ctx, keep, seq):
             keep = 0
         return self._truncate(slot, keep)
 
     # -- prefix sharing ---------------------------------------------------------------------
-    def _share(self, slot: Slot, prompt: list[int], keep: int, limit: int) -> int:
-        """Replace the slot's cells by a longer prefix of `prompt` that another sequence holds;
-        return its length, or 0 when none beats `keep` (the slot is then as it was, unless
-        the copy proved unusable: then it is cleared and the caller places the agent again)."""
-        import llama_cpp
-
-        if not self.sharing:
-            return 0
-        donor, n = None, keep
-        for other in [*self.table.slots, *self.prefixes]:
-            if other is slot or not other.tokens:
-                continue
-            common = min(_common_prefix(other.tokens, prompt), limit)
-            if common > n:
-                donor, n = other, common
-        if donor is None:
-            return 0
-        memory = llama_cpp.llama_get_memory(self.engine.llm.ctx)
-        self._clear(slot.seq_id)
-        llama_cpp.llama_memory_seq_cp(memory, donor.seq_id, slot.seq_id, 0, n)
-        # Under a sliding window the donor may have let its early cells go: the next token
-        # must still see the last window of positions.
-        if not self.engine._can_roll_back(n, slot.seq_id):
-            self._clear(slot.seq_id)
-            slot.tokens = []
-            return 0
-        slot.tokens = list(prompt[:n])
-        if donor.seq_id > self.scratch:
-            self.table._clock += 1
-            donor.last_used = self.table._clock
-        self.shared_tokens += n - keep
-        self.shared_requests += 1
-        return n
-
     def _wait_if_shared(self, turn: _Turn) -> None:
         """Wait for a request still evaluating a longer common prefix, rather than evaluate it twice."""
         if not self.sharing:
             return
         prompt, have = turn.prompt, len(turn.slot.tokens)
-        limit = self._limit(turn.job.request.agent_id, prompt)
+        limit = self.states.limit(turn.job.request.agent_id, prompt)
         best, target = None, have + MIN_SHARED
         for other in self.active.values():
             if other.finished or not other.prefilling or other.waiting_on is not None:
                 continue
-            common = min(_common_prefix(other.prompt, prompt), limit)
+            common = min(common_prefix(other.prompt, prompt), limit)
             if common >= target and common > len(other.slot.tokens):
                 best, target = other, common
         if best is not None:
             turn.waiting_on, turn.wait_for = best, target
 
-    def _remember(self, turn: _Turn) -> None:
-        """After a prefill: keep the longest prefix this prompt shares with a recent other
-        agent's prompt in a prefix sequence, so later prompts starting alike copy it even
-        when no live slot holds it any more."""
-        import llama_cpp
-
-        if not self.sharing:
-            return
-        agent, prompt = turn.job.request.agent_id, turn.prompt
-        common = max((_common_prefix(tokens, prompt) for who, tokens in self._recent if who != agent or who is None),
-                     default=0)
-        self._recent.append((agent, prompt))
-        n = min(common, len(turn.slot.tokens), self.engine.n_ctx // 2)
-        if n < MIN_SHARED or turn.slot.tokens[:n] != prompt[:n]:
-            return
-        if any(len(entry.tokens) >= n and entry.tokens[:n] == prompt[:n] for entry in self.prefixes):
-            return
-        # A shorter entry that this one extends serves nothing the longer one would not.
-        extended = [e for e in self.prefixes if e.tokens and prompt[: len(e.tokens)] == e.tokens]
-        empty = [e for e in self.prefixes if not e.tokens]
-        entry = (extended or empty or [min(self.prefixes, key=lambda e: e.last_used)])[0]
-        self._clear(entry.seq_id)
-        llama_cpp.llama_memory_seq_cp(llama_cpp.llama_get_memory(self.engine.llm.ctx),
-                                      turn.slot.seq_id, entry.seq_id, 0, n)
-        entry.tokens = list(prompt[:n])
-        self.table._clock += 1
-        entry.last_used = self.table._clock
-
     def _truncate(self, slot: Slot, keep: int) -> int:
-        import llama_cpp
-
         if keep == 0:
-            self._clear(slot.seq_id)
+            self.core.clear(slot.seq_id)
         elif keep < len(slot.tokens):
-            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.engine.llm.ctx), slot.seq_id, keep, -1)
+            self.core.cut(slot.seq_id, keep)
         del slot.tokens[keep:]
         return keep
-
-    # -- sampling ------------------------------------------------------------------------------
-    def _row(self, index: int) -> Any:
-        import llama_cpp
-        import numpy as np
-
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.engine.llm.ctx, index),
-                                     shape=(self._n_vocab,))
-
-    def _advance(self, turn: _Turn, index: int | None) -> None:
-        """One pick for a sequence whose logits are ready (the body of the sequential loop)."""
-        import llama_cpp
-
-        engine = self.engine
-        agent = turn.job.request.agent_id
-        if index is None:
-            row, turn.first_row = turn.first_row, None
-        else:
-            row = self._row(index)
-            if turn.prefilling:
-                turn.prefilling = False
-                self._remember(turn)
-                if agent is not None:
-                    checkpoint = self._snapshot(turn.slot)
-                    checkpoint.logits = row.copy()
-                    engine._checkpoints[agent] = checkpoint
-        sampling = turn.job.request.sampling
-        if turn.job.cancelled():
-            turn.stats.finish_reason = "cancelled"
-            return self._finish(turn)
-        if len(turn.slot.tokens) >= engine.n_ctx:
-            turn.stats.finish_reason = "context"
-            return self._finish(turn)
-        if turn.constraints is not None:
-            turn.constraints.apply(row)
-        if turn.greedy is not None:
-            token = turn.greedy.pick(row)
-        elif index is None:
-            token = _sample_row(turn.sampler, row)
-        else:
-            token = llama_cpp.llama_sampler_sample(turn.sampler, engine.llm.ctx, index)
-        if turn.constraints is not None:
-            turn.constraints.observe(token)
-        if turn.first_token_at is None:
-            turn.first_token_at = time.perf_counter()
-            turn.stats.ttft_ms = (turn.first_token_at - turn.started) * 1000
-        vocab = llama_cpp.llama_model_get_vocab(engine.llm.model)
-        if llama_cpp.llama_vocab_is_eog(vocab, token):
-            turn.stats.finish_reason = "stop"
-            return self._finish(turn)
-        turn.stats.generated_tokens += 1
-        piece = turn.decoder.decode(engine._piece(token))
-        turn.decoded += len(piece)
-        turn.generated.append((token, turn.decoded))
-        text = turn.matcher.feed(piece)
-        if text:
-            turn.emitted += len(text)
-            turn.job.feed(text)
-        if turn.matcher.stopped:
-            turn.stats.finish_reason = "stop"
-            return self._finish(turn)
-        turn.picks += 1
-        if turn.picks < sampling.max_tokens:
-            turn.pending = [token]
-        else:
-            self._finish(turn)
-        return None
 
     # -- the end of a request ------------------------------------------------------------------
     def _finish(self, turn: _Turn) -> None:
         """Flush the text, save the agent's state trimmed to what it showed, free the slot."""
-        import llama_cpp
-
-        engine, stats, slot = self.engine, turn.stats, turn.slot
+        stats, slot = turn.stats, turn.slot
         agent = turn.job.request.agent_id
         turn.finished = True
         turn.pending = []
-        self._free_sampler(turn)
-        if not turn.matcher.stopped:
-            tail = turn.matcher.feed(turn.decoder.decode(b"", final=True)) + turn.matcher.flush()
-            if tail:
-                turn.emitted += len(tail)
-                turn.job.feed(tail)
-        done = time.perf_counter()
-        if turn.first_token_at is not None and stats.generated_tokens > 1:
-            stats.decode_tps = (stats.generated_tokens - 1) / max(done - turn.first_token_at, 1e-9)
+        turn.decoding.finish()
         if agent is None:
-            self._clear(slot.seq_id)
+            self.core.clear(slot.seq_id)
             self.table.release(slot, keep=False)
         else:
             # Keep only the tokens whose text was shown: the rest formed a stop string.
-            shown = sum(1 for _, upto in turn.generated if upto <= turn.emitted)
-            n = min(len(slot.tokens), len(turn.prompt) + shown)
-            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(engine.llm.ctx), slot.seq_id, n, -1)
+            n = turn.decoding.kept_tokens(len(slot.tokens), len(turn.prompt))
+            self.core.cut(slot.seq_id, n)
             del slot.tokens[n:]
             t0 = time.perf_counter()
-            engine._states[agent] = self._snapshot(slot)
+            self.states.save_turn(agent, self._snapshot(slot))
             stats.save_ms = (time.perf_counter() - t0) * 1000
             self.table.release(slot, keep=True)
-        stats.total_ms = (time.perf_counter() - turn.started) * 1000
+        stats.total_ms = (time.perf_counter() - turn.decoding.started) * 1000
         turn.job.done(stats, None)
 
     def _fail(self, turn: _Turn, error: BaseException) -> None:
         agent = turn.job.request.agent_id
         turn.finished = True
-        self._free_sampler(turn)
+        turn.decoding.picker.close()
         if agent is not None:
-            self.engine._states.pop(agent, None)
-            self.engine._checkpoints.pop(agent, None)
-        self._clear(turn.slot.seq_id)
+            self.states.forget(agent)
+        self.core.clear(turn.slot.seq_id)
         self.table.release(turn.slot, keep=False)
         turn.job.done(None, error)
 
-    def _free_sampler(self, turn: _Turn) -> None:
-        if turn.sampler is not None:
-            import llama_cpp
-
-            llama_cpp.llama_sampler_free(turn.sampler)
-            turn.sampler = None
-
     def _snapshot(self, slot: Slot) -> SavedState:
-        import llama_cpp
-
-        ctx = self.engine.llm.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, slot.seq_id)
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, slot.seq_id)
-        return SavedState(list(slot.tokens), buffer, written, self.engine._fingerprint)
-
-    def _clear(self, seq: int) -> None:
-        import llama_cpp
-
-        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.engine.llm.ctx), seq, -1, -1)
+        return self.states.snapshot(self.core.ctx, slot.seq_id, list(slot.tokens))
 
 
-def _sample_row(sampler: Any, row: Any) -> int:
-    """Run a sampler chain over a logits row held outside the context (a checkpoint's)."""
-    import llama_cpp
-    import numpy as np
-
-    n = row.shape[0]
-    data = np.empty(n, dtype=np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True))
-    data["id"] = np.arange(n, dtype=np.intc)
-    data["logit"] = row
-    data["p"] = 0.0
-    array = llama_cpp.llama_token_data_array(
-        data=data.ctypes.data_as(llama_cpp.llama_token_data_p), size=n, selected=-1, sorted=False)
-    llama_cpp.llama_sampler_apply(sampler, ctypes.byref(array))
-    token = int(data["id"][array.selected])
-    llama_cpp.llama_sampler_accept(sampler, token)
-    return token
-
-
-def _put_tokens(batch: Any, at: int, tokens: Sequence[int], seq: int, pos: int) -> int:
+def put_tokens(batch: Any, at: int, tokens: Sequence[int], seq: int, pos: int) -> int:
     """Write `tokens` of sequence `seq`, from position `pos`, into `batch` at index `at`,
     none of them asking for logits; returns the index after the last one."""
     for j, token in enumerate(tokens):

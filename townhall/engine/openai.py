@@ -22,16 +22,14 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import httpx
 
 from townhall.engine.base import (
     DecodingSupport,
     EngineInfo,
-    FinishReason,
     Generation,
     GenerationRequest,
     GenerationStats,
@@ -43,43 +41,25 @@ from townhall.engine.server_info import (
     ServerInfo,
     api_key_from_env,
     auth_headers,
-    error_message,
     one_line,
     probe,
     server_root,
 )
-from townhall.engine.sse import DONE, aiter_events, aiter_sse_lines
+from townhall.engine.openai_stream import (
+    Progress,
+    StreamReader,
+    local_tps,
+    refused,
+    request_body,
+    take_prefill,
+    take_prompt_size,
+    take_usage,
+    with_retries,
+)
 from townhall.engine.stops import StopMatcher
-from townhall.errors import BackendUnavailableError, ContextOverflowError, GenerationError, TownhallError
+from townhall.errors import GenerationError, TownhallError
 
-T = TypeVar("T")
 SERVER_STREAMS = 4  # streams at once to a server that says nothing of its slots (vLLM and others)
-_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
-_FINISH: dict[str, FinishReason] = {"stop": "stop", "eos": "stop", "length": "length", "max_tokens": "length"}
-
-
-class _Fault(Exception):
-    """One failed attempt: what went wrong, and whether trying again could help."""
-
-    def __init__(self, message: str, *, retryable: bool, unavailable: bool = False, context: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-        self.unavailable = unavailable
-        self.context = context
-
-
-@dataclass
-class _Progress:
-    """What a request has produced so far, kept across retries."""
-
-    raw: str = ""  # everything the server sent, before our stop matcher
-    pieces: int = 0
-    first_piece_at: float | None = None
-    last_piece_at: float | None = None
-    finish: FinishReason | None = None
-    usage: Mapping[str, Any] | None = None
-    timings: Mapping[str, Any] | None = None
 
 
 class OpenAIEngine:
@@ -162,7 +142,7 @@ class OpenAIEngine:
         headers = auth_headers(api_key_from_env(self._api_key_env))
         client = httpx.AsyncClient(base_url=self.root, headers=headers, timeout=self._timeout)
         try:
-            self.server = await self._with_retries(lambda: probe(client, self.root))
+            self.server = await with_retries(lambda: probe(client, self.root), self.max_tries, self.backoff_s)
         except BaseException:
             await client.aclose()
             raise
@@ -288,7 +268,7 @@ class OpenAIEngine:
         try:
             response = await self._client.post(path, json=body)
         except httpx.HTTPError as exc:
-            raise GenerationError(f"inference server {self.root}: stance probe failed ({_refused(exc)})") from None
+            raise GenerationError(f"inference server {self.root}: stance probe failed ({refused(exc)})") from None
         if response.status_code >= 400:
             return None
         try:
@@ -309,7 +289,8 @@ class OpenAIEngine:
             top = _top_from_openai(await self._probe_post("/v1/completions", body))
         if top is None:
             return None
-        return [sum(p for token, p in top if token.strip().casefold() == choice.strip().casefold()) for choice in choices]
+        return [sum(p for token, p in top if token.strip().casefold() == choice.strip().casefold())
+                for choice in choices]
 
     async def _probe_choice(self, prompt: str, choices: tuple[str, ...]) -> list[float]:
         """1.0 for the choice a short answer constrained to the choices begins with, else 0."""
@@ -361,7 +342,8 @@ class OpenAIEngine:
         if path == "/extras/tokenize/count":
             body: dict[str, Any] = {"input": text}
         else:  # llama-server reads `content`, vLLM reads `model` + `prompt`
-            body = {"content": text, "prompt": text, "model": self._model, "add_special": False, "add_special_tokens": False}
+            body = {"content": text, "prompt": text, "model": self._model, "add_special": False,
+                    "add_special_tokens": False}
         try:
             response = await self._client.post(path, json=body)
             data = response.json() if response.status_code == 200 else None
@@ -376,17 +358,6 @@ class OpenAIEngine:
             self._tokenize_path = None  # no tokenizer endpoint here: stop asking
         return None
 
-    async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run `attempt` up to max_tries times on connection faults, backing off between."""
-        for n in range(self.max_tries):
-            try:
-                return await attempt()
-            except BackendUnavailableError:
-                if n + 1 >= self.max_tries:
-                    raise
-                await asyncio.sleep(self.backoff_s * 2**n)
-        raise AssertionError("unreachable")
-
     def _slot_for(self, agent_id: str) -> int:
         """Agents take slots in turn, all but the last, which one-off requests use."""
         if agent_id not in self._slot_of:
@@ -400,50 +371,30 @@ class OpenAIEngine:
         # prefix: an agent's (they share the header), wiping that agent's cache.
         return self._slots - 1 if self.pins_slots and self._slots > 1 else None
 
-    def _body(self, request: GenerationRequest, progress: _Progress) -> tuple[str, dict[str, Any]]:
-        s = request.sampling
-        body: dict[str, Any] = {
-            "model": self._model,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "max_tokens": max(1, s.max_tokens - progress.pieces),
-            "temperature": s.temperature,
-            "top_p": s.top_p,
-            "top_k": s.top_k,
-            "min_p": s.min_p,
-            "repeat_penalty": s.repeat_penalty,  # llama.cpp's name
-            "repetition_penalty": s.repeat_penalty,  # vLLM's name
-        }
-        if s.seed is not None:
-            body["seed"] = s.seed
-        if s.stop:
-            body["stop"] = list(s.stop)
-        if request.grammar:
-            body["grammar"] = request.grammar
-        if s.dry_multiplier > 0 and self._runs_dry:
-            body.update(dry_multiplier=s.dry_multiplier, dry_base=s.dry_base,
-                        dry_allowed_length=s.dry_allowed_length, dry_penalty_last_n=s.dry_penalty_last_n)
-        if s.min_tokens > 0:
-            body["min_tokens"] = max(0, s.min_tokens - progress.pieces)
-        agent = request.agent_id
+    def _reader(self) -> StreamReader:
+        return StreamReader(lambda: self._client, self.root, self._body, max_tries=self.max_tries,
+                            backoff_s=self.backoff_s, read_timeout_s=self._timeout.read)
+
+    def _body(self, request: GenerationRequest, progress: Progress) -> tuple[str, dict[str, Any]]:
+        return request_body(request, progress, model=self._model, runs_dry=self._runs_dry,
+                            placement=self._placement(request.agent_id))
+
+    def _placement(self, agent: str | None) -> dict[str, Any]:
+        """Where the server evaluates a request, and whether it keeps the prompt's cache."""
         if agent is not None:
-            body["cache_prompt"] = agent not in self._fresh
+            placement: dict[str, Any] = {"cache_prompt": agent not in self._fresh}
             if self.pins_slots:
-                body["id_slot"] = self._slot_for(agent)
-        else:
-            body["cache_prompt"] = False  # a one-off: nothing of it is worth keeping
-            if self._oneoff_slot is not None:
-                body["id_slot"] = self._oneoff_slot
-        if request.messages is not None:
-            body["messages"] = [dict(m) for m in request.messages]
-            return "/v1/chat/completions", body
-        body["prompt"] = request.prompt + progress.raw  # after a cut, continue where it stopped
-        return "/v1/completions", body
+                placement["id_slot"] = self._slot_for(agent)
+            return placement
+        placement = {"cache_prompt": False}  # a one-off: nothing of it is worth keeping
+        if self._oneoff_slot is not None:
+            placement["id_slot"] = self._oneoff_slot
+        return placement
 
     async def _run(self, generation: Generation) -> None:
         request = generation.request
         stats = GenerationStats()
-        progress = _Progress()
+        progress = Progress()
         matcher = StopMatcher(request.sampling.stop)
         started = time.perf_counter()
         error: BaseException | None = None
@@ -453,7 +404,7 @@ class OpenAIEngine:
             async with self._gated():
                 # Generation.cancel() only sets a flag; watch it, so a cancel lands even
                 # while the server is still evaluating the prompt and sends nothing.
-                reader = asyncio.ensure_future(self._attempts(generation, progress, matcher, started))
+                reader = asyncio.ensure_future(self._reader().run(generation, progress, matcher))
                 try:
                     while not reader.done():
                         await asyncio.wait({reader}, timeout=0.05)
@@ -478,7 +429,7 @@ class OpenAIEngine:
         except Exception as exc:  # noqa: BLE001 - whatever broke, the turn ends with one line
             error = GenerationError(f"openai engine failed: {one_line(repr(exc))}")
             progress.finish = "error"
-        generation._feed(matcher.flush())
+        generation.feed(matcher.flush())
         elapsed = time.perf_counter() - started
         stats.total_ms = elapsed * 1000
         stats.finish_reason = progress.finish or "stop"
@@ -487,10 +438,10 @@ class OpenAIEngine:
         if progress.first_piece_at is not None:
             stats.ttft_ms = (progress.first_piece_at - started) * 1000
         if not stats.decode_tps:
-            stats.decode_tps = _local_tps(progress, stats.generated_tokens)
+            stats.decode_tps = local_tps(progress, stats.generated_tokens)
         if request.agent_id is not None and error is None:
             self._remember(request.agent_id, stats)
-        generation._finish(stats, error)
+        generation.finish(stats, error)
 
     def _remember(self, agent_id: str, stats: GenerationStats) -> None:
         self._fresh.discard(agent_id)
@@ -498,170 +449,15 @@ class OpenAIEngine:
         if self.pins_slots:
             self._slot_owner[self._slot_for(agent_id)] = agent_id
 
-    async def _fill_stats(self, stats: GenerationStats, request: GenerationRequest, progress: _Progress) -> None:
-        usage = progress.usage or {}
-        timings = progress.timings or {}
-        if isinstance(usage.get("completion_tokens"), int):
-            stats.generated_tokens = int(usage["completion_tokens"])
-        elif isinstance(timings.get("predicted_n"), int):
-            stats.generated_tokens = int(timings["predicted_n"])
-        if isinstance(timings.get("predicted_per_second"), (int, float)) and timings["predicted_per_second"] > 0:
-            stats.decode_tps = float(timings["predicted_per_second"])
-        cached = timings.get("cache_n")
-        if not isinstance(cached, int):
-            details = usage.get("prompt_tokens_details") or {}
-            cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
-        if isinstance(cached, int):
-            stats.reused_tokens = int(cached)
+    async def _fill_stats(self, stats: GenerationStats, request: GenerationRequest, progress: Progress) -> None:
+        if take_usage(stats, progress):
             self.reports_reuse = True
-        if isinstance(usage.get("prompt_tokens"), int):
-            stats.prompt_tokens = int(usage["prompt_tokens"])
-        elif isinstance(timings.get("prompt_n"), int):
-            stats.prompt_tokens = int(timings["prompt_n"]) + stats.reused_tokens
-        else:  # the server did not say (llama-cpp-python): ask its tokenizer
-            text = request.prompt if request.messages is None else "\n".join(m.get("content", "") for m in request.messages)
+        if not take_prompt_size(stats, progress):  # the server did not say (llama-cpp-python): ask its tokenizer
+            messages = request.messages
+            text = request.prompt if messages is None else "\n".join(m.get("content", "") for m in messages)
             counted = await self._count_raw(text) if self._tokenize_path else None
             stats.prompt_tokens = counted if counted is not None else _estimate_tokens(text)
-        if isinstance(timings.get("prompt_n"), int):
-            stats.prefill_tokens = int(timings["prompt_n"])
-        else:
-            stats.prefill_tokens = max(0, stats.prompt_tokens - stats.reused_tokens)
-
-    async def _attempts(self, generation: Generation, progress: _Progress, matcher: StopMatcher, started: float) -> None:
-        """Try the request up to max_tries times; a cut transcript stream continues where it stopped."""
-        request = generation.request
-        last: _Fault | None = None
-        for n in range(self.max_tries):
-            try:
-                await self._attempt(generation, progress, matcher, started)
-                return
-            except _Fault as fault:
-                if progress.finish is not None:
-                    return  # the turn was over; only the trailing usage/[DONE] went missing
-                last = fault
-                can_continue = request.messages is None or not progress.raw
-                if not fault.retryable or not can_continue or n + 1 >= self.max_tries:
-                    break
-                if progress.pieces >= request.sampling.max_tokens:
-                    progress.finish = "length"
-                    return
-                await asyncio.sleep(self.backoff_s * 2**n)
-        assert last is not None
-        tries = f" (after {n + 1} tries)" if n > 0 else ""
-        message = f"inference server {self.root}: {last.message}{tries}"
-        if last.context:
-            raise ContextOverflowError(message)
-        if last.unavailable:
-            raise BackendUnavailableError(message)
-        raise GenerationError(message)
-
-    async def _attempt(self, generation: Generation, progress: _Progress, matcher: StopMatcher, started: float) -> None:
-        assert self._client is not None
-        path, body = self._body(generation.request, progress)
-        chat = path.endswith("chat/completions")
-        try:
-            async with self._client.stream("POST", path, json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    message = error_message(response)
-                    raise _Fault(
-                        message,
-                        retryable=response.status_code in _RETRY_STATUS,
-                        context=_is_context_error(message),
-                    )
-                if "text/event-stream" not in response.headers.get("content-type", ""):
-                    await response.aread()
-                    self._take_whole(response, generation, progress, matcher, chat)
-                    return
-                finished = False
-                async for event in aiter_events(aiter_sse_lines(response.aiter_bytes())):
-                    if event.data.strip() == DONE:
-                        finished = True
-                        break
-                    try:
-                        chunk = json.loads(event.data)
-                    except ValueError:
-                        raise _Fault(f"malformed event in the stream: {one_line(event.data, 80)!r}", retryable=True) from None
-                    if not isinstance(chunk, dict):
-                        raise _Fault(f"malformed event in the stream: {one_line(event.data, 80)!r}", retryable=True)
-                    if chunk.get("error"):
-                        err = chunk["error"]
-                        message = one_line(err.get("message", err) if isinstance(err, dict) else err)
-                        raise _Fault(f"server error mid-stream: {message}", retryable=False, context=_is_context_error(message))
-                    if self._take_chunk(chunk, generation, progress, matcher, chat):
-                        finished = True
-                        if matcher.stopped or generation.cancelled:
-                            break
-                if not finished and not generation.cancelled and progress.finish is None:
-                    raise _Fault("the stream ended before the turn did (no [DONE])", retryable=True)
-        except httpx.ConnectError as exc:
-            raise _Fault(_refused(exc), retryable=True, unavailable=True) from None
-        except httpx.ConnectTimeout:
-            raise _Fault("connection timed out", retryable=True, unavailable=True) from None
-        except httpx.ReadTimeout:
-            raise _Fault(f"no data for {self._timeout.read:.0f} s (read timeout)", retryable=True) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise _Fault(f"the connection closed mid-stream ({one_line(str(exc), 80) or type(exc).__name__})", retryable=True, unavailable=True) from None
-        except httpx.HTTPError as exc:
-            raise _Fault(one_line(f"{type(exc).__name__}: {exc}"), retryable=True) from None
-
-    def _take_chunk(
-        self, chunk: Mapping[str, Any], generation: Generation, progress: _Progress, matcher: StopMatcher, chat: bool
-    ) -> bool:
-        """Apply one streamed chunk; True once the server said the turn is over."""
-        if isinstance(chunk.get("usage"), Mapping):
-            progress.usage = chunk["usage"]
-        if isinstance(chunk.get("timings"), Mapping):
-            progress.timings = chunk["timings"]
-        choices = chunk.get("choices")
-        if not isinstance(choices, list) or not choices:
-            return False
-        choice = choices[0]
-        if not isinstance(choice, Mapping):
-            raise _Fault("malformed event in the stream: a choice is not an object", retryable=True)
-        if chat:
-            delta = choice.get("delta") or {}
-            piece = delta.get("content") if isinstance(delta, Mapping) else None
-        else:
-            piece = choice.get("text")
-        if piece is not None and not isinstance(piece, str):
-            raise _Fault("malformed event in the stream: text is not a string", retryable=True)
-        if piece and not matcher.stopped:
-            now = time.perf_counter()
-            if progress.first_piece_at is None:
-                progress.first_piece_at = now
-            progress.last_piece_at = now
-            progress.raw += piece
-            progress.pieces += 1
-            generation._feed(matcher.feed(piece))
-        if matcher.stopped:
-            progress.finish = "stop"
-            return True
-        reason = choice.get("finish_reason")
-        if reason:
-            progress.finish = _FINISH.get(str(reason), "stop")
-            return True
-        if progress.pieces >= generation.request.sampling.max_tokens:
-            progress.finish = "length"
-            return True
-        return False
-
-    def _take_whole(
-        self, response: httpx.Response, generation: Generation, progress: _Progress, matcher: StopMatcher, chat: bool
-    ) -> None:
-        """A server that ignored `stream: true` sent one JSON body: take it as one piece."""
-        try:
-            body = response.json()
-            choice = body["choices"][0]
-            text = choice["message"]["content"] if chat else choice["text"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise _Fault(f"unexpected response: {one_line(response.text, 80)!r}", retryable=False) from None
-        self._take_chunk(
-            {"choices": [{"text": text, "delta": {"content": text}, "finish_reason": choice.get("finish_reason")}],
-             "usage": body.get("usage"), "timings": body.get("timings")},
-            generation, progress, matcher, chat,
-        )
-        progress.finish = progress.finish or "stop"
+        take_prefill(stats, progress)
 
 
 def _top_from_llama_server(data: Any) -> list[tuple[str, float]] | None:
@@ -677,7 +473,8 @@ def _top_from_llama_server(data: Any) -> list[tuple[str, float]] | None:
         return [(str(t.get("token", "")), math.exp(float(t["logprob"])))
                 for t in first["top_logprobs"] if isinstance(t, dict) and "logprob" in t]
     if isinstance(first.get("probs"), list):
-        return [(str(t.get("tok_str", "")), float(t["prob"])) for t in first["probs"] if isinstance(t, dict) and "prob" in t]
+        return [(str(t.get("tok_str", "")), float(t["prob"]))
+                for t in first["probs"] if isinstance(t, dict) and "prob" in t]
     return None
 
 
@@ -692,24 +489,5 @@ def _top_from_openai(data: Any) -> list[tuple[str, float]] | None:
     return [(str(token), math.exp(float(value))) for token, value in top[0].items() if value is not None]
 
 
-def _refused(exc: Exception) -> str:
-    text = str(exc).lower()
-    if "refused" in text or "all connection attempts failed" in text:
-        return "connection refused; is the server running?"
-    return one_line(f"cannot connect: {exc}") if str(exc) else "cannot connect"
-
-
-def _is_context_error(message: str) -> bool:
-    text = message.lower()
-    return "context" in text and any(word in text for word in ("exceed", "too long", "maximum", "overflow"))
-
-
 def _estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 3.5) if text else 0
-
-
-def _local_tps(progress: _Progress, generated: int) -> float:
-    if progress.first_piece_at is None or progress.last_piece_at is None or generated < 2:
-        return 0.0
-    span = progress.last_piece_at - progress.first_piece_at
-    return (generated - 1) / span if span > 0 else 0.0

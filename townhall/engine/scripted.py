@@ -125,7 +125,7 @@ class ScriptedEngine:
             try:
                 reply = self._script(request)
             except Exception as exc:  # noqa: BLE001 - a script may simulate a backend fault
-                generation._finish(stats, exc)
+                generation.finish(stats, exc)
                 return
             matcher = StopMatcher(request.sampling.stop)
             words = _without_banned_words(reply, request) if self.word_bans else reply.split(" ")
@@ -146,16 +146,16 @@ class ScriptedEngine:
                 if first:
                     stats.ttft_ms = (time.perf_counter() - start) * 1000
                     first = False
-                generation._feed(matcher.feed(piece))
+                generation.feed(matcher.feed(piece))
                 if matcher.stopped:
                     break
-            generation._feed(matcher.flush())
+            generation.feed(matcher.flush())
             elapsed = time.perf_counter() - start
             stats.total_ms = elapsed * 1000
             stats.decode_tps = stats.generated_tokens / elapsed if elapsed > 0 else 0.0
             if request.agent_id:
                 self._states[request.agent_id] = prompt_tokens + stats.generated_tokens
-            generation._finish(stats)
+            generation.finish(stats)
 
 
 def _without_banned_words(reply: str, request: GenerationRequest) -> list[str]:

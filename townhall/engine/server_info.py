@@ -171,8 +171,8 @@ async def _get_json(client: httpx.AsyncClient, path: str) -> Any | None:
         return None
 
 
-async def probe(client: httpx.AsyncClient, root: str) -> ServerInfo:
-    """Ask the server what it is. `client` has `root` as its base URL and any auth header."""
+async def _models(client: httpx.AsyncClient, root: str) -> list[str]:
+    """The model ids `/v1/models` lists; a server that answers it otherwise is no OpenAI one."""
     try:
         response = await client.get("/v1/models")
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -180,7 +180,8 @@ async def probe(client: httpx.AsyncClient, root: str) -> ServerInfo:
             f"cannot reach the inference server at {root}: {_connect_reason(exc)}; is it running?"
         ) from None
     except httpx.HTTPError as exc:
-        raise BackendUnavailableError(f"inference server at {root} did not answer /v1/models: {one_line(repr(exc))}") from None
+        raise BackendUnavailableError(
+            f"inference server at {root} did not answer /v1/models: {one_line(repr(exc))}") from None
     if response.status_code in (401, 403):
         raise GenerationError(
             f"inference server at {root} refused us ({error_message(response)}); check --api-key-env"
@@ -191,9 +192,14 @@ async def probe(client: httpx.AsyncClient, root: str) -> ServerInfo:
         listing = response.json()
         models = [str(m["id"]) for m in listing.get("data", []) if isinstance(m, dict) and "id" in m]
     except (ValueError, AttributeError, TypeError):
-        raise GenerationError(f"{root}/v1/models did not return an OpenAI model list; is this an OpenAI-compatible server?") from None
+        raise GenerationError(
+            f"{root}/v1/models did not return an OpenAI model list; is this an OpenAI-compatible server?") from None
+    return models
 
-    info = ServerInfo(base_url=root, kind="openai-compatible", models=models)
+
+async def probe(client: httpx.AsyncClient, root: str) -> ServerInfo:
+    """Ask the server what it is. `client` has `root` as its base URL and any auth header."""
+    info = ServerInfo(base_url=root, kind="openai-compatible", models=await _models(client, root))
     props = await _get_json(client, "/props")
     if isinstance(props, dict) and ("default_generation_settings" in props or "total_slots" in props):
         info.kind = "llama-server"

@@ -89,10 +89,14 @@ class SlotTable:
         slot.tokens = []
         return slot
 
-    def _use(self, slot: Slot) -> None:
+    def touch(self, slot: Slot) -> None:
+        """Mark `slot` (or a sequence kept beside the slots, on the same clock) used now."""
         self._clock += 1
-        slot.busy = True
         slot.last_used = self._clock
+
+    def _use(self, slot: Slot) -> None:
+        slot.busy = True
+        self.touch(slot)
 
 
 @dataclass(frozen=True)
