@@ -13,13 +13,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widget import Widget
 from textual.widgets import Button, Static
 
 from townhall.domain.events import OutcomeDecided
 from townhall.tui.tally import Tally, leaning, tally
 from townhall.tui.view_model import Member
-from townhall.tui.widgets.stance import STANCE_CSS_CLASSES, StanceStyles, stance_bar
+from townhall.tui.widgets.stance import StanceColoured, StanceStyles, stance_bar
 
 BAR_WIDTH = 16
 RESULT_WORDS = {"carried": "CARRIED", "defeated": "DEFEATED", "tied": "TIED"}
@@ -29,15 +28,11 @@ def member_tally(members: list[Member]) -> Tally:
     return tally((m.name, m.p_for) for m in members if not m.moderator)
 
 
-class TallyTable(Widget):
+class TallyTable(StanceColoured):
     """The table itself; a widget of its own so the bars take the theme's colours."""
 
-    COMPONENT_CLASSES = STANCE_CSS_CLASSES
     DEFAULT_CSS = """
     TallyTable { height: auto; }
-    TallyTable > .stance--for { color: $success; }
-    TallyTable > .stance--against { color: $error; }
-    TallyTable > .stance--none { color: $text-muted; }
     """
 
     def __init__(self, members: list[Member], outcome: OutcomeDecided | None, *, probing: bool = True) -> None:
