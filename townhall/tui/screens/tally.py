@@ -67,7 +67,10 @@ class TallyScreen(ModalScreen[bool]):
 
     DEFAULT_CSS = """
     TallyScreen { align: center middle; }
-    TallyScreen > Vertical { width: 76; max-width: 100%; height: auto; max-height: 90%; border: thick $accent; background: $surface; padding: 1 2; }
+    TallyScreen > Vertical {
+        width: 76; max-width: 100%; height: auto; max-height: 90%;
+        border: thick $accent; background: $surface; padding: 1 2;
+    }
     TallyScreen #tally-title { text-style: bold; margin-bottom: 1; }
     TallyScreen #tally-result { margin-top: 1; text-style: bold; }
     TallyScreen #tally-announcement { color: $text-muted; }
@@ -81,7 +84,8 @@ class TallyScreen(ModalScreen[bool]):
     ]
 
     def __init__(
-        self, members: list[Member], outcome: OutcomeDecided | None = None, *, can_vote: bool = False, probing: bool = True,
+        self, members: list[Member], outcome: OutcomeDecided | None = None, *, can_vote: bool = False,
+        probing: bool = True,
     ) -> None:
         super().__init__()
         self.members = members
@@ -92,7 +96,8 @@ class TallyScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            title = "The closing ballot" if self.outcome is not None else "The tally now (from each participant's latest stance)"
+            title = ("The closing ballot" if self.outcome is not None
+                     else "The tally now (from each participant's latest stance)")
             yield Static(Text(title), id="tally-title")
             yield TallyTable(self.members, self.outcome, probing=self.probing)
             yield Static(self.result_text(), id="tally-result")

@@ -47,7 +47,8 @@ class RosterEntry(StanceColoured):
             lines.append(Text("  moderator · " + m.title, style="dim"))
         else:
             probing = self.parent.probing if isinstance(self.parent, Roster) else True
-            lines.append(Text("  ").append_text(stance_line(m.p_for, width - 2, StanceStyles.of(self), probing=probing)))
+            lines.append(Text("  ").append_text(stance_line(m.p_for, width - 2, StanceStyles.of(self),
+                                                            probing=probing)))
             lines.append(Text("  " + m.title, style="italic"))
         if self.role:
             lines.append(Text(f"  {'speaking now' if self.role == 'speaking' else 'next'}", style=m.colour))

@@ -126,7 +126,8 @@ class StanceChart(StanceColoured):
         styles = StanceStyles.of(self)
         width = self.content_size.width or 33
         room = max(4, width - NAME_WIDTH - 1 - 1 - LABEL_WIDTH)
-        marks = min(room, max((len(row.values) for row in self.rows), default=1))  # labels just after the longest series
+        # The labels stand just after the longest series.
+        marks = min(room, max((len(row.values) for row in self.rows), default=1))
         lines: list[Text] = []
         for row in self.rows:
             line = Text(no_wrap=True, overflow="ellipsis")
