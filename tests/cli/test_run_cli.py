@@ -15,7 +15,8 @@ import pytest
 from townhall.cli.debate_cmds import build_spec, cast_of
 from townhall.errors import ConfigError
 
-ARGS = ["--agents", "Walt,Priya", "--motion", "Ban leaf blowers.", "--n-ctx", "512", "--max-tokens", "16", "--threads", "2"]
+ARGS = ["--agents", "Walt,Priya", "--motion", "Ban leaf blowers.", "--n-ctx", "512", "--max-tokens", "16",
+        "--threads", "2"]
 
 
 def townhall(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -87,8 +88,8 @@ def test_piped_output_is_plain_and_db_records_the_session(tmp_path: Path) -> Non
 @pytest.mark.model
 def test_ctrl_c_stops_cleanly_and_keeps_finished_turns(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "townhall", "run", *ARGS[:-4], "--max-tokens", "200", "--threads", "2", "--turns", "40", "--json",
-         "--n-ctx", "1024"],  # the minutes header and 200 tokens of reply need more than 512
+        [sys.executable, "-m", "townhall", "run", *ARGS[:-4], "--max-tokens", "200", "--threads", "2", "--turns", "40",
+         "--json", "--n-ctx", "1024"],  # the minutes header and 200 tokens of reply need more than 512
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None

@@ -42,7 +42,8 @@ def error_dialog_ready(app) -> bool:
 
 
 def finished_turns(app) -> list:
-    return [t for t in (app.debate_screen.scheduler.turns if app.debate_screen.scheduler else []) if t.status is not TurnStatus.STREAMING]
+    return [t for t in (app.debate_screen.scheduler.turns if app.debate_screen.scheduler else [])
+            if t.status is not TurnStatus.STREAMING]
 
 
 async def test_debate_runs_and_is_recorded(store: Store) -> None:
@@ -98,7 +99,8 @@ async def test_step_takes_exactly_one_turn() -> None:
 async def test_interrupt_keeps_text_marked_interrupted(store: Store) -> None:
     app = make_app(ScriptedEngine([LONG], delay=0.01), store=store, turns=2)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(lambda: bool(app.query_one(Transcript).views) and len(app.query_one(Transcript).views[0].text) > 20)
+        await wait_until(lambda: bool(app.query_one(Transcript).views)
+                         and len(app.query_one(Transcript).views[0].text) > 20)
         await pilot.press("x")
         await wait_until(lambda: bool(finished_turns(app)))
         first = app.debate_screen.scheduler.turns[0]
@@ -113,7 +115,8 @@ async def test_interrupt_keeps_text_marked_interrupted(store: Store) -> None:
 async def test_skip_drops_the_current_speaker() -> None:
     app = make_app(ScriptedEngine([LONG], delay=0.01), turns=2)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(lambda: app.debate_screen.scheduler is not None and app.debate_screen.scheduler.current_speaker == "Stacy")
+        await wait_until(lambda: app.debate_screen.scheduler is not None
+                         and app.debate_screen.scheduler.current_speaker == "Stacy")
         await pilot.press("k")
         await wait_until(lambda: len(app.debate_screen.scheduler.turns) >= 2)
         skipped = app.debate_screen.scheduler.turns[0]
@@ -167,7 +170,8 @@ async def test_transcript_follows_bottom_only_when_user_is_there() -> None:
     # Different words every turn: a turn that echoes an earlier one is resampled (which would
     # wait for a grant the test does not give).
     count = itertools.count()
-    engine = GatedEngine(lambda request: (lambda k: " ".join(f"t{k}w{i}" for i in range(400)))(next(count)), delay=0.002)
+    engine = GatedEngine(lambda request: (lambda k: " ".join(f"t{k}w{i}" for i in range(400)))(next(count)),
+                         delay=0.002)
     app = make_app(engine, turns=None)
     async with app.run_test(size=SIZE) as pilot:
         transcript = app.query_one(Transcript)
@@ -195,7 +199,8 @@ async def test_transcript_follows_bottom_only_when_user_is_there() -> None:
         top = transcript.max_scroll_y
         await grow_past(top + 5)
         # following again: the view keeps up with the growing text (within a frame or two)
-        await wait_until(lambda: transcript.scroll_y > top and transcript.scroll_y >= transcript.max_scroll_y - 3, timeout=60)
+        await wait_until(lambda: transcript.scroll_y > top and transcript.scroll_y >= transcript.max_scroll_y - 3,
+                         timeout=60)
 
 
 async def test_narrow_terminal_gives_the_transcript_the_room() -> None:
@@ -213,7 +218,8 @@ async def test_narrow_terminal_gives_the_transcript_the_room() -> None:
             return [line[:18] for line in screen_text(app).splitlines()]
 
         # who speaks now (waited for: the roster redraws on its own schedule)
-        await wait_until(lambda: any("▶" in line and (screen.roster.speaking or "?") in line for line in roster_column()))
+        await wait_until(lambda: any("▶" in line and (screen.roster.speaking or "?") in line
+                                     for line in roster_column()))
         await pilot.press("p")
         await wait_until(lambda: screen.state == "paused" and screen.roster.next_up == "Walt")
         await pilot.pause()
@@ -326,7 +332,8 @@ async def test_new_townhall_dialog_validates_and_starts(store: Store) -> None:
         motion.value = "Dogs should be allowed in the library."
         app.screen.query_one("#nt-turns").value = "2"
         await pilot.press("ctrl+s")
-        await wait_until(lambda: app.debate_screen.session_id != first_session and app.debate_screen.state == "finished")
+        await wait_until(lambda: app.debate_screen.session_id != first_session
+                         and app.debate_screen.state == "finished")
         assert app.query_one(TownhallHeader).motion == "Dogs should be allowed in the library."
         assert len(app.query_one(Transcript).views) == 2
     sessions = {s.id: s for s in store.list_sessions()}
@@ -341,7 +348,8 @@ async def test_sessions_browser_open_export_delete_resume(store: Store, tmp_path
     first = make_app(store=store, turns=2, session_id="old-one")
     async with first.run_test(size=SIZE):
         await wait_until(lambda: first.debate_screen.state == "finished")
-    app = make_app(ScriptedEngine(["x y z"], delay=0.005), store=store, turns=1, session_id="new-one", exports_dir=tmp_path / "ex")
+    app = make_app(ScriptedEngine(["x y z"], delay=0.005), store=store, turns=1, session_id="new-one",
+                   exports_dir=tmp_path / "ex")
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(lambda: app.debate_screen.state == "finished")
         await pilot.press("ctrl+o")
@@ -403,7 +411,8 @@ async def test_model_failure_shows_a_copyable_dialog_and_app_stays_usable() -> N
 async def test_quit_key_stops_and_settles_the_record(store: Store) -> None:
     app = make_app(ScriptedEngine([LONG], delay=0.01), store=store, turns=None)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(lambda: bool(app.query_one(Transcript).views) and len(app.query_one(Transcript).views[0].text) > 10)
+        await wait_until(lambda: bool(app.query_one(Transcript).views)
+                         and len(app.query_one(Transcript).views[0].text) > 10)
         await pilot.press("q")
         await wait_until(lambda: app._exit_renderables is not None or not app.is_running, timeout=10)
     record = store.get_session("tui-test")
@@ -520,7 +529,8 @@ async def test_replay_at_a_chosen_speed(store: Store) -> None:
 async def test_pause_mid_turn_says_so_at_once() -> None:
     app = make_app(ScriptedEngine([LONG], delay=0.05), turns=None)  # a turn of seconds, even on an idle CPU
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(lambda: bool(app.debate_screen.transcript.views) and len(app.debate_screen.transcript.views[0].text) > 10)
+        await wait_until(lambda: bool(app.debate_screen.transcript.views)
+                         and len(app.debate_screen.transcript.views[0].text) > 10)
         await pilot.press("p")
         header = app.debate_screen.header
         assert header.state == "pausing"  # before the turn ends, the key shows
@@ -546,7 +556,8 @@ async def test_new_motion_drops_the_old_title(store: Store) -> None:
         assert isinstance(app.screen, NewTownhallScreen)
         app.screen.query_one("#nt-motion").value = "Should the town ban leaf blowers?"
         await pilot.press("ctrl+s")
-        await wait_until(lambda: app.debate_screen.session_id != first_session and app.debate_screen.state == "finished")
+        await wait_until(lambda: app.debate_screen.session_id != first_session
+                         and app.debate_screen.state == "finished")
     titles = {s.id: s.title for s in store.list_sessions()}
     assert titles[first_session] == "Rail Yard Town Hall"
     assert titles[app.debate_screen.session_id] != "Rail Yard Town Hall"

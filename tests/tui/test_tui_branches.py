@@ -200,7 +200,8 @@ async def test_sessions_browser_opens_and_resumes_any_branch(store: Store) -> No
         await pilot.press("escape")
         await wait_until(lambda: isinstance(app.screen, SessionsScreen))
         await pilot.press("u")  # resume branch 1
-        await wait_until(lambda: app.screen is screen and screen.state == "finished" and screen.session is not None, timeout=30)
+        await wait_until(lambda: app.screen is screen and screen.state == "finished" and screen.session is not None,
+                         timeout=30)
         await wait_until(lambda: settled(app, len(screen.scheduler.turns)))
         assert store.tree("tui-test").current == 1
         assert screen.scheduler.turns[2].content == first_text

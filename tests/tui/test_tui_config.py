@@ -79,7 +79,8 @@ def test_user_theme_appears_in_the_app(tmp_path: Path) -> None:
 
 def _townhall(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
-    return subprocess.run([sys.executable, "-m", "townhall", *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run([sys.executable, "-m", "townhall", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
 
 
 def test_tui_command_bad_file_is_one_line() -> None:

@@ -37,7 +37,9 @@ async def test_real_model_streams_into_the_transcript_and_the_record(model_path:
     app = TownhallApp(debate, engine=engine, store=store, available_personas=PersonaRegistry.default().all())
     batches: list[TokensArrived] = []
     try:
-        async with app.run_test(size=SIZE, message_hook=lambda m: batches.append(m) if isinstance(m, TokensArrived) else None) as pilot:
+        async with app.run_test(size=SIZE,
+                                message_hook=lambda m: batches.append(m) if isinstance(m, TokensArrived) else None
+                                ) as pilot:
             assert app.debate_screen.header.state == "loading"  # first screen before the model is in
             await wait_until(lambda: app.debate_screen.state == "finished", timeout=120)
             await pilot.pause()
@@ -123,18 +125,21 @@ async def test_real_model_regenerates_a_turn_from_the_tui(model_path: Path, tmp_
         async with app.run_test(size=SIZE) as pilot:
             screen = app.debate_screen
             await wait_until(lambda: screen.state == "finished", timeout=180)
-            await wait_until(lambda: len(screen.transcript.views) == 2 and screen.transcript.views[1].status is not TurnStatus.STREAMING)
+            await wait_until(lambda: len(screen.transcript.views) == 2
+                             and screen.transcript.views[1].status is not TurnStatus.STREAMING)
             first, old = screen.session, screen.scheduler.turns[1]
             await pilot.press("r")  # the last turn: Walt's
             await wait_until(lambda: screen.session is not first and screen.state == "finished", timeout=180)
             view = screen.transcript.views[1]
-            await wait_until(lambda: "‹ 2/2 ›" in view._label_text().plain and view.status is not TurnStatus.STREAMING, timeout=30)
+            await wait_until(lambda: "‹ 2/2 ›" in view._label_text().plain and view.status is not TurnStatus.STREAMING,
+                             timeout=30)
             new = screen.scheduler.turns[1]
             assert new.node != old.node and new.speaker == old.speaker == "Walt"
             assert new.stats is not None and new.stats.generated_tokens > 0
             await wait_until(lambda: view.text == new.content, timeout=10)  # as recorded (trimmed), not as streamed
             await pilot.press("up", "left")  # select it, back to the first alternative
-            await wait_until(lambda: screen.state == "finished" and screen.scheduler.turns[1].node == old.node, timeout=180)
+            await wait_until(lambda: screen.state == "finished" and screen.scheduler.turns[1].node == old.node,
+                             timeout=180)
             await wait_until(lambda: "‹ 1/2 ›" in screen.transcript.views[1]._label_text().plain, timeout=30)
             await wait_until(lambda: screen.transcript.views[1].text == old.content, timeout=10)
     finally:

@@ -45,7 +45,8 @@ async def _wait_finished(pilot) -> None:
     screen = pilot.app.debate_screen
     await wait_until(lambda: screen.state == "finished", timeout=20)
     views = screen.transcript.views
-    await wait_until(lambda: len(views) == len(screen.scheduler.turns) and all(v.status is not TurnStatus.STREAMING for v in views.values()), timeout=20)
+    await wait_until(lambda: len(views) == len(screen.scheduler.turns)
+                     and all(v.status is not TurnStatus.STREAMING for v in views.values()), timeout=20)
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
     await pilot.pause()
@@ -117,7 +118,8 @@ def _publish_outcome(app) -> None:
 
     screen = app.debate_screen
     votes = (Vote("Stacy", "for", 0.81), Vote("Walt", "against", 0.44), Vote("Priya", "against", 0.4))
-    screen._on_scheduler_event(OutcomeDecided(screen.session_id, votes, 1, 2, "defeated", "The motion is defeated, 2 to 1.", 0.0))
+    screen._on_scheduler_event(OutcomeDecided(screen.session_id, votes, 1, 2, "defeated",
+                                              "The motion is defeated, 2 to 1.", 0.0))
     screen._on_scheduler_event(MinutesWritten(screen.session_id, "Minutes of the town hall meeting", 0.0))
 
 
@@ -127,7 +129,8 @@ async def _with_stances(pilot, outcome: bool = False) -> None:
     if outcome:
         _publish_outcome(pilot.app)
     screen = pilot.app.debate_screen
-    await wait_until(lambda: len(screen._members["Priya"].stances) == len(READINGS) and (not outcome or screen.minutes is not None))
+    await wait_until(lambda: len(screen._members["Priya"].stances) == len(READINGS)
+                     and (not outcome or screen.minutes is not None))
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
     await pilot.pause()
@@ -172,7 +175,8 @@ MARKUP_REPLY = "Plain text with [bold]x[/] and [link=http://x]y[/link] in it, sh
 
 def branched_app(store: Store, session_id: str = "snap-branch"):
     """Four turns, then turn 2 regenerated after the end (its alternative is the markup reply)."""
-    app = make_app(SteadyEngine([*REPLIES, MARKUP_REPLY]), store=store, turns=4, session_id=session_id, clock=counter_clock())
+    app = make_app(SteadyEngine([*REPLIES, MARKUP_REPLY]), store=store, turns=4, session_id=session_id,
+                   clock=counter_clock())
     app.available_personas = personas(("Margaret", "Priya", "Stacy", "Walt", "pogi"))
     return app
 
@@ -184,7 +188,8 @@ async def _regenerate_turn_2(pilot) -> None:
     await pilot.press("up", "up")
     await pilot.press("r")
     await wait_until(lambda: screen.session is not first and screen.state == "finished", timeout=20)
-    await wait_until(lambda: 2 in screen.transcript.views and "‹ 2/2 ›" in screen.transcript.views[2]._label_text().plain, timeout=20)
+    await wait_until(lambda: 2 in screen.transcript.views
+                     and "‹ 2/2 ›" in screen.transcript.views[2]._label_text().plain, timeout=20)
     pilot.app.clear_notifications()  # a toast that times out would make the picture depend on speed
     await _wait_finished(pilot)
 

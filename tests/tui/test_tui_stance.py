@@ -231,7 +231,8 @@ async def test_stance_colours_differ_in_every_theme() -> None:
 
 
 # -- the sessions browser ---------------------------------------------------------------
-MINUTES = "Minutes of the town hall meeting\nResult: The motion carries, 2 to 1.\n- Walt voted against, because [b]upkeep[/b]."
+MINUTES = ("Minutes of the town hall meeting\nResult: The motion carries, 2 to 1.\n"
+           "- Walt voted against, because [b]upkeep[/b].")
 
 
 def _voted_copy(store, source_id: str, new_id: str) -> None:
@@ -325,7 +326,8 @@ async def test_call_vote_key_ends_with_the_ballot_and_the_minutes(tmp_path) -> N
             walt = lambda: screen._members["Walt"].stances  # noqa: E731
             await wait_until(lambda: len(walt()) >= 2, timeout=30)
             assert walt()[1] > walt()[0]  # read after each of Walt's turns, and moving
-            await wait_until(lambda: f"{round(walt()[-1] * 100)}% for" in _entry_text(app, "Walt") or "against" in _entry_text(app, "Walt"))
+            await wait_until(lambda: f"{round(walt()[-1] * 100)}% for" in _entry_text(app, "Walt")
+                             or "against" in _entry_text(app, "Walt"))
             await pilot.press("v")
             assert screen.vote_called and screen.banner.has_class("-shown")  # "Vote called…", or already the result
             await wait_until(lambda: screen.minutes is not None, timeout=30)
@@ -333,7 +335,8 @@ async def test_call_vote_key_ends_with_the_ballot_and_the_minutes(tmp_path) -> N
             await pilot.pause()
             outcome = screen.outcome
             assert outcome is not None and outcome.result == "carried"
-            assert [(v.agent, v.choice) for v in outcome.votes] == [("Stacy", "for"), ("Walt", "for"), ("Priya", "against")]
+            assert [(v.agent, v.choice) for v in outcome.votes] == [
+                ("Stacy", "for"), ("Walt", "for"), ("Priya", "against")]
             text = screen_text(app)
             assert "THE MOTION CARRIES" in text and "2 for · 1 against" in text
             await pilot.press("m")

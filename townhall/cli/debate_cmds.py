@@ -250,14 +250,21 @@ class ColourPrinter:
 @engine_options
 def run_cmd(
     engine_flags: EngineFlags,
-    townhall: Annotated[Optional[Path], typer.Argument(metavar="[TOWNHALL.toml]", help="Town-hall file (default: the shipped default).")] = None,
-    motion: Annotated[Optional[str], typer.Option("--motion", help="The question debated (alone: by the default town hall's cast).")] = None,
+    townhall: Annotated[Optional[Path],
+                        typer.Argument(metavar="[TOWNHALL.toml]",
+                                       help="Town-hall file (default: the shipped default).")] = None,
+    motion: Annotated[Optional[str],
+                      typer.Option("--motion",
+                                   help="The question debated (alone: by the default town hall's cast).")] = None,
     agents: Annotated[Optional[str], typer.Option("--agents", help="Comma-separated persona names.")] = None,
     moderator: Annotated[Optional[str], typer.Option("--moderator", help="Persona who moderates.")] = None,
-    policy: Annotated[Optional[str], typer.Option("--policy", help="round_robin, random, moderator or mention.")] = None,
+    policy: Annotated[Optional[str],
+                      typer.Option("--policy", help="round_robin, random, moderator or mention.")] = None,
     turns: Annotated[Optional[int], typer.Option("--turns", "-t", min=1, help="Stop after N turns.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Fixed seed: the same model gives the same transcript.")] = None,
-    context_strategy: Annotated[Optional[str], typer.Option("--context-strategy", help="truncate, summarize or error.")] = None,
+    seed: Annotated[Optional[int],
+                    typer.Option("--seed", min=0, help="Fixed seed: the same model gives the same transcript.")] = None,
+    context_strategy: Annotated[Optional[str],
+                                typer.Option("--context-strategy", help="truncate, summarize or error.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Most tokens per turn.")] = None,
     agents_dir: AgentsDirOpt = None,
     db: DbOpt = None,
@@ -288,7 +295,8 @@ def run_cmd(
         printer = PlainPrinter(out)
     with Store.open(db) as store:
         result = asyncio.run(
-            run_session(engine, SessionPlan(spec, personas), store=store, views=[printer], ctrl_c=True, close_engine=True)
+            run_session(engine, SessionPlan(spec, personas), store=store, views=[printer], ctrl_c=True,
+                        close_engine=True)
         )
     if result.reason == "error":
         raise TownhallError(result.error or "the town hall stopped on an error")

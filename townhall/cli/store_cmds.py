@@ -342,8 +342,11 @@ async def resume_session(
 def resume_cmd(
     engine_flags: EngineFlags,
     session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id or a unique prefix.")],
-    turns: Annotated[Optional[int], typer.Option("--turns", "-t", min=1, help="Turns to add (default: what max_turns left).")] = None,
-    branch: Annotated[Optional[int], typer.Option("--branch", "-b", min=1, metavar="N", help="Make branch N current first, and go on from its last turn.")] = None,
+    turns: Annotated[Optional[int],
+                     typer.Option("--turns", "-t", min=1, help="Turns to add (default: what max_turns left).")] = None,
+    branch: Annotated[Optional[int],
+                      typer.Option("--branch", "-b", min=1, metavar="N",
+                                   help="Make branch N current first, and go on from its last turn.")] = None,
     db: DbOpt = None,
 ) -> None:
     """Continue a stopped session with the same participants and settings, on its current branch.
@@ -363,7 +366,8 @@ def resume_cmd(
         views = [_Printer(sys.stdout)]
         result = asyncio.run(run_session(engine, plan, store=store, views=views, ctrl_c=True, close_engine=True))
     if result.reason == "error":
-        raise TownhallError(f"session {result.session_id} stopped on an error (see `townhall sessions show {result.session_id}`)")
+        raise TownhallError(f"session {result.session_id} stopped on an error "
+                            f"(see `townhall sessions show {result.session_id}`)")
     if result.stopped_by_user:
         raise typer.Exit(130)
 
@@ -507,7 +511,9 @@ def edit_cmd(
 def vote_cmd(
     engine_flags: EngineFlags,
     session_id: Annotated[str, typer.Argument(metavar="ID", help="Session id or a unique prefix.")],
-    branch: Annotated[Optional[int], typer.Option("--branch", "-b", min=1, metavar="N", help="Make branch N current first, and vote on its debate.")] = None,
+    branch: Annotated[Optional[int],
+                      typer.Option("--branch", "-b", min=1, metavar="N",
+                                   help="Make branch N current first, and vote on its debate.")] = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

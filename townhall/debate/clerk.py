@@ -11,15 +11,13 @@ import logging
 from collections.abc import Sequence
 
 from townhall.debate.ballot import clean_reason
-from townhall.debate.cast import Cast
 from townhall.debate.policies import names_grammar
 from townhall.debate.prompts import Line, visible
+from townhall.debate.run_parts import RunParts
 from townhall.debate.seeds import OneOff, Seeds
-from townhall.debate.transcript import Transcript
 from townhall.debate.trimming import trim_turn
 from townhall.domain.personas import Persona
-from townhall.domain.spec import TownHallSpec
-from townhall.engine.base import Engine, GenerationRequest, SamplingParams
+from townhall.engine.base import GenerationRequest, SamplingParams
 from townhall.errors import TownhallError
 
 log = logging.getLogger(__name__)
@@ -29,11 +27,8 @@ SPEAKER_CHOICE_TOKENS = 16
 
 
 class Clerk:
-    def __init__(self, engine: Engine, spec: TownHallSpec, cast: Cast, transcript: Transcript, seeds: Seeds) -> None:
-        self.engine = engine
-        self.spec = spec
-        self.cast = cast
-        self.transcript = transcript
+    def __init__(self, run: RunParts, seeds: Seeds) -> None:
+        self.run = run
         self.seeds = seeds
         self._summaries: dict[tuple[str | None, tuple[Line, ...]], str] = {}
 
@@ -43,26 +38,26 @@ class Clerk:
         key = (previous, tuple(lines))
         if key in self._summaries:
             return self._summaries[key]
-        max_tokens = max(24, min(80, self.engine.info.n_ctx // 8))
-        head = f"Notes from a town hall meeting. Motion: {self.spec.motion.strip()}\n"
+        max_tokens = max(24, min(80, self.run.engine.info.n_ctx // 8))
+        head = f"Notes from a town hall meeting. Motion: {self.run.spec.motion.strip()}\n"
         if previous:
             head += f"Earlier: {previous.strip()}\n"
         head += "\n"
         tail = "\nSummary of what was said above, in two sentences:"
         prompt = await self.fit_lines(head, lines, tail, max_tokens)
-        names = self.cast.names(self.transcript.turns)
-        stop = ("\n\n",) + tuple(f"\n{n}:" for n in names) + tuple(self.engine.info.eos_markers)
+        names = self.run.cast.names(self.run.transcript.turns)
+        stop = ("\n\n",) + tuple(f"\n{n}:" for n in names) + tuple(self.run.engine.info.eos_markers)
         sampling = SamplingParams(temperature=0.3, max_tokens=max_tokens, seed=self._seed(OneOff.SUMMARY), stop=stop)
         text = trim_turn(await self.complete(prompt, sampling), finish_reason="length",
-                         names=self.cast.names(self.transcript.turns), markers=self.engine.info.eos_markers)
+                         names=self.run.cast.names(self.run.transcript.turns), markers=self.run.engine.info.eos_markers)
         self._summaries[key] = text
         return text
 
     async def pick_speaker(self, candidates: Sequence[str], head: str, lines: Sequence[Line]) -> str | None:
         """The moderator's pick among `candidates`, constrained to their names by a grammar;
         None when the call fails (the policy then falls back to the order)."""
-        assert self.cast.moderator is not None
-        tail = f"{self.cast.moderator.name}: Thank you. Next I call on"
+        assert self.run.cast.moderator is not None
+        tail = f"{self.run.cast.moderator.name}: Thank you. Next I call on"
         prompt = await self.fit_lines(head, lines, tail, SPEAKER_CHOICE_TOKENS)
         sampling = SamplingParams(temperature=0.7, max_tokens=SPEAKER_CHOICE_TOKENS,
                                   seed=self._seed(OneOff.SPEAKER_CHOICE), stop=("\n",))
@@ -75,16 +70,16 @@ class Clerk:
 
     async def vote_reason(self, persona: Persona, choice: str) -> str:
         """One clause on why `persona` voted as it did, written from its own words in the debate."""
-        own = [Line(t.speaker, " ".join(t.content.split())) for t in self.transcript.turns
+        own = [Line(t.speaker, " ".join(t.content.split())) for t in self.run.transcript.turns
                if t.speaker == persona.name and visible(t)]
         if not own:
             return ""
-        head = f"Minutes of a town hall meeting.\nMotion: {self.spec.motion.strip()}\n\nWhat {persona.name} said:\n"
+        head = f"Minutes of a town hall meeting.\nMotion: {self.run.spec.motion.strip()}\n\nWhat {persona.name} said:\n"
         tail = f"\nThe clerk's note: {persona.name} voted {choice} the motion because"
         prompt = await self.fit_lines(head, own, tail, MINUTES_REASON_TOKENS)
         sampling = SamplingParams(temperature=0.3, max_tokens=MINUTES_REASON_TOKENS,
                                   seed=self._seed(OneOff.MINUTES_REASON),
-                                  stop=("\n",) + tuple(self.engine.info.eos_markers))
+                                  stop=("\n",) + tuple(self.run.engine.info.eos_markers))
         try:
             text = await self.complete(prompt, sampling)
         except TownhallError as failure:
@@ -97,15 +92,15 @@ class Clerk:
         kept = list(lines)
         while True:
             prompt = head + "".join(f"{line.speaker}: {line.text}\n" for line in kept) + tail
-            if not kept or await self.engine.count_tokens(prompt) + max_tokens <= self.engine.info.n_ctx:
+            if not kept or await self.run.engine.count_tokens(prompt) + max_tokens <= self.run.engine.info.n_ctx:
                 return prompt
             kept.pop(0)
 
     async def complete(self, prompt: str, sampling: SamplingParams, grammar: str | None = None) -> str:
         """The whole text of one request on no agent's state."""
-        generation = self.engine.generate(GenerationRequest(agent_id=None, prompt=prompt, sampling=sampling,
+        generation = self.run.engine.generate(GenerationRequest(agent_id=None, prompt=prompt, sampling=sampling,
                                                             grammar=grammar))
         return await generation.result()
 
     def _seed(self, call: OneOff) -> int:
-        return self.seeds.one_off(call, len(self.transcript.turns))
+        return self.seeds.one_off(call, len(self.run.transcript.turns))

@@ -9,10 +9,8 @@ texts an agent must never copy, and texts every speaker may repeat despite the b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from townhall.debate.announcing import Announcer
-from townhall.debate.cast import Cast
 from townhall.debate.context import PROMPT_OVERHEAD, ContextStrategy, FitJob, SummarizeFn
 from townhall.debate.prompts import (
     AgentView,
@@ -26,13 +24,12 @@ from townhall.debate.prompts import (
     topic_last_format,
     visible,
 )
+from townhall.debate.run_parts import RunParts
 from townhall.debate.seeds import Seeds
-from townhall.debate.transcript import Transcript
 from townhall.debate.trimming import clean_spoken
 from townhall.domain.events import StrategyApplied
 from townhall.domain.personas import Persona
-from townhall.domain.spec import TownHallSpec
-from townhall.engine.base import Engine, SamplingParams
+from townhall.engine.base import SamplingParams
 
 # Debate sampling, under the spec's and the persona's own overrides; tuned with
 # `townhall bench --quality` on the embedded model (see README).
@@ -52,37 +49,27 @@ class PromptBuilder:
 
     def __init__(
         self,
-        engine: Engine,
-        spec: TownHallSpec,
-        cast: Cast,
-        transcript: Transcript,
+        run: RunParts,
         seeds: Seeds,
         strategy: ContextStrategy,
         summarize: SummarizeFn,
-        announcer: Announcer,
-        agent_key: Callable[[str], str],
         topic_last: bool = False,
     ) -> None:
-        self.engine = engine
-        self.spec = spec
-        self.cast = cast
-        self.transcript = transcript
+        self.run = run
         self.seeds = seeds
         self.strategy = strategy
         self.summarize = summarize
-        self.announcer = announcer
-        self.agent_key = agent_key
         # generate's layout: the topic after the header (prompts.topic_last_format), so the
         # first prompts of many conversations begin alike and a batched engine shares them.
         self.topic_last = topic_last
-        self.views: dict[str, AgentView] = {p.name: AgentView(p.name) for p in cast.participants}
+        self.views: dict[str, AgentView] = {p.name: AgentView(p.name) for p in run.cast.participants}
         self._format: PromptFormat | None = None
         self._repeatable: tuple[str, ...] | None = None
 
     # -- the format ---------------------------------------------------------------------------
     def choose_format(self) -> None:
         """Pick the format for the started engine's model."""
-        chosen = choose_format(self.spec, self.cast.participants, self.engine.info.chat_template)
+        chosen = choose_format(self.run.spec, self.run.cast.participants, self.run.engine.info.chat_template)
         self._format = topic_last_format(chosen) if self.topic_last else chosen
 
     @property
@@ -110,7 +97,7 @@ class PromptBuilder:
     def _entries(self, view: AgentView) -> list[tuple[int, Line]]:
         return [
             (i, Line(t.speaker, " ".join(t.content.split())))
-            for i, t in enumerate(self.transcript.turns)
+            for i, t in enumerate(self.run.transcript.turns)
             if i >= view.first and visible(t)
         ]
 
@@ -124,33 +111,33 @@ class PromptBuilder:
 
     def chair_context(self) -> tuple[str, list[Line]]:
         """What the moderator's pick of a speaker reads: a head and the last eight lines."""
-        moderator = self.cast.moderator
+        moderator = self.run.cast.moderator
         assert moderator is not None
         lines = self.lines(AgentView(moderator.name))[-8:]
         head = self.format.fixed_part(moderator) if self.format.name == "transcript" else ""
-        return head or f"Town hall meeting. Motion: {self.spec.motion.strip()}\n", lines
+        return head or f"Town hall meeting. Motion: {self.run.spec.motion.strip()}\n", lines
 
     async def fit(self, persona: Persona, max_tokens: int) -> Rendered:
         """Render the agent's prompt; if it would overflow, apply the context strategy."""
         view = self.views[persona.name]
         rendered = self._render(persona, view)
-        n_ctx = self.engine.info.n_ctx
-        needed = await self.engine.count_tokens(rendered.prompt)
+        n_ctx = self.run.engine.info.n_ctx
+        needed = await self.run.engine.count_tokens(rendered.prompt)
         if needed + max_tokens + PROMPT_OVERHEAD <= n_ctx:
             return rendered
-        fixed = await self.engine.count_tokens(self.format.render(persona, None, []).prompt)
+        fixed = await self.run.engine.count_tokens(self.format.render(persona, None, []).prompt)
 
         async def measure(v: AgentView) -> int:
-            return await self.engine.count_tokens(self._render(persona, v).prompt)
+            return await self.run.engine.count_tokens(self._render(persona, v).prompt)
 
         job = FitJob(agent=persona.name, view=view, entries=self._entries(view), n_ctx=n_ctx, max_tokens=max_tokens,
-                     fixed_tokens=fixed, measure=measure, count=self.engine.count_tokens, summarize=self.summarize)
+                     fixed_tokens=fixed, measure=measure, count=self.run.engine.count_tokens, summarize=self.summarize)
         if fixed + max_tokens + PROMPT_OVERHEAD > n_ctx:
             raise job.too_small(fixed)
         detail = await self.strategy.fit(job)
         view.rebuilds += 1
-        self.engine.forget(self.agent_key(persona.name))
-        out = self.announcer
+        self.run.engine.forget(self.run.agent_key(persona.name))
+        out = self.run.out
         await out.publish(StrategyApplied(out.session_id, persona.name, self.strategy.name, detail, out.clock()))
         return self._render(persona, view)
 
@@ -158,11 +145,11 @@ class PromptBuilder:
     def sampling(self, persona: Persona, index: int, retry: int) -> SamplingParams:
         """Turn `index`'s parameters for draw `retry`: the debate's, the spec's, the persona's,
         with a seed (`Seeds.turn`) and the stops that end the speaker's line."""
-        base = SamplingParams().merged(DEBATE_SAMPLING, self.spec.sampling, persona.sampling)
-        names = self.cast.names(self.transcript.turns)
-        eos = self.engine.info.eos_markers
+        base = SamplingParams().merged(DEBATE_SAMPLING, self.run.spec.sampling, persona.sampling)
+        names = self.run.cast.names(self.run.transcript.turns)
+        eos = self.run.engine.info.eos_markers
         stops = stop_strings(persona.name, names, eos, self.format.generic_stops) + tuple(base.stop)
-        seed = self.seeds.turn(index, retry, self.transcript.tree.current)
+        seed = self.seeds.turn(index, retry, self.run.transcript.tree.current)
         return base.merged({"seed": seed, "stop": tuple(dict.fromkeys(stops))})
 
     def never_copy(self, persona: Persona, earlier: Sequence[str]) -> tuple[str, ...]:
@@ -177,10 +164,10 @@ class PromptBuilder:
     def repeatable(self) -> tuple[str, ...]:
         """What every speaker may repeat despite the n-gram ban: the motion, the names, the sides, the concerns."""
         if self._repeatable is None:
-            texts = [self.spec.motion, self.spec.title or "", ", ".join(p.name for p in self.cast.participants),
-                     STANCE_PHRASES]
-            for persona in self.cast.speakers:
-                stance = resolve_stance(self.spec, persona)
+            texts = [self.run.spec.motion, self.run.spec.title or "",
+                     ", ".join(p.name for p in self.run.cast.participants), STANCE_PHRASES]
+            for persona in self.run.cast.speakers:
+                stance = resolve_stance(self.run.spec, persona)
                 if stance is not None:
                     texts.append(stance[1])
             self._repeatable = tuple(" ".join(t.split()) for t in texts if t.strip())

@@ -149,6 +149,11 @@ class ScoredTurn:
     phase: str | None = None
 
 
+def _ratio(part: float, whole: int) -> float:
+    """`part` per `whole`; 0.0 for a debate with nothing to count yet, so a report never divides by zero."""
+    return part / whole if whole else 0.0
+
+
 @dataclass
 class DebateScore:
     """A debate's figures; `merge` pools several so the overall rates weigh every turn alike."""
@@ -165,27 +170,27 @@ class DebateScore:
 
     @property
     def clean_rate(self) -> float:
-        return self.clean / self.turns if self.turns else 0.0
+        return _ratio(self.clean, self.turns)
 
     @property
     def echo_rate(self) -> float:
-        return self.echoes / self.turns if self.turns else 0.0
+        return _ratio(self.echoes, self.turns)
 
     @property
     def answer_rate(self) -> float:
-        return self.answered / self.turns if self.turns else 0.0
+        return _ratio(self.answered, self.turns)
 
     @property
     def mean_words(self) -> float:
-        return self.words / self.turns if self.turns else 0.0
+        return _ratio(self.words, self.turns)
 
     @property
     def distinct_2(self) -> float:
-        return self.distinct_bigrams / self.bigrams if self.bigrams else 0.0
+        return _ratio(self.distinct_bigrams, self.bigrams)
 
     @property
     def seconds_per_turn(self) -> float:
-        return self.seconds / self.turns if self.turns else 0.0
+        return _ratio(self.seconds, self.turns)
 
     def figures(self) -> dict[str, Any]:
         return {

@@ -96,6 +96,7 @@ from townhall.debate.context import make_strategy
 from townhall.debate.prompting import DEBATE_SAMPLING, PromptBuilder
 from townhall.debate.prompts import AUDIENCE
 from townhall.debate.run_control import Floor, RunControl
+from townhall.debate.run_parts import RunParts
 from townhall.debate.seeds import Seeds, derive_seed
 from townhall.debate.transcript import Transcript
 from townhall.debate.turn_order import TurnOrder
@@ -177,14 +178,13 @@ class Scheduler:
         self._out = out = Announcer(self.session_id, clock, self.bus)
         rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
         seeds = Seeds(spec.seed, rng)
-        self.clerk = Clerk(engine, spec, self.cast, self.transcript, seeds)
+        run = RunParts(engine, spec, self.cast, self.transcript, out, self.agent_key)
+        self.clerk = Clerk(run, seeds)
         strategy = make_strategy(spec.context_strategy)
-        self.prompts = PromptBuilder(engine, spec, self.cast, self.transcript, seeds, strategy, self.clerk.summarize,
-                                     out, self.agent_key, topic_last=topic_last)
+        self.prompts = PromptBuilder(run, seeds, strategy, self.clerk.summarize, topic_last=topic_last)
         self.order = TurnOrder(spec, self.cast, self.transcript, rng, self._ask_moderator)
-        self.turn_taker = TurnTaker(engine, out, self.cast, self.transcript, self.prompts, self.control, self.floor)
-        self.voting = Voting(engine, spec, self.cast, self.transcript, self.prompts, self.clerk, self.turn_taker, out,
-                             self.agent_key)
+        self.turn_taker = TurnTaker(run, self.prompts, self.control, self.floor)
+        self.voting = Voting(run, self.prompts, self.clerk, self.turn_taker)
         # One rule set for changing the path, shared with the CLI and the TUI (debate/branching.py).
         self.branches = BranchService(self.tree, self.session_id, clock, [p.name for p in self.participants])
         self._started_at = 0.0
@@ -195,25 +195,13 @@ class Scheduler:
         """The current branch's path: what every agent sees."""
         return self.transcript.turns
 
-    @turns.setter
-    def turns(self, turns: list[Turn]) -> None:
-        self.transcript.turns = turns
-
     @property
     def current_speaker(self) -> str | None:
         return self.floor.current_speaker
 
-    @current_speaker.setter
-    def current_speaker(self, name: str | None) -> None:
-        self.floor.current_speaker = name
-
     @property
     def next_speaker(self) -> str | None:
         return self.floor.next_speaker
-
-    @next_speaker.setter
-    def next_speaker(self, name: str | None) -> None:
-        self.floor.next_speaker = name
 
     @property
     def stances(self) -> dict[str, float]:
@@ -270,7 +258,7 @@ class Scheduler:
 
     def interject(self, text: str, speaker: str = AUDIENCE) -> None:
         self.control.interject(text, speaker)
-        self.next_speaker = self.control.interjections[0].speaker
+        self.floor.next_speaker = self.control.interjections[0].speaker
 
     def stop(self) -> None:
         self.control.stop()
@@ -344,8 +332,8 @@ class Scheduler:
                 reason, error = "error", f"{type(failure).__name__}: {failure}"
         finally:
             self.status = "finished"
-            self.current_speaker = None
-            self.next_speaker = None
+            self.floor.current_speaker = None
+            self.floor.next_speaker = None
             self.end_reason = reason
             await self._out.publish(SessionEnded(self.session_id, reason, self.clock(), len(self.turns), error))
         return reason
@@ -386,7 +374,7 @@ class Scheduler:
     async def _hold(self) -> None:
         """Paused with no step granted: say so once, then sleep until a request comes."""
         self.status = "paused"
-        self.current_speaker = None
+        self.floor.current_speaker = None
         self._refresh_next()
         if not self.control.pause_announced:
             self.control.pause_announced = True
@@ -414,9 +402,9 @@ class Scheduler:
 
     def _refresh_next(self) -> None:
         if self.control.interjections:
-            self.next_speaker = self.control.interjections[0].speaker
+            self.floor.next_speaker = self.control.interjections[0].speaker
         else:
-            self.next_speaker = self.order.peek()
+            self.floor.next_speaker = self.order.peek()
 
     async def _ask_moderator(self, candidates: Sequence[str]) -> str | None:
         """The moderator's pick among `candidates` (the moderator policy asks through this)."""

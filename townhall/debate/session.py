@@ -26,12 +26,12 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
-from townhall.engine.base import Engine
-from townhall.errors import ConfigError
 from townhall.domain.events import Event, EventBus, OutcomeDecided, SchedulerStatus, SessionEnded, Subscriber
 from townhall.domain.personas import Persona
 from townhall.domain.spec import TownHallSpec
 from townhall.domain.turns import Turn, TurnStatus, uses_turn_budget
+from townhall.engine.base import Engine
+from townhall.errors import ConfigError
 
 if TYPE_CHECKING:
     from townhall.domain.branches import TurnTree
@@ -58,13 +58,17 @@ class SessionScheduler(Protocol):
     """
 
     session_id: str
-    turns: list[Turn]
     tree: TurnTree  # every branch; `turns` is the current one's path
     participants: list[Persona]  # speaking order, the moderator first
     status: SchedulerStatus
-    current_speaker: str | None
-    next_speaker: str | None
 
+    # Read-only to front ends: the scheduler alone moves the path and the floor.
+    @property
+    def turns(self) -> list[Turn]: ...
+    @property
+    def current_speaker(self) -> str | None: ...
+    @property
+    def next_speaker(self) -> str | None: ...
     @property
     def minutes(self) -> str | None:
         """Written after the closing ballot."""

@@ -13,18 +13,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from townhall.debate.announcing import Announcer, said_at_once, turn_started
-from townhall.debate.cast import Cast
+from townhall.debate.announcing import said_at_once, turn_started
 from townhall.debate.prompting import PromptBuilder
 from townhall.debate.prompts import Rendered, visible
 from townhall.debate.quality import check_turn
 from townhall.debate.run_control import Floor, Interjection, RunControl
-from townhall.debate.transcript import Transcript
+from townhall.debate.run_parts import RunParts
 from townhall.debate.trimming import trim_turn
 from townhall.domain.events import TokenStreamed, TurnFailed, TurnFinished
 from townhall.domain.personas import Persona
 from townhall.domain.turns import Turn, TurnKind, TurnStatus
-from townhall.engine.base import Engine, GenerationRequest, SamplingParams
+from townhall.engine.base import GenerationRequest, SamplingParams
 from townhall.errors import TownhallError
 
 # A skipped turn is `TurnStatus.SKIPPED`; this note only rides along in `turn.error` for
@@ -53,20 +52,10 @@ class _Draft:
 
 
 class TurnTaker:
-    def __init__(
-        self,
-        engine: Engine,
-        announcer: Announcer,
-        cast: Cast,
-        transcript: Transcript,
-        prompts: PromptBuilder,
-        control: RunControl,
-        floor: Floor,
-    ) -> None:
-        self.engine = engine
-        self.out = announcer
-        self.cast = cast
-        self.transcript = transcript
+    """Says the turn the scheduler chose; which turn comes next is never its business."""
+
+    def __init__(self, run: RunParts, prompts: PromptBuilder, control: RunControl, floor: Floor) -> None:
+        self.run = run
         self.prompts = prompts
         self.control = control
         self.floor = floor
@@ -74,38 +63,38 @@ class TurnTaker:
     # -- said at once ---------------------------------------------------------------------------
     async def scripted_turn(self, persona: Persona, line: str, phase: str | None) -> None:
         """The moderator's line from the agenda (or the ballot's announcement): said at once."""
-        turn = Turn(index=len(self.transcript.turns), speaker=persona.name, kind=TurnKind.MODERATOR, content=line,
-                    started_at=self.out.clock(), phase=phase, scripted=True)
-        self.transcript.add(turn)
+        turn = Turn(index=len(self.run.transcript.turns), speaker=persona.name, kind=TurnKind.MODERATOR, content=line,
+                    started_at=self.run.out.clock(), phase=phase, scripted=True)
+        self.run.transcript.add(turn)
         self.floor.current_speaker, self.floor.next_speaker = persona.name, None
-        for event in said_at_once(self.out.session_id, turn, self.out.clock):
+        for event in said_at_once(self.run.out.session_id, turn, self.run.out.clock):
             if isinstance(event, TurnFinished):
                 self.floor.current_speaker = None
-            await self.out.publish(event)
+            await self.run.out.publish(event)
 
     async def interjection_turn(self, item: Interjection) -> None:
         """A line from the floor: it never waits for the model."""
-        turn = Turn(index=len(self.transcript.turns), speaker=item.speaker, kind=TurnKind.AUDIENCE,
-                    content=item.text, status=TurnStatus.STREAMING, started_at=self.out.clock())
-        self.transcript.add(turn)
-        for event in said_at_once(self.out.session_id, turn, self.out.clock, streamed=False):
-            await self.out.publish(event)
+        turn = Turn(index=len(self.run.transcript.turns), speaker=item.speaker, kind=TurnKind.AUDIENCE,
+                    content=item.text, status=TurnStatus.STREAMING, started_at=self.run.out.clock())
+        self.run.transcript.add(turn)
+        for event in said_at_once(self.run.out.session_id, turn, self.run.out.clock, streamed=False):
+            await self.run.out.publish(event)
 
     # -- drawn from the model -------------------------------------------------------------------
     async def agent_turn(self, persona: Persona, phase: str | None = None) -> None:
-        index = len(self.transcript.turns)
-        kind = TurnKind.MODERATOR if persona is self.cast.moderator else TurnKind.AGENT
+        index = len(self.run.transcript.turns)
+        kind = TurnKind.MODERATOR if persona is self.run.cast.moderator else TurnKind.AGENT
         sampling = self.prompts.sampling(persona, index, 0)
         rendered = await self.prompts.fit(persona, sampling.max_tokens)
-        turn = Turn(index=index, speaker=persona.name, kind=kind, started_at=self.out.clock(), sampling=sampling,
+        turn = Turn(index=index, speaker=persona.name, kind=kind, started_at=self.run.out.clock(), sampling=sampling,
                     phase=phase)
-        self.transcript.add(turn)
+        self.run.transcript.add(turn)
         self.floor.current_speaker, self.floor.next_speaker = persona.name, None
         self.control.cut = None
-        await self.out.publish(turn_started(self.out.session_id, turn))
-        earlier = [t.content for t in self.transcript.turns[:index] if visible(t)]
+        await self.run.out.publish(turn_started(self.run.out.session_id, turn))
+        earlier = [t.content for t in self.run.transcript.turns[:index] if visible(t)]
         draft = _Draft(persona, rendered, earlier, self.prompts.never_copy(persona, earlier),
-                       self.cast.names(self.transcript.turns))
+                       self.run.cast.names(self.run.transcript.turns))
         try:
             for retry in range(MAX_RESAMPLES + 1):
                 if retry:
@@ -124,14 +113,14 @@ class TurnTaker:
         """One draw of `turn`; True when it is settled, False to draw again (not clean)."""
         persona = draft.persona
         request = GenerationRequest(
-            agent_id=self.prompts.agent_key(persona.name), prompt=draft.rendered.prompt, sampling=sampling,
+            agent_id=self.run.agent_key(persona.name), prompt=draft.rendered.prompt, sampling=sampling,
             messages=draft.rendered.messages, banned_texts=draft.banned, allowed_texts=self.prompts.repeatable(),
         )
-        generation = self.engine.generate(request)
+        generation = self.run.engine.generate(request)
         self.control.generation = generation
         try:
             async for piece in generation:
-                await self.out.publish(TokenStreamed(self.out.session_id, turn.index, persona.name, piece))
+                await self.run.out.publish(TokenStreamed(self.run.out.session_id, turn.index, persona.name, piece))
         except asyncio.CancelledError:
             generation.cancel()
             raise
@@ -148,7 +137,7 @@ class TurnTaker:
             return True
         cut_short = finish in ("length", "context")
         trimmed = trim_turn(generation.text, finish_reason="length" if cut_short else "stop", names=draft.names,
-                            markers=self.engine.info.eos_markers)
+                            markers=self.run.engine.info.eos_markers)
         turn.content = self.prompts.clean(persona, trimmed, draft.names)
         if self.control.cut == "interrupt" or finish == "cancelled":
             turn.status = TurnStatus.INTERRUPTED
@@ -160,15 +149,15 @@ class TurnTaker:
         return True
 
     async def _finish(self, turn: Turn) -> None:
-        turn.finished_at = self.out.clock()
+        turn.finished_at = self.run.out.clock()
         self.floor.current_speaker = None
-        await self.out.publish(TurnFinished(self.out.session_id, turn))
+        await self.run.out.publish(TurnFinished(self.run.out.session_id, turn))
 
     async def _fail(self, turn: Turn, failure: BaseException) -> None:
         message = str(failure) if isinstance(failure, TownhallError) else f"{type(failure).__name__}: {failure}"
         turn.status = TurnStatus.FAILED
         turn.error = message
-        turn.finished_at = self.out.clock()
+        turn.finished_at = self.run.out.clock()
         self.floor.current_speaker = None
-        await self.out.publish(TurnFailed(self.out.session_id, turn, message))
+        await self.run.out.publish(TurnFailed(self.run.out.session_id, turn, message))
         raise TurnFailure(f"{turn.speaker}'s turn failed: {message}")

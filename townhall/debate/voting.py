@@ -11,10 +11,8 @@ changes `follow_path` restores what belongs to the new one. The counting rules a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from townhall.debate.announcing import Announcer
 from townhall.debate.ballot import (
     VOTE_PHASE,
     MinutesEntry,
@@ -24,17 +22,15 @@ from townhall.debate.ballot import (
     vote_from,
     write_minutes,
 )
-from townhall.debate.cast import Cast
 from townhall.debate.clerk import Clerk
 from townhall.debate.prompting import PromptBuilder
 from townhall.debate.prompts import BALLOT_CHOICES, resolve_stance, visible
-from townhall.debate.transcript import Transcript
+from townhall.debate.run_parts import RunParts
 from townhall.debate.turn_taker import TurnTaker
 from townhall.domain.events import MinutesWritten, OutcomeDecided, StanceMeasured
 from townhall.domain.personas import Persona
-from townhall.domain.spec import TownHallSpec
 from townhall.domain.turns import TurnKind
-from townhall.engine.base import Engine, ProbeResult
+from townhall.engine.base import ProbeResult
 from townhall.errors import TownhallError
 
 log = logging.getLogger(__name__)
@@ -59,27 +55,14 @@ class ProbeCost:
 
 
 class Voting:
-    def __init__(
-        self,
-        engine: Engine,
-        spec: TownHallSpec,
-        cast: Cast,
-        transcript: Transcript,
-        prompts: PromptBuilder,
-        clerk: Clerk,
-        turn_taker: TurnTaker,
-        announcer: Announcer,
-        agent_key: Callable[[str], str],
-    ) -> None:
-        self.engine = engine
-        self.spec = spec
-        self.cast = cast
-        self.transcript = transcript
+    """Reads stances, holds the closing ballot and writes the minutes, kept per turn of the tree
+    so a change of path brings back what belongs to the new one (`follow_path`)."""
+
+    def __init__(self, run: RunParts, prompts: PromptBuilder, clerk: Clerk, turn_taker: TurnTaker) -> None:
+        self.run = run
         self.prompts = prompts
         self.clerk = clerk
         self.turn_taker = turn_taker
-        self.out = announcer
-        self.agent_key = agent_key
         self.stances: dict[str, float] = {}  # each participant's latest P(for) on this path
         self.outcome: OutcomeDecided | None = None
         self.minutes: str | None = None
@@ -91,20 +74,20 @@ class Voting:
     @property
     def probing(self) -> bool:
         """Whether this run reads stances and holds a ballot: the spec asks, the engine can."""
-        return self.spec.ballot and self.engine.info.stance_probe is not None
+        return self.run.spec.ballot and self.run.engine.info.stance_probe is not None
 
     def follow_path(self) -> None:
         """Stances replayed from the readings after each turn of the path; its head's ballot."""
         self.stances = {}
-        for turn in self.transcript.turns:
+        for turn in self.run.transcript.turns:
             self.stances.update(self._readings.get(turn.node, {}))
-        head = self.transcript.turns[-1].node if self.transcript.turns else ""
+        head = self.run.transcript.turns[-1].node if self.run.transcript.turns else ""
         self.outcome, self.minutes = self._ballots.get(head, (None, None))
 
     async def after_turn(self, persona: Persona) -> None:
         """The speaker's stance right after its own turn (not the moderator's, not a cut one)."""
-        turn = self.transcript.turns[-1]
-        if not self.probing or persona is self.cast.moderator or turn.speaker != persona.name or not visible(turn):
+        turn = self.run.transcript.turns[-1]
+        if not self.probing or persona is self.run.cast.moderator or turn.speaker != persona.name or not visible(turn):
             return
         result = await self._read(persona, self.probe_cost)
         if result is not None:
@@ -113,8 +96,8 @@ class Voting:
     async def hold(self) -> OutcomeDecided | None:
         """The closing ballot, its announcement and the minutes; None if no probe could be read."""
         votes = []
-        last = len(self.transcript.turns) - 1
-        for persona in self.cast.speakers:
+        last = len(self.run.transcript.turns) - 1
+        for persona in self.run.cast.speakers:
             await self.prompts.fit(persona, BALLOT_ROOM_TOKENS)
             result = await self._read(persona, self.ballot_cost)
             if result is None:
@@ -124,48 +107,48 @@ class Voting:
         if not votes:
             return None
         counted = tally(votes)
-        if self.cast.moderator is not None:
-            await self.turn_taker.scripted_turn(self.cast.moderator, counted.announcement, VOTE_PHASE)
-        self.outcome = OutcomeDecided(self.out.session_id, counted.votes, counted.votes_for, counted.votes_against,
-                                      counted.result, counted.announcement, self.out.clock())
-        await self.out.publish(self.outcome)
+        if self.run.cast.moderator is not None:
+            await self.turn_taker.scripted_turn(self.run.cast.moderator, counted.announcement, VOTE_PHASE)
+        self.outcome = OutcomeDecided(self.run.out.session_id, counted.votes, counted.votes_for, counted.votes_against,
+                                      counted.result, counted.announcement, self.run.out.clock())
+        await self.run.out.publish(self.outcome)
         self.minutes = await self._write_minutes(counted)
-        if self.transcript.turns:
-            self._ballots[self.transcript.turns[-1].node] = (self.outcome, self.minutes)
-        await self.out.publish(MinutesWritten(self.out.session_id, self.minutes, self.out.clock()))
+        if self.run.transcript.turns:
+            self._ballots[self.run.transcript.turns[-1].node] = (self.outcome, self.minutes)
+        await self.run.out.publish(MinutesWritten(self.run.out.session_id, self.minutes, self.run.out.clock()))
         return self.outcome
 
     async def _read(self, persona: Persona, cost: ProbeCost) -> ProbeResult | None:
         """P(for) from the agent's own state and current view; None if the probe failed."""
         prompt = self.prompts.render_ballot(persona)
         try:
-            result = await self.engine.probe(self.agent_key(persona.name), prompt, BALLOT_CHOICES)
+            result = await self.run.engine.probe(self.run.agent_key(persona.name), prompt, BALLOT_CHOICES)
         except TownhallError as failure:
             log.warning("stance probe for %s failed: %s", persona.name, failure)
             return None
         cost.add(result)
         self.stances[persona.name] = result.share(0)
-        if self.transcript.turns:
-            self._readings.setdefault(self.transcript.turns[-1].node, {})[persona.name] = result.share(0)
+        if self.run.transcript.turns:
+            self._readings.setdefault(self.run.transcript.turns[-1].node, {})[persona.name] = result.share(0)
         return result
 
     def _round(self) -> int:
         spoken: dict[str, int] = {}
-        for turn in self.transcript.turns:
+        for turn in self.run.transcript.turns:
             if turn.kind == TurnKind.AGENT and visible(turn):
                 spoken[turn.speaker] = spoken.get(turn.speaker, 0) + 1
-        return completed_rounds(spoken, [p.name for p in self.cast.speakers])
+        return completed_rounds(spoken, [p.name for p in self.run.cast.speakers])
 
     async def _announce(self, persona: Persona, result: ProbeResult, turn_index: int) -> None:
-        await self.out.publish(StanceMeasured(self.out.session_id, persona.name, self._round(), turn_index,
-                                              result.share(0), result.method, self.out.clock()))
+        await self.run.out.publish(StanceMeasured(self.run.out.session_id, persona.name, self._round(), turn_index,
+                                              result.share(0), result.method, self.run.out.clock()))
 
     async def _write_minutes(self, counted: VoteCount) -> str:
         """The frame from what is certain; each participant's reason in the model's words."""
         entries = []
         for vote in counted.votes:
-            persona = next(p for p in self.cast.speakers if p.name == vote.agent)
-            stance = resolve_stance(self.spec, persona)
+            persona = next(p for p in self.run.cast.speakers if p.name == vote.agent)
+            stance = resolve_stance(self.run.spec, persona)
             reason = await self.clerk.vote_reason(persona, vote.choice)
             entries.append(MinutesEntry(persona.name, persona.title, stance[0] if stance else None, vote, reason))
-        return write_minutes(self.spec.title, self.spec.motion, counted, entries)
+        return write_minutes(self.run.spec.title, self.run.spec.motion, counted, entries)

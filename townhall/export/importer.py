@@ -56,24 +56,13 @@ def new_session_id() -> str:
 
 
 def _turn_in(t: TurnOut) -> Turn:
-    """A turn as exported, back as a Turn; one cut off mid-stream is kept as interrupted."""
-    return Turn(
-        index=t.index,
-        speaker=t.speaker,
-        kind=t.kind,
-        content=t.content,
-        status=TurnStatus.INTERRUPTED if t.status == TurnStatus.STREAMING else t.status,
-        started_at=t.started_at,
-        finished_at=t.finished_at,
-        stats=t.stats,
-        sampling=t.sampling,
-        retries=t.retries,
-        error=t.error,
-        phase=t.phase,
-        scripted=t.scripted,
-        author=t.author,
-        node=t.node or new_node_id(),
-    )
+    """A turn as exported, back as a Turn; one cut off mid-stream is kept as interrupted.
+
+    Its place in the tree (`parent`, `branch`) is left to the store: a document is one branch."""
+    fields = {name: value for name, value in t if name not in ("parent", "branch")}
+    fields["status"] = TurnStatus.INTERRUPTED if t.status == TurnStatus.STREAMING else t.status
+    fields["node"] = t.node or new_node_id()
+    return Turn(**fields)
 
 
 def _insert(store: Store, document: SessionExport) -> str:

@@ -147,25 +147,8 @@ class SessionExport(_Model):
 
 
 def turn_out(turn: Turn) -> TurnOut:
-    return TurnOut(
-        index=turn.index,
-        speaker=turn.speaker,
-        kind=turn.kind,
-        content=turn.content,
-        status=turn.status,
-        started_at=turn.started_at,
-        finished_at=turn.finished_at,
-        stats=turn.stats,
-        sampling=turn.sampling,
-        retries=turn.retries,
-        error=turn.error,
-        node=turn.node,
-        parent=turn.parent,
-        branch=turn.branch,
-        author=turn.author,
-        phase=turn.phase,
-        scripted=turn.scripted,
-    )
+    """A turn as exported: TurnOut's fields are Turn's, read by name."""
+    return TurnOut.model_validate(turn, from_attributes=True)
 
 
 def build_document(

@@ -224,7 +224,8 @@ class Runner:
         pending = self.pending()
         self.summary.skipped = len(self.topics) - len(pending)
         self.reporter.begin(
-            total=self._total(len(pending)), skipped=self.summary.skipped, topics=len(self.topics), out=self.output.path,
+            total=self._total(len(pending)), skipped=self.summary.skipped, topics=len(self.topics),
+            out=self.output.path,
             parallel=self.parallel,
         )
         tasks: dict[asyncio.Task[None], _Conversation] = {}

@@ -164,7 +164,8 @@ class TownhallApp(App[None]):
             except NoTurnsLeft as used_up:
                 # The CLI asks for --turns N here; the app has no flag, so it goes on for as many again.
                 plan = plan_resume(self.store, session_id, more_turns=used_up.max_turns or None)
-                self.notify(f"That session had used its {used_up.max_turns} turns: {used_up.max_turns} more.", markup=False)
+                self.notify(f"That session had used its {used_up.max_turns} turns: {used_up.max_turns} more.",
+                            markup=False)
         except TownhallError as exc:
             self.push_screen(ErrorScreen("Cannot resume that session", str(exc)))
             return
@@ -215,7 +216,8 @@ def known_binding_ids() -> set[str]:
     from townhall.tui.widgets.interject import InterjectBox
 
     owners: list[Any] = [
-        TownhallApp, DebateScreen, InterjectBox, ErrorScreen, NewTownhallScreen, SessionsScreen, ReplayScreen, ConfirmScreen,
+        TownhallApp, DebateScreen, InterjectBox, ErrorScreen, NewTownhallScreen, SessionsScreen, ReplayScreen,
+        ConfirmScreen,
         TallyScreen, MinutesScreen, EditTurnScreen,
     ]
     return {b.id for owner in owners for b in owner.BINDINGS if isinstance(b, Binding) and b.id}

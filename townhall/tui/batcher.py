@@ -67,4 +67,5 @@ class TokenBatcher:
             self._timer = None
         pending, self._pending = self._pending, None
         if pending is not None and pending.parts:
-            self._post(TokensArrived(pending.session_id, pending.index, pending.speaker, "".join(pending.parts), len(pending.parts)))
+            self._post(TokensArrived(pending.session_id, pending.index, pending.speaker, "".join(pending.parts),
+                                     len(pending.parts)))

@@ -45,7 +45,7 @@ from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
 if TYPE_CHECKING:
     from townhall.domain.branches import TurnTree
     from townhall.engine.base import Engine
-    from townhall.store import Store
+    from townhall.store import OutcomeRecord, Store
 
 StatsPosition = Literal["right", "bottom", "hidden"]
 STATS_CYCLE: tuple[StatsPosition, ...] = ("right", "bottom", "hidden")
@@ -358,30 +358,35 @@ class DebateViewModel:
         self.show_stored_stances()
         self.revision += 1
 
-    def show_stored_stances(self) -> None:
-        """A resumed session's bars and chart go on from its recorded readings."""
+    def _from_record(self, read: Callable[[Store, str], R], show: Callable[[str, R], None]) -> None:
+        """Hand `show` the session's id and what `read` finds in its record. Nothing happens
+        without a record to read: no store, no session yet, or one the record does not hold yet."""
         if self.store is None or self.session_id is None:
             return
         try:
-            readings = self.store.stances_of(self.session_id)
+            found = read(self.store, self.session_id)
         except TownhallError:
-            return  # a session not yet in the record has no readings
+            return  # a session not yet in the record has nothing recorded
+        show(self.session_id, found)
+
+    def show_stored_stances(self) -> None:
+        """A resumed session's bars and chart go on from its recorded readings."""
+        self._from_record(lambda store, session_id: store.stances_of(session_id), self._show_readings)
+
+    def _show_readings(self, session_id: str, readings: Sequence[StanceMeasured]) -> None:
         for reading in readings:
             self._stance(reading.agent, reading.p_for)
         self.revision += 1
 
     def _show_stored_outcome(self) -> None:
         """The banner for the branch now current: its recorded ballot, or none."""
-        if self.store is None or self.session_id is None:
-            return
-        try:
-            stored = self.store.outcome_of(self.session_id)
-        except TownhallError:
-            return
+        self._from_record(lambda store, session_id: store.outcome_of(session_id), self._show_outcome)
+
+    def _show_outcome(self, session_id: str, stored: OutcomeRecord | None) -> None:
         self.outcome, self.minutes = None, None
         if stored is not None and stored.result is not None:
             self.outcome = OutcomeDecided(
-                self.session_id, stored.votes, stored.votes_for, stored.votes_against, stored.result,
+                session_id, stored.votes, stored.votes_for, stored.votes_against, stored.result,
                 stored.announcement or "", stored.decided_at or 0.0,
             )
             self.minutes = stored.minutes or None

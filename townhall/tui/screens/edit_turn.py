@@ -18,7 +18,9 @@ from textual.widgets import Button, Static, TextArea
 class EditTurnScreen(ModalScreen[str | None]):
     DEFAULT_CSS = """
     EditTurnScreen { align: center middle; }
-    EditTurnScreen > Vertical { width: 90%; max-width: 100; height: 80%; border: thick $accent; background: $surface; padding: 1 2; }
+    EditTurnScreen > Vertical {
+        width: 90%; max-width: 100; height: 80%; border: thick $accent; background: $surface; padding: 1 2;
+    }
     EditTurnScreen #edit-title { text-style: bold; height: auto; margin-bottom: 1; }
     EditTurnScreen TextArea { height: 1fr; }
     EditTurnScreen Horizontal { height: auto; align: right middle; margin-top: 1; }

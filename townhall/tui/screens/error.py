@@ -12,7 +12,9 @@ from textual.widgets import Button, Static, TextArea
 class ErrorScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     ErrorScreen { align: center middle; }
-    ErrorScreen > Vertical { width: 80; height: auto; max-height: 80%; border: thick $error; background: $surface; padding: 1 2; }
+    ErrorScreen > Vertical {
+        width: 80; height: auto; max-height: 80%; border: thick $error; background: $surface; padding: 1 2;
+    }
     ErrorScreen #error-title { text-style: bold; color: $error; margin-bottom: 1; }
     ErrorScreen TextArea { height: auto; max-height: 12; }
     ErrorScreen Horizontal { height: auto; align: right middle; margin-top: 1; }

@@ -17,7 +17,9 @@ from textual.widgets import Button, Static, TextArea
 class MinutesScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     MinutesScreen { align: center middle; }
-    MinutesScreen > Vertical { width: 90%; max-width: 100; height: 85%; border: thick $accent; background: $surface; padding: 1 2; }
+    MinutesScreen > Vertical {
+        width: 90%; max-width: 100; height: 85%; border: thick $accent; background: $surface; padding: 1 2;
+    }
     MinutesScreen #minutes-title { text-style: bold; height: auto; margin-bottom: 1; }
     MinutesScreen TextArea { height: 1fr; }
     MinutesScreen Horizontal { height: auto; align: right middle; margin-top: 1; }

@@ -50,7 +50,9 @@ class NewTownhallScreen(ModalScreen["NewTownhall | None"]):
 
     DEFAULT_CSS = """
     NewTownhallScreen { align: center middle; }
-    NewTownhallScreen > Vertical { width: 90; height: auto; max-height: 95%; border: thick $primary; background: $surface; padding: 1 2 0 2; }
+    NewTownhallScreen > Vertical {
+        width: 90; height: auto; max-height: 95%; border: thick $primary; background: $surface; padding: 1 2 0 2;
+    }
     NewTownhallScreen #nt-title { text-style: bold; color: $primary; margin-bottom: 1; }
     NewTownhallScreen Label { text-style: bold; }
     NewTownhallScreen SelectionList { height: 10; }

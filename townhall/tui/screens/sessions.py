@@ -199,7 +199,8 @@ class ReplayScreen(Screen[None]):
                 yield Static(outcome_text(self.outcome), id="replay-outcome")
                 yield Label("Stance (▁ against … █ for)")
                 chart = StanceChart(id="replay-stance")
-                chart.rows = chart_rows([(name, self.colours.get(name, AUDIENCE_COLOUR)) for name in self.participants], self.stances)
+                chart.rows = chart_rows([(name, self.colours.get(name, AUDIENCE_COLOUR)) for name in self.participants],
+                                        self.stances)
                 yield chart
         yield Footer()
 
@@ -290,7 +291,8 @@ class SessionsScreen(Screen[ResumeChoice | None]):
             yield Static("", id="sessions-outcome", markup=False)
         with Horizontal(id="sessions-options"):
             yield Label("Replay speed")
-            yield Select([(label, value) for label, value in SPEEDS], value=30.0, allow_blank=False, id="sessions-speed")
+            yield Select([(label, value) for label, value in SPEEDS], value=30.0, allow_blank=False,
+                         id="sessions-speed")
             yield Label("Export as")
             yield Select([(f, f) for f in EXPORT_FORMATS], value="md", allow_blank=False, id="sessions-format")
         yield Footer()
@@ -382,7 +384,8 @@ class SessionsScreen(Screen[ResumeChoice | None]):
         if len(tree.branches) > 1:
             title += f" · branch {branch or tree.current} of {len(tree.branches)}"
         self.app.push_screen(
-            ReplayScreen(title, turns, colours, words_per_s, stances=stances, participants=participants, outcome=outcome)
+            ReplayScreen(title, turns, colours, words_per_s, stances=stances, participants=participants,
+                         outcome=outcome)
         )
 
     def action_open(self) -> None:

@@ -13,13 +13,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widget import Widget
 from textual.widgets import Button, Static
 
 from townhall.domain.events import OutcomeDecided
 from townhall.tui.tally import Tally, leaning, tally
 from townhall.tui.view_model import Member
-from townhall.tui.widgets.stance import STANCE_CSS_CLASSES, StanceStyles, stance_bar
+from townhall.tui.widgets.stance import StanceColoured, StanceStyles, stance_bar
 
 BAR_WIDTH = 16
 RESULT_WORDS = {"carried": "CARRIED", "defeated": "DEFEATED", "tied": "TIED"}
@@ -29,15 +28,11 @@ def member_tally(members: list[Member]) -> Tally:
     return tally((m.name, m.p_for) for m in members if not m.moderator)
 
 
-class TallyTable(Widget):
+class TallyTable(StanceColoured):
     """The table itself; a widget of its own so the bars take the theme's colours."""
 
-    COMPONENT_CLASSES = STANCE_CSS_CLASSES
     DEFAULT_CSS = """
     TallyTable { height: auto; }
-    TallyTable > .stance--for { color: $success; }
-    TallyTable > .stance--against { color: $error; }
-    TallyTable > .stance--none { color: $text-muted; }
     """
 
     def __init__(self, members: list[Member], outcome: OutcomeDecided | None, *, probing: bool = True) -> None:
@@ -72,7 +67,10 @@ class TallyScreen(ModalScreen[bool]):
 
     DEFAULT_CSS = """
     TallyScreen { align: center middle; }
-    TallyScreen > Vertical { width: 76; max-width: 100%; height: auto; max-height: 90%; border: thick $accent; background: $surface; padding: 1 2; }
+    TallyScreen > Vertical {
+        width: 76; max-width: 100%; height: auto; max-height: 90%;
+        border: thick $accent; background: $surface; padding: 1 2;
+    }
     TallyScreen #tally-title { text-style: bold; margin-bottom: 1; }
     TallyScreen #tally-result { margin-top: 1; text-style: bold; }
     TallyScreen #tally-announcement { color: $text-muted; }
@@ -86,7 +84,8 @@ class TallyScreen(ModalScreen[bool]):
     ]
 
     def __init__(
-        self, members: list[Member], outcome: OutcomeDecided | None = None, *, can_vote: bool = False, probing: bool = True,
+        self, members: list[Member], outcome: OutcomeDecided | None = None, *, can_vote: bool = False,
+        probing: bool = True,
     ) -> None:
         super().__init__()
         self.members = members
@@ -97,7 +96,8 @@ class TallyScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            title = "The closing ballot" if self.outcome is not None else "The tally now (from each participant's latest stance)"
+            title = ("The closing ballot" if self.outcome is not None
+                     else "The tally now (from each participant's latest stance)")
             yield Static(Text(title), id="tally-title")
             yield TallyTable(self.members, self.outcome, probing=self.probing)
             yield Static(self.result_text(), id="tally-result")

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.containers import VerticalScroll
-from textual.widget import Widget
 
 from townhall.tui.view_model import Member
-from townhall.tui.widgets.stance import STANCE_CSS_CLASSES, StanceStyles, stance_line
+from townhall.tui.widgets.stance import StanceColoured, StanceStyles, stance_line
 
 __all__ = ["Member", "Roster", "RosterEntry"]
 
 
-class RosterEntry(Widget):
+class RosterEntry(StanceColoured):
     """Drawn at render time, so the stance bar fits whatever width the roster has.
 
     The stance line comes second: on a narrow terminal the entry is two lines high and
     shows the name and the stance in words.
     """
 
-    COMPONENT_CLASSES = STANCE_CSS_CLASSES
     DEFAULT_CSS = """
     RosterEntry { height: auto; padding: 0 1; margin-bottom: 1; }
     RosterEntry.-speaking { background: $boost; }
-    RosterEntry > .stance--for { color: $success; }
-    RosterEntry > .stance--against { color: $error; }
-    RosterEntry > .stance--none { color: $text-muted; }
     """
 
     def __init__(self, member: Member) -> None:
@@ -52,7 +47,8 @@ class RosterEntry(Widget):
             lines.append(Text("  moderator · " + m.title, style="dim"))
         else:
             probing = self.parent.probing if isinstance(self.parent, Roster) else True
-            lines.append(Text("  ").append_text(stance_line(m.p_for, width - 2, StanceStyles.of(self), probing=probing)))
+            lines.append(Text("  ").append_text(stance_line(m.p_for, width - 2, StanceStyles.of(self),
+                                                            probing=probing)))
             lines.append(Text("  " + m.title, style="italic"))
         if self.role:
             lines.append(Text(f"  {'speaking now' if self.role == 'speaking' else 'next'}", style=m.colour))

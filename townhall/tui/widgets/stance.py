@@ -25,6 +25,18 @@ MIN_BAR = 6
 STANCE_CSS_CLASSES = {"stance--for", "stance--against", "stance--none"}
 
 
+class StanceColoured(Widget):
+    """A widget that draws stances: the component classes `StanceStyles.of` reads, with the
+    theme's colours, declared once for the chart, the roster and the tally."""
+
+    COMPONENT_CLASSES = STANCE_CSS_CLASSES
+    DEFAULT_CSS = """
+    StanceColoured > .stance--for { color: $success; }
+    StanceColoured > .stance--against { color: $error; }
+    StanceColoured > .stance--none { color: $text-muted; }
+    """
+
+
 @dataclass(frozen=True)
 class StanceStyles:
     """The theme's colours for each side, read from a widget's component classes."""
@@ -92,18 +104,14 @@ class ChartRow:
     values: tuple[float, ...]
 
 
-class StanceChart(Widget):
+class StanceChart(StanceColoured):
     """One row per participant: name, the latest readings as a sparkline, the latest in words.
 
     Sized at render time: a wider pane (the stats pane at the bottom) shows more history.
     """
 
-    COMPONENT_CLASSES = STANCE_CSS_CLASSES
     DEFAULT_CSS = """
     StanceChart { height: auto; }
-    StanceChart > .stance--for { color: $success; }
-    StanceChart > .stance--against { color: $error; }
-    StanceChart > .stance--none { color: $text-muted; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -118,7 +126,8 @@ class StanceChart(Widget):
         styles = StanceStyles.of(self)
         width = self.content_size.width or 33
         room = max(4, width - NAME_WIDTH - 1 - 1 - LABEL_WIDTH)
-        marks = min(room, max((len(row.values) for row in self.rows), default=1))  # labels just after the longest series
+        # The labels stand just after the longest series.
+        marks = min(room, max((len(row.values) for row in self.rows), default=1))
         lines: list[Text] = []
         for row in self.rows:
             line = Text(no_wrap=True, overflow="ellipsis")

@@ -226,7 +226,8 @@ class Transcript(VerticalScroll):
             await self.finish_turn(turn, *look(turn))
         # The selection stays: a regenerated turn comes back at the same place, highlighted.
 
-    async def start_turn(self, index: int, speaker: str, kind: TurnKind, colour: str, emoji: str = "", node: str = "") -> TurnView:
+    async def start_turn(self, index: int, speaker: str, kind: TurnKind, colour: str, emoji: str = "",
+                         node: str = "") -> TurnView:
         view = self.views.get(index)
         if view is not None and node and view.node and view.node != node:
             # Another turn at this place (a regenerated one): its predecessor goes.
