@@ -35,7 +35,9 @@ def state_bytes(engine: LocalEngine, agent: str) -> bytes:
 
 
 async def test_probe_after_a_turn_evaluates_only_the_cue_and_changes_nothing(model_path: Path) -> None:
-    engine = LocalEngine(model_path, n_ctx=1024)
+    # Plain CPU buffers: the repacked kernels round a 65-token batch differently from the same
+    # tokens evaluated in pieces, and the fresh reading below evaluates the ballot in one batch.
+    engine = LocalEngine(model_path, n_ctx=1024, cpu_repack=False)
     await engine.start()
     try:
         first = await engine.generate(GenerationRequest("ada", PROMPT, GREEDY)).result()
@@ -60,7 +62,7 @@ async def test_probe_after_a_turn_evaluates_only_the_cue_and_changes_nothing(mod
         after_probes = await engine.generate(GenerationRequest("ada", follow, GREEDY)).result()
     finally:
         await engine.aclose()
-    clean = LocalEngine(model_path, n_ctx=1024)
+    clean = LocalEngine(model_path, n_ctx=1024, cpu_repack=False)
     await clean.start()
     try:
         assert await clean.generate(GenerationRequest("ada", PROMPT, GREEDY)).result() == first

@@ -39,7 +39,8 @@ OPENERS = (
 
 
 async def started(model_path: Path, parallel: int, *, sharing: bool = True) -> LocalEngine:
-    engine = LocalEngine(model_path, n_ctx=1024, parallel=parallel)
+    # Plain CPU buffers: the repacked kernels round a batch of one differently from a batch of many.
+    engine = LocalEngine(model_path, n_ctx=1024, parallel=parallel, cpu_repack=False)
     await engine.start()
     assert engine.batch is not None
     engine.batch.sharing = sharing

@@ -59,6 +59,7 @@ class LocalEngine:
         swa_full: bool = True,
         fast_greedy: bool = True,
         parallel: int = 1,
+        cpu_repack: bool | None = None,
     ) -> None:
         if parallel < 1:
             raise ValueError("parallel must be at least 1")
@@ -78,6 +79,11 @@ class LocalEngine:
         self.fast_greedy = fast_greedy
         # Sequences decoded together (engine/batch.py); 1 keeps the sequential path.
         self.parallel = parallel
+        # llama.cpp's repacked CPU kernels: None uses them where they are safe (`without_cpu_repack`).
+        # They round differently for a batch of one and a batch of many (seen on an AVX-512 EPYC:
+        # a greedy pick flips between batched and one-at-a-time decoding), so the tests that check
+        # reuse and batching bit for bit load with False: plain buffers, the same sums in any batch.
+        self.cpu_repack = cpu_repack
         self.states = AgentStates()
         self._core: LlamaCore | None = None
         self._server: SequentialServer | BatchServer | None = None
@@ -166,7 +172,7 @@ class LocalEngine:
         if self.parallel > 1:
             sequences, cells = context_shape(self.parallel, self.n_ctx)
         defaults = context_defaults(n_seq_max=sequences, kv_unified=True) if sequences > 1 else nullcontext()
-        with without_cpu_repack(), defaults:
+        with without_cpu_repack(None if self.cpu_repack is None else not self.cpu_repack), defaults:
             return Llama(
                 model_path=str(self.model_path),
                 n_ctx=cells,
