@@ -36,6 +36,7 @@ from townhall.bench.report import summarize_branches, summarize_local
 from townhall.bench.script import ScriptedTurn, header, sampling, scripted_turns, transcript
 from townhall.engine.base import GenerationRequest, SamplingParams
 from townhall.engine.local import LocalEngine
+from townhall.engine.states import common_prefix
 from townhall.debate.prompts import BALLOT_CHOICES, ballot_cue
 
 LOCAL_WAYS = ("reprefill", "save_state", "townhall")
@@ -67,14 +68,6 @@ class WayResult:
 def ballot_prompt(turn: ScriptedTurn, said: str) -> str:
     """The speaker's prompt, what it just said, then the ballot cue (as the transcript format words it)."""
     return f"{turn.prompt}{said}\n{ballot_cue(turn.speaker)}"
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def run_way(
@@ -136,7 +129,7 @@ def _baseline_turn(
         llm.load_state(saved[turn.speaker])
         result.restore_ms_max = max(result.restore_ms_max, (time.perf_counter() - r0) * 1000)
     held = [int(t) for t in llm.input_ids[: llm.n_tokens]]
-    reused = min(_common(held, prompt_tokens), len(prompt_tokens) - 1)
+    reused = min(common_prefix(held, prompt_tokens), len(prompt_tokens) - 1)
     out = llm.create_completion(
         turn.prompt, max_tokens=params.max_tokens, temperature=params.temperature, stop=list(params.stop),
         repeat_penalty=params.repeat_penalty, seed=params.seed,
