@@ -32,6 +32,7 @@ from townhall.domain.text import terminal_safe
 from townhall.export.common import EDITED
 from townhall.debate.session import SessionResult
 from townhall.store import Store
+from townhall.store.records import votes_as_dicts
 from townhall.domain.turns import WATCHER
 
 sessions_app = typer.Typer(help="List, show, rename and delete recorded town halls.", no_args_is_help=True)
@@ -542,7 +543,7 @@ def vote_cmd(
     if as_json:
         _echo_json({"session": result.session_id, "result": outcome.result, "votes_for": outcome.votes_for,
                     "votes_against": outcome.votes_against, "announcement": outcome.announcement,
-                    "votes": [{"agent": v.agent, "choice": v.choice, "p_for": v.p_for} for v in outcome.votes],
+                    "votes": votes_as_dicts(outcome.votes),
                     "minutes": result.minutes})
         return
     console = _console()

@@ -48,8 +48,8 @@ class Clerk:
         names = self.run.cast.names(self.run.transcript.turns)
         stop = ("\n\n",) + tuple(f"\n{n}:" for n in names) + tuple(self.run.engine.info.eos_markers)
         sampling = SamplingParams(temperature=0.3, max_tokens=max_tokens, seed=self._seed(OneOff.SUMMARY), stop=stop)
-        text = trim_turn(await self.complete(prompt, sampling), finish_reason="length",
-                         names=self.run.cast.names(self.run.transcript.turns), markers=self.run.engine.info.eos_markers)
+        text = trim_turn(await self.complete(prompt, sampling), finish_reason="length", names=names,
+                         markers=self.run.engine.info.eos_markers)
         self._summaries[key] = text
         return text
 

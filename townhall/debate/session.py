@@ -101,7 +101,7 @@ SchedulerFactory = Callable[..., SessionScheduler]
 
 # A branch key's operation (regenerate, edit, fork, alternative) as a front end queues it
 # on a scheduler; one queued before `run()` is applied first.
-BranchOp = Callable[[SessionScheduler], None]
+BranchKeyOp = Callable[[SessionScheduler], None]
 
 
 class Recording(Protocol):

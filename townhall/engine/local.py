@@ -348,7 +348,7 @@ class LocalEngine:
         return await asyncio.to_thread(lambda: len(self.tokenize(text, add_bos=False)))
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+        return self.core.tokenize(text, add_bos)
 
     def token_classes(self) -> TokenClasses:
         """Newline and end-of-generation tokens, scanned once per loaded model (about 1 s for 262k tokens here)."""

@@ -55,8 +55,12 @@ class SequentialServer:
         prompt = core.prompt_of(request, stats)
         self._evaluate_prompt(agent, prompt, stats)
         picker = core.picker(request, prompt)
-        decoding = core.decoder(request, prompt, stats=stats, started=started, picker=picker,
-                                feed=feed, cancelled=cancelled)
+        try:
+            decoding = core.decoder(request, prompt, stats=stats, started=started, picker=picker,
+                                    feed=feed, cancelled=cancelled)
+        except Exception:
+            picker.close()  # the batched path's `_start` frees it the same way
+            raise
         try:
             while (token := decoding.step(core.row(-1) if decoding.needs_row else None, -1,
                                           llm.n_tokens, core.n_ctx)) is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from townhall.debate.session import BranchOp, SessionPlan, SessionScheduler, plan_branch_op
+from townhall.debate.session import BranchKeyOp, SessionPlan, SessionScheduler, plan_branch_op
 from townhall.domain.turns import Turn, TurnKind
 from townhall.errors import TownhallError
 from townhall.tui.view_model import DebateViewModel
@@ -23,7 +23,7 @@ class Reopen:
     """An ended session to run again with `op` queued first: it applies the op, then ends."""
 
     plan: SessionPlan
-    op: BranchOp
+    op: BranchKeyOp
 
 
 class BranchKeys:
@@ -93,7 +93,7 @@ class BranchKeys:
         at = turn.index
         return self._apply(lambda s: s.fork(at), f"New branch after turn #{at}.")
 
-    def _apply(self, op: BranchOp, done: str | None) -> Reopen | None:
+    def _apply(self, op: BranchKeyOp, done: str | None) -> Reopen | None:
         """Queue `op` on the running scheduler, or reopen the ended session to apply it."""
         scheduler, say = self.scheduler(), self.model.view.say
         if scheduler is None or self.model.state in ("loading", "starting"):
@@ -110,7 +110,7 @@ class BranchKeys:
             say(done, timeout=4, markup=False)
         return None
 
-    def _reopen(self, op: BranchOp, done: str | None) -> Reopen | None:
+    def _reopen(self, op: BranchKeyOp, done: str | None) -> Reopen | None:
         """The stored session, with no turns left (`session.plan_branch_op`): the run applies
         the op and ends. A new turn on the path gets a new closing ballot (if the town hall
         holds one); a flip or a fork says nothing new, so the banner shows the chosen

@@ -2,7 +2,7 @@
 
 Pure functions over probe readings, shared by the roster, the stats chart, the tally
 dialog and the sessions browser, so every place says the same side for the same number.
-The side is the closing ballot's own rule (`townhall.debate.ballot.vote_from`: for only when
+The side is the closing ballot's own rule (`townhall.debate.ballot.side_of`: for only when
 P(for) is the larger share) and the would-be result its own count (`ballot.tally`); the
 ballot itself is the scheduler's (`OutcomeDecided`), never recomputed here.
 """
@@ -11,17 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 from townhall.debate import ballot
-from townhall.debate.ballot import Result, vote_from
-
-Side = Literal["for", "against"]
-
-
-def side_of(p_for: float) -> Side:
-    return vote_from("", p_for).choice
-
+from townhall.debate.ballot import Result, Side, side_of, vote_from
 
 def leaning(p_for: float) -> str:
     """'62% for' or '80% against': the side and how sure, never a bare number or a colour."""

@@ -29,7 +29,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, TextArea
 
-from townhall.debate.session import BranchOp, SchedulerFactory, Session, SessionPlan, SessionScheduler
+from townhall.debate.session import BranchKeyOp, SchedulerFactory, Session, SessionPlan, SessionScheduler
 from townhall.domain.events import Event, OutcomeDecided, TokenStreamed, TurnStarted
 from townhall.domain.personas import Persona
 from townhall.domain.turns import Turn
@@ -245,7 +245,7 @@ class DebateScreen(Screen[None]):
         self.post_message(ShowError(title, text))
 
     # -- running a debate ----------------------------------------------------
-    def _start_debate(self, plan: SessionPlan, reopened_for: BranchOp | None = None,
+    def _start_debate(self, plan: SessionPlan, reopened_for: BranchKeyOp | None = None,
                       engine_config: EngineConfig | None = None) -> None:
         """Run `plan`; `reopened_for`: the branch op a reopened session applies first."""
         self.debate = plan
@@ -253,7 +253,8 @@ class DebateScreen(Screen[None]):
         self._boot(plan, reopened_for, engine_config)
 
     @work(exclusive=True, group="debate", exit_on_error=False)
-    async def _boot(self, plan: SessionPlan, reopened_for: BranchOp | None, engine_config: EngineConfig | None) -> None:
+    async def _boot(self, plan: SessionPlan, reopened_for: BranchKeyOp | None,
+                    engine_config: EngineConfig | None) -> None:
         """Load the model in the background, then run the session until it ends."""
         try:
             engine = await self.engines.ready(engine_config)
@@ -298,7 +299,7 @@ class DebateScreen(Screen[None]):
             self.session = None
         self.batcher.flush()
 
-    async def continue_debate(self, plan: SessionPlan, reopened_for: BranchOp) -> None:
+    async def continue_debate(self, plan: SessionPlan, reopened_for: BranchKeyOp) -> None:
         """Go on with the session on screen (its turns stay drawn) to apply a branch key."""
         await self.stop_debate()
         self.transcript.select(self.transcript.selected)
