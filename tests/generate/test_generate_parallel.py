@@ -8,43 +8,22 @@ engine's own request log, never from a clock.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from pathlib import Path
 
 import pytest
 
 from conftest import wait_until
-from townhall.engine.base import Generation, GenerationRequest
+from townhall.engine.base import Generation
 from townhall.engine.scripted import ScriptedEngine
 from townhall.errors import ConfigError
 from townhall.generate.chats import shape_for
 from townhall.generate.config import GenerateConfig, conversation_seed
 from townhall.generate.output import OutputFile, ledger_path
+from test_generate_runner import WORDS, script, word_of
 from townhall.generate.runner import Outcome, Reporter, Runner, Summary
 from townhall.domain.personas import PersonaRegistry
 from townhall.store import Store
-
-WORDS = ["bridge", "leaf", "pocket"]
-
-
-def word_of(request: GenerationRequest) -> str:
-    return next(w for w in WORDS if f'"{w}"' in request.prompt)
-
-
-def script(excluded_word: str | None = None):
-    """Unique sentences per turn; the excluded word's conversation mentions religion."""
-    counter = itertools.count(1)
-
-    def reply(request: GenerationRequest) -> str:
-        n = next(counter)
-        word = word_of(request)
-        if word == excluded_word and n % 2 == 0:
-            return f"Some say the {word} is Religious, remark {n}."
-        return f"Remark {n} on the {word}: {n} reasons."
-
-    return reply
-
 
 def make_config(**changes) -> GenerateConfig:
     data = dict(
