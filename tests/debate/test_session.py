@@ -169,7 +169,7 @@ async def test_first_ctrl_c_cuts_the_turn_and_stops_then_the_handler_is_gone(tmp
         summary = store.get_session(result.session_id).summary
     assert result.reason == "stopped" and result.stopped_by_user
     assert [t.status for t in stored] == [TurnStatus.COMPLETE, TurnStatus.INTERRUPTED]
-    assert stored[1].content.startswith("w0 w1 w2")
+    assert "w0 w1 w2" in stored[1].content  # after the opening the scheduler wrote in Ada's side
     assert summary.status == "stopped"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 

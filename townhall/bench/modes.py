@@ -10,6 +10,7 @@ messages name the command's flags because the command is what calls this module.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,26 +123,104 @@ def regenerate(
 
 
 def quality(
-    config: EngineConfig, *, debates: int, turns: int, transcripts: Path | None, progress: Progress
+    config: EngineConfig, *, debates: int, turns: int, transcripts: Path | None, progress: Progress,
+    judge: bool = False, judge_model: str | None = None, motions: Path | None = None,
 ) -> dict[str, Any]:
-    """The first `debates` shipped town halls, `turns` each, scored."""
-    from townhall.bench.quality import load_motions, run_quality_bench
+    """The first `debates` town halls of `motions` (the shipped tuning set by default), `turns`
+    each, scored; with `judge`, then read by the faithfulness judge once the debating engine is
+    closed (two models never run at once on the bench)."""
+    from townhall.bench.quality import load_motions, run_quality_bench, strip_private
     from townhall.domain.personas import PersonaRegistry
     from townhall.engine.factory import build_engine
 
-    specs = load_motions()
+    specs = load_motions(motions)
     if debates > len(specs):
-        raise TownhallError(f"--debates: the shipped list has {len(specs)} town halls")
+        raise TownhallError(f"--debates: {motions or 'the shipped list'} has {len(specs)} town halls")
+    judge_path = _judge_path(judge_model) if judge else None  # a missing judge is refused before the debates
     engine = build_engine(config)
 
     async def go() -> dict[str, Any]:
         try:
-            return await run_quality_bench(engine, PersonaRegistry.default(), specs[:debates], turns=turns,
-                                           transcripts=transcripts, progress=progress)
+            summary = await run_quality_bench(engine, PersonaRegistry.default(), specs[:debates], turns=turns,
+                                              transcripts=transcripts, progress=progress)
+        finally:
+            await engine.aclose()
+        summary["model"] = engine.info.model_name
+        if judge_path is not None:
+            await _judge(summary, judge_path, progress)
+            if transcripts is not None:
+                _write_judged(summary, transcripts)
+        return strip_private(summary)
+
+    return asyncio.run(go())
+
+
+def _judge_path(explicit: str | None) -> Path:
+    from townhall.bench.judge_model import judge_model_path
+
+    return judge_model_path(explicit)
+
+
+async def _judge(summary: dict[str, Any], path: Path, progress: Progress) -> None:
+    """The judge's agreement with the hand labels first: figures from a judge below the bar are refused."""
+    from townhall.bench.judge import Judge, check_agreement, load_labels
+    from townhall.bench.quality import judge_debates
+    from townhall.engine.local import LocalEngine
+
+    engine = LocalEngine(path, n_ctx=2048)
+    try:
+        judge = Judge(engine)
+        await judge.start()
+        agreement = await check_agreement(judge, load_labels())
+        summary["judge"] = {"model": engine.info.model_name, **agreement.figures()}
+        progress(f"judge {engine.info.model_name}: agreement {agreement.overall:.1%} with the hand labels")
+        if not agreement.is_measure:
+            raise TownhallError(f"the judge {engine.info.model_name} agrees with only {agreement.overall:.0%} of the "
+                                "hand labels (a measure needs 85%): pass a larger --judge-model")
+        await judge_debates(judge, summary, progress)
+    finally:
+        await engine.aclose()
+
+
+def judge_check(judge_model: str | None) -> dict[str, Any]:
+    """The judge against the hand labels alone, with each disagreement."""
+    from townhall.bench.judge import Judge, check_agreement, load_labels
+    from townhall.engine.local import LocalEngine
+
+    path = _judge_path(judge_model)
+
+    async def go() -> dict[str, Any]:
+        engine = LocalEngine(path, n_ctx=2048)
+        try:
+            judge = Judge(engine)
+            await judge.start()
+            started = time.perf_counter()
+            labels = load_labels()
+            agreement = await check_agreement(judge, labels)
+            seconds = (time.perf_counter() - started) / len(labels)
+            return {"model": engine.info.model_name, **agreement.figures(), "s_per_statement": round(seconds, 2),
+                    "misses": list(agreement.misses)}
         finally:
             await engine.aclose()
 
     return asyncio.run(go())
+
+
+def judge_lines(summary: dict[str, Any]) -> list[str]:
+    verdict = "a measure" if summary["is_measure"] else f"NOT a measure (needs {summary['min_agreement']:.0%})"
+    return [f"judge {summary['model']}: {summary['statements']} hand-labelled statements, "
+            f"{summary['s_per_statement']} s each",
+            f"agreement {summary['agreement']:.1%}: side {summary['side']:.1%}, reason {summary['reason']:.1%}, "
+            f"on topic {summary['relevant']:.1%}; {verdict}",
+            *(f"  {miss}" for miss in summary["misses"])]
+
+
+def _write_judged(summary: dict[str, Any], transcripts: Path) -> None:
+    """Beside each transcript, its turns as the judge read them."""
+    from townhall.bench.quality import judged_text
+
+    for number, debate in enumerate(summary["debates"], start=1):
+        (transcripts / f"{number:02d}-judged.txt").write_text(judged_text(debate), encoding="utf-8")
 
 
 def generate(

@@ -12,14 +12,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from townhall.engine.base import Engine
 from townhall.errors import ConfigError, NotFoundError
-from townhall.domain.events import OutcomeDecided
+from townhall.domain.events import OutcomeDecided, StanceMeasured
 from townhall.domain.personas import Persona, PersonaRegistry, read_toml
+from townhall.bench.faithfulness import SpokenTurn, Tally, tally_debate
+from townhall.bench.faithfulness import TARGETS as FAITHFULNESS_TARGETS
+from townhall.bench.faithfulness import check_targets as faithfulness_met
+from townhall.bench.faithfulness import report_line as faithfulness_line
+from townhall.bench.judge import Judge
 from townhall.debate.quality import DebateScore, ScoredTurn, score_debate
 from townhall.domain.spec import TownHallSpec, spec_from_data
 
@@ -100,6 +105,8 @@ class _Played:
     debate_s: float  # up to the counted closing ballot (the whole run if none was counted)
     probe_cost: Any  # the scheduler's live-meter probes (None if it does not count them)
     ballot_cost: Any  # the closing ballot's probes
+    readings: dict[str, list[float]] = field(default_factory=dict)  # each agent's p(for), in order
+    votes: dict[str, str] = field(default_factory=dict)  # each agent's closing ballot
 
 
 @dataclass
@@ -135,10 +142,15 @@ async def _play(engine: Engine, spec: TownHallSpec, personas: Sequence[Persona])
     from townhall.debate.session import Session, SessionPlan
 
     decided: list[float] = []  # when the closing ballot was counted: the debate's end, before the minutes
+    readings: dict[str, list[float]] = {}
+    votes: dict[str, str] = {}
 
     def watch(event: Any) -> None:
         if isinstance(event, OutcomeDecided):
             decided.append(time.perf_counter())
+            votes.update({vote.agent: vote.choice for vote in event.votes})
+        elif isinstance(event, StanceMeasured):
+            readings.setdefault(event.agent, []).append(event.p_for)
 
     session = Session(engine, SessionPlan(spec, personas), views=[watch])
     started = time.perf_counter()
@@ -148,7 +160,7 @@ async def _play(engine: Engine, spec: TownHallSpec, personas: Sequence[Persona])
         engine.forget(persona.name)
     debate_s = (decided[0] if decided else time.perf_counter()) - started
     return _Played(result, seconds, debate_s, getattr(session.scheduler, "probe_cost", None),
-                   getattr(session.scheduler, "ballot_cost", None))
+                   getattr(session.scheduler, "ballot_cost", None), readings, votes)
 
 
 async def run_quality_bench(
@@ -165,6 +177,7 @@ async def run_quality_bench(
     if transcripts is not None:
         transcripts.mkdir(parents=True, exist_ok=True)
     debates: list[dict[str, Any]] = []
+    spoken_turns: list[list[SpokenTurn]] = []  # what the judge reads afterwards, per debate
     scores: list[DebateScore] = []
     probes = _ProbeTotals()
     for number, base in enumerate(specs, start=1):
@@ -182,13 +195,72 @@ async def run_quality_bench(
                    **score.figures()}
         if played.probe_cost is not None and played.probe_cost.probes:
             figures |= probes.add(played)
+        figures["_readings"], figures["_votes"] = played.readings, played.votes
         debates.append(figures)
+        spoken_turns.append(model_turns(spec, spoken, personas))
         progress(_line(f"{number}. {spec.title}", score.figures()))
         if transcripts is not None:
             path = transcripts / f"{number:02d}-{_slug(spec.title or spec.motion)}.txt"
             path.write_text(transcript_text(spec, spoken, scored, score.figures()), encoding="utf-8")
     overall = DebateScore.merge(scores).figures() | probes.shares()
-    return {"debates": debates, "overall": overall, "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()}}
+    return {"debates": debates, "overall": overall, "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()},
+            "_spoken": spoken_turns, "_specs": [bench_spec(s, turns) for s in specs]}
+
+
+def model_turns(spec: TownHallSpec, spoken: Sequence[Any], personas: Sequence[Persona]) -> list[SpokenTurn]:
+    """The model-written turns of the participants (not the chair), each with its speaker's given side."""
+    from townhall.debate.prompts import is_chair, resolve_stance
+
+    by_name = {p.name: p for p in personas}
+    out = []
+    for turn in spoken:
+        persona = by_name.get(turn.speaker)
+        if persona is None or turn.scripted or is_chair(spec, persona) or not turn.content.strip():
+            continue
+        stance = resolve_stance(spec, persona)
+        side = stance[0] if stance is not None and stance[0] in ("for", "against") else None
+        out.append(SpokenTurn(turn.speaker, side, turn.content))
+    return out
+
+
+async def judge_debates(
+    judge: Judge, summary: dict[str, Any], progress: Callable[[str], None] = lambda line: None
+) -> None:
+    """Judge every debate's model-written turns (after the debating engine is closed: the two
+    models never run at once) and add the faithfulness figures to `summary`."""
+    overall = Tally()
+    started = time.perf_counter()
+    judged = 0
+    for number, (debate, spec, turns) in enumerate(zip(summary["debates"], summary["_specs"], summary["_spoken"],
+                                                       strict=True), start=1):
+        verdicts = await judge.judge_all([(spec.motion, t.text) for t in turns])
+        judged += len(turns)
+        tally = tally_debate(turns, verdicts, debate["_readings"], debate["_votes"])
+        overall.add(tally)
+        debate.update(tally.figures())
+        debate["judged"] = [{"speaker": t.speaker, "side": t.side, "text": t.text, "judged_side": v.side,
+                             "reason": v.reason, "relevant": v.relevant} for t, v in zip(turns, verdicts, strict=True)]
+        progress(faithfulness_line(f"{number}. {spec.title}", debate))
+    summary["overall"].update(overall.figures())
+    summary["judge_s_per_turn"] = round((time.perf_counter() - started) / max(judged, 1), 2)
+
+
+def judged_text(debate: dict[str, Any]) -> str:
+    """One debate's judged turns as a person checks them: given side, judged side, reason, topic."""
+    lines = [f"{debate['title']}: {debate['motion']}", ""]
+    for row in debate.get("judged", []):
+        given = row["side"] or "-"
+        mark = "" if row["side"] in (None, row["judged_side"]) else "   <-- not its side"
+        lines.append(f"[{given} -> {row['judged_side']}, reason {'yes' if row['reason'] else 'no'}, "
+                     f"topic {'yes' if row['relevant'] else 'no'}] {row['speaker']}: {row['text']}{mark}")
+    return "\n".join(lines) + "\n"
+
+
+def strip_private(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary without the material kept for the judge (keys starting with "_")."""
+    out = {k: v for k, v in summary.items() if not k.startswith("_")}
+    out["debates"] = [{k: v for k, v in d.items() if not k.startswith("_")} for d in summary["debates"]]
+    return out
 
 
 def _line(label: str, f: dict[str, Any]) -> str:
@@ -217,4 +289,16 @@ def report_lines(summary: dict[str, Any], baseline_s: float | None = None) -> li
     else:
         targets.append(f"seconds_per_turn <= {SLOWDOWN_LIMIT} x baseline (give --baseline-s to check)")
     lines.append("targets: " + "; ".join(targets))
+    if "side_match" in overall:
+        lines.append("")
+        if "judge" in summary:
+            j = summary["judge"]
+            lines.append(f"judge: {j['model']}, agreement with {j['statements']} hand-labelled statements "
+                         f"{j['agreement']:.1%} (side {j['side']:.0%}, reason {j['reason']:.0%}, "
+                         f"on topic {j['relevant']:.0%}; a measure from {j['min_agreement']:.0%})")
+        lines.extend(faithfulness_line(f"{i}. {d['title']}", d) for i, d in enumerate(summary["debates"], start=1))
+        lines.append(faithfulness_line("overall", overall))
+        met = faithfulness_met(overall)
+        lines.append("faithfulness targets: " + "; ".join(
+            f"{k} {op} {bound}: {'met' if met[k] else 'MISSED'}" for k, (op, bound) in FAITHFULNESS_TARGETS.items()))
     return lines

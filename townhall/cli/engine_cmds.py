@@ -341,23 +341,43 @@ def bench_quality(
     turns: Annotated[int, typer.Option("--turns", help="Turns per town hall.")] = 24,
     transcripts: TranscriptsOpt = None,
     baseline_s: BaselineOpt = None,
+    judge: Annotated[bool, typer.Option(
+        "--judge/--no-judge", help="Also measure faithfulness with the judge model (`make judge`).")] = False,
+    judge_model: Annotated[Optional[str], typer.Option(
+        "--judge-model", help="An instruct GGUF to judge with instead of the packaged one (implies --judge).")] = None,
+    motions: Annotated[Optional[Path], typer.Option(
+        "--motions", help="A town-hall list instead of the shipped tuning set (e.g. held_out_motions.toml).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score the debate itself on the shipped town halls (clean, echo, words...)."""
+    """Score the debate itself on the shipped town halls (clean, echo, words; with --judge, faithfulness)."""
     _quality(engine_flags, debates=debates, turns=turns, transcripts=transcripts, baseline_s=baseline_s,
-             as_json=as_json)
+             as_json=as_json, judge=judge or judge_model is not None, judge_model=judge_model, motions=motions)
 
 
 def _quality(
     engine_flags: EngineFlags, *, debates: int, turns: int, transcripts: Path | None, baseline_s: float | None,
-    as_json: bool,
+    as_json: bool, judge: bool = False, judge_model: str | None = None, motions: Path | None = None,
 ) -> None:
     from townhall.bench import modes
     from townhall.bench.quality import report_lines
 
     summary = modes.quality(engine_flags.config(), debates=debates, turns=turns, transcripts=transcripts,
-                            progress=_progress if as_json else _quiet)
+                            progress=_progress if as_json else _quiet, judge=judge, judge_model=judge_model,
+                            motions=motions)
     _show(summary, as_json, lambda s: report_lines(s, baseline_s))
+
+
+@bench_app.command("judge")
+def bench_judge(
+    judge_model: Annotated[Optional[str], typer.Option(
+        "--judge-model", help="An instruct GGUF to check instead of the packaged judge.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the faithfulness judge against the shipped hand-labelled statements."""
+    from townhall.bench import modes
+
+    summary = modes.judge_check(judge_model)
+    _show(summary, as_json, modes.judge_lines)
 
 
 @bench_app.command("generate")

@@ -24,6 +24,7 @@ from townhall.debate.prompts import (
     topic_last_format,
     visible,
 )
+from townhall.debate.openings import all_openings, choose_opening
 from townhall.debate.run_parts import RunParts
 from townhall.debate.seeds import Seeds
 from townhall.debate.trimming import clean_spoken
@@ -165,13 +166,37 @@ class PromptBuilder:
         """What every speaker may repeat despite the n-gram ban: the motion, the names, the sides, the concerns."""
         if self._repeatable is None:
             texts = [self.run.spec.motion, self.run.spec.title or "",
-                     ", ".join(p.name for p in self.run.cast.participants), STANCE_PHRASES]
+                     ", ".join(p.name for p in self.run.cast.participants), STANCE_PHRASES, *all_openings()]
             for persona in self.run.cast.speakers:
                 stance = resolve_stance(self.run.spec, persona)
                 if stance is not None:
                     texts.append(stance[1])
             self._repeatable = tuple(" ".join(t.split()) for t in texts if t.strip())
         return self._repeatable
+
+    # -- sides and anchored openings (debate.openings) -------------------------------------------
+    def side(self, persona: Persona) -> str | None:
+        """The side `persona` argues ("for" / "against"), None for the chair and the undecided."""
+        if persona is self.run.cast.moderator:
+            return None
+        stance = resolve_stance(self.run.spec, persona)
+        return stance[0] if stance is not None and stance[0] in ("for", "against") else None
+
+    def opening(self, persona: Persona, index: int, retry: int, anchored: bool) -> str:
+        """The first words of turn `index` (draw `retry`) for `persona`, "" when none: a speaker
+        with no side, a town hall with `anchored_turns` off, or a request the engine sends as
+        chat messages (a chat endpoint cannot be handed the start of the answer)."""
+        side = self.side(persona)
+        if side is None or not anchored or not self.run.spec.anchored_turns:
+            return ""
+        turns = self.run.transcript.turns[:index]
+        earlier = [t.content for t in turns if visible(t)]
+        last_turn = next((t for t in reversed(turns) if visible(t) and t.speaker != persona.name), None)
+        last = None
+        if last_turn is not None:
+            speaker = next((p for p in self.run.cast.speakers if p.name == last_turn.speaker), None)
+            last = (last_turn.speaker, self.side(speaker) if speaker is not None else None)
+        return choose_opening(side, self.seeds.turn(index, retry, self.run.transcript.tree.current), earlier, last)
 
     def clean(self, persona: Persona, text: str, names: Sequence[str]) -> str:
         """A trimmed turn cleaned the format's way (chat: tags, narration, leaked prompt)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from townhall.errors import ConfigError
 from townhall.domain.personas import Persona
@@ -228,6 +228,34 @@ class TranscriptFormat:
         return prompt + ballot_cue(f"{persona.name}, {persona.title}")
 
 
+def compile_chat_template(template: str) -> Any:
+    """A model's chat template, compiled in a sandboxed Jinja environment: it came from a model
+    file, so it is untrusted. ConfigError when it does not parse."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env.globals["raise_exception"] = raise_exception
+    try:
+        return env.from_string(template)
+    except TemplateError as error:
+        raise ConfigError(f"the model's chat template does not parse: {error}") from None
+
+
+def render_chat(compiled: Any, messages: Sequence[Mapping[str, str]]) -> str:
+    """`messages` through a compiled chat template, up to the assistant's turn."""
+    from jinja2.exceptions import TemplateError
+
+    try:
+        return str(compiled.render(messages=list(messages), add_generation_prompt=True, bos_token="", eos_token=""))
+    except TemplateError as error:
+        raise ConfigError(f"the model's chat template failed to render: {error}") from None
+
+
 @dataclass
 class ChatFormat:
     """For instruction-tuned models whose GGUF carries a chat template.
@@ -260,19 +288,7 @@ class ChatFormat:
         return ("\n\n", *CHAT_STOPS)
 
     def __post_init__(self) -> None:
-        from jinja2.exceptions import TemplateError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-
-        def raise_exception(message: str) -> None:
-            raise TemplateError(message)
-
-        env.globals["raise_exception"] = raise_exception
-        try:
-            self._template = env.from_string(self.template)
-        except TemplateError as error:
-            raise ConfigError(f"the model's chat template does not parse: {error}") from None
+        self._template = compile_chat_template(self.template)
 
     def fixed_part(self, persona: Persona) -> str:
         return self.system_text(persona)
@@ -345,20 +361,10 @@ class ChatFormat:
         return [{"role": "system", "content": self.system_text(persona)}, {"role": "user", "content": content}]
 
     def render(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> Rendered:
-        from jinja2.exceptions import TemplateError
-
         messages = self.messages(persona, summary, lines)
-        try:
-            prompt = self._template.render(
-                messages=messages, add_generation_prompt=True, bos_token="", eos_token=""
-            )
-        except TemplateError as error:
-            raise ConfigError(f"the model's chat template failed to render: {error}") from None
-        return Rendered(prompt, tuple(messages))
+        return Rendered(render_chat(self._template, messages), tuple(messages))
 
     def render_ballot(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> str:
-        from jinja2.exceptions import TemplateError
-
         messages = self.messages(persona, summary, lines)
         question = ("Secret ballot: do you vote for or against the motion? "
                     f"Motion: {self.spec.motion.strip()}")
@@ -366,11 +372,7 @@ class ChatFormat:
         body = last["content"].rsplit("\n\n", 1)[0] if "\n\n" in last["content"] else ""
         last["content"] = f"{body}\n\n{question}" if body else question
         messages[-1] = last
-        try:
-            prompt = self._template.render(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
-        except TemplateError as error:
-            raise ConfigError(f"the model's chat template failed to render: {error}") from None
-        return prompt + "I vote"
+        return render_chat(self._template, messages) + "I vote"
 
     def clean_turn(self, persona: Persona, text: str, names: Sequence[str]) -> str:
         """Tags, narration and echoed instructions out of a generated turn ("" = resample)."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
+from townhall.debate.sides import with_sides
 from townhall.domain.events import Event, EventBus, OutcomeDecided, SchedulerStatus, SessionEnded, Subscriber
 from townhall.domain.personas import Persona
 from townhall.domain.spec import TownHallSpec
@@ -319,6 +320,8 @@ class Session:
         scheduler_factory: SchedulerFactory | None = None,
     ) -> None:
         factory = scheduler_factory or _default_scheduler
+        if plan.session_id is None and not plan.history:  # a new session: sides for everyone (debate.sides)
+            plan = replace(plan, spec=with_sides(plan.spec, plan.personas))
         self.plan = plan
         self.scheduler: SessionScheduler = factory(
             engine,

@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass
 
 from townhall.debate.announcing import said_at_once, turn_started
+from townhall.debate.openings import contradicts
 from townhall.debate.prompting import PromptBuilder
 from townhall.debate.prompts import Rendered, visible
 from townhall.debate.quality import check_turn
@@ -49,6 +50,18 @@ class _Draft:
     earlier: list[str]  # what was said before it (quality checks repeats against it)
     banned: tuple[str, ...]
     names: list[str]
+    side: str | None  # the side the speaker argues; a draw that declares the other one is drawn again
+    anchored: bool  # whether draws begin with an opening (debate.openings)
+
+
+def join_opening(opening: str, said: str) -> str:
+    """The turn as spoken: the opening, then what the model went on to say."""
+    if not opening:
+        return said
+    if not said:
+        return opening
+    glue = "" if said[0] in ",.;:!?" else " "
+    return f"{opening}{glue}{said}"
 
 
 class TurnTaker:
@@ -93,31 +106,45 @@ class TurnTaker:
         self.control.cut = None
         await self.run.out.publish(turn_started(self.run.out.session_id, turn))
         earlier = [t.content for t in self.run.transcript.turns[:index] if visible(t)]
+        anchored = rendered.messages is None or self.run.engine.info.backend != "openai"
         draft = _Draft(persona, rendered, earlier, self.prompts.never_copy(persona, earlier),
-                       self.run.cast.names(self.run.transcript.turns))
+                       self.run.cast.names(self.run.transcript.turns), self.prompts.side(persona), anchored)
+        fallback = ""  # the last draw that did not say the other side, should every draw fail
         try:
             for retry in range(MAX_RESAMPLES + 1):
                 if retry:
                     sampling = self.prompts.sampling(persona, index, retry)
                     turn.sampling = sampling
                     turn.retries = retry
-                if await self._draw(turn, sampling, draft):
+                turn.error = None
+                opening = self.prompts.opening(persona, index, retry, draft.anchored)
+                if await self._draw(turn, sampling, draft, opening):
                     break
+                if turn.error is None:
+                    fallback = turn.content
+            else:
+                if turn.error is not None:  # the last draw said the other side: it is never kept
+                    turn.content = fallback
         except asyncio.CancelledError:
             turn.status = TurnStatus.INTERRUPTED
             await self._finish(turn)
             raise
         await self._finish(turn)
 
-    async def _draw(self, turn: Turn, sampling: SamplingParams, draft: _Draft) -> bool:
-        """One draw of `turn`; True when it is settled, False to draw again (not clean)."""
+    async def _draw(self, turn: Turn, sampling: SamplingParams, draft: _Draft, opening: str = "") -> bool:
+        """One draw of `turn`; True when it is settled, False to draw again (not clean, or it
+        declares the side opposite to the speaker's). `opening` is said first, the model goes on."""
         persona = draft.persona
+        lead = (" " if draft.rendered.prompt.endswith(":") else "") + opening if opening else ""
         request = GenerationRequest(
-            agent_id=self.run.agent_key(persona.name), prompt=draft.rendered.prompt, sampling=sampling,
-            messages=draft.rendered.messages, banned_texts=draft.banned, allowed_texts=self.prompts.repeatable(),
+            agent_id=self.run.agent_key(persona.name), prompt=draft.rendered.prompt + lead, sampling=sampling,
+            messages=draft.rendered.messages if not opening else None, banned_texts=draft.banned,
+            allowed_texts=self.prompts.repeatable(),
         )
         generation = self.run.engine.generate(request)
         self.control.generation = generation
+        if opening:
+            await self.run.out.publish(TokenStreamed(self.run.out.session_id, turn.index, persona.name, opening))
         try:
             async for piece in generation:
                 await self.run.out.publish(TokenStreamed(self.run.out.session_id, turn.index, persona.name, piece))
@@ -138,17 +165,24 @@ class TurnTaker:
         cut_short = finish in ("length", "context")
         trimmed = trim_turn(generation.text, finish_reason="length" if cut_short else "stop", names=draft.names,
                             markers=self.run.engine.info.eos_markers)
-        turn.content = self.prompts.clean(persona, trimmed, draft.names)
+        said = self.prompts.clean(persona, trimmed, draft.names)
+        turn.content = join_opening(opening, said)
         if self.control.cut == "interrupt" or finish == "cancelled":
             turn.status = TurnStatus.INTERRUPTED
             return True
-        if not check_turn(turn.content, persona.name, draft.names, draft.earlier).clean:
+        if not said.strip() or not check_turn(turn.content, persona.name, draft.names, draft.earlier).clean:
             turn.status = TurnStatus.DEGENERATE
+            return False
+        if contradicts(said, draft.side):
+            turn.status = TurnStatus.DEGENERATE
+            turn.error = f"said the side opposite to {persona.name}'s"
             return False
         turn.status = TurnStatus.COMPLETE
         return True
 
     async def _finish(self, turn: Turn) -> None:
+        if turn.status == TurnStatus.COMPLETE:
+            turn.error = None
         turn.finished_at = self.run.out.clock()
         self.floor.current_speaker = None
         await self.run.out.publish(TurnFinished(self.run.out.session_id, turn))

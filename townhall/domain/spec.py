@@ -53,6 +53,8 @@ class TownHallSpec(BaseModel):
     moderator: str | None = None
     policy: PolicyName = "round_robin"
     stances: dict[str, Stance] = {}  # participant name -> side and concern on this motion
+    # Each turn of a speaker with a side begins with a few words in that side (debate.openings).
+    anchored_turns: bool = True
     max_turns: int | None = Field(default=12, ge=1)
     token_budget: int | None = Field(default=None, ge=1)
     time_budget_s: float | None = Field(default=None, gt=0)

@@ -13,22 +13,32 @@ from __future__ import annotations
 import json
 
 from townhall.export import FORMATS
-from townhall.export.common import Loaded, load, persona_prompt
+from townhall.domain.personas import Persona
+from townhall.export.common import Loaded, load
 from townhall.store import Store
 from townhall.domain.turns import TurnStatus
 
 _SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
-def chat(loaded: Loaded, assistant: str) -> list[dict[str, str]]:
-    """The conversation as `assistant` sees it, ending on its last turn; [] if it never spoke."""
+def conversation_prompt(persona: Persona, motion: str) -> str:
+    """A training conversation's system message when the config gives none: who the assistant
+    is, then the config's motion, which says what the conversation is (it is no town-hall debate)."""
+    return (f"You are {persona.name}, {persona.title}. {persona.bio.strip()} Speaking style: {persona.style.strip()} "
+            f"{' '.join(motion.split())}")
+
+
+def chat(loaded: Loaded, assistant: str, system: str | None = None) -> list[dict[str, str]]:
+    """The conversation as `assistant` sees it, ending on its last turn; [] if it never spoke.
+    `system`: the system message (None: `conversation_prompt`)."""
     persona = loaded.personas.get(assistant)
     usable = [t for t in loaded.turns if t.content.strip() and t.status == TurnStatus.COMPLETE]
     if persona is None or not any(t.speaker == assistant for t in usable):
         return []
     motion = loaded.record.summary.motion
     others = {t.speaker for t in usable if t.speaker != assistant}
-    messages: list[dict[str, str]] = [{"role": "system", "content": persona_prompt(persona, motion)}]
+    system_text = system if system is not None else conversation_prompt(persona, motion)
+    messages: list[dict[str, str]] = [{"role": "system", "content": system_text}]
     for turn in usable:
         text = turn.content.strip()
         if turn.speaker == assistant:
@@ -41,21 +51,22 @@ def chat(loaded: Loaded, assistant: str) -> list[dict[str, str]]:
         else:
             messages.append({"role": role, "content": text})
     if messages[1]["role"] == "assistant":  # the assistant opened: give it something to answer
-        messages.insert(1, {"role": "user", "content": f"The motion before the town hall: {motion}"})
+        messages.insert(1, {"role": "user", "content": " ".join(motion.split())})
     while messages[-1]["role"] == "user":
         messages.pop()
     return messages
 
 
-def render(store: Store, session_id: str, fmt: str, shape: str) -> str:
+def render(store: Store, session_id: str, fmt: str, shape: str, system: str | None = None) -> str:
     """The text to append for one finished conversation ("" when there is nothing to write).
 
-    `shape` as `shape_for` names it: `conversation:NAME`, `per-speaker` or `transcript`.
+    `shape` as `shape_for` names it: `conversation:NAME`, `per-speaker` or `transcript`;
+    `system` is the config's system message for this topic (None: made from the persona).
     """
     kind, _, assistant = shape.partition(":")
     if kind != "conversation" or fmt not in ("jsonl", "sharegpt"):
         return FORMATS[fmt](store, session_id)
-    messages = chat(load(store, session_id), assistant)
+    messages = chat(load(store, session_id), assistant, system)
     if not messages:
         return ""
     if fmt == "jsonl":

@@ -59,6 +59,9 @@ class GenerateConfig(BaseModel):
     # Whose turns are `assistant` in the one-line-per-conversation output (jsonl, sharegpt);
     # None: the moderator if there is one, else the last participant (`assistant_name`).
     assistant: str | None = None
+    # The system message of every conversation written, `{word}` filled in. None: the assistant
+    # persona's own description, then the motion, which says what the conversation is.
+    system: str | None = Field(default=None, min_length=1, max_length=2000)
     # Conversations in flight at once; None: chosen from the machine (`generate.parallel`).
     parallel: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
 
@@ -109,7 +112,9 @@ class GenerateConfig(BaseModel):
         Adding words to a list or renaming the file resumes the old output; changing
         who talks, the motion or the sampling starts the topics over.
         """
-        data = self.model_dump(mode="json", exclude=_NOT_IN_FINGERPRINT)
+        # A config without `system` keeps the fingerprint it had before the field existed.
+        unset = {"system"} if self.system is None else set()
+        data = self.model_dump(mode="json", exclude=_NOT_IN_FINGERPRINT | unset)
         blob = json.dumps(data, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
@@ -134,6 +139,10 @@ class GenerateConfig(BaseModel):
             prompt_format=self.prompt_format,
             ballot=False,
         )
+
+    def system_for(self, word: str) -> str | None:
+        """The configured system message for topic `word` (None: made from the persona, `chats.chat`)."""
+        return fill(self.system, word) if self.system is not None else None
 
     def persona_names(self) -> list[str]:
         return list(self.participants) + ([self.moderator] if self.moderator else [])

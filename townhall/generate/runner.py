@@ -364,7 +364,8 @@ class Runner:
             return outcome(False, STOPPED, "interrupted; kept in the store, not written"), None
         verdict = judge(turns, exclude=self.config.exclude, min_turns=self.config.min_turns, end_reason=reason)
         if verdict.keep:
-            text = chats.render(self.store, session_id, self.output.format, self.output.shape)
+            text = chats.render(self.store, session_id, self.output.format, self.output.shape,
+                                self.config.system_for(topic))
             if self.output.format == "txt" and text:
                 text += "\n\n"  # two blank lines between conversations, one between turns
             if text.strip():

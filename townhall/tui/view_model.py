@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import time
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Concatenate, Literal, ParamSpec, Protocol, TypeVar, assert_never
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, assert_never
 
 from townhall.debate.ballot import VOTE_PHASE
 from townhall.debate.session import SessionScheduler
@@ -69,6 +69,7 @@ class Member:
     kv_tokens: int = 0
     talk_s: float = 0.0
     stances: list[float] = field(default_factory=list)  # p_for per probe reading, oldest first
+    side: str | None = None  # the side the town hall gave (for / against / undecided), from SessionStarted
 
     @property
     def p_for(self) -> float | None:
@@ -204,6 +205,15 @@ class DebateViewModel:
         }
         self.revision += 1
 
+    def _given_sides(self, spec: Mapping[str, Any]) -> None:
+        """Each speaker's side as the session recorded it (every debate has sides: debate.sides)."""
+        stances = spec.get("stances") or {}
+        by_key = {name.casefold(): value for name, value in stances.items()}
+        for member in self.members.values():
+            stance = by_key.get(member.name.casefold())
+            member.side = stance.get("side") if isinstance(stance, Mapping) else None
+        self.revision += 1
+
     @_renders
     def engine_ready(self, stance_probe: str | None, ballot: bool) -> None:
         self.ballot = ballot
@@ -239,6 +249,7 @@ class DebateViewModel:
         match event:
             case SessionStarted():
                 self.state = "debating"
+                self._given_sides(event.spec)
             case TurnStarted():
                 self._turn_started_event(event)
             case TurnFinished():

@@ -49,7 +49,7 @@ class RosterEntry(StanceColoured):
             probing = self.parent.probing if isinstance(self.parent, Roster) else True
             lines.append(Text("  ").append_text(stance_line(m.p_for, width - 2, StanceStyles.of(self),
                                                             probing=probing)))
-            lines.append(Text("  " + m.title, style="italic"))
+            lines.append(Text("  " + m.title + (f" · {m.side}" if m.side else ""), style="italic"))
         if self.role:
             lines.append(Text(f"  {'speaking now' if self.role == 'speaking' else 'next'}", style=m.colour))
         turns = "1 turn" if m.turns == 1 else f"{m.turns} turns"
