@@ -162,6 +162,12 @@ def test_a_motion_alone_runs_on_a_scripted_engine(tmp_path: Path, monkeypatch: p
     assert events[0]["spec"]["motion"] == motion and events[0]["spec"].get("title") is None
     assert sorted(events[0]["participants"]) == sorted(cast)
     assert events[-1]["reason"] == "max_turns"
+    # A motion alone is debated with sides: balanced, shown at the start and recorded with the session.
+    sides = sorted(s["side"] for s in events[0]["spec"]["stances"].values())
+    assert sides in (["against", "for", "for", "undecided"], ["against", "against", "for", "for"])
     with Store.open(db) as store:
         stored = store.turns(events[0]["session"])
+        recorded = store.load_for_resume(events[0]["session"])[0]
     assert len(stored) == 3 and all(t.speaker in cast for t in stored)
+    assert {n: s.side for n, s in recorded.stances.items()} == {
+        n: s["side"] for n, s in events[0]["spec"]["stances"].items()}

@@ -132,6 +132,10 @@ async def test_one_line_per_conversation_with_the_named_assistant(tmp_path: Path
             # the student is the only other speaker: their words stand without a name tag
             assert all(not m["content"].startswith("Student:") for m in messages if m["role"] == "user")
         assert all(e["shape"] == "conversation:Teacher" for e in ledger(tmp_path / "out.jsonl"))
+        # Its system message says what the conversation is (the config's motion), never a "town hall debate".
+        for line in lines:
+            system = line["messages"][0]["content"]
+            assert "town hall" not in system.casefold() and f'Explain "{topic_of_line(line)}".' in system
         # --per-speaker: one line per participant, as the exports write them
         await make_runner(tmp_path, ScriptedEngine(script()), make_config(), store, out="per.jsonl",
                           per_speaker=True, parallel=2, count=2).run()
@@ -141,6 +145,16 @@ async def test_one_line_per_conversation_with_the_named_assistant(tmp_path: Path
         # one file never mixes the two shapes
         with pytest.raises(ConfigError, match="one line per speaker .*one line per conversation"):
             OutputFile(tmp_path / "per.jsonl", "jsonl", make_config().fingerprint(), "conversation:Teacher")
+
+
+async def test_the_configs_system_message_is_written_with_the_word_filled_in(tmp_path: Path) -> None:
+    config = make_config(system='You teach the word "{word}" to a child.')
+    with Store.open(tmp_path / "th.db") as store:
+        await make_runner(tmp_path, ScriptedEngine(script()), config, store, count=2).run()
+    lines = json_lines(tmp_path / "out.jsonl")
+    assert [line["messages"][0] for line in lines] == [
+        {"role": "system", "content": f'You teach the word "{topic_of_line(line)}" to a child.'} for line in lines]
+    assert make_config().fingerprint() != config.fingerprint()  # another system message is another run
 
 
 async def test_exclusion_and_count_with_n_in_flight_match_a_sequential_run(tmp_path: Path) -> None:

@@ -307,6 +307,12 @@ class ChatFormat:
             f"About you: {persona.bio.strip()}\n"
             f"Your style: {persona.style.strip()}"
         )
+        stance = None if self._is_moderator(persona) else resolve_stance(self.spec, persona)
+        if stance is not None:  # the side it argues, the strongest cue it gets (debate.openings starts its turns)
+            side, concern = stance
+            where = {"for": "You are for the motion", "against": "You are against the motion"}.get(
+                side, "You have not decided on the motion")
+            text += f"\n{where}. You care most about {concern}."
         if persona.examples:
             text += "\nThings you have said: " + " ".join(f'"{ex.strip()}"' for ex in persona.examples)
         return text

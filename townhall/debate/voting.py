@@ -11,6 +11,8 @@ changes `follow_path` restores what belongs to the new one. The counting rules a
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from townhall.debate.ballot import (
@@ -54,6 +56,31 @@ class ProbeCost:
         self.total_ms += result.total_ms
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def room_calibrated(raw: Mapping[str, float]) -> dict[str, float]:
+    """Each reading with the room's shared lean taken out: its log-odds of " for" minus the mean
+    log-odds of every speaker's latest reading, the mean shrunk toward even by one phantom
+    reading of 0.5 (so a room of one is not forced to 0.5).
+
+    Measured on the embedded model (six town halls, two speakers for and two against each): the
+    raw readings lean " for" for everyone (a ballot line after the motion alone reads 0.93-0.99
+    for; speakers who argued against all evening read 0.4-0.97), and the ballot followed the
+    bias, not the debate. Every speaker shares that lean, so it cancels in the difference; what
+    is left is which way each one differs from the rest of the room. Holding each reading
+    against a listener who said nothing instead overshot: the listener reads " for" more than
+    anyone who spoke.
+    """
+    if not raw:
+        return {}
+    logits = {name: _logit(p) for name, p in raw.items()}
+    lean = sum(logits.values()) / (len(logits) + 1)
+    return {name: 1 / (1 + math.exp(-(value - lean))) for name, value in logits.items()}
+
+
 class Voting:
     """Reads stances, holds the closing ballot and writes the minutes, kept per turn of the tree
     so a change of path brings back what belongs to the new one (`follow_path`)."""
@@ -63,7 +90,8 @@ class Voting:
         self.prompts = prompts
         self.clerk = clerk
         self.turn_taker = turn_taker
-        self.stances: dict[str, float] = {}  # each participant's latest P(for) on this path
+        self.stances: dict[str, float] = {}  # each participant's latest P(for) on this path, calibrated
+        self._raw: dict[str, float] = {}  # the same readings as the model gave them (`room_calibrated`)
         self.outcome: OutcomeDecided | None = None
         self.minutes: str | None = None
         self.probe_cost = ProbeCost()  # the probes after each turn (the live stance meter)
@@ -78,9 +106,10 @@ class Voting:
 
     def follow_path(self) -> None:
         """Stances replayed from the readings after each turn of the path; its head's ballot."""
-        self.stances = {}
+        self._raw = {}
         for turn in self.run.transcript.turns:
-            self.stances.update(self._readings.get(turn.node, {}))
+            self._raw.update(self._readings.get(turn.node, {}))
+        self.stances = room_calibrated(self._raw)
         head = self.run.transcript.turns[-1].node if self.run.transcript.turns else ""
         self.outcome, self.minutes = self._ballots.get(head, (None, None))
 
@@ -89,23 +118,23 @@ class Voting:
         turn = self.run.transcript.turns[-1]
         if not self.probing or persona is self.run.cast.moderator or turn.speaker != persona.name or not visible(turn):
             return
-        result = await self._read(persona, self.probe_cost)
-        if result is not None:
-            await self._announce(persona, result, turn.index)
+        if await self._read(persona, self.probe_cost) is not None:
+            await self._announce(persona, self.stances[persona.name], turn.index)
 
     async def hold(self) -> OutcomeDecided | None:
         """The closing ballot, its announcement and the minutes; None if no probe could be read."""
-        votes = []
+        voters = []
         last = len(self.run.transcript.turns) - 1
         for persona in self.run.cast.speakers:
             await self.prompts.fit(persona, BALLOT_ROOM_TOKENS)
-            result = await self._read(persona, self.ballot_cost)
-            if result is None:
-                continue
-            await self._announce(persona, result, last)
-            votes.append(vote_from(persona.name, result.share(0)))
-        if not votes:
+            if await self._read(persona, self.ballot_cost) is not None:
+                voters.append(persona)
+        if not voters:
             return None
+        votes = []
+        for persona in voters:  # calibrated on the whole room's closing readings
+            await self._announce(persona, self.stances[persona.name], last)
+            votes.append(vote_from(persona.name, self.stances[persona.name]))
         counted = tally(votes)
         if self.run.cast.moderator is not None:
             await self.turn_taker.scripted_turn(self.run.cast.moderator, counted.announcement, VOTE_PHASE)
@@ -127,7 +156,8 @@ class Voting:
             log.warning("stance probe for %s failed: %s", persona.name, failure)
             return None
         cost.add(result)
-        self.stances[persona.name] = result.share(0)
+        self._raw[persona.name] = result.share(0)
+        self.stances = room_calibrated(self._raw)
         if self.run.transcript.turns:
             self._readings.setdefault(self.run.transcript.turns[-1].node, {})[persona.name] = result.share(0)
         return result
@@ -139,9 +169,10 @@ class Voting:
                 spoken[turn.speaker] = spoken.get(turn.speaker, 0) + 1
         return completed_rounds(spoken, [p.name for p in self.run.cast.speakers])
 
-    async def _announce(self, persona: Persona, result: ProbeResult, turn_index: int) -> None:
+    async def _announce(self, persona: Persona, p_for: float, turn_index: int) -> None:
+        method = self.run.engine.info.stance_probe or "logits"
         await self.run.out.publish(StanceMeasured(self.run.out.session_id, persona.name, self._round(), turn_index,
-                                              result.share(0), result.method, self.run.out.clock()))
+                                              p_for, method, self.run.out.clock()))
 
     async def _write_minutes(self, counted: VoteCount) -> str:
         """The frame from what is certain; each participant's reason in the model's words."""
