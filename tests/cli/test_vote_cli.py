@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from store_support import HOSTILE, record_debate
 from townhall.cli import app
+from townhall.debate.voting import room_calibrated
 from townhall.engine.scripted import ScriptedEngine
 from townhall.store import Store
 
@@ -59,7 +60,9 @@ def test_vote_records_the_outcome_and_sessions_show_prints_it(db: Path, monkeypa
 
     text = runner.invoke(app, ["sessions", "show", "abc", "--db", str(db)]).output
     assert "Vote: the motion tied, 1 for and 1 against" in text
-    assert "  Ada: for (P(for) 0.75)" in text and "  Bo: against (P(for) 0.17)" in text
+    # The readings as the probe gave them (0.75, 0.17), calibrated against the room.
+    shown_p = room_calibrated({"Ada": 0.75, "Bo": 1 / 6})
+    assert f"  Ada: for (P(for) {shown_p['Ada']:.2f})" in text and f"  Bo: against (P(for) {shown_p['Bo']:.2f})" in text
     assert "Minutes of the town hall meeting" in text and "<script>alert" in text and "\x1b" not in text
     shown = json.loads(runner.invoke(app, ["sessions", "show", "abc", "--db", str(db), "--json"]).output)
     assert shown["outcome"]["result"] == "tied" and len(shown["stances"]) == 2

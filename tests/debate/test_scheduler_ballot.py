@@ -13,6 +13,7 @@ from townhall.engine.scripted import ScriptedEngine
 from townhall.domain.events import MinutesWritten, OutcomeDecided, SessionEnded, StanceMeasured, TurnFinished, Vote
 from townhall.domain.personas import Persona
 from townhall.debate.openings import FOR as FOR_OPENINGS
+from townhall.debate.voting import room_calibrated
 from townhall.debate.prompts import BALLOT_CHOICES
 from townhall.debate.scheduler import VOTE_CALLED, Scheduler
 from townhall.domain.spec import TownHallSpec
@@ -70,7 +71,11 @@ async def test_each_speaker_is_probed_after_its_turn_and_votes_at_the_end() -> N
     for s in during:
         before = events.index(s)
         assert isinstance(events[before - 1], TurnFinished) and events[before - 1].turn.index == s.turn_index
-    assert all(abs(s.p_for - LEANS[s.agent]) < 1e-9 and s.method == "scripted" for s in stances)
+    # Each reading is the probe's, calibrated against every speaker's latest reading so far.
+    raw: dict[str, float] = {}
+    for s in during:
+        raw[s.agent] = LEANS[s.agent]
+        assert abs(s.p_for - room_calibrated(raw)[s.agent]) < 1e-9 and s.method == "scripted"
     assert [t.speaker for t in spoken] == ["Ann", "Bob", "Cy", "Ann"]
     assert [s.round for s in during] == [0, 0, 1, 1]
     # The closing ballot: everyone on its full view, then the announcement, outcome, minutes, end.
@@ -88,9 +93,11 @@ async def test_each_speaker_is_probed_after_its_turn_and_votes_at_the_end() -> N
     assert kinds[-3:] == ["OutcomeDecided", "MinutesWritten", "SessionEnded"]
     minutes = next(e for e in events if isinstance(e, MinutesWritten)).text
     assert "Motion: Build a bridge." in minutes and "Result: The motion carries, 2 to 1." in minutes
-    assert ("- Ann (Ann the tester) came in for the motion and voted for (P(for) 0.90), "
+    final = room_calibrated({name: LEANS[name] for name in ("Ann", "Bob", "Cy")})
+    assert all(abs(s.p_for - final[s.agent]) < 1e-9 for s in closing)
+    assert (f"- Ann (Ann the tester) came in for the motion and voted for (P(for) {final['Ann']:.2f}), "
             "because the ferry takes an hour each way.") in minutes
-    assert "- Bob (Bob the tester) voted against (P(for) 0.20)" in minutes
+    assert f"- Bob (Bob the tester) voted against (P(for) {final['Bob']:.2f})" in minutes
     assert scheduler.outcome == outcome and scheduler.minutes == minutes
     # The probes asked the engine under the agents' ids, with the ballot's two answers.
     assert {agent for agent, _, _ in eng.probes} == {"room1/Ann", "room1/Bob", "room1/Cy"}

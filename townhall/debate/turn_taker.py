@@ -17,7 +17,7 @@ from townhall.debate.announcing import said_at_once, turn_started
 from townhall.debate.openings import contradicts
 from townhall.debate.prompting import PromptBuilder
 from townhall.debate.prompts import Rendered, visible
-from townhall.debate.quality import check_turn
+from townhall.debate.quality import check_turn, names_self
 from townhall.debate.run_control import Floor, Interjection, RunControl
 from townhall.debate.run_parts import RunParts
 from townhall.debate.trimming import trim_turn
@@ -172,6 +172,9 @@ class TurnTaker:
             return True
         if not said.strip() or not check_turn(turn.content, persona.name, draft.names, draft.earlier).clean:
             turn.status = TurnStatus.DEGENERATE
+            return False
+        if self.prompts.format.name == "chat" and names_self(said, persona.name):
+            turn.status = TurnStatus.DEGENERATE  # "Priya, your turn." from Priya: drawn again
             return False
         if contradicts(said, draft.side):
             turn.status = TurnStatus.DEGENERATE
