@@ -43,10 +43,6 @@ def long_reply() -> Callable[[GenerationRequest], str]:
     return script
 
 
-def fill_disk(connection_sql: Callable[[str], object], page_count: int) -> None:
-    connection_sql(f"PRAGMA max_page_count = {page_count}")
-
-
 @pytest.fixture
 def fault_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, int, Callable[[Recorder], None]], None]:
     """`fault_at(kind, nth, fault)`: run `fault(recorder)` before the recorder writes the nth event of `kind`."""
@@ -104,7 +100,9 @@ def lock_held(held: list[subprocess.Popen[str]], seconds: float = 30.0) -> Calla
     return fault
 
 
-def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def run_cli(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["townhall", *args])
     code = 0
     try:
@@ -239,3 +237,37 @@ def test_json_lines_escape_line_separators() -> None:
 
     line = json_line({"text": "one\u2028two\u2029three"})
     assert line.splitlines() == [line.rstrip("\n")] and json.loads(line)["text"] == "one\u2028two\u2029three"
+
+
+def test_an_export_onto_a_full_disk_is_one_line_and_leaves_no_half_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scripted(monkeypatch)
+    db = tmp_path / "t.db"
+    code, out, _ = run_cli([*ARGS, "--db", str(db)], monkeypatch, capsys)
+    session = json.loads(out.splitlines()[0])["session"]
+    code, out, err = run_cli(["export", session, "--format", "json", "-o", "/dev/full", "--db", str(db)],
+                             monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == ["townhall: error: /dev/full: cannot write the export (No space left on device)"]
+    # A file that exists stays whole when the new export cannot be written (temporary file, then rename).
+    target = tmp_path / "kept.md"
+    target.write_text("the earlier export\n", encoding="utf-8")
+    monkeypatch.setattr("os.fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    code, out, err = run_cli(["export", session, "-o", str(target), "--db", str(db)], monkeypatch, capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert target.read_text(encoding="utf-8") == "the earlier export\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".kept")) == []
+
+
+def test_an_import_onto_a_full_database_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    scripted(monkeypatch)
+    db = tmp_path / "t.db"
+    code, out, _ = run_cli([*ARGS, "--db", str(db)], monkeypatch, capsys)
+    session = json.loads(out.splitlines()[0])["session"]
+    exported = tmp_path / "s.json"
+    assert run_cli(["export", session, "--format", "json", "-o", str(exported), "--db", str(db)],
+                   monkeypatch, capsys)[0] == 0
+    code, out, err = run_cli(["import", str(exported), "--db", "/dev/full"], monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
