@@ -48,6 +48,16 @@ class StoreError(TownhallError):
     """The database cannot be opened or is from a newer Townhall."""
 
 
+class RecordError(StoreError):
+    """The record could not be written during a run (a full disk, a lock held too long, a file
+    gone): the run stops before its next turn, and what was not written is kept in memory."""
+
+    def __init__(self, path: object, cause: str) -> None:
+        super().__init__(f"cannot write to {path}: {cause}")
+        self.path = path
+        self.cause = cause
+
+
 class NotFoundError(TownhallError):
     """A named session, persona or file does not exist."""
 

@@ -46,3 +46,23 @@ def default_db_path() -> Path:
 
 def user_agents_dir() -> Path:
     return user_config_dir() / "agents"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`: a failed
+    write (a full disk) leaves no half file, and whatever was at `path` stays as it was."""
+    path = Path(path)
+    if path.exists() and not path.is_file():  # a device or a pipe (/dev/stdout): nothing to rename over
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+        return
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from townhall.domain.text import json_line
 from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
 from townhall.domain.text import terminal_safe
 from townhall.errors import TownhallError
@@ -161,7 +162,7 @@ class JsonLines:
     def __call__(self, event: ev.Event) -> None:
         value = event_json(event)
         if value is not None:
-            self.out.write(json.dumps(value, ensure_ascii=False) + "\n")
+            self.out.write(json_line(value))
             self.out.flush()
 
 
@@ -277,6 +278,7 @@ def run_cmd(
     the user data directory).
     """
     from townhall.engine.factory import build_engine
+    from townhall.cli.unsaved import keep_unsaved
     from townhall.debate.session import SessionPlan, run_session
     from townhall.store import Store
 
@@ -298,7 +300,15 @@ def run_cmd(
             run_session(engine, SessionPlan(spec, personas), store=store, views=[printer], ctrl_c=True,
                         close_engine=True)
         )
+        if result.record_error is not None:
+            line, kept = keep_unsaved(store, result.session_id, result.record_error)
+            if as_json:
+                out.write(json_line({"type": "error", "session": result.session_id, "error": line,
+                                     "unsaved": str(kept) if kept else None}))
+            raise TownhallError(line)
     if result.reason == "error":
+        if as_json:
+            out.write(json_line({"type": "error", "session": result.session_id, "error": result.error}))
         raise TownhallError(result.error or "the town hall stopped on an error")
     if result.stopped_by_user:
         raise typer.Exit(130)

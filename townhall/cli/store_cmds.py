@@ -26,6 +26,7 @@ from rich.text import Text
 from townhall.domain.branches import TurnTree
 from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
 from townhall.engine.base import Engine
+from townhall.paths import write_atomic
 from townhall.errors import ConfigError, NotFoundError, TownhallError
 from townhall.domain import events as ev
 from townhall.domain.text import terminal_safe
@@ -258,7 +259,7 @@ def export_cmd(
         return
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        write_atomic(output, text)
     except OSError as exc:
         raise ConfigError(f"{output}: cannot write the export ({exc.strerror or exc})") from None
     typer.echo(f"Wrote {output}", err=True)

@@ -234,8 +234,9 @@ class Scheduler:
         same time (parallel `generate`) each pass their own `agent_prefix`, so states never mix."""
         return f"{self.agent_prefix}{name}"
 
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        return self.bus.subscribe(fn)
+    def subscribe(self, fn: Subscriber, *, critical: bool = False) -> Callable[[], None]:
+        """`critical`: a subscriber whose failure is the run's (the record): the run stops before its next turn."""
+        return self.bus.subscribe(fn, critical=critical)
 
     # -- the watcher's controls (sync, safe to call from any callback on the loop) --------------
     def pause(self) -> None:
@@ -313,6 +314,7 @@ class Scheduler:
                     resumed=self.resumed,
                 ))
                 reason = await self._loop()
+                self._check_record()
                 # A run that said nothing new (one resumed only to flip, fork or switch after the
                 # end) leaves the branch's recorded outcome as it was.
                 if reason in BALLOT_AFTER and self.probing and (self.transcript.said_anything or reason == VOTE_CALLED):
@@ -320,6 +322,7 @@ class Scheduler:
                         await self.hold_vote()
                     except TownhallError as failure:  # the debate itself ended well: keep its reason
                         log.warning("closing ballot failed: %s", failure)
+                    self._check_record()
             except TurnFailure as failed:
                 reason, error = "error", failed.error
             except TownhallError as failure:
@@ -345,9 +348,15 @@ class Scheduler:
             return VOTE_CALLED
         return self.transcript.ended_by(self.spec, lambda: self.clock() - self._started_at)
 
+    def _check_record(self) -> None:
+        """A critical subscriber (the record) failed: the run ends here, before another turn."""
+        if self.bus.failure is not None:
+            raise self.bus.failure
+
     async def _loop(self) -> str:
         control = self.control
         while True:
+            self._check_record()
             op = control.next_branch_op()
             if op is not None:
                 await self._apply(op)

@@ -32,7 +32,7 @@ from townhall.domain.personas import Persona
 from townhall.domain.spec import TownHallSpec
 from townhall.domain.turns import Turn, TurnStatus, uses_turn_budget
 from townhall.engine.base import Engine
-from townhall.errors import ConfigError
+from townhall.errors import ConfigError, TownhallError
 
 if TYPE_CHECKING:
     from townhall.domain.branches import TurnTree
@@ -75,7 +75,7 @@ class SessionScheduler(Protocol):
         """Written after the closing ballot."""
 
     def agent_key(self, name: str) -> str: ...
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]: ...
+    def subscribe(self, fn: Subscriber, *, critical: bool = False) -> Callable[[], None]: ...
     async def run(self) -> str: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
@@ -132,6 +132,9 @@ class SessionResult:
     turns: list[Turn]
     stopped_by_user: bool = False
     published_end: bool = False  # the scheduler published SessionEnded, so its views saw how it ended
+    # The record failed during the run (a critical subscriber raised): the run stopped before its
+    # next turn; what the record could not take is still held by the store (`Store.rescue`).
+    record_error: TownhallError | None = None
 
     @property
     def unpublished_error(self) -> str | None:
@@ -323,11 +326,12 @@ class Session:
         if plan.session_id is None and not plan.history:  # a new session: sides for everyone (debate.sides)
             plan = replace(plan, spec=with_sides(plan.spec, plan.personas))
         self.plan = plan
+        self.bus = bus if bus is not None else EventBus()
         self.scheduler: SessionScheduler = factory(
             engine,
             plan.spec,
             list(plan.personas),
-            bus=bus if bus is not None else EventBus(),
+            bus=self.bus,
             session_id=plan.session_id,
             history=tuple(plan.history),
             clock=clock,
@@ -443,7 +447,7 @@ class Session:
             error = error or self._ended.error
         pressed = self._ctrl_c is not None and self._ctrl_c.presses > 0
         self.result = SessionResult(self.session_id, reason, error, list(self.scheduler.turns), pressed,
-                                    published_end=self._ended is not None)
+                                    published_end=self._ended is not None, record_error=self.bus.failure)
         return self.result
 
     def close(self) -> None:

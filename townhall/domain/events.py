@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 from townhall.engine.base import EngineInfo
+from townhall.errors import TownhallError
 from townhall.domain.personas import Persona
 from townhall.domain.turns import Turn, TurnKind
 
@@ -199,18 +200,27 @@ Subscriber = Callable[[Event], Any]
 class EventBus:
     """Fan-out to subscribers, called in order on the scheduler's event loop.
 
-    A subscriber that raises is logged and kept: one broken view must not stop the
-    debate or the record. Async subscribers are awaited by `apublish`.
+    A display-only subscriber that raises is logged and kept: one broken view must not stop
+    the debate or the record. A critical one (the record, whose work must not be lost) that
+    raises is the run's failure: every subscriber still gets the event, `failure` holds the
+    error, and the scheduler stops before its next turn. Async subscribers are awaited by
+    `apublish`.
     """
 
     _subscribers: list[Subscriber] = field(default_factory=list)
+    _critical: list[Subscriber] = field(default_factory=list)
+    failure: TownhallError | None = None  # the first critical subscriber's failure
 
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+    def subscribe(self, fn: Subscriber, *, critical: bool = False) -> Callable[[], None]:
         self._subscribers.append(fn)
+        if critical:
+            self._critical.append(fn)
 
         def unsubscribe() -> None:
             if fn in self._subscribers:
                 self._subscribers.remove(fn)
+            if fn in self._critical:
+                self._critical.remove(fn)
 
         return unsubscribe
 
@@ -220,5 +230,14 @@ class EventBus:
                 result = fn(event)
                 if inspect.isawaitable(result):
                     await result
-            except Exception:  # noqa: BLE001 - isolate subscribers from each other
-                log.exception("event subscriber %r failed on %s", fn, type(event).__name__)
+            except Exception as error:  # noqa: BLE001 - isolate subscribers from each other
+                if fn in self._critical:
+                    self._fail(fn, event, error)
+                else:
+                    log.exception("event subscriber %r failed on %s", fn, type(event).__name__)
+
+    def _fail(self, fn: Subscriber, event: Event, error: Exception) -> None:
+        log.info("critical subscriber %r failed on %s: %s", fn, type(event).__name__, error)
+        if self.failure is None:
+            self.failure = error if isinstance(error, TownhallError) else TownhallError(
+                f"{type(error).__name__}: {error}")

@@ -3,6 +3,7 @@ terminal codes, and roleplay narration is never speech."""
 
 from __future__ import annotations
 
+import json
 import re
 
 # C0/C1 control characters except tab and newline: a model can emit an ANSI escape,
@@ -30,3 +31,13 @@ def strip_narration(text: str) -> str:
     elif len(text) >= 2 and text[0] in _QUOTES and text.endswith(_QUOTES[text[0]]) and text.count(text[0]) <= 2:
         text = text[1:-1].strip()
     return text
+
+
+def json_line(value: object) -> str:
+    """One JSON value on one line, ending in a newline, safe for every line splitter.
+
+    JSON allows raw U+2028/U+2029 inside strings, but Python's `str.splitlines` and several
+    log shippers split lines on them; model text may hold them, so they are escaped.
+    """
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029") + "\n"

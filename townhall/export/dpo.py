@@ -16,8 +16,8 @@ never the rejected side: the watcher's words are chosen over the model's, not th
 
 from __future__ import annotations
 
-import json
 
+from townhall.domain.text import json_line
 from townhall.export.common import by_watcher, load, point_of_view, usable_turns
 from townhall.store import Store
 
@@ -45,5 +45,5 @@ def render(store: Store, session_id: str, branch: int | None = None) -> str:
                 "chosen": [{"role": "assistant", "content": chosen.content.strip()}],
                 "rejected": [{"role": "assistant", "content": alt.content.strip()}],
             }
-            lines.append(json.dumps(pair, ensure_ascii=False) + "\n")
+            lines.append(json_line(pair))
     return "".join(lines)

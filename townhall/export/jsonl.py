@@ -6,12 +6,12 @@ watcher wrote (an edit) carries `"author": "watcher"`; others have no `author` k
 
 from __future__ import annotations
 
-import json
 
+from townhall.domain.text import json_line
 from townhall.export.common import agent_conversations, load
 from townhall.store import Store
 
 
 def render(store: Store, session_id: str, branch: int | None = None) -> str:
     chats = agent_conversations(load(store, session_id, branch))
-    return "".join(json.dumps({"messages": chat}, ensure_ascii=False) + "\n" for chat in chats)
+    return "".join(json_line({"messages": chat}) for chat in chats)

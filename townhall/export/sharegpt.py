@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 
+from townhall.domain.text import json_line
 from townhall.export.common import agent_conversations, load
 from townhall.store import Store
 
@@ -14,5 +14,5 @@ def render(store: Store, session_id: str, branch: int | None = None) -> str:
     lines = []
     for chat in agent_conversations(load(store, session_id, branch)):
         conversation = [{"from": _FROM[m["role"]], "value": m["content"]} for m in chat]
-        lines.append(json.dumps({"conversations": conversation}, ensure_ascii=False) + "\n")
+        lines.append(json_line({"conversations": conversation}))
     return "".join(lines)

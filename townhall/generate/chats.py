@@ -10,8 +10,8 @@ the chat still says who spoke. `--per-speaker` keeps the exports' shape.
 
 from __future__ import annotations
 
-import json
 
+from townhall.domain.text import json_line
 from townhall.export import FORMATS
 from townhall.domain.personas import Persona
 from townhall.export.common import Loaded, load
@@ -70,9 +70,9 @@ def render(store: Store, session_id: str, fmt: str, shape: str, system: str | No
     if not messages:
         return ""
     if fmt == "jsonl":
-        return json.dumps({"messages": messages}, ensure_ascii=False) + "\n"
+        return json_line({"messages": messages})
     turns = [{"from": _SHAREGPT_FROM[m["role"]], "value": m["content"]} for m in messages]
-    return json.dumps({"conversations": turns}, ensure_ascii=False) + "\n"
+    return json_line({"conversations": turns})
 
 
 def shape_for(fmt: str, *, per_speaker: bool, assistant: str) -> str:

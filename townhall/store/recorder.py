@@ -11,6 +11,12 @@ alternatives share an index; BranchCreated adds a `branches` row, BranchSwitched
 `sessions.current_branch`, and stances and outcomes are kept against the branch current
 when they happen. A branch's head follows its new turns by the `turns_tree` trigger.
 
+A write that fails (a full disk, a lock held past the busy timeout and the retries, the file
+deleted) is the run's failure: the recorder raises `RecordError` once, so the bus stops the run
+before its next turn (it is a critical subscriber), and from then on keeps every event in
+`pending`, in order, writing nothing. `retry()` writes them when the cause is gone; the record
+is then as if nothing had happened. `Store.rescue` writes them into a copy in memory instead.
+
 It is the one writer of branch and turn rows for a debate: a live run's events come from the
 bus, and `townhall fork`/`edit` hand it the branch service's events (`Store.fork`). The
 statements themselves are in `rows.py`, shared with an import.
@@ -18,6 +24,7 @@ statements themselves are in `rows.py`, shared with an import.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 import time
@@ -33,9 +40,43 @@ from townhall.domain.turns import Turn, TurnKind, TurnStatus, new_node_id
 from townhall.store import rows
 from townhall.store.database import Connection, writer_identity
 from townhall.store.modelhash import model_sha256
+from townhall.errors import RecordError
 from townhall.store.records import OutcomeRecord, SessionStatus
 
 log = logging.getLogger(__name__)
+
+# A database another writer holds past the busy timeout is tried again after each of these pauses.
+BUSY_BACKOFF_S: tuple[float, ...] = (0.5, 1.0, 2.0)
+_CAUSES = {
+    "SQLITE_FULL": "the disk is full",
+    "SQLITE_BUSY": "another process holds the database's write lock",
+    "SQLITE_LOCKED": "another process holds the database's write lock",
+    "SQLITE_READONLY_DBMOVED": "the database file was moved or deleted",
+    "SQLITE_READONLY": "the database is read-only",
+    "SQLITE_CANTOPEN": "the database file cannot be opened",
+}
+
+
+def write_cause(error: BaseException) -> str:
+    """What stopped a write, in words a user can act on."""
+    if isinstance(error, sqlite3.Error):
+        name = getattr(error, "sqlite_errorname", "") or ""
+        for prefix, cause in _CAUSES.items():
+            if name == prefix or (name.startswith(prefix + "_") and prefix != "SQLITE_READONLY"):
+                return cause
+        if name.startswith("SQLITE_READONLY"):
+            return _CAUSES["SQLITE_READONLY"]
+        return f"{error} ({name})" if name else str(error)
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return "the disk is full"
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _busy(error: sqlite3.Error) -> bool:
+    name = getattr(error, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
 
 _END_STATUS: dict[str, SessionStatus] = {"stopped": "stopped", "error": "failed"}
 
@@ -49,7 +90,8 @@ def persona_dict(persona: Any) -> dict[str, Any]:
 
 
 class Recorder:
-    """Call it with each event (it is a bus subscriber); it never raises into the debate."""
+    """Call it with each event (a critical bus subscriber); it raises `RecordError` once, at the
+    first write that fails, and keeps what it could not write (`pending`) from then on."""
 
     def __init__(
         self,
@@ -57,10 +99,14 @@ class Recorder:
         *,
         checkpoint_s: float | None = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
+        busy_backoff_s: tuple[float, ...] | None = None,
     ) -> None:
         self._db = connection
         self._checkpoint_s = checkpoint_s
         self._monotonic = monotonic
+        self._backoff = BUSY_BACKOFF_S if busy_backoff_s is None else busy_backoff_s
+        self.failure: RecordError | None = None
+        self.pending: list[ev.Event] = []  # every event since the first write that failed, in order
         # Streaming turns: (session, index) -> node, since TokenStreamed carries only the index;
         # the words so far and the last checkpoint per (session, node).
         self._streaming: dict[tuple[str, int], str] = {}
@@ -69,6 +115,46 @@ class Recorder:
         self.sessions: set[str] = set()  # sessions this recorder is writing
 
     def __call__(self, event: ev.Event) -> None:
+        """Write what `event` changes; once a write has failed, keep it for `retry` instead."""
+        if self.failure is not None:
+            self.pending.append(event)
+            return
+        try:
+            self._write(event)
+        except (sqlite3.Error, OSError) as error:
+            self.pending.append(event)
+            self.failure = RecordError(self._db.path, write_cause(error))
+            raise self.failure from None
+
+    def retry(self) -> None:
+        """Write what failed, in order; raises `RecordError` (keeping the rest) if it still cannot."""
+        while self.pending:
+            try:
+                self._write(self.pending[0])
+            except (sqlite3.Error, OSError) as error:
+                self.failure = RecordError(self._db.path, write_cause(error))
+                raise self.failure from None
+            self.pending.pop(0)
+        self.failure = None
+
+    def unsaved_turns(self, session_id: str) -> int:
+        """How many settled turns (shown to the watcher) are among the events not written."""
+        return len({e.turn.node for e in self.pending
+                    if isinstance(e, ev.TurnFinished | ev.TurnFailed) and e.session_id == session_id})
+
+    def _write(self, event: ev.Event) -> None:
+        """`_record`, tried again with a pause while another writer holds the lock."""
+        for pause in (*self._backoff, None):
+            try:
+                self._record(event)
+                return
+            except sqlite3.OperationalError as error:
+                if pause is None or not _busy(error):
+                    raise
+                log.info("the database is busy; writing %s again in %.1fs", type(event).__name__, pause)
+                time.sleep(pause)
+
+    def _record(self, event: ev.Event) -> None:
         """Write what `event` changes; mypy checks that every kind of event is handled here."""
         match event:
             case ev.SessionStarted():
@@ -305,7 +391,12 @@ class Recorder:
 
     # -- shutdown ----------------------------------------------------------------
     def close(self, now: float | None = None) -> None:
-        """The app is closing mid-debate: keep what was said, mark the cut-off turns interrupted."""
+        """The app is closing mid-debate: keep what was said, mark the cut-off turns interrupted.
+
+        After a failed write nothing is written here: the next open settles the session
+        (`database.recover_interrupted`), and `pending` still holds what was not written."""
+        if self.failure is not None:
+            return
         now = time.time() if now is None else now
         for (session_id, node), pieces in list(self._partial.items()):
             with self._db.transaction() as conn:

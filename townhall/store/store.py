@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -10,7 +11,7 @@ from typing import Any, Protocol
 from townhall.debate.branching import BranchService
 from townhall.domain.branches import Branch, TurnTree
 from townhall.domain.events import Event, StanceMeasured, Subscriber
-from townhall.errors import ConfigError, NotFoundError, StoreError
+from townhall.errors import ConfigError, NotFoundError, RecordError, StoreError
 from townhall.paths import default_db_path
 from townhall.domain.personas import Persona
 from townhall.domain.spec import TownHallSpec
@@ -36,7 +37,7 @@ from townhall.domain.turns import Turn, TurnStatus
 class Subscribable(Protocol):
     """Whatever publishes the debate's events: a Scheduler or an EventBus."""
 
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]: ...
+    def subscribe(self, fn: Subscriber, *, critical: bool = False) -> Callable[[], None]: ...
 
 
 # `turns` counts the current branch's path: its head's index + 1 (an index is a position on its path).
@@ -92,6 +93,7 @@ class Store:
     def __init__(self, connection: Connection) -> None:
         self._db = connection
         self._recorders: list[Recorder] = []
+        self._all_recorders: list[Recorder] = []  # every run recorded by this store, for what failed to write
 
     @classmethod
     def open(cls, path: Path | str | None = None) -> Store:
@@ -112,10 +114,15 @@ class Store:
 
     # -- recording -----------------------------------------------------------------
     def attach(self, source: Subscribable, *, checkpoint_s: float | None = 2.0) -> Callable[[], None]:
-        """Record every event of a scheduler (or an EventBus) from now on; returns unsubscribe."""
+        """Record every event of a scheduler (or an EventBus) from now on; returns unsubscribe.
+
+        The recorder is a critical subscriber: when a write fails the run stops before its next
+        turn, and what was not written stays in memory (`unsaved`, `retry`, `rescue`).
+        """
         recorder = Recorder(self._db, checkpoint_s=checkpoint_s)
         self._recorders.append(recorder)
-        unsubscribe = source.subscribe(recorder)
+        self._all_recorders.append(recorder)
+        unsubscribe = source.subscribe(recorder, critical=True)
 
         def detach() -> None:
             unsubscribe()
@@ -123,6 +130,37 @@ class Store:
                 self._recorders.remove(recorder)
 
         return detach
+
+    def record_failure(self, session_id: str) -> RecordError | None:
+        """Why this store could not record `session_id` (None when every write went through)."""
+        return next((r.failure for r in self._all_recorders if r.failure is not None
+                     and any(e.session_id == session_id for e in r.pending)), None)
+
+    def unsaved_turns(self, session_id: str) -> int:
+        """Turns of `session_id` shown to the watcher but not in the database."""
+        return sum(r.unsaved_turns(session_id) for r in self._all_recorders)
+
+    def retry(self) -> None:
+        """Write what failed to be written, in order (the cause is gone); raises RecordError if it still cannot."""
+        for recorder in self._all_recorders:
+            recorder.retry()
+
+    def rescue(self, session_id: str) -> Store:
+        """The record as it would be had every write of `session_id` gone through: a copy of the
+        database in memory (read only from the file, so a full disk or a held lock does not stop
+        it) with the events that failed written into it. Export it to keep the session."""
+        memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        with self._db.lock:
+            self._db.conn.backup(memory)
+        memory.execute("PRAGMA foreign_keys = ON")
+        copy = Connection(Path(":memory:"), memory)
+        recorder = Recorder(copy, checkpoint_s=None)
+        for failed in self._all_recorders:
+            for event in failed.pending:
+                if event.session_id == session_id:
+                    recorder(event)
+        recorder.close()
+        return Store(copy)
 
     # -- reading -------------------------------------------------------------------
     def resolve_id(self, id_or_prefix: str) -> str:
