@@ -47,9 +47,18 @@ class Turn:
     parent: str | None = field(default=None, compare=False)
     branch: int = 1  # the branch it was said on (1: the session's first)
     author: str | None = None  # WATCHER when the watcher wrote its text (an edit), else None
+    # An audience line's way in (BOX, FILE, or what an API caller names), else None.
+    source: str | None = None
+    # Whom the line addressed by name: an audience line's participant, or the one a moderator's
+    # hand-off gives the question to (debate/addressing.py); None when it named nobody.
+    addressed: str | None = None
+    # The node of the audience line this turn answers (the answer, or the moderator's hand-off):
+    # such a turn is outside the agenda's plan, which goes on where it was.
+    answers: str | None = None
 
 
 WATCHER = "watcher"
+BOX, FILE = "box", "file"  # where an audience line came from: the TUI's box, a watched file
 
 
 def new_node_id() -> str:
