@@ -70,7 +70,12 @@ def uses_turn_budget(turn: Turn) -> bool:
     """Whether a turn counts against `max_turns` and the token budget.
 
     One rule for the scheduler (this run's budget) and for resuming (what a stored
-    session has used): a persona spoke, or tried to; audience lines and skipped
-    turns are free.
+    session has used): a persona spoke, or tried to; audience lines, skipped turns
+    and the agenda's answers to the audience are free. Under the agenda (whose turns
+    have a phase) an answer is said outside the plan, which the budget was sized to
+    with the closing statements at its end; under the other policies the answer is
+    the debate's next turn and counts like any other.
     """
-    return turn.kind != TurnKind.AUDIENCE and turn.status != TurnStatus.SKIPPED
+    if turn.kind == TurnKind.AUDIENCE or turn.status == TurnStatus.SKIPPED:
+        return False
+    return turn.answers is None or turn.phase is None
