@@ -171,3 +171,41 @@ def test_a_motion_alone_runs_on_a_scripted_engine(tmp_path: Path, monkeypatch: p
     assert len(stored) == 3 and all(t.speaker in cast for t in stored)
     assert {n: s.side for n, s in recorded.stances.items()} == {
         n: s["side"] for n, s in events[0]["spec"]["stances"].items()}
+
+
+@pytest.mark.model
+def test_a_question_saved_to_the_interject_file_is_answered_by_the_one_it_names(tmp_path: Path) -> None:
+    """`townhall run --interject-file` on the default town hall: the file is rewritten by rename
+    (an editor's atomic save) while the debate runs; Walt answers next and the agenda resumes."""
+    from townhall.domain.turns import FILE, TurnKind
+    from townhall.store import Store
+
+    questions = tmp_path / "questions.txt"
+    questions.write_text("", encoding="utf-8")
+    db = tmp_path / "th.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "townhall", "run", "--turns", "10", "--threads", "2", "--n-ctx", "2048", "--json",
+         "--db", str(db), "--interject-file", str(questions)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 600
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["type"] == "turn" and event.get("index") == 2:
+            swap = tmp_path / "questions.txt.swp"
+            swap.write_text("Walt, what would the ramps cost per year?\n", encoding="utf-8")
+            os.replace(swap, questions)
+            break
+        assert time.monotonic() < deadline
+    proc.communicate(timeout=900)
+    assert proc.returncode == 0
+    with Store.open(db) as store:
+        session = store.list_sessions()[0].id
+        turns = store.turns(session)
+    asked = next(i for i, t in enumerate(turns) if t.kind is TurnKind.AUDIENCE)
+    question, answer = turns[asked], turns[asked + 1]
+    assert (question.source, question.addressed) == (FILE, "Walt")
+    assert (answer.speaker, answer.answers) == ("Walt", question.node)
+    plan_turns = [t for t in turns if t.kind is not TurnKind.AUDIENCE and t.answers is None]
+    assert turns[asked + 2].node == plan_turns[asked].node  # the agenda goes on where it was

@@ -65,7 +65,7 @@ async def test_outcome_and_stances_follow_the_branch(store: Store) -> None:
 
 async def test_json_v3_carries_the_tree_fields_and_imports_as_one_branch(store: Store) -> None:
     data = json.loads(export_session(store, BRANCHED_ID, "json", branch=2))
-    assert data["version"] == 3
+    assert data["version"] == 4  # version 4 added source, addressed and answers
     turns = data["turns"]
     assert [t["branch"] for t in turns] == [1, 1, 2] and turns[0]["parent"] is None
     assert [t["parent"] for t in turns[1:]] == [turns[0]["node"], turns[1]["node"]]

@@ -56,7 +56,7 @@ def _parse_html(text: str) -> _Collector:
 async def test_json_is_the_whole_session_and_validates(store: Store) -> None:
     data = json.loads(export_session(store, "sess", "json"))
     document = SessionExport.model_validate(data)
-    assert (data["format"], data["version"], data["branch"]) == ("townhall.session", 3, 1)
+    assert (data["format"], data["version"], data["branch"]) == ("townhall.session", 4, 1)
     assert data["stances"] == [] and data["outcome"] is None  # this session never voted
     assert document.session.id == "sess1" and document.session.motion == f"Motion {HOSTILE}"
     assert [p.name for p in document.participants] == ["Ada", "Bo", "Cy"]

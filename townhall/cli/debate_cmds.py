@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from townhall.domain.text import json_line
-from townhall.cli.options import DbOpt, EngineFlags, JsonOpt, engine_options
+from townhall.cli.options import DbOpt, EngineFlags, InterjectFileOpt, JsonOpt, engine_options, interject_feeds
 from townhall.domain.text import terminal_safe
 from townhall.errors import TownhallError
 from townhall.domain import events as ev
@@ -270,12 +270,14 @@ def run_cmd(
     agents_dir: AgentsDirOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
+    interject_file: InterjectFileOpt = None,
 ) -> None:
     """Run a town hall without the TUI, streaming it to the terminal (or JSON lines).
 
     Ctrl+C cuts the turn being generated (its words are kept) and stops; a second
     Ctrl+C stops at once. Every town hall is recorded (--db, else $TOWNHALL_DB, else
-    the user data directory).
+    the user data directory). With --interject-file, each save of that file (from any
+    editor) is interjected from the audience; a participant it names answers next.
     """
     from townhall.engine.factory import build_engine
     from townhall.cli.unsaved import keep_unsaved
@@ -287,6 +289,7 @@ def run_cmd(
         seed=seed, n_ctx=engine_flags.n_ctx, context_strategy=context_strategy, max_tokens=max_tokens,
     )
     personas = cast_of(spec, PersonaRegistry.default(agents_dir))  # fail fast, before loading a model
+    feeds = interject_feeds(interject_file)
     engine = build_engine(engine_flags.config(n_ctx=spec.n_ctx, section=spec.engine))
     out = sys.stdout
     if as_json:
@@ -298,7 +301,7 @@ def run_cmd(
     with Store.open(db) as store:
         result = asyncio.run(
             run_session(engine, SessionPlan(spec, personas), store=store, views=[printer], ctrl_c=True,
-                        close_engine=True)
+                        close_engine=True, feeds=feeds)
         )
         if result.record_error is not None:
             line, kept = keep_unsaved(store, result.session_id, result.record_error)

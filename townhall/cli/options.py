@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from pydantic import ValidationError
 
+from townhall.debate.interject_file import InterjectionFile
 from townhall.engine.factory import EngineConfig, EngineSection
 from townhall.errors import ConfigError, Location, validation_message
 
@@ -50,6 +51,19 @@ ApiKeyEnvOpt = Annotated[
 DbOpt = Annotated[Optional[Path], typer.Option("--db",
     help="SQLite database (default: $TOWNHALL_DB, else the user data dir).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+InterjectFileOpt = Annotated[
+    Optional[Path],
+    typer.Option("--interject-file", help="Watch this file: each save's new text is interjected from the audience."),
+]
+
+
+def interject_feeds(path: Path | None) -> list[InterjectionFile]:
+    """The watched file as a session feed (none without --interject-file); a bad path is one clear line."""
+    if path is None:
+        return []
+    feed = InterjectionFile(path)
+    feed.check()
+    return [feed]
 
 _ENGINE_OPTIONS: dict[str, Any] = {
     "model": ModelOpt,

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from townhall.cli.options import DbOpt, EngineFlags, engine_options
+from townhall.cli.options import DbOpt, EngineFlags, InterjectFileOpt, engine_options, interject_feeds
 
 TownhallFileArg = Annotated[
     Optional[Path],
@@ -39,8 +39,9 @@ def register(app: typer.Typer) -> None:
         db: DbOpt = None,
         turns: TurnsOpt = None,
         agents_dir: AgentsDirOpt = None,
+        interject_file: InterjectFileOpt = None,
     ) -> None:
-        launch(townhall_file, engine_flags, db=db, turns=turns, agents_dir=agents_dir)
+        launch(townhall_file, engine_flags, db=db, turns=turns, agents_dir=agents_dir, interject_file=interject_file)
 
 
 def _spec_path(townhall_file: Path | None) -> Path:
@@ -60,6 +61,7 @@ def launch(
     db: Path | None = None,
     turns: int | None = None,
     agents_dir: Path | None = None,
+    interject_file: Path | None = None,
 ) -> None:
     """Build the dependencies, run the app, and close the record whatever happens."""
     from townhall.engine.factory import build_engine
@@ -76,6 +78,7 @@ def launch(
     names = ([spec.moderator] if spec.moderator else []) + list(spec.participants)
     personas = registry.resolve(list(dict.fromkeys(names)))
     tui_config = load_config()
+    feeds = interject_feeds(interject_file)
     store = Store.open(db)
     try:
         app = TownhallApp(
@@ -85,6 +88,7 @@ def launch(
             store=store,
             config=tui_config,
             available_personas=registry.all(),
+            feeds=feeds,
         )
         app.run()
     finally:

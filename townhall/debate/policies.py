@@ -253,10 +253,20 @@ class AgendaPolicy:
             self._plan = self._build(ctx)
         return self._plan
 
+    def _index(self, ctx: PolicyContext) -> int:
+        """Where the plan stands: the turns said so far that are not the audience's lines or the
+        answers to them (`Turn.answers`), so the plan goes on where a question cut in."""
+        return sum(1 for t in ctx.turns if t.kind != TurnKind.AUDIENCE and t.answers is None)
+
+    def next_participant(self, ctx: PolicyContext) -> str | None:
+        """The next participant (not the moderator) the plan gives a turn to; None past its end."""
+        chair = ctx.moderator.name if ctx.moderator else None
+        return next((s.speaker for s in self.plan(ctx)[self._index(ctx):] if s.speaker != chair), None)
+
     def slot(self, ctx: PolicyContext) -> AgendaSlot:
-        """The slot for the next turn: the n-th non-audience turn of the session."""
+        """The slot for the next turn: the n-th turn of the session the plan counts (`_index`)."""
         plan = self.plan(ctx)
-        index = sum(1 for t in ctx.turns if t.kind != TurnKind.AUDIENCE)
+        index = self._index(ctx)
         if index < len(plan):
             return plan[index]
         names = [p.name for p in ctx.speakers]

@@ -97,13 +97,13 @@ class PromptBuilder:
 
     def _entries(self, view: AgentView) -> list[tuple[int, Line]]:
         return [
-            (i, Line(t.speaker, " ".join(t.content.split())))
+            (i, Line(t.speaker, " ".join(t.content.split()), t.answers is not None and not t.scripted))
             for i, t in enumerate(self.run.transcript.turns)
             if i >= view.first and visible(t)
         ]
 
-    def _render(self, persona: Persona, view: AgentView) -> Rendered:
-        return self.format.render(persona, view.summary, self.lines(view))
+    def _render(self, persona: Persona, view: AgentView, answering: bool = False) -> Rendered:
+        return self.format.render(persona, view.summary, self.lines(view), answering)
 
     def render_ballot(self, persona: Persona) -> str:
         """The agent's ballot prompt on its current view (it shares the turn prompt's prefix)."""
@@ -118,10 +118,11 @@ class PromptBuilder:
         head = self.format.fixed_part(moderator) if self.format.name == "transcript" else ""
         return head or f"Town hall meeting. Motion: {self.run.spec.motion.strip()}\n", lines
 
-    async def fit(self, persona: Persona, max_tokens: int) -> Rendered:
-        """Render the agent's prompt; if it would overflow, apply the context strategy."""
+    async def fit(self, persona: Persona, max_tokens: int, answering: bool = False) -> Rendered:
+        """Render the agent's prompt (`answering`: cued to answer the audience); if it would
+        overflow, apply the context strategy."""
         view = self.views[persona.name]
-        rendered = self._render(persona, view)
+        rendered = self._render(persona, view, answering)
         n_ctx = self.run.engine.info.n_ctx
         needed = await self.run.engine.count_tokens(rendered.prompt)
         if needed + max_tokens + PROMPT_OVERHEAD <= n_ctx:
@@ -129,7 +130,7 @@ class PromptBuilder:
         fixed = await self.run.engine.count_tokens(self.format.render(persona, None, []).prompt)
 
         async def measure(v: AgentView) -> int:
-            return await self.run.engine.count_tokens(self._render(persona, v).prompt)
+            return await self.run.engine.count_tokens(self._render(persona, v, answering).prompt)
 
         job = FitJob(agent=persona.name, view=view, entries=self._entries(view), n_ctx=n_ctx, max_tokens=max_tokens,
                      fixed_tokens=fixed, measure=measure, count=self.run.engine.count_tokens, summarize=self.summarize)
@@ -140,7 +141,7 @@ class PromptBuilder:
         self.run.engine.forget(self.run.agent_key(persona.name))
         out = self.run.out
         await out.publish(StrategyApplied(out.session_id, persona.name, self.strategy.name, detail, out.clock()))
-        return self._render(persona, view)
+        return self._render(persona, view, answering)
 
     # -- sampling and the n-gram ban ------------------------------------------------------------
     def sampling(self, persona: Persona, index: int, retry: int) -> SamplingParams:

@@ -5,6 +5,12 @@ agent's own persona come first and never change, then one line per turn, then th
 cue. The engine keeps each agent's KV state and reuses its longest common token
 prefix, so an agent's next prompt costs only the turns said since it last spoke.
 Only a context strategy (which also calls `engine.forget`) rewrites the middle.
+
+A turn that answers the audience (`Turn.answers`) is cued as such, and the cue stays in
+every later prompt: the transcript format writes a short line before `Name:` ("The chair
+gives the floor to Walt, to answer the question from the audience."), which every later
+prompt renders before that turn's line; the chat format words the user message's cue so,
+and renders it again before the agent's own answer. So prompts stay append-only.
 """
 
 from __future__ import annotations
@@ -40,10 +46,11 @@ def ballot_cue(who: str) -> str:
 
 @dataclass(frozen=True)
 class Line:
-    """One turn as an agent sees it."""
+    """One turn as an agent sees it; `answering` when it answers the audience."""
 
     speaker: str
     text: str
+    answering: bool = False
 
 
 @dataclass
@@ -84,7 +91,8 @@ class PromptFormat(Protocol):
     @property
     def generic_stops(self) -> tuple[str, ...]: ...
 
-    def render(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> Rendered: ...
+    def render(self, persona: Persona, summary: str | None, lines: Sequence[Line], answering: bool = False) -> Rendered:
+        """The agent's prompt for its next turn; `answering` cues it to answer the audience."""
 
     def fixed_part(self, persona: Persona) -> str:
         """The part of every prompt for `persona` that no strategy may drop."""
@@ -208,13 +216,24 @@ class TranscriptFormat:
         title = f"\nTonight's meeting: the {self.spec.title}." if self.spec.title else ""
         return f"{title}\nMotion: {self.spec.motion.strip()}\n"
 
-    def render(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> Rendered:
+    def render(self, persona: Persona, summary: str | None, lines: Sequence[Line], answering: bool = False) -> Rendered:
         text = self.fixed_part(persona)
         if summary:
             text += f"(Earlier in the meeting: {summary.strip()})\n"
         for line in lines:
+            if line.answering:
+                text += self.answer_lead(line.speaker) + TURN_SEPARATOR
             text += f"{line.speaker}: {line.text}{TURN_SEPARATOR}"
+        if answering:
+            text += self.answer_lead(persona.name) + TURN_SEPARATOR
         return Rendered(text + f"{persona.name}:")
+
+    def answer_lead(self, name: str) -> str:
+        """The minutes' line before a turn that answers the audience: the chair gives the floor."""
+        chair = next((p for p in self.participants if is_chair(self.spec, p)), None)
+        if chair is None or chair.name == name:
+            return f"{name} answers the question from the audience."
+        return f"The chair gives the floor to {name}, to answer the question from the audience."
 
     def render_ballot(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> str:
         """The minutes go on to the vote, in the header's own `- Name, title: for the motion`
@@ -317,8 +336,10 @@ class ChatFormat:
             text += "\nThings you have said: " + " ".join(f'"{ex.strip()}"' for ex in persona.examples)
         return text
 
-    def cue(self, persona: Persona, last: Line | None) -> str:
+    def cue(self, persona: Persona, last: Line | None, answering: bool = False) -> str:
         """The closing instruction of a user message: who speaks now and to whom."""
+        if answering:
+            return f"{persona.name}, the audience asked you a question. Answer the audience in one or two sentences."
         if self._is_moderator(persona):
             if last is None:
                 return f"{persona.name}, open the meeting: state the motion and call on someone by name."
@@ -330,44 +351,47 @@ class ChatFormat:
     def instruction_text(self, persona: Persona) -> str:
         """Everything the prompt ever tells this agent; a turn that repeats it is a leak."""
         cues = [self.cue(persona, None)] + [self.cue(persona, Line(p.name, "")) for p in self.participants]
+        cues.append(self.cue(persona, None, answering=True))
         return self.system_text(persona) + "\n" + "\n".join(dict.fromkeys(cues))
 
-    def messages(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> list[dict[str, str]]:
+    def messages(
+        self, persona: Persona, summary: str | None, lines: Sequence[Line], answering: bool = False
+    ) -> list[dict[str, str]]:
         if self.layout == "transcript":
-            return self._transcript_messages(persona, summary, lines)
+            return self._transcript_messages(persona, summary, lines, answering)
         messages: list[dict[str, str]] = [{"role": "system", "content": self.system_text(persona)}]
         pending: list[str] = [f"(Earlier: {summary.strip()})"] if summary else []
         last: Line | None = None
 
-        def close_block() -> None:
+        def close_block(answers: bool) -> None:
             body = "\n".join(pending)
-            cue = self.cue(persona, last)
+            cue = self.cue(persona, last, answers)
             messages.append({"role": "user", "content": f"{body}\n\n{cue}" if body else cue})
             pending.clear()
 
         for line in lines:
             if line.speaker == persona.name:
-                close_block()
+                close_block(line.answering)
                 messages.append({"role": "assistant", "content": line.text})
             else:
                 pending.append(f"{line.speaker}: {line.text}")
                 last = line
-        close_block()
+        close_block(answering)
         return messages
 
     def _transcript_messages(
-        self, persona: Persona, summary: str | None, lines: Sequence[Line]
+        self, persona: Persona, summary: str | None, lines: Sequence[Line], answering: bool = False
     ) -> list[dict[str, str]]:
         recent = list(lines[-self.window :])
         body = [f"(Earlier: {summary.strip()})"] if summary else []
         body += [f"{line.speaker}: {line.text}" for line in recent]
         last = next((line for line in reversed(recent) if line.speaker != persona.name), None)
-        cue = self.cue(persona, last)
+        cue = self.cue(persona, last, answering)
         content = "\n".join(body) + "\n\n" + cue if body else cue
         return [{"role": "system", "content": self.system_text(persona)}, {"role": "user", "content": content}]
 
-    def render(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> Rendered:
-        messages = self.messages(persona, summary, lines)
+    def render(self, persona: Persona, summary: str | None, lines: Sequence[Line], answering: bool = False) -> Rendered:
+        messages = self.messages(persona, summary, lines, answering)
         return Rendered(render_chat(self._template, messages), tuple(messages))
 
     def render_ballot(self, persona: Persona, summary: str | None, lines: Sequence[Line]) -> str:

@@ -25,6 +25,7 @@ Cut = Literal["skip", "interrupt"]  # how the watcher cut the turn under way
 class Interjection:
     text: str
     speaker: str
+    source: str | None = None  # its way in ("box", "file"...), recorded as `Turn.source`
 
 
 @dataclass
@@ -118,7 +119,7 @@ class RunControl:
             self.cut = self.cut or "interrupt"
             self.generation.cancel()
 
-    def interject(self, text: str, speaker: str = AUDIENCE) -> Interjection:
+    def interject(self, text: str, speaker: str = AUDIENCE, source: str | None = None) -> Interjection:
         """Queue a line from the floor; it becomes the next turn. Taken even while paused."""
         text = text.strip()
         speaker = (speaker or AUDIENCE).strip()
@@ -126,7 +127,7 @@ class RunControl:
             raise ConfigError("an interjection needs some text")
         if not speaker or any(ch in speaker for ch in ":\n\r\t") or len(speaker) > 40:
             raise ConfigError("the interjecting speaker's name must be one short line without ':'")
-        item = Interjection(text, speaker)
+        item = Interjection(text, speaker, source)
         self.interjections.append(item)
         self._wake.set()
         return item

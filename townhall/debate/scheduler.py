@@ -9,7 +9,7 @@ PUBLIC API CONTRACT (other layers code against this; the debate work implements 
     scheduler.pause(); scheduler.resume(); scheduler.step()   # step = one turn, then pause
     scheduler.skip()        # skip the current/next speaker; a cut turn is TurnStatus.SKIPPED
     scheduler.interrupt()   # stop the turn being generated; its text is kept, INTERRUPTED
-    scheduler.interject(text, speaker="Audience")   # queued; becomes the next turn
+    scheduler.interject(text, speaker="Audience", source=None)   # queued; becomes the next turn
     scheduler.stop()        # watcher ends the session after the current turn is settled
     scheduler.call_vote()   # end after the current turn with the closing ballot and the minutes
     scheduler.regenerate(index=None)    # draw turn `index` (the last when None) again, on a new branch
@@ -39,7 +39,13 @@ Notes on behaviour beyond the contract:
   recorded DEGENERATE and kept out of every prompt.
 - Under the `agenda` policy each turn carries its phase (`Turn.phase`, `TurnStarted.phase`)
   and the moderator's lines are written from the agenda (`Turn.scripted`), not generated.
-- Interjections are taken even while paused; they never wait for the model.
+- Interjections are taken even while paused; they never wait for the model. `source` is
+  recorded on the turn (`Turn.source`: "box", "file"...), and so is the participant it names
+  (`Turn.addressed`, `debate/addressing.py`). That participant answers it next under every
+  policy (`Turn.answers`, with a cue saying it answers the audience); a line naming the
+  moderator or nobody is handed on by the moderator under the agenda (a scripted line) and
+  answered by the next speaker under the others. The agenda then goes on where it was. A
+  skip asked while an answer is due passes over the speaker after the answer.
 - Branch operations (regenerate, edit, fork, alternative, switch_branch) are queued like
   interjections and applied at the next turn boundary, also while paused (a regenerate then
   generates its one turn and stays paused). Each publishes BranchCreated when it makes a
@@ -92,6 +98,7 @@ from townhall.debate.announcing import Announcer
 from townhall.debate.branching import BranchOp, BranchService, Regenerate
 from townhall.debate.cast import Cast
 from townhall.debate.clerk import Clerk
+from townhall.debate.addressing import Answer
 from townhall.debate.context import make_strategy
 from townhall.debate.prompting import DEBATE_SAMPLING, PromptBuilder
 from townhall.debate.prompts import AUDIENCE
@@ -257,8 +264,8 @@ class Scheduler:
         """Stop the turn being generated; the text so far is kept, marked INTERRUPTED."""
         self.control.interrupt()
 
-    def interject(self, text: str, speaker: str = AUDIENCE) -> None:
-        self.control.interject(text, speaker)
+    def interject(self, text: str, speaker: str = AUDIENCE, source: str | None = None) -> None:
+        self.control.interject(text, speaker, source)
         self.floor.next_speaker = self.control.interjections[0].speaker
 
     def stop(self) -> None:
@@ -392,14 +399,28 @@ class Scheduler:
 
     async def _next_turn(self) -> None:
         slot = self.order.slot()
+        answer = self.order.answer()
+        if answer is not None:
+            await self._answer(answer, slot.phase if slot is not None else None)
+            return
         speaker = await self.order.choose(self.control.take_skip())
         if slot is not None and slot.line is not None and slot.speaker == speaker.name:
             await self.turn_taker.scripted_turn(speaker, slot.line, slot.phase)
         else:
             await self._agent_turn(speaker, slot.phase if slot is not None else None)
 
-    async def _agent_turn(self, speaker: Persona, phase: str | None) -> None:
-        await self.turn_taker.agent_turn(speaker, phase)
+    async def _answer(self, answer: Answer, phase: str | None) -> None:
+        """The turn an audience line is due: the moderator's hand-off, or the answer itself."""
+        question = answer.question.node
+        if answer.line is not None and self.moderator is not None:
+            await self.turn_taker.scripted_turn(self.moderator, answer.line, phase, answers=question,
+                                                addressed=answer.to)
+            return
+        speaker = self.cast.persona(answer.speaker) if answer.speaker else await self.order.choose(False)
+        await self._agent_turn(speaker, phase, answers=question)
+
+    async def _agent_turn(self, speaker: Persona, phase: str | None, answers: str | None = None) -> None:
+        await self.turn_taker.agent_turn(speaker, phase, answers=answers)
         if not self.control.stop_requested:
             await self.voting.after_turn(speaker)
 
@@ -439,7 +460,7 @@ class Scheduler:
             turn = self.tree.nodes[op.node]
             self.branches.check_regenerable(turn)
             self.status = "running"
-            await self._agent_turn(self.cast.persona(turn.speaker), turn.phase)
+            await self._agent_turn(self.cast.persona(turn.speaker), turn.phase, answers=turn.answers)
         self._settle_status()
 
     def _rebuild(self, start: int) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
+from townhall.debate.prompts import AUDIENCE
 from townhall.debate.sides import with_sides
 from townhall.domain.events import Event, EventBus, OutcomeDecided, SchedulerStatus, SessionEnded, Subscriber
 from townhall.domain.personas import Persona
@@ -82,7 +83,7 @@ class SessionScheduler(Protocol):
     def step(self) -> None: ...
     def skip(self) -> None: ...
     def interrupt(self) -> None: ...
-    def interject(self, text: str, speaker: str = ...) -> None: ...
+    def interject(self, text: str, speaker: str = ..., source: str | None = ...) -> None: ...
     def stop(self) -> None: ...
     def call_vote(self) -> None:
         """End after the current turn with the closing ballot and the minutes."""
@@ -103,6 +104,17 @@ SchedulerFactory = Callable[..., SessionScheduler]
 # A branch key's operation (regenerate, edit, fork, alternative) as a front end queues it
 # on a scheduler; one queued before `run()` is applied first.
 BranchKeyOp = Callable[[SessionScheduler], None]
+
+
+class Feed(Protocol):
+    """A way in for interjections besides the front end's own (`interject_file.InterjectionFile`):
+    checked when the session is built, run beside the debate, cancelled when it ends."""
+
+    def check(self) -> None:
+        """Raise ConfigError when it cannot feed (a bad path): before anything runs."""
+
+    async def run(self, interject: Callable[[str, str], None]) -> None:
+        """Hand each line to `interject(text, source)` until cancelled."""
 
 
 class Recording(Protocol):
@@ -321,8 +333,12 @@ class Session:
         bus: EventBus | None = None,
         clock: Callable[[], float] = time.time,
         scheduler_factory: SchedulerFactory | None = None,
+        feeds: Iterable[Feed] = (),
     ) -> None:
         factory = scheduler_factory or _default_scheduler
+        self.feeds = list(feeds)
+        for feed in self.feeds:
+            feed.check()
         if plan.session_id is None and not plan.history:  # a new session: sides for everyone (debate.sides)
             plan = replace(plan, spec=with_sides(plan.spec, plan.personas))
         self.plan = plan
@@ -433,8 +449,12 @@ class Session:
                 await asyncio.wait({task})
         return task.result()
 
+    def _from_the_floor(self, text: str, source: str) -> None:
+        self.scheduler.interject(text, AUDIENCE, source)
+
     async def _run(self) -> SessionResult:
         error: str | None = None
+        feeding = [asyncio.ensure_future(feed.run(self._from_the_floor)) for feed in self.feeds]
         try:
             reason = await self.scheduler.run()
         except asyncio.CancelledError:
@@ -442,6 +462,10 @@ class Session:
         except Exception as failure:  # noqa: BLE001 - a scheduler bug ends the session, not the front end
             reason, error = "error", f"{type(failure).__name__}: {failure}"
         finally:
+            for task in feeding:
+                task.cancel()
+            if feeding:
+                await asyncio.wait(feeding)
             self.close()
         if self._ended is not None:
             error = error or self._ended.error
@@ -465,10 +489,11 @@ async def run_session(
     ctrl_c: bool = False,
     close_engine: bool = False,
     clock: Callable[[], float] = time.time,
+    feeds: Iterable[Feed] = (),
 ) -> SessionResult:
     """Build a Session, run it to the end and (for a command that owns the engine) close the engine."""
     try:
-        session = Session(engine, plan, store=store, views=views, clock=clock)
+        session = Session(engine, plan, store=store, views=views, clock=clock, feeds=feeds)
         return await session.run(ctrl_c=ctrl_c)
     finally:
         if close_engine:

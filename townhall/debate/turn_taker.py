@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from townhall.debate.addressing import addressed
 from townhall.debate.announcing import said_at_once, turn_started
 from townhall.debate.openings import contradicts
 from townhall.debate.prompting import PromptBuilder
@@ -74,10 +75,12 @@ class TurnTaker:
         self.floor = floor
 
     # -- said at once ---------------------------------------------------------------------------
-    async def scripted_turn(self, persona: Persona, line: str, phase: str | None) -> None:
-        """The moderator's line from the agenda (or the ballot's announcement): said at once."""
+    async def scripted_turn(self, persona: Persona, line: str, phase: str | None, *, answers: str | None = None,
+                            addressed: str | None = None) -> None:
+        """The moderator's line from the agenda, its hand-off of an audience line (`answers`, to
+        `addressed`) or the ballot's announcement: said at once."""
         turn = Turn(index=len(self.run.transcript.turns), speaker=persona.name, kind=TurnKind.MODERATOR, content=line,
-                    started_at=self.run.out.clock(), phase=phase, scripted=True)
+                    started_at=self.run.out.clock(), phase=phase, scripted=True, answers=answers, addressed=addressed)
         self.run.transcript.add(turn)
         self.floor.current_speaker, self.floor.next_speaker = persona.name, None
         for event in said_at_once(self.run.out.session_id, turn, self.run.out.clock):
@@ -86,21 +89,26 @@ class TurnTaker:
             await self.run.out.publish(event)
 
     async def interjection_turn(self, item: Interjection) -> None:
-        """A line from the floor: it never waits for the model."""
+        """A line from the floor: it never waits for the model. The participant it names is
+        recorded (`debate/addressing.py`): the turn order has them answer it next."""
+        names = [p.name for p in self.run.cast.participants]
         turn = Turn(index=len(self.run.transcript.turns), speaker=item.speaker, kind=TurnKind.AUDIENCE,
-                    content=item.text, status=TurnStatus.STREAMING, started_at=self.run.out.clock())
+                    content=item.text, status=TurnStatus.STREAMING, started_at=self.run.out.clock(),
+                    source=item.source, addressed=addressed(item.text, names))
         self.run.transcript.add(turn)
         for event in said_at_once(self.run.out.session_id, turn, self.run.out.clock, streamed=False):
             await self.run.out.publish(event)
 
     # -- drawn from the model -------------------------------------------------------------------
-    async def agent_turn(self, persona: Persona, phase: str | None = None) -> None:
+    async def agent_turn(self, persona: Persona, phase: str | None = None, *, answers: str | None = None) -> None:
+        """The persona's turn; `answers` (an audience line's node) makes it the answer to that
+        line, and its prompt's cue says so."""
         index = len(self.run.transcript.turns)
         kind = TurnKind.MODERATOR if persona is self.run.cast.moderator else TurnKind.AGENT
         sampling = self.prompts.sampling(persona, index, 0)
-        rendered = await self.prompts.fit(persona, sampling.max_tokens)
+        rendered = await self.prompts.fit(persona, sampling.max_tokens, answering=answers is not None)
         turn = Turn(index=index, speaker=persona.name, kind=kind, started_at=self.run.out.clock(), sampling=sampling,
-                    phase=phase)
+                    phase=phase, answers=answers)
         self.run.transcript.add(turn)
         self.floor.current_speaker, self.floor.next_speaker = persona.name, None
         self.control.cut = None

@@ -47,9 +47,18 @@ class Turn:
     parent: str | None = field(default=None, compare=False)
     branch: int = 1  # the branch it was said on (1: the session's first)
     author: str | None = None  # WATCHER when the watcher wrote its text (an edit), else None
+    # An audience line's way in (BOX, FILE, or what an API caller names), else None.
+    source: str | None = None
+    # Whom the line addressed by name: an audience line's participant, or the one a moderator's
+    # hand-off gives the question to (debate/addressing.py); None when it named nobody.
+    addressed: str | None = None
+    # The node of the audience line this turn answers (the answer, or the moderator's hand-off):
+    # such a turn is outside the agenda's plan, which goes on where it was.
+    answers: str | None = None
 
 
 WATCHER = "watcher"
+BOX, FILE = "box", "file"  # where an audience line came from: the TUI's box, a watched file
 
 
 def new_node_id() -> str:
@@ -61,7 +70,12 @@ def uses_turn_budget(turn: Turn) -> bool:
     """Whether a turn counts against `max_turns` and the token budget.
 
     One rule for the scheduler (this run's budget) and for resuming (what a stored
-    session has used): a persona spoke, or tried to; audience lines and skipped
-    turns are free.
+    session has used): a persona spoke, or tried to; audience lines, skipped turns
+    and the agenda's answers to the audience are free. Under the agenda (whose turns
+    have a phase) an answer is said outside the plan, which the budget was sized to
+    with the closing statements at its end; under the other policies the answer is
+    the debate's next turn and counts like any other.
     """
-    return turn.kind != TurnKind.AUDIENCE and turn.status != TurnStatus.SKIPPED
+    if turn.kind == TurnKind.AUDIENCE or turn.status == TurnStatus.SKIPPED:
+        return False
+    return turn.answers is None or turn.phase is None

@@ -1,10 +1,10 @@
 """The JSON export: everything the database holds about one session, versioned.
 
-Schema `townhall.session`, version 3 (these pydantic models are its definition;
+Schema `townhall.session`, version 4 (these pydantic models are its definition;
 `json_schema()` prints it as JSON Schema):
 
     {
-      "format": "townhall.session", "version": 3, "townhall_version": "0.1.0",
+      "format": "townhall.session", "version": 4, "townhall_version": "0.1.0",
       "branch": 1,                                 # the branch whose path `turns` is
       "session": {id, title, motion, status, end_reason, error, created_at, updated_at,
                   ended_at, seed, spec: {...the town hall as given...},
@@ -15,7 +15,8 @@ Schema `townhall.session`, version 3 (these pydantic models are its definition;
                          generated_tokens, ttft_ms, decode_tps, restore_ms, save_ms,
                          total_ms, finish_reason} | null,
                  sampling: {...resolved sampling...} | null, retries, error,
-                 node, parent, branch, author, phase, scripted}, ...],   # one branch's path
+                 node, parent, branch, author, phase, scripted,
+                 source, addressed, answers}, ...],   # one branch's path
       "events": [{at, type, detail}, ...],         # pauses, strategy actions, errors, start/end
       "stances": [{agent, round, turn_index, p_for, method, at}, ...],   # the stance probe's readings
       "outcome": {votes: [{agent, choice, p_for}], votes_for, votes_against, result, announcement,
@@ -24,8 +25,10 @@ Schema `townhall.session`, version 3 (these pydantic models are its definition;
 
 Version 2 added `stances` and `outcome`; version 3 added `branch` and the turns' place in
 the tree (`node`, `parent`, `branch`), `author` ("watcher" for a turn the watcher wrote or
-edited), `phase` and `scripted`. A document holds one branch's path with that branch's
-stances and outcome, and imports as a session of one branch; versions 1 and 2 still import.
+edited), `phase` and `scripted`; version 4 added where an audience line came from (`source`:
+"box", "file"...), whom it addressed (`addressed`) and the audience line a turn answers
+(`answers`, a node). A document holds one branch's path with that branch's stances and
+outcome, and imports as a session of one branch; versions 1 to 3 still import.
 
 Times are epoch seconds. No export time is written, so export -> import -> export
 gives the same document but for the session id. A reader must refuse a higher
@@ -50,7 +53,7 @@ from townhall.store.records import SessionStatus, stance_as_dict
 from townhall.domain.turns import Turn, TurnKind, TurnStatus
 
 FORMAT_NAME: Literal["townhall.session"] = "townhall.session"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 class _Model(BaseModel):
@@ -99,6 +102,9 @@ class TurnOut(_Model):
     author: str | None = Field(default=None, description='"watcher" when the watcher wrote its text')
     phase: str | None = None
     scripted: bool = False
+    source: str | None = Field(default=None, description='an audience line\'s way in: "box", "file"...')
+    addressed: str | None = Field(default=None, description="the participant an audience line or a hand-off named")
+    answers: str | None = Field(default=None, description="the node of the audience line this turn answers")
 
 
 class EventOut(_Model):

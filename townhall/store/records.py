@@ -228,6 +228,9 @@ def turn_to_row(session_id: str, turn: Turn) -> dict[str, Any]:
         "author": turn.author,
         "phase": turn.phase,
         "scripted": int(turn.scripted),
+        "source": turn.source,
+        "addressed": turn.addressed,
+        "answers": turn.answers,
         "speaker": turn.speaker,
         "kind": str(TurnKind(turn.kind)),
         "content": turn.content,
@@ -273,6 +276,9 @@ def row_to_turn(row: dict[str, Any]) -> Turn:
         parent=row.get("parent"),
         branch=int(row.get("branch") or 1),
         author=row.get("author"),
+        source=row.get("source"),
+        addressed=row.get("addressed"),
+        answers=row.get("answers"),
     )
 
 

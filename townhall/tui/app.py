@@ -24,7 +24,7 @@ from townhall.paths import user_data_dir
 from townhall.domain.personas import Persona
 from townhall.tui.bindings import ACTIONS, app_bindings
 from townhall.tui.config import TuiConfig, save_config
-from townhall.debate.session import SchedulerFactory, SessionPlan
+from townhall.debate.session import Feed, SchedulerFactory, SessionPlan
 from townhall.tui.engine_holder import EngineFactory, EngineHolder
 from townhall.tui.messages import ShowError
 from townhall.tui.screens.debate_screen import DebateScreen
@@ -56,6 +56,7 @@ class TownhallApp(App[None]):
         clock: Callable[[], float] = time.time,
         save_settings: bool = True,
         exports_dir: Path | None = None,
+        feeds: Sequence[Feed] = (),
     ) -> None:
         super().__init__()
         self.engines = EngineHolder(engine, engine_factory, engine_config)
@@ -72,6 +73,7 @@ class TownhallApp(App[None]):
             scheduler_factory=scheduler_factory,
             clock=clock,
             exports_dir=self.exports_dir,
+            feeds=feeds,
         )
 
     def get_default_screen(self) -> Screen[Any]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol
 
 from townhall.debate.ballot import VOTE_PHASE
 from townhall.debate.session import SessionScheduler
+from townhall.debate.prompts import AUDIENCE
 from townhall.domain.events import (
     BranchCreated,
     BranchSwitched,
@@ -38,7 +39,7 @@ from townhall.domain.events import (
     TurnStarted,
 )
 from townhall.domain.personas import Persona
-from townhall.domain.turns import WATCHER, Turn, TurnKind, TurnStatus, uses_turn_budget
+from townhall.domain.turns import BOX, WATCHER, Turn, TurnKind, TurnStatus, uses_turn_budget
 from townhall.errors import TownhallError
 from townhall.tui.colours import AUDIENCE_COLOUR, SUMMARY_COLOUR, speaker_colour
 
@@ -446,7 +447,7 @@ class DebateViewModel:
         if (scheduler := self.steerable()) is None:
             return False
         try:
-            scheduler.interject(text)
+            scheduler.interject(text, AUDIENCE, BOX)
         except TownhallError as exc:
             self.view.say(str(exc), severity="error", markup=False)
             return False

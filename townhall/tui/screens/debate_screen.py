@@ -13,7 +13,7 @@ the room: the roster shrinks to a name column and the stats pane hides unless as
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -29,7 +29,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, TextArea
 
-from townhall.debate.session import BranchKeyOp, SchedulerFactory, Session, SessionPlan, SessionScheduler
+from townhall.debate.session import BranchKeyOp, Feed, SchedulerFactory, Session, SessionPlan, SessionScheduler
 from townhall.domain.events import Event, OutcomeDecided, TokenStreamed, TurnStarted
 from townhall.domain.personas import Persona
 from townhall.domain.turns import Turn
@@ -102,8 +102,10 @@ class DebateScreen(Screen[None]):
         scheduler_factory: SchedulerFactory | None = None,
         clock: Callable[[], float] = time.time,
         exports_dir: Path,
+        feeds: Sequence[Feed] = (),
     ) -> None:
         super().__init__(id="debate")
+        self.feeds = list(feeds)  # other ways in for interjections (`--interject-file`), for every session
         self.debate = debate
         self.engines = engines
         self.store = store
@@ -265,7 +267,7 @@ class DebateScreen(Screen[None]):
         self.post_message(EngineReady(engine.info))
         try:
             session = Session(engine, plan, store=self.store, views=[self._on_scheduler_event], clock=self.clock,
-                              scheduler_factory=self.scheduler_factory)
+                              scheduler_factory=self.scheduler_factory, feeds=self.feeds)
         except TownhallError as exc:
             self.post_message(EngineFailed("The town hall could not start", str(exc)))
             return
