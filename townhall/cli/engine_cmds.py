@@ -25,7 +25,8 @@ def local_report(model: str | None, n_ctx: int, threads: int | None, gpu_layers:
     import llama_cpp
 
     from townhall.engine.local import LocalEngine
-    from townhall.engine.model_file import embedded_sha256, resolve_model_path, sha256_file, validate_model_file
+    from townhall.engine.model_file import embedded_sha256, sha256_file, validate_model_file
+    from townhall.engine.model_names import resolve_model_path
     from townhall.engine.system import gpu_offload_supported, physical_cores
 
     path = resolve_model_path(model)
