@@ -62,6 +62,7 @@ def launch(
     agents_dir: Path | None = None,
 ) -> None:
     """Build the dependencies, run the app, and close the record whatever happens."""
+    from townhall.engine.discovery import discover
     from townhall.engine.factory import build_engine
     from townhall.domain.personas import PersonaRegistry
     from townhall.domain.spec import load_spec
@@ -85,6 +86,7 @@ def launch(
             store=store,
             config=tui_config,
             available_personas=registry.all(),
+            find_models=lambda: discover().models(),
         )
         app.run()
     finally:
