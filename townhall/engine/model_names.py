@@ -55,10 +55,8 @@ def find_candidate(name: str, found: Discovery) -> Candidate:
     if scheme in SCHEMES:
         return _by_scheme(name, scheme, rest, found)
     matches = _matching(name, found.candidates)
-    if len(matches) == 1:
-        return matches[0]
     if matches:
-        raise ModelFileError(_ambiguous(name, matches))
+        return _one(name, matches)
     raise ModelFileError(
         f"no model named {name!r} on this machine (looked in {found.looked()}); `townhall models` lists the "
         f"names found, `ollama pull {name}` would fetch it with Ollama, or pass a GGUF path"
@@ -72,10 +70,8 @@ def _by_scheme(name: str, scheme: str, rest: str, found: Discovery) -> Candidate
         wanted = f"{name}:latest"
     exact = [c for c in ours if c.name.casefold() == wanted.casefold()]
     matches = exact or [c for c in ours if wanted.casefold() in (a.casefold() for a in c.aliases)]
-    if len(matches) == 1:
-        return matches[0]
     if matches:
-        raise ModelFileError(_ambiguous(name, matches))
+        return _one(name, matches)
     where = ", ".join(str(p.path) for p in found.places if p.source == scheme and p.path is not None) or "nowhere"
     raise ModelFileError(f"{wanted} is not on this machine (looked in {where}); {_fetch_hint(scheme, rest)}")
 
@@ -96,6 +92,13 @@ def _matching(name: str, candidates: Sequence[Candidate]) -> list[Candidate]:
     return exact or [c for c in candidates if key in (a.casefold() for a in c.aliases)]
 
 
-def _ambiguous(name: str, matches: Sequence[Candidate]) -> str:
+def _one(name: str, matches: Sequence[Candidate]) -> Candidate:
+    """The only match, else the only usable one (a repo with one good GGUF beside a broken
+    download); several that work are for the user to pick."""
+    if len(matches) == 1:
+        return matches[0]
+    usable = [c for c in matches if c.facts().usable]
+    if len(usable) == 1:
+        return usable[0]
     names = ", ".join(c.name for c in matches)
-    return f"{name!r} names {len(matches)} models ({names}); pass one of those names"
+    raise ModelFileError(f"{name!r} names {len(matches)} models ({names}); pass one of those names")
