@@ -48,7 +48,8 @@ def layouts(tmp_path: Path) -> dict[str, str]:
 
 
 def _found(env: dict[str, str], tmp_path: Path) -> dict[str, FoundModel]:
-    return {m.name: m for m in discover(env, home=tmp_path).models() if m.candidate.source not in ("embedded", "package")}
+    models = discover(env, home=tmp_path).models()
+    return {m.name: m for m in models if m.candidate.source not in ("embedded", "package")}
 
 
 def test_every_layout_is_listed_with_its_facts(layouts: dict[str, str], tmp_path: Path) -> None:
@@ -64,7 +65,8 @@ def test_every_layout_is_listed_with_its_facts(layouts: dict[str, str], tmp_path
     assert tiny.context_length == 2048 and tiny.chat_template and tiny.prompt_format == "chat"
     assert tiny.path.parent.name == "blobs" and tiny.path.name.startswith("sha256-")
     assert tiny.size_bytes == len(gguf_bytes(name="Tiny Chat", chat=True))
-    assert found["ollama:tiny:q8"].facts.quantisation == "Q8_0" and found["ollama:tiny:q8"].facts.prompt_format == "transcript"
+    q8 = found["ollama:tiny:q8"].facts
+    assert q8.quantisation == "Q8_0" and q8.prompt_format == "transcript"
     hf = found["hf:TheOrg/Tiny-GGUF/tiny-q4_k_m.gguf"].facts
     assert hf.usable and hf.parameters == "32" and hf.path.is_symlink()  # no size label: counted from the tensors
     solo = found["lmstudio:pub/Solo-GGUF/solo.gguf"].facts
@@ -203,4 +205,5 @@ def test_a_name_not_on_the_machine_says_where_it_looked_and_how_to_fetch_it(
         find_candidate(name, _discovery(layouts, tmp_path))
     message = str(info.value)
     assert "\n" not in message and fetch in message
-    assert layouts[{"ollama": "OLLAMA_MODELS", "hf": "HF_HUB_CACHE", "lmstudio": "LMSTUDIO_MODELS_DIR"}[looked]] in message
+    variable = {"ollama": "OLLAMA_MODELS", "hf": "HF_HUB_CACHE", "lmstudio": "LMSTUDIO_MODELS_DIR"}[looked]
+    assert layouts[variable] in message
