@@ -15,7 +15,7 @@ from townhall import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = [
-    "doctor", "bench", "run", "tui", "agents", "sessions", "search", "export", "import", "resume", "generate",
+    "doctor", "models", "bench", "run", "tui", "agents", "sessions", "search", "export", "import", "resume", "generate",
 ]
 
 
