@@ -15,7 +15,7 @@ from townhall import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = [
-    "doctor", "bench", "run", "tui", "agents", "sessions", "search", "export", "import", "resume", "generate",
+    "doctor", "models", "bench", "run", "tui", "agents", "sessions", "search", "export", "import", "resume", "generate",
 ]
 
 
@@ -76,6 +76,7 @@ def test_doctor_json_tells_the_truth(model_path: Path) -> None:
     assert report["model_sha256"] == "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
     assert report["architecture"] == "gemma3" and report["trained_context"] == 32768
     assert report["has_chat_template"] is False and report["prompt_format"] == "transcript"
+    assert any(m["name"] == "embedded" and m["usable"] for m in report["models_found"]["models"])
     assert report["llama_cpp_python_version"] == llama_cpp.__version__
     assert report["gpu_offload_supported"] == bool(llama_cpp.llama_supports_gpu_offload())
     if not report["gpu_offload_supported"]:

@@ -25,7 +25,8 @@ def local_report(model: str | None, n_ctx: int, threads: int | None, gpu_layers:
     import llama_cpp
 
     from townhall.engine.local import LocalEngine
-    from townhall.engine.model_file import embedded_sha256, resolve_model_path, sha256_file, validate_model_file
+    from townhall.engine.model_file import embedded_sha256, sha256_file, validate_model_file
+    from townhall.engine.model_names import resolve_model_path
     from townhall.engine.system import gpu_offload_supported, physical_cores
 
     path = resolve_model_path(model)
@@ -90,10 +91,19 @@ def doctor(
                 typer.echo(line)
         return
     report = local_report(config.model, config.n_ctx, config.threads, config.gpu_layers)
+    from townhall.cli.model_cmds import discovery_report, model_lines
+    from townhall.engine.discovery import discover
+
+    discovery = discover()
+    found = discovery.models()
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json.dumps({**report, "models_found": discovery_report(discovery, found)}, indent=2))
     else:
         _echo_lines(_pair_lines(report))
+        typer.echo("models looked for in:")
+        _echo_lines(f"  {place.describe()}" for place in discovery.places)
+        typer.echo("models found:")
+        _echo_lines(f"  {line}" for line in model_lines(found))
 
 
 def _echo_lines(lines: Iterable[str]) -> None:

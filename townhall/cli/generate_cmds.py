@@ -126,7 +126,8 @@ async def _run(engine: Engine, width: int | None, width_of_server: Callable[[int
 
 def _local_default(model: str | None, gpu_layers: int, agents: int, n_ctx: int) -> int:
     """`generate.parallel.local_parallel` for this machine and model (the file's header only)."""
-    from townhall.engine.model_file import resolve_model_path, validate_model_file
+    from townhall.engine.model_file import validate_model_file
+    from townhall.engine.model_names import resolve_model_path
     from townhall.engine.system import gpu_offload_supported, physical_cores
     from townhall.generate.parallel import available_memory, local_parallel
 

@@ -26,7 +26,8 @@ _PANEL = "Engine"  # one panel in --help, the same in every command
 ModelOpt = Annotated[
     Optional[str],
     typer.Option("--model", "-m", rich_help_panel=_PANEL,
-        help="GGUF model file (default: $TOWNHALL_MODEL, else the embedded Gemma 3 270M)."),
+        help="GGUF path, or a name from `townhall models` (ollama:NAME:TAG, hf:ORG/REPO/FILE, "
+             "lmstudio:PUBLISHER/REPO); default: $TOWNHALL_MODEL, else the embedded Gemma 3 270M."),
 ]
 NCtxOpt = Annotated[Optional[int], typer.Option("--n-ctx", rich_help_panel=_PANEL,
     help="Context size per agent, in tokens.")]

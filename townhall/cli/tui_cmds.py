@@ -64,6 +64,7 @@ def launch(
     interject_file: Path | None = None,
 ) -> None:
     """Build the dependencies, run the app, and close the record whatever happens."""
+    from townhall.engine.discovery import discover
     from townhall.engine.factory import build_engine
     from townhall.domain.personas import PersonaRegistry
     from townhall.domain.spec import load_spec
@@ -89,6 +90,7 @@ def launch(
             config=tui_config,
             available_personas=registry.all(),
             feeds=feeds,
+            find_models=lambda: discover().models(),
         )
         app.run()
     finally:

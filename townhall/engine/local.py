@@ -37,7 +37,8 @@ from townhall.engine.batch import BatchServer, Job, context_shape
 from townhall.engine.config import EngineConfig
 from townhall.engine.core import LlamaCore
 from townhall.engine.decoding import TokenClasses
-from townhall.engine.model_file import GGUFHeader, resolve_model_path, validate_model_file
+from townhall.engine.model_file import GGUFHeader, validate_model_file
+from townhall.engine.model_names import resolve_model_path
 from townhall.engine.sequential import SequentialServer
 from townhall.engine.states import AgentStates, SavedState
 from townhall.engine.system import context_defaults, gpu_offload_supported, physical_cores, without_cpu_repack

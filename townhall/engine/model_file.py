@@ -21,6 +21,14 @@ _SCALARS = {  # GGUF metadata value type -> struct format
     0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
 }
 _STRING, _ARRAY = 8, 9
+# llama.cpp's `llama_ftype` -> the name its quantize tool gives it (general.file_type).
+_FILE_TYPES: dict[int, str] = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
+    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
+    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
+    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0",
+    37: "TQ2_0", 38: "MXFP4_MOE",
+}
 # ggml type -> (elements per block, bytes per block), for the tensor-data size check.
 _GGML_BLOCKS: dict[int, tuple[int, int]] = {
     0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
@@ -37,6 +45,7 @@ class GGUFHeader:
     tensor_count: int
     metadata: dict[str, Any] = field(default_factory=dict)
     expected_size: int | None = None  # bytes the tensor data needs, when every type is known
+    parameter_count: int = 0  # elements over every tensor
 
     @property
     def architecture(self) -> str | None:
@@ -60,6 +69,28 @@ class GGUFHeader:
     def chat_template(self) -> str | None:
         return self.metadata.get("tokenizer.chat_template")
 
+    @property
+    def quantisation(self) -> str | None:
+        """The file type's name as llama.cpp's quantize tool spells it (`Q4_K_M`)."""
+        file_type = self.metadata.get("general.file_type")
+        if not isinstance(file_type, int):
+            return None
+        return _FILE_TYPES.get(file_type, f"type {file_type}")
+
+    @property
+    def size_label(self) -> str | None:
+        """`general.size_label` (`270M`), else the tensors' element count rounded the same way."""
+        label = self.metadata.get("general.size_label")
+        if isinstance(label, str) and label:
+            return label
+        count = self.parameter_count
+        if not count:
+            return None
+        for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+            if count >= scale:
+                return f"{count / scale:.3g}{unit}"
+        return str(count)
+
 
 class _Truncated(Exception):
     pass
@@ -79,10 +110,32 @@ class _Reader:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
 
     def string(self) -> str:
-        n = self.unpack("<Q")
+        return self.take(self._length()).decode("utf-8", errors="replace")
+
+    def _length(self) -> int:
+        n: int = self.unpack("<Q")
         if n > 1 << 30:
             raise ValueError("string length out of range")
-        return self.take(n).decode("utf-8", errors="replace")
+        return n
+
+    def skip_strings(self, count: int) -> None:
+        """Step over `count` strings without decoding them, reading a block at a time: a
+        vocabulary of 262k tokens is most of a header, and a seek per string is slow."""
+        buf, pos = b"", 0
+        for _ in range(count):
+            if pos + 8 > len(buf):
+                buf = buf[pos:] + self.fh.read(1 << 20)
+                pos = 0
+                if len(buf) < 8:
+                    raise _Truncated
+            n = struct.unpack_from("<Q", buf, pos)[0]
+            if n > 1 << 30:
+                raise ValueError("string length out of range")
+            pos += 8 + n
+            if pos > len(buf):
+                self.fh.seek(pos - len(buf), os.SEEK_CUR)
+                buf, pos = b"", 0
+        self.fh.seek(pos - len(buf), os.SEEK_CUR)
 
     def value(self, vtype: int, keep: bool) -> Any:
         if vtype in _SCALARS:
@@ -94,6 +147,9 @@ class _Reader:
             if itype in _SCALARS and not keep:
                 self.fh.seek(struct.calcsize(_SCALARS[itype]) * count, os.SEEK_CUR)
                 return None
+            if itype == _STRING and not keep:
+                self.skip_strings(count)
+                return None
             items = [self.value(itype, keep) for _ in range(count)]
             return items if keep else None
         raise ValueError(f"unknown metadata type {vtype}")
@@ -101,52 +157,61 @@ class _Reader:
 
 def read_gguf_header(path: Path) -> GGUFHeader:
     """Parse the GGUF header and metadata (arrays other than small ones are skipped)."""
-    size = path.stat().st_size
     with path.open("rb") as fh:
-        reader = _Reader(fh)
-        try:
-            if reader.take(4) != GGUF_MAGIC:
-                raise ModelFileError(f"{path}: not a GGUF model file (bad magic bytes)")
-            version = reader.unpack("<I")
-            if version not in (2, 3):
-                raise ModelFileError(f"{path}: unsupported GGUF version {version}")
-            tensor_count, kv_count = reader.unpack("<Q"), reader.unpack("<Q")
-            if tensor_count > 1_000_000 or kv_count > 1_000_000:
-                raise ModelFileError(f"{path}: corrupt GGUF header (implausible counts)")
-            metadata: dict[str, Any] = {}
-            for _ in range(kv_count):
-                key = reader.string()
-                vtype = reader.unpack("<I")
-                keep = not key.startswith("tokenizer.ggml.")
-                metadata[key] = reader.value(vtype, keep)
-            alignment = int(metadata.get("general.alignment", 32) or 32)
-            data_needed = 0
-            known = True
-            for _ in range(tensor_count):
-                reader.string()
-                n_dims = reader.unpack("<I")
-                dims = [reader.unpack("<Q") for _ in range(n_dims)]
-                ggml_type, offset = reader.unpack("<I"), reader.unpack("<Q")
-                elements = 1
-                for d in dims:
-                    elements *= d
-                block = _GGML_BLOCKS.get(ggml_type)
-                if block is None:
-                    known = False
-                    continue
-                data_needed = max(data_needed, offset + elements // block[0] * block[1])
-            data_start = fh.tell()
-            data_start += (-data_start) % alignment
-        except _Truncated:
-            raise ModelFileError(f"{path}: truncated GGUF file (header ends early)") from None
-        except (ValueError, struct.error, OverflowError) as exc:
-            raise ModelFileError(f"{path}: corrupt GGUF file ({exc})") from None
+        return parse_gguf_header(fh, path.stat().st_size, path)
+
+
+def parse_gguf_header(fh: BinaryIO, size: int, path: Path) -> GGUFHeader:
+    """The header of the GGUF of `size` bytes that `fh` reads from its start; errors name `path`.
+
+    Skipping past the end of a file reads nothing, so a header cut short is caught however
+    it was skipped into."""
+    reader = _Reader(fh)
+    try:
+        if reader.take(4) != GGUF_MAGIC:
+            raise ModelFileError(f"{path}: not a GGUF model file (bad magic bytes)")
+        version = reader.unpack("<I")
+        if version not in (2, 3):
+            raise ModelFileError(f"{path}: unsupported GGUF version {version}")
+        tensor_count, kv_count = reader.unpack("<Q"), reader.unpack("<Q")
+        if tensor_count > 1_000_000 or kv_count > 1_000_000:
+            raise ModelFileError(f"{path}: corrupt GGUF header (implausible counts)")
+        metadata: dict[str, Any] = {}
+        for _ in range(kv_count):
+            key = reader.string()
+            vtype = reader.unpack("<I")
+            keep = not key.startswith("tokenizer.ggml.")
+            metadata[key] = reader.value(vtype, keep)
+        alignment = int(metadata.get("general.alignment", 32) or 32)
+        data_needed = 0
+        parameters = 0
+        known = True
+        for _ in range(tensor_count):
+            reader.string()
+            n_dims = reader.unpack("<I")
+            dims = [reader.unpack("<Q") for _ in range(n_dims)]
+            ggml_type, offset = reader.unpack("<I"), reader.unpack("<Q")
+            elements = 1
+            for d in dims:
+                elements *= d
+            parameters += elements
+            block = _GGML_BLOCKS.get(ggml_type)
+            if block is None:
+                known = False
+                continue
+            data_needed = max(data_needed, offset + elements // block[0] * block[1])
+        data_start = fh.tell()
+        data_start += (-data_start) % alignment
+    except _Truncated:
+        raise ModelFileError(f"{path}: truncated GGUF file (header ends early)") from None
+    except (ValueError, struct.error, OverflowError) as exc:
+        raise ModelFileError(f"{path}: corrupt GGUF file ({exc})") from None
     expected = data_start + data_needed if known and tensor_count else None
     if expected is not None and size < expected:
         raise ModelFileError(
             f"{path}: truncated GGUF file ({size} bytes, its tensors need {expected})"
         )
-    return GGUFHeader(version, tensor_count, metadata, expected)
+    return GGUFHeader(version, tensor_count, metadata, expected, parameters)
 
 
 def validate_model_file(path: str | os.PathLike[str]) -> GGUFHeader:
@@ -192,14 +257,6 @@ def embedded_model_path() -> Path:
         return Path(embedded.assemble(output_path=target, overwrite=True))
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"{target}: could not assemble the embedded model ({exc})") from None
-
-
-def resolve_model_path(model: str | os.PathLike[str] | None = None) -> Path:
-    """`--model`, else `TOWNHALL_MODEL`, else the embedded model."""
-    chosen = model or os.environ.get("TOWNHALL_MODEL")
-    if chosen:
-        return Path(chosen).expanduser()
-    return embedded_model_path()
 
 
 def embedded_sha256() -> str | None:

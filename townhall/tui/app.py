@@ -32,6 +32,7 @@ from townhall.tui.screens.error import ErrorScreen
 from townhall.tui.themes import DEFAULT_THEME, load_themes
 
 if TYPE_CHECKING:
+    from townhall.engine.discovery import FoundModel
     from townhall.store import Store
     from townhall.tui.screens.new_townhall import NewTownhall
     from townhall.tui.screens.sessions import ResumeChoice
@@ -57,8 +58,11 @@ class TownhallApp(App[None]):
         save_settings: bool = True,
         exports_dir: Path | None = None,
         feeds: Sequence[Feed] = (),
+        find_models: Callable[[], Sequence[FoundModel]] | None = None,
     ) -> None:
+        """`find_models` lists the models the new-town-hall dialog offers (none when not given)."""
         super().__init__()
+        self.find_models = find_models
         self.engines = EngineHolder(engine, engine_factory, engine_config)
         self.store = store
         self.config = config or TuiConfig()
@@ -125,7 +129,8 @@ class TownhallApp(App[None]):
 
         screen = self.debate_screen
         self.push_screen(
-            NewTownhallScreen(self.available_personas, screen.debate.spec, self.engines.config.model),
+            NewTownhallScreen(self.available_personas, screen.debate.spec, self.engines.config.model,
+                              models=self.find_models() if self.find_models else ()),
             self._new_townhall_chosen,
         )
 

@@ -1,5 +1,8 @@
 """The new-town-hall dialog: motion, participants from the roster, policy, turns, model.
 
+The models found on the machine (`townhall models`) are offered in a list with their facts;
+picking one writes its name into the model field, where a path or any other name can be typed.
+
 Everything the user types is validated here, through the same pydantic models the
 files use, and a problem is shown as one line inside the dialog, so a typo never
 starts a broken debate or closes the dialog with the input lost.
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from pydantic import ValidationError
 from rich.text import Text
@@ -24,6 +27,9 @@ from townhall.errors import TownhallError, validation_message
 from townhall.domain.personas import Persona
 from townhall.domain.spec import PolicyName, TownHallSpec
 from townhall.debate.session import SessionPlan
+
+if TYPE_CHECKING:
+    from townhall.engine.discovery import FoundModel
 
 
 def _persona_label(persona: Persona) -> Text:
@@ -68,9 +74,12 @@ class NewTownhallScreen(ModalScreen["NewTownhall | None"]):
         Binding("ctrl+s", "start", "Start", id="townhall.new_start"),
     ]
 
-    def __init__(self, personas: Sequence[Persona], spec: TownHallSpec, model: str | None) -> None:
+    def __init__(
+        self, personas: Sequence[Persona], spec: TownHallSpec, model: str | None, models: Sequence[FoundModel] = ()
+    ) -> None:
         super().__init__()
         self.personas = list(personas)
+        self.models = [m for m in models if m.facts.usable]
         self.spec = spec
         self.model = model
         chosen = set(spec.participants) | ({spec.moderator} if spec.moderator else set())
@@ -98,7 +107,14 @@ class NewTownhallScreen(ModalScreen["NewTownhall | None"]):
                 with Vertical():
                     yield Label("Turns")
                     yield Input(str(self.spec.max_turns or ""), type="integer", id="nt-turns")
-            yield Label("Model (GGUF path; empty = embedded Gemma 3 270M)")
+            if self.models:
+                yield Label("Models found on this machine")
+                yield Select(
+                    [(f"{m.name} — {m.facts.summary()}", m.name) for m in self.models],
+                    prompt="pick one, or type a path or name below",
+                    id="nt-found",
+                )
+            yield Label("Model (GGUF path or name; empty = embedded Gemma 3 270M)")
             yield Input(self.model or "", placeholder="embedded model", id="nt-model")
             yield Static("", id="nt-error", markup=False)
             with Horizontal(id="nt-buttons"):
@@ -113,6 +129,10 @@ class NewTownhallScreen(ModalScreen["NewTownhall | None"]):
             self.action_start()
         else:
             self.action_cancel()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "nt-found" and isinstance(event.value, str):
+            self.query_one("#nt-model", Input).value = event.value
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.action_start()
@@ -164,8 +184,9 @@ class NewTownhallScreen(ModalScreen["NewTownhall | None"]):
             if model is not None:
                 try:
                     from townhall.engine.model_file import validate_model_file
+                    from townhall.engine.model_names import resolve_model_path
 
-                    validate_model_file(model)
+                    validate_model_file(resolve_model_path(model))
                 except TownhallError as exc:
                     return self._fail(f"Model: {exc}")
             engine_config = EngineConfig(model=model)
