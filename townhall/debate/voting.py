@@ -56,6 +56,9 @@ class ProbeCost:
         self.total_ms += result.total_ms
 
 
+LEAN_CAP = math.log(0.95 / 0.05)
+
+
 def _logit(p: float) -> float:
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
@@ -77,7 +80,9 @@ def room_calibrated(raw: Mapping[str, float]) -> dict[str, float]:
     if not raw:
         return {}
     logits = {name: _logit(p) for name, p in raw.items()}
-    lean = sum(logits.values()) / (len(logits) + 1)
+    # One certain speaker (P(for) 0.999, log-odds 7) must not drag the room's lean after it: each
+    # counts toward the lean at most as much as a reading of 0.95 does.
+    lean = sum(max(-LEAN_CAP, min(LEAN_CAP, value)) for value in logits.values()) / (len(logits) + 1)
     return {name: 1 / (1 + math.exp(-(value - lean))) for name, value in logits.items()}
 
 
