@@ -221,10 +221,11 @@ def known_binding_ids() -> set[str]:
     from townhall.tui.screens.tally import TallyScreen
     from townhall.tui.screens.edit_turn import EditTurnScreen
     from townhall.tui.widgets.interject import InterjectBox
+    from townhall.tui.screens.record_error import RecordErrorScreen
 
     owners: list[Any] = [
         TownhallApp, DebateScreen, InterjectBox, ErrorScreen, NewTownhallScreen, SessionsScreen, ReplayScreen,
         ConfirmScreen,
-        TallyScreen, MinutesScreen, EditTurnScreen,
+        TallyScreen, MinutesScreen, EditTurnScreen, RecordErrorScreen,
     ]
     return {b.id for owner in owners for b in owner.BINDINGS if isinstance(b, Binding) and b.id}
