@@ -329,3 +329,35 @@ def test_a_generate_output_onto_a_full_disk_stops_the_run_and_keeps_every_conver
         kept = {s.id: [t.content for t in store.turns(s.id)] for s in sessions}
     assert len(appended) == 2 and len(sessions) >= 2  # the written one and the one the disk refused
     assert all(turns for turns in kept.values())
+
+
+CARD = {"name": "Captain Reyes", "description": "Captain Reyes commanded the harbour patrol.",
+        "personality": "Gruff, loyal.", "mes_example": ""}
+
+
+def test_agents_import_onto_a_full_disk_is_one_line_and_leaves_no_half_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The persona file's temporary name leads to `/dev/full` (a real ENOSPC); a folder that
+    cannot be made (under `/dev/full`) is one line too."""
+    import os
+
+    card = tmp_path / "reyes.json"
+    card.write_text(json.dumps(CARD), encoding="utf-8")
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    target = agents / "captain-reyes.toml"
+    target.write_text("# the persona as it was\n", encoding="utf-8")
+    temporary = agents / f".{target.name}.{os.getpid()}.tmp"
+    temporary.symlink_to("/dev/full")
+    code, out, err = run_cli(["agents", "import", str(card), "--agents-dir", str(agents), "--force"],
+                             monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        f"townhall: error: {target}: cannot write the persona (No space left on device)"]
+    assert target.read_text(encoding="utf-8") == "# the persona as it was\n"
+    assert sorted(p.name for p in agents.iterdir()) == ["captain-reyes.toml"]  # no temporary left
+    code, out, err = run_cli(["agents", "import", str(card), "--agents-dir", "/dev/full/agents"], monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "townhall: error: /dev/full/agents/captain-reyes.toml: cannot write the persona (Not a directory)"]

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from test_tui_support import SIZE, SteadyEngine, counter_clock, personas, spec
+from test_tui_support import SIZE, SteadyEngine, counter_clock, make_app, personas, spec
 from textual.widgets import Button, Input
 
 from townhall.debate.session import SessionPlan
 from townhall.domain.events import Event
 from townhall.domain.turns import TurnStatus
 from townhall.engine.base import GenerationRequest
+from townhall.engine.scripted import ScriptedEngine
 from townhall.export import import_json
 from townhall.store import Store
 from townhall.store.recorder import Recorder
@@ -136,3 +137,32 @@ def test_record_error_dialog_snapshot(snap_compare, tmp_path: Path, monkeypatch:
 
     with store:
         assert snap_compare(app, terminal_size=SIZE, run_before=until_dialog)
+
+
+@pytest.mark.parametrize("fault", ["full disk", "no folder"])
+async def test_settings_that_cannot_be_saved_are_a_notification_and_the_app_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """The settings file's temporary name leads to `/dev/full` (a real ENOSPC: the file that was
+    there stays whole), or its folder would be under `/dev/full` (it cannot be made)."""
+    import os
+
+    from townhall.tui.config import config_path
+
+    folder = tmp_path / "config" if fault == "full disk" else Path("/dev/full/townhall")
+    monkeypatch.setenv("TOWNHALL_CONFIG_DIR", str(folder))
+    if fault == "full disk":
+        folder.mkdir()
+        config_path().write_text('theme = "townhall-night"\n', encoding="utf-8")
+        (folder / f".config.toml.{os.getpid()}.tmp").symlink_to("/dev/full")
+    app = make_app(ScriptedEngine(["Short."] * 10), turns=2, save_settings=True)
+    async with app.run_test(size=SIZE):
+        # The app saves the theme it starts with: that write meets the fault.
+        await wait_until(lambda: any("Could not save" in n.message for n in app._notifications), timeout=10)
+        cause = "No space left on device" if fault == "full disk" else "Not a directory"
+        for message in (n.message for n in app._notifications if "Could not save" in n.message):
+            assert f" to {folder}" in message and message.endswith(f": {cause}"), message
+        assert app.is_running and app.screen is app.debate_screen
+    if fault == "full disk":
+        assert config_path().read_text(encoding="utf-8") == 'theme = "townhall-night"\n'
+        assert sorted(p.name for p in folder.iterdir()) == ["config.toml"]

@@ -23,7 +23,7 @@ from townhall.errors import TownhallError
 from townhall.paths import user_data_dir
 from townhall.domain.personas import Persona
 from townhall.tui.bindings import ACTIONS, app_bindings
-from townhall.tui.config import TuiConfig, save_config
+from townhall.tui.config import TuiConfig, config_path, save_config
 from townhall.debate.session import Feed, SchedulerFactory, SessionPlan
 from townhall.tui.engine_holder import EngineFactory, EngineHolder
 from townhall.tui.messages import ShowError
@@ -110,7 +110,8 @@ class TownhallApp(App[None]):
         try:
             save_config(self.config)
         except OSError as exc:
-            self.notify(f"Could not save {what}: {exc}", severity="warning", markup=False)
+            where = exc.filename or config_path()
+            self.notify(f"Could not save {what} to {where}: {exc.strerror or exc}", severity="warning", markup=False)
 
     def _remember_theme(self, theme: Any) -> None:
         self.config.theme = theme.name
