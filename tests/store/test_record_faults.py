@@ -271,3 +271,93 @@ def test_an_import_onto_a_full_database_is_one_line(tmp_path: Path, monkeypatch:
                    monkeypatch, capsys)[0] == 0
     code, out, err = run_cli(["import", str(exported), "--db", "/dev/full"], monkeypatch, capsys)
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+GENERATE = (
+    'name = "Asker"\ntitle = "a curious student"\nbio = "Asks what words mean."\nstyle = "Short questions."\n',
+    'name = "Answerer"\ntitle = "a patient teacher"\nbio = "Explains words."\nstyle = "One sentence."\n',
+)
+
+
+def generate_config(tmp_path: Path, words: list[str]) -> Path:
+    agents = tmp_path / "agents"
+    agents.mkdir(exist_ok=True)
+    for number, persona in enumerate(GENERATE):
+        (agents / f"p{number}.toml").write_text(persona, encoding="utf-8")
+    path = tmp_path / "gen.toml"
+    path.write_text("\n".join([
+        'motion = "The teacher explains the meaning of the word \\"{word}\\"."',
+        'participants = ["Asker", "Answerer"]', 'agents_dir = "agents"', f"words = {json.dumps(words)}",
+        "turns = 2", "min_turns = 1", "seed = 3", "parallel = 1", "[sampling]", "max_tokens = 1000",
+    ]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_generate_output_onto_a_full_disk_stops_the_run_and_keeps_every_conversation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out /dev/full` is refused before a turn; an output whose disk fills after the first
+    conversation (the file then leads to `/dev/full`) stops the run with one line."""
+    monkeypatch.setattr("townhall.engine.factory.build_engine",
+                        lambda config: ScriptedEngine(["A short question?", "A short answer."] * 20))
+    config, db = generate_config(tmp_path, ["bridge", "leaf", "river"]), tmp_path / "t.db"
+    code, out, err = run_cli(["generate", str(config), "--out", "/dev/full", "--db", str(db)], monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == ["townhall: error: --out /dev/full: is not a regular file"]
+
+    from townhall.generate.output import OutputFile
+
+    output = tmp_path / "out.jsonl"
+    original = OutputFile.append
+    appended: list[str] = []
+
+    def fill_after_the_first(self: OutputFile, text: str, **kw: object) -> object:
+        if appended:  # the disk is full now: the output file leads to /dev/full
+            self.path.unlink()
+            self.path.symlink_to("/dev/full")
+        appended.append(text)
+        return original(self, text, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OutputFile, "append", fill_after_the_first)
+    code, out, err = run_cli(["generate", str(config), "--out", str(output), "--db", str(db)], monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err and "Traceback" not in out
+    assert err.strip().splitlines() == [
+        f"townhall: error: generate stopped early: cannot write to {output}: the disk is full; "
+        f"every finished conversation is kept in {db}"]
+    with Store.open(db) as store:
+        sessions = store.list_sessions()
+        kept = {s.id: [t.content for t in store.turns(s.id)] for s in sessions}
+    assert len(appended) == 2 and len(sessions) >= 2  # the written one and the one the disk refused
+    assert all(turns for turns in kept.values())
+
+
+CARD = {"name": "Captain Reyes", "description": "Captain Reyes commanded the harbour patrol.",
+        "personality": "Gruff, loyal.", "mes_example": ""}
+
+
+def test_agents_import_onto_a_full_disk_is_one_line_and_leaves_no_half_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The persona file's temporary name leads to `/dev/full` (a real ENOSPC); a folder that
+    cannot be made (under `/dev/full`) is one line too."""
+    import os
+
+    card = tmp_path / "reyes.json"
+    card.write_text(json.dumps(CARD), encoding="utf-8")
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    target = agents / "captain-reyes.toml"
+    target.write_text("# the persona as it was\n", encoding="utf-8")
+    temporary = agents / f".{target.name}.{os.getpid()}.tmp"
+    temporary.symlink_to("/dev/full")
+    code, out, err = run_cli(["agents", "import", str(card), "--agents-dir", str(agents), "--force"],
+                             monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        f"townhall: error: {target}: cannot write the persona (No space left on device)"]
+    assert target.read_text(encoding="utf-8") == "# the persona as it was\n"
+    assert sorted(p.name for p in agents.iterdir()) == ["captain-reyes.toml"]  # no temporary left
+    code, out, err = run_cli(["agents", "import", str(card), "--agents-dir", "/dev/full/agents"], monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "townhall: error: /dev/full/agents/captain-reyes.toml: cannot write the persona (Not a directory)"]

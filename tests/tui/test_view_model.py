@@ -59,6 +59,9 @@ class RecordingView:
     def show_error(self, title: str, text: str) -> None:
         self.calls.append(("error", (title, text)))
 
+    def show_record_error(self, session_id: str, text: str) -> None:
+        self.calls.append(("record_error", (session_id, text)))
+
     def show_state(self, model: DebateViewModel) -> None:
         self.states.append(model.state)
 

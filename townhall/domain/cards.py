@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from townhall.errors import ConfigError, NotFoundError, validation_message
-from townhall.paths import user_agents_dir
+from townhall.paths import user_agents_dir, write_atomic
 from townhall.domain.personas import Persona, persona_from_data, persona_to_toml, slug
 from townhall.domain.text import strip_narration
 
@@ -380,6 +380,9 @@ def import_card(path: Path, folder: Path | None = None, *, force: bool = False) 
     target = folder / f"{slug(persona.name)}.toml"
     if target.exists() and not force:
         raise ConfigError(f"{target} already exists; pass --force to replace it")
-    folder.mkdir(parents=True, exist_ok=True)
-    target.write_text(persona_to_toml(persona), encoding="utf-8")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, persona_to_toml(persona))  # a full disk leaves no half persona file
+    except OSError as error:
+        raise ConfigError(f"{target}: cannot write the persona ({error.strerror or error})") from None
     return persona, target

@@ -20,7 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from townhall.errors import ConfigError
+from townhall.errors import ConfigError, RecordError
+from townhall.store.recorder import write_cause
 
 LEDGER_SUFFIX = ".ledger"
 
@@ -62,12 +63,16 @@ def describe_shape(shape: str) -> str:
 
 
 def _append_durably(path: Path, data: bytes) -> int:
-    """Append `data` in one write, flush and fsync; return the file size after it."""
-    with path.open("ab") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-        return handle.tell()
+    """Append `data` in one write, flush and fsync; return the file size after it. A write that
+    fails (a full disk) is the run's failure (`RecordError`, naming the file and the cause)."""
+    try:
+        with path.open("ab") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+            return handle.tell()
+    except OSError as error:
+        raise RecordError(path, write_cause(error)) from None
 
 
 class OutputFile:

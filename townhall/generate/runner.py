@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from townhall.engine.base import Engine
-from townhall.errors import NotFoundError, TownhallError
+from townhall.errors import NotFoundError, RecordError, TownhallError
 from townhall.domain.events import Event, TurnFinished
 from townhall.generate import chats
 from townhall.generate.cleaning import judge
@@ -233,6 +233,8 @@ class Runner:
             if pending or self.forever:
                 await self.engine.start()
             await self._pool(tasks)
+        except RecordError as failure:  # the output or its ledger: what is finished is in the store
+            self.summary.aborted = f"{failure}; every finished conversation is kept in {self.store.path}"
         except TownhallError as failure:
             self.summary.aborted = str(failure)
         finally:
@@ -369,14 +371,8 @@ class Runner:
             if self.output.format == "txt" and text:
                 text += "\n\n"  # two blank lines between conversations, one between turns
             if text.strip():
-                try:
-                    entry = self.output.append(
-                        text, topic=topic, attempt=attempt, session_id=session_id, seed=seed
-                    )
-                except OSError as failure:
-                    raise TownhallError(
-                        f"--out {self.output.path}: cannot write: {failure.strerror or failure}"
-                    ) from None
+                # A write that fails raises RecordError: the run stops, every conversation stays in the store.
+                entry = self.output.append(text, topic=topic, attempt=attempt, session_id=session_id, seed=seed)
                 self.summary.written += 1
                 return outcome(True, None, "", entry.lines), error
             verdict_reason, detail = EMPTY, "the export had nothing to write"

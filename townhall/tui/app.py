@@ -23,7 +23,7 @@ from townhall.errors import TownhallError
 from townhall.paths import user_data_dir
 from townhall.domain.personas import Persona
 from townhall.tui.bindings import ACTIONS, app_bindings
-from townhall.tui.config import TuiConfig, save_config
+from townhall.tui.config import TuiConfig, config_path, save_config
 from townhall.debate.session import Feed, SchedulerFactory, SessionPlan
 from townhall.tui.engine_holder import EngineFactory, EngineHolder
 from townhall.tui.messages import ShowError
@@ -110,7 +110,8 @@ class TownhallApp(App[None]):
         try:
             save_config(self.config)
         except OSError as exc:
-            self.notify(f"Could not save {what}: {exc}", severity="warning", markup=False)
+            where = exc.filename or config_path()
+            self.notify(f"Could not save {what} to {where}: {exc.strerror or exc}", severity="warning", markup=False)
 
     def _remember_theme(self, theme: Any) -> None:
         self.config.theme = theme.name
@@ -221,10 +222,11 @@ def known_binding_ids() -> set[str]:
     from townhall.tui.screens.tally import TallyScreen
     from townhall.tui.screens.edit_turn import EditTurnScreen
     from townhall.tui.widgets.interject import InterjectBox
+    from townhall.tui.screens.record_error import RecordErrorScreen
 
     owners: list[Any] = [
         TownhallApp, DebateScreen, InterjectBox, ErrorScreen, NewTownhallScreen, SessionsScreen, ReplayScreen,
         ConfirmScreen,
-        TallyScreen, MinutesScreen, EditTurnScreen,
+        TallyScreen, MinutesScreen, EditTurnScreen, RecordErrorScreen,
     ]
     return {b.id for owner in owners for b in owner.BINDINGS if isinstance(b, Binding) and b.id}

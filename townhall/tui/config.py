@@ -21,7 +21,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from townhall.errors import ConfigError, validation_message
-from townhall.paths import user_config_dir
+from townhall.paths import user_config_dir, write_atomic
 
 
 class TuiConfig(BaseModel):
@@ -54,7 +54,8 @@ def load_config(path: Path | None = None) -> TuiConfig:
 
 
 def save_config(config: TuiConfig, path: Path | None = None) -> None:
-    """Write atomically (temp file + rename), so a crash never leaves half a config."""
+    """Write atomically (temp file + rename), so a crash or a full disk never leaves half a config;
+    raises OSError when it cannot be written (the app says so and goes on)."""
     path = path or config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     existing: dict[str, object] = {}
@@ -64,6 +65,4 @@ def save_config(config: TuiConfig, path: Path | None = None) -> None:
         except (OSError, tomllib.TOMLDecodeError):
             existing = {}
     existing.update(config.model_dump(exclude_none=True))
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(existing), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, tomli_w.dumps(existing))

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from townhall.export import export_session
+from townhall.export import export_session, json_format
+from townhall.paths import write_atomic
 
 if TYPE_CHECKING:
     from townhall.store import Store
@@ -23,5 +24,21 @@ def export_to_file(store: Store, session_id: str, fmt: str, folder: Path) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"townhall-{session_id}" + (".sharegpt" if fmt == "sharegpt" else "")
     path = folder / f"{stem}.{SUFFIXES[fmt]}"
-    path.write_text(text, encoding="utf-8")
+    write_atomic(path, text)
+    return path
+
+
+def unsaved_path(store: Store, session_id: str, folder: Path) -> Path:
+    """Where "save elsewhere" offers to keep a session the record could not take."""
+    return folder / f"{store.path.stem}-unsaved-{session_id}.json"
+
+
+def save_unsaved(store: Store, session_id: str, path: Path) -> Path:
+    """The session as shown, with what the record could not write (`Store.rescue`), as a JSON
+    export at `path` (`townhall import` reads it back); written whole or not at all."""
+    with store.rescue(session_id) as rescued:
+        document = json_format.render(rescued, session_id)
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, document)
     return path

@@ -129,6 +129,8 @@ class DebateView(Protocol):
     def say(self, text: str, *, title: str = "", severity: Severity = "information", timeout: float | None = None,
             markup: bool = True) -> None: ...
     def show_error(self, title: str, text: str) -> None: ...
+    def show_record_error(self, session_id: str, text: str) -> None:
+        """The record could not be written: offer to retry or to save the session elsewhere."""
     def show_state(self, model: DebateViewModel) -> None:
         """Copy the model's state into the screen (its reactives draw what changed)."""
 
@@ -319,11 +321,19 @@ class DebateViewModel:
 
     def _ended(self, event: SessionEnded) -> None:
         self.end_reason = event.reason
-        if event.error:
+        if event.error and self._record_failed():
+            self.state = "paused"  # stopped before its next turn; the transcript stays, nothing is lost
+            self.view.show_record_error(event.session_id, event.error)
+        elif event.error:
             self.state = "error"
             self.view.show_error(f"The debate ended: {event.reason}", event.error)
         else:
             self.state = "finished"
+
+    def _record_failed(self) -> bool:
+        """The run stopped because the store could not write it (it keeps what it could not take)."""
+        return self.store is not None and self.session_id is not None \
+            and self.store.record_failure(self.session_id) is not None
 
     def _next_speaker(self) -> str | None:
         return self.scheduler.next_speaker if self.scheduler is not None else None
@@ -423,7 +433,7 @@ class DebateViewModel:
     # -- the watcher's keys ------------------------------------------------------------
     def steerable(self) -> SessionScheduler | None:
         """The running scheduler, or None with a warning why the key does nothing."""
-        if self.scheduler is None or self.state in ("finished", "error"):
+        if self.scheduler is None or self.state in ("finished", "error") or self.scheduler.status == "finished":
             what = "is still loading" if self.state in ("loading", "starting") else "is not running"
             self.view.say(f"The debate {what}.", severity="warning")
             return None

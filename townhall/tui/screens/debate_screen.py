@@ -39,7 +39,7 @@ from townhall.tui.batcher import TokenBatcher
 from townhall.tui.bindings import DEBATE_ACTIONS
 from townhall.tui.branch_keys import BranchKeys, Reopen
 from townhall.tui.engine_holder import EngineHolder
-from townhall.tui.exports import export_to_file
+from townhall.tui.exports import export_to_file, unsaved_path
 from townhall.tui.messages import DebateEvent, DebateFinished, EngineFailed, EngineReady, ShowError, TokensArrived
 from townhall.tui.view_model import (
     STATS_CYCLE,
@@ -245,6 +245,16 @@ class DebateScreen(Screen[None]):
 
     def show_error(self, title: str, text: str) -> None:
         self.post_message(ShowError(title, text))
+
+    def show_record_error(self, session_id: str, text: str) -> None:
+        """The record failed mid-run: the dialog to retry or save elsewhere (the transcript stays)."""
+        if self.store is None:
+            self.show_error("The record cannot be written", text)
+            return
+        from townhall.tui.screens.record_error import RecordErrorScreen
+
+        save_to = unsaved_path(self.store, session_id, self.exports_dir)
+        self.app.push_screen(RecordErrorScreen(self.store, session_id, text, save_to))
 
     # -- running a debate ----------------------------------------------------
     def _start_debate(self, plan: SessionPlan, reopened_for: BranchKeyOp | None = None,
