@@ -165,6 +165,18 @@ def test_disk_full_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert not any(e["type"] in ("outcome", "minutes") for e in seen["events"])  # no ballot after a failure
 
 
+def test_the_database_deleted_mid_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str], fault_at: Callable) -> None:
+    """SQLite would go on writing into the unlinked file; the recorder sees the path is gone."""
+    scripted(monkeypatch)
+    fault_at("TurnFinished", 2, lambda recorder: recorder._db.path.unlink())
+    db = tmp_path / "t.db"
+    code, out, err = run_cli([*ARGS, "--db", str(db)], monkeypatch, capsys)
+    seen = check_fault(db, code, out, err, "the database file was deleted while the session ran", monkeypatch,
+                       capsys)
+    assert len([e for e in seen["events"] if e["type"] == "turn"]) == 2
+
+
 @pytest.mark.parametrize("kind", ["OutcomeDecided", "MinutesWritten"])
 def test_lock_held_during_the_ballot_and_the_minutes(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

@@ -9,6 +9,7 @@ guessed at: an older Townhall must never rewrite a newer one's data.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
@@ -72,6 +73,20 @@ class Connection:
         self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
         self._depth = 0  # transactions open on the thread holding the lock
+        self._identity = _file_identity(path)
+
+    def check_file(self) -> None:
+        """OSError when the database file this connection opened is no longer at its path.
+
+        SQLite in WAL mode goes on writing to a file that was deleted (or replaced) under it,
+        without an error: every turn after that would vanish when the process ends. Checked
+        before each write of the record, it costs one stat call."""
+        if self._identity is None:
+            return
+        now = _file_identity(self.path)
+        if now != self._identity:
+            what = "deleted" if now is None else "replaced by another file"
+            raise OSError(errno.ENOENT, f"the database file was {what} while the session ran")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -105,6 +120,14 @@ class Connection:
     def close(self) -> None:
         with self.lock:
             self.conn.close()
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def connect(path: Path, *, folder: Path | None = None) -> Connection:

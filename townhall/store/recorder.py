@@ -144,6 +144,7 @@ class Recorder:
 
     def _write(self, event: ev.Event) -> None:
         """`_record`, tried again with a pause while another writer holds the lock."""
+        self._db.check_file()
         for pause in (*self._backoff, None):
             try:
                 self._record(event)
