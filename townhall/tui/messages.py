@@ -63,3 +63,10 @@ class ShowError(Message):
 
     title: str
     text: str
+
+
+@dataclass
+class ResumeAfterRetry(Message):
+    """The record failed mid-run and a retry wrote everything: the debate goes on from the record."""
+
+    session_id: str

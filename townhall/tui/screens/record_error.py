@@ -24,8 +24,12 @@ if TYPE_CHECKING:
     from townhall.store import Store
 
 
-class RecordErrorScreen(ModalScreen[bool]):
-    """Dismissed with True once the session is kept (written to the record, or to a file)."""
+RETRIED = "retried"  # the record is whole again: the debate goes on
+SAVED = "saved"  # the session so far is in a file
+
+
+class RecordErrorScreen(ModalScreen[str | None]):
+    """Dismissed with `RETRIED` or `SAVED` once the session is kept, None when closed."""
 
     DEFAULT_CSS = """
     RecordErrorScreen { align: center middle; }
@@ -95,9 +99,9 @@ class RecordErrorScreen(ModalScreen[bool]):
             self._show(f"{still} (tried again)")
             self.notify(str(still), title="Still cannot write the record", severity="error", markup=False)
             return
-        self.app.notify(f"Every turn is saved in {self.store.path}. Sessions (ctrl+o) resumes the debate.",
+        self.app.notify(f"Every turn is saved in {self.store.path}; the debate goes on.",
                         title="The record is whole", markup=False, timeout=8)
-        self.dismiss(True)
+        self.dismiss(RETRIED)
 
     def action_save_elsewhere(self) -> None:
         typed = self.query_one("#record-error-path", Input).value.strip()
@@ -113,7 +117,7 @@ class RecordErrorScreen(ModalScreen[bool]):
             return
         self.app.notify(f"The session so far is saved in {path} (`townhall import {path}` reads it back).",
                         title="Saved elsewhere", markup=False, timeout=10)
-        self.dismiss(True)
+        self.dismiss(SAVED)
 
     def action_close(self) -> None:
-        self.dismiss(False)
+        self.dismiss(None)
