@@ -26,7 +26,7 @@ from townhall.tui.bindings import ACTIONS, app_bindings
 from townhall.tui.config import TuiConfig, config_path, save_config
 from townhall.debate.session import Feed, SchedulerFactory, SessionPlan
 from townhall.tui.engine_holder import EngineFactory, EngineHolder
-from townhall.tui.messages import ShowError
+from townhall.tui.messages import ResumeAfterRetry, ShowError
 from townhall.tui.screens.debate_screen import DebateScreen
 from townhall.tui.screens.error import ErrorScreen
 from townhall.tui.themes import DEFAULT_THEME, load_themes
@@ -155,6 +155,12 @@ class TownhallApp(App[None]):
 
         current = self.debate_screen.session_id
         self.push_screen(SessionsScreen(self.store, self.exports_dir, current=current), self._session_chosen)
+
+    async def on_resume_after_retry(self, message: ResumeAfterRetry) -> None:
+        """The record failed mid-run and a retry wrote it all: the debate goes on, as a resume does."""
+        from townhall.tui.screens.sessions import ResumeChoice
+
+        await self._session_chosen(ResumeChoice(message.session_id))
 
     async def _session_chosen(self, choice: ResumeChoice | None) -> None:
         if choice is None or self.store is None:

@@ -40,15 +40,7 @@ from townhall.tui.bindings import DEBATE_ACTIONS
 from townhall.tui.branch_keys import BranchKeys, Reopen
 from townhall.tui.engine_holder import EngineHolder
 from townhall.tui.exports import export_to_file, unsaved_path
-from townhall.tui.messages import (
-    DebateEvent,
-    DebateFinished,
-    EngineFailed,
-    EngineReady,
-    ResumeAfterRetry,
-    ShowError,
-    TokensArrived,
-)
+from townhall.tui.messages import DebateEvent, DebateFinished, EngineFailed, EngineReady, ShowError, TokensArrived
 from townhall.tui.view_model import (
     STATS_CYCLE,
     DebateState,
@@ -259,28 +251,10 @@ class DebateScreen(Screen[None]):
         if self.store is None:
             self.show_error("The record cannot be written", text)
             return
-        from townhall.tui.screens.record_error import RETRIED, RecordErrorScreen
-
-        def kept(how: str | None) -> None:
-            if how == RETRIED:  # the record is whole again: the debate goes on where it stopped
-                self.post_message(ResumeAfterRetry(session_id))
+        from townhall.tui.screens.record_error import RecordErrorScreen
 
         save_to = unsaved_path(self.store, session_id, self.exports_dir)
-        self.app.push_screen(RecordErrorScreen(self.store, session_id, text, save_to), kept)
-
-    async def on_resume_after_retry(self, message: ResumeAfterRetry) -> None:
-        from townhall.debate.session import NoTurnsLeft, plan_resume
-
-        if self.store is None:
-            return
-        try:
-            plan = plan_resume(self.store, message.session_id)
-        except NoTurnsLeft:
-            return  # the debate had used its turns: nothing is left to go on with
-        except TownhallError as failed:
-            self.show_error("Cannot go on with the debate", str(failed))
-            return
-        await self.replace_debate(plan)
+        self.app.push_screen(RecordErrorScreen(self.store, session_id, text, save_to))
 
     # -- running a debate ----------------------------------------------------
     def _start_debate(self, plan: SessionPlan, reopened_for: BranchKeyOp | None = None,

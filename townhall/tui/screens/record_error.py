@@ -19,6 +19,7 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 
 from townhall.errors import TownhallError
 from townhall.tui.exports import save_unsaved
+from townhall.tui.messages import ResumeAfterRetry
 
 if TYPE_CHECKING:
     from townhall.store import Store
@@ -101,6 +102,7 @@ class RecordErrorScreen(ModalScreen[str | None]):
             return
         self.app.notify(f"Every turn is saved in {self.store.path}; the debate goes on.",
                         title="The record is whole", markup=False, timeout=8)
+        self.app.post_message(ResumeAfterRetry(self.session_id))  # the app resumes it, as Sessions would
         self.dismiss(RETRIED)
 
     def action_save_elsewhere(self) -> None:
