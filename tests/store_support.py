@@ -3,9 +3,10 @@ published through a real EventBus into a real Store (the scheduler's events, by 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from townhall.engine.base import EngineInfo, GenerationStats, SamplingParams
+from townhall.engine.base import EngineInfo, GenerationRequest, GenerationStats, SamplingParams
 from townhall.domain.events import (
     EventBus,
     MinutesWritten,
@@ -160,3 +161,14 @@ async def record_branched(store: Store, session_id: str = BRANCHED_ID) -> dict[s
     await bus.apublish(SessionEnded(session_id, "stopped", at + 100, 2))
     unsubscribe()
     return made
+
+
+def long_reply() -> Callable[[GenerationRequest], str]:
+    """Turns long enough (about 4 KB) that each needs new pages of the database (the record-fault tests)."""
+    count = iter(range(1, 10_000))
+
+    def script(request: GenerationRequest) -> str:
+        n = next(count)
+        return " ".join(f"reason{n}x{i}" for i in range(400)) + "."
+
+    return script

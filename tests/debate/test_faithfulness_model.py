@@ -18,7 +18,7 @@ from townhall.debate.session import Session, SessionPlan
 from townhall.domain.events import OutcomeDecided, StanceMeasured
 from townhall.domain.personas import PersonaRegistry
 from townhall.domain.spec import TownHallSpec, spec_from_data
-from townhall.domain.turns import TurnStatus
+from townhall.domain.turns import Turn, TurnStatus
 from townhall.engine.local import LocalEngine
 
 pytestmark = pytest.mark.model
@@ -47,6 +47,12 @@ def opens_in(side: str, text: str) -> bool:
     return text.startswith(forms) or any(r in text for r in replies)
 
 
+def kept_turns(session: Session, sides: dict[str, str]) -> list[Turn]:
+    """The model-written turns kept as said, of the speakers with a side."""
+    return [t for t in session.scheduler.turns
+            if not t.scripted and t.speaker in sides and t.status == TurnStatus.COMPLETE]
+
+
 async def run(engine: LocalEngine, spec: TownHallSpec) -> tuple[Session, list[object]]:
     events: list[object] = []
     personas = PersonaRegistry.default()
@@ -63,8 +69,7 @@ async def test_every_kept_turn_argues_its_speakers_side_and_the_vote_follows(mod
     finally:
         await engine.aclose()
     sides = {name: stance["side"] for name, stance in STANCES.items()}
-    kept = [t for t in session.scheduler.turns if not t.scripted and t.speaker in sides
-            and t.status == TurnStatus.COMPLETE]
+    kept = kept_turns(session, sides)
     assert len(kept) >= 12
     for turn in kept:
         assert opens_in(sides[turn.speaker], turn.content), turn.content
@@ -99,8 +104,7 @@ async def test_the_chat_model_speaks_for_itself_and_its_side(smollm_path: Path) 
     finally:
         await engine.aclose()
     sides = {name: stance["side"] for name, stance in STANCES.items()}
-    kept = [t for t in session.scheduler.turns if not t.scripted and t.speaker in sides
-            and t.status == TurnStatus.COMPLETE]
+    kept = kept_turns(session, sides)
     assert len(kept) >= 5
     for turn in kept:
         assert not names_self(turn.content, turn.speaker), turn.content  # "Priya, your turn." from Priya: never

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from store_support import personas, spec
+from store_support import long_reply, personas, spec
 from townhall.cli import main
 from townhall.debate.session import Session, SessionPlan
 from townhall.domain.events import Event
-from townhall.engine.base import GenerationRequest
 from townhall.engine.scripted import ScriptedEngine, even_odds
 from townhall.store import Store
 from townhall.store import recorder as recorder_module
@@ -31,16 +30,6 @@ from townhall.store.recorder import Recorder
 ARGS = ["run", "--motion", "Build a new bridge over the river", "--agents", "Walt,Priya", "--turns", "4",
         "--max-tokens", "1000", "--seed", "3", "--json"]
 
-
-def long_reply() -> Callable[[GenerationRequest], str]:
-    """Turns long enough (about 4 KB) that each needs new pages of the database."""
-    count = iter(range(1, 10_000))
-
-    def script(request: GenerationRequest) -> str:
-        n = next(count)
-        return " ".join(f"reason{n}x{i}" for i in range(400)) + "."
-
-    return script
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
+from store_support import long_reply
 from test_tui_support import SIZE, SteadyEngine, counter_clock, make_app, personas, spec
 from textual.widgets import Button, Input
 
 from townhall.debate.session import SessionPlan
 from townhall.domain.events import Event
 from townhall.domain.turns import TurnStatus
-from townhall.engine.base import GenerationRequest
 from townhall.engine.scripted import ScriptedEngine
 from townhall.export import import_json
 from townhall.store import Store
@@ -27,16 +27,6 @@ from townhall.store.recorder import Recorder
 from townhall.tui.app import TownhallApp
 from townhall.tui.screens.record_error import RecordErrorScreen
 
-
-def long_reply() -> Callable[[GenerationRequest], str]:
-    """Turns long enough (about 4 KB) that each needs new pages of the database."""
-    count = iter(range(1, 10_000))
-
-    def script(request: GenerationRequest) -> str:
-        n = next(count)
-        return " ".join(f"reason{n}x{i}" for i in range(400)) + "."
-
-    return script
 
 
 @pytest.fixture
