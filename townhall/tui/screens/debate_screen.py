@@ -26,7 +26,6 @@ from textual.containers import Container
 from textual.message import Message
 from textual.reactive import var
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import Input, TextArea
 
 from townhall.debate.session import BranchKeyOp, Feed, SchedulerFactory, Session, SessionPlan, SessionScheduler
@@ -39,7 +38,8 @@ from townhall.tui.batcher import TokenBatcher
 from townhall.tui.bindings import DEBATE_ACTIONS
 from townhall.tui.branch_keys import BranchKeys, Reopen
 from townhall.tui.engine_holder import EngineHolder
-from townhall.tui.exports import export_to_file, unsaved_path
+from townhall.tui.exports import export_to_file
+from townhall.tui.screens.record_error import RecordErrorScreen
 from townhall.tui.messages import DebateEvent, DebateFinished, EngineFailed, EngineReady, ShowError, TokensArrived
 from townhall.tui.view_model import (
     STATS_CYCLE,
@@ -118,7 +118,6 @@ class DebateScreen(Screen[None]):
         self.keys = BranchKeys(self.model, lambda: self.scheduler,
                                lambda: self.session is not None and self.session.running)
         self.batcher = TokenBatcher(self.post_message, self.set_timer)
-        self._spinner: Timer | None = None
         # Held, not queried: a query from outside runs against whichever screen is on top.
         self.header = TownhallHeader(id="header")
         self.banner = OutcomeBanner(id="outcome")
@@ -186,16 +185,6 @@ class DebateScreen(Screen[None]):
         self.outcome, self.minutes, self.vote_called = model.outcome, model.minutes, model.vote_called
         self.state = model.state
 
-    def watch_state(self, state: DebateState) -> None:
-        if state == "loading" and self._spinner is None:
-            self._spinner = self.set_interval(0.1, self._spin)
-        elif state != "loading" and self._spinner is not None:
-            self._spinner.stop()
-            self._spinner = None
-
-    def _spin(self) -> None:
-        self.header.spinner += 1
-
     def watch_speaking(self) -> None:
         self.roster.set_roles(self.speaking, self.next_up)
 
@@ -251,10 +240,7 @@ class DebateScreen(Screen[None]):
         if self.store is None:
             self.show_error("The record cannot be written", text)
             return
-        from townhall.tui.screens.record_error import RecordErrorScreen
-
-        save_to = unsaved_path(self.store, session_id, self.exports_dir)
-        self.app.push_screen(RecordErrorScreen(self.store, session_id, text, save_to))
+        self.app.push_screen(RecordErrorScreen.for_session(self.store, session_id, text, self.exports_dir))
 
     # -- running a debate ----------------------------------------------------
     def _start_debate(self, plan: SessionPlan, reopened_for: BranchKeyOp | None = None,

@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
 
 from townhall.errors import TownhallError
-from townhall.tui.exports import save_unsaved
+from townhall.tui.exports import save_unsaved, unsaved_path
 from townhall.tui.messages import ResumeAfterRetry
 
 if TYPE_CHECKING:
@@ -54,6 +54,11 @@ class RecordErrorScreen(ModalScreen[str | None]):
         self.session_id = session_id
         self.error_text = self._explained(text)
         self.save_to = save_to
+
+    @classmethod
+    def for_session(cls, store: Store, session_id: str, text: str, exports_dir: Path) -> RecordErrorScreen:
+        """The dialog for a debate screen, offering to save into the exports folder."""
+        return cls(store, session_id, text, unsaved_path(store, session_id, exports_dir))
 
     def _explained(self, text: str) -> str:
         return (f"{text}\n\nThe debate is paused before its next turn; every turn shown is kept in memory. "

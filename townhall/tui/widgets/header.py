@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widget import Widget
 
 from townhall.engine.base import EngineInfo
@@ -32,6 +33,21 @@ class TownhallHeader(Widget):
     state: reactive[str] = reactive("loading")
     spinner: reactive[int] = reactive(0)
     branch: reactive[str] = reactive("")  # "branch 2 of 3" once a session has more than one
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(id=id)
+        self._spinning: Timer | None = None
+
+    def watch_state(self, state: str) -> None:
+        """The spinner turns while the model loads, and only then."""
+        if state == "loading" and self._spinning is None:
+            self._spinning = self.set_interval(0.1, self._spin)
+        elif state != "loading" and self._spinning is not None:
+            self._spinning.stop()
+            self._spinning = None
+
+    def _spin(self) -> None:
+        self.spinner += 1
 
     def show_engine(self, info: EngineInfo) -> None:
         self.model_name, self.device, self.stance_probe = info.model_name, info.device, info.stance_probe
