@@ -3,18 +3,22 @@
 The controls are sync and safe to call from any callback on the scheduler's loop; each only
 records the request and wakes the loop, which honours it at the next turn boundary (or, for
 skip and interrupt, cancels the generation under way). `wait_until_runnable` is the loop's
-one place to sleep while paused with nothing queued.
+one place to sleep while paused with nothing queued; `read` its place to hold a finished turn
+on show at the reading pace (`reading_pace.py`), a wait any request ends at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
 from townhall.debate.branching import BranchOp
 from townhall.debate.prompts import AUDIENCE
+from townhall.debate.reading_pace import ReadingPace
+from townhall.domain.turns import Turn
 from townhall.engine.base import Generation
 from townhall.errors import ConfigError
 
@@ -79,8 +83,13 @@ class Floor:
 
 
 class RunControl:
-    def __init__(self) -> None:
+    """The watcher's requests and the reading pace (flat out unless one is handed in)."""
+
+    def __init__(self, reading_pace: ReadingPace | None = None) -> None:
         self.pacing = Pacing()
+        self.reading_pace = reading_pace if reading_pace is not None else ReadingPace()
+        self._read_last: str | None = None  # the node of the turn last held (each is held once)
+        self._requests = 0  # counts the watcher's requests: one made during a hold ends it
         self.stop_requested = False
         self.vote_called = False
         self.skip_next = False  # skip the next speaker the policy would pick
@@ -91,18 +100,23 @@ class RunControl:
         self.pause_announced = False  # Paused went out and Resumed has not yet
         self._wake = asyncio.Event()
 
+    def _asked(self) -> None:
+        """A request came: count it and wake the loop."""
+        self._requests += 1
+        self._wake.set()
+
     # -- the watcher's requests ---------------------------------------------------------------
     def pause(self) -> None:
         self.pacing.pause()
-        self._wake.set()
+        self._asked()
 
     def resume(self) -> None:
         self.pacing.resume()
-        self._wake.set()
+        self._asked()
 
     def step(self) -> None:
         self.pacing.step()
-        self._wake.set()
+        self._asked()
 
     def skip(self) -> None:
         """Drop the turn being generated (its text is discarded), else skip the next speaker."""
@@ -111,7 +125,7 @@ class RunControl:
             self.generation.cancel()
         else:
             self.skip_next = True
-        self._wake.set()
+        self._asked()
 
     def interrupt(self) -> None:
         """Stop the turn being generated; the text so far is kept (a skip already asked wins)."""
@@ -129,21 +143,21 @@ class RunControl:
             raise ConfigError("the interjecting speaker's name must be one short line without ':'")
         item = Interjection(text, speaker, source)
         self.interjections.append(item)
-        self._wake.set()
+        self._asked()
         return item
 
     def queue(self, op: BranchOp) -> None:
         """A branch op, already checked, applied at the next turn boundary."""
         self.branch_ops.append(op)
-        self._wake.set()
+        self._asked()
 
     def stop(self) -> None:
         self.stop_requested = True
-        self._wake.set()
+        self._asked()
 
     def call_vote(self) -> None:
         self.vote_called = True
-        self._wake.set()
+        self._asked()
 
     # -- what the loop asks -------------------------------------------------------------------
     def next_branch_op(self) -> BranchOp | None:
@@ -163,3 +177,33 @@ class RunControl:
         idle = not (self.interjections or self.stop_requested or self.vote_called or self.branch_ops)
         if self.pacing.held and idle:
             await self._wake.wait()
+
+    def _request_waiting(self) -> bool:
+        """A request made while the turn was said, which the loop must see to at once."""
+        return bool(self.interjections or self.branch_ops or self.stop_requested or self.vote_called
+                    or self.pacing.paused or self.skip_next)
+
+    async def read(self, turn: Turn | None) -> None:
+        """Hold `turn`, just said, on show for its reading time (once; nothing flat out).
+
+        Any request (an interjection, pause, step, skip, stop, vote, branch op) ends the hold at
+        once and the loop then handles it as ever; a change of pace re-computes what is left.
+        """
+        if turn is None or turn.node == self._read_last:
+            return
+        self._read_last = turn.node
+        pace = self.reading_pace
+        hold = pace.hold_after(turn)
+        if hold is None or hold.seconds <= 0 or self._request_waiting():
+            return
+        asked = self._requests
+        pace.begin(hold)
+        unsubscribe = pace.subscribe(self._wake.set)  # after `begin`, so only a change of pace wakes it
+        try:
+            while self._requests == asked and (left := pace.left()) > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), left)
+        finally:
+            unsubscribe()
+            pace.end()

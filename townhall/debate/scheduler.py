@@ -3,7 +3,7 @@
 PUBLIC API CONTRACT (other layers code against this; the debate work implements it):
 
     scheduler = Scheduler(engine, spec, personas, bus=EventBus(), session_id=None,
-                          history=(), clock=time.time)
+                          history=(), clock=time.time, pace=None)   # pace: a ReadingPace; None is flat out
     scheduler.subscribe(fn) -> unsubscribe          # fn(event) sync or async
     await scheduler.run() -> str                     # end reason; publishes SessionEnded
     scheduler.pause(); scheduler.resume(); scheduler.step()   # step = one turn, then pause
@@ -66,6 +66,10 @@ Notes on behaviour beyond the contract:
   dropped or summarised a turn that changed (it starts over), the policy, `stances` (replayed
   from the readings after each turn of the path), `outcome`/`minutes` (a ballot belongs to
   the path it was held on) and the closing phrase.
+- With a reading pace (`reading_pace.ReadingPace`, handed in by the TUI and `run --pace`), each
+  turn said stays on show for its reading time before anything else starts (`RunControl.read`);
+  any request of the watcher's ends that hold at once and is handled as without one. Flat out
+  (the default) never waits.
 - The outcome (on when `spec.ballot` and the engine has a stance probe): right after each
   participant's turn (not the moderator's) its stance is read from its own state, which is
   still resident, so only the ballot cue is evaluated, and published as StanceMeasured
@@ -76,7 +80,7 @@ Notes on behaviour beyond the contract:
   end without a ballot.
 
 Where each job lives (each class takes what it needs in its constructor and can be tested
-alone): `run_control.RunControl` (the watcher's requests, pacing, the queues),
+alone): `run_control.RunControl` (the watcher's requests, pausing, the reading pace's holds, the queues),
 `branching.BranchService` (changing the path), `turn_order.TurnOrder` (whose turn),
 `turn_taker.TurnTaker` (saying a turn), `prompting.PromptBuilder` (each agent's prompt and
 sampling), `voting.Voting` (stances, the ballot, the minutes), `clerk.Clerk` (one-off model
@@ -102,6 +106,7 @@ from townhall.debate.addressing import Answer
 from townhall.debate.context import make_strategy
 from townhall.debate.prompting import DEBATE_SAMPLING, PromptBuilder
 from townhall.debate.prompts import AUDIENCE
+from townhall.debate.reading_pace import ReadingPace
 from townhall.debate.run_control import Floor, RunControl
 from townhall.debate.run_parts import RunParts
 from townhall.debate.seeds import Seeds, derive_seed
@@ -161,6 +166,7 @@ class Scheduler:
         agent_prefix: str = "",
         tree: TurnTree | None = None,
         topic_last: bool = False,
+        pace: ReadingPace | None = None,
     ) -> None:
         self.engine = engine
         self.spec = spec
@@ -181,7 +187,7 @@ class Scheduler:
         self.status: SchedulerStatus = "idle"
         self.end_reason: str | None = None
         self.floor = Floor()
-        self.control = RunControl()
+        self.control = RunControl(pace)  # flat out unless a front end hands in a reading pace
         self._out = out = Announcer(self.session_id, clock, self.bus)
         rng = random.Random(spec.seed) if spec.seed is not None else random.Random()
         seeds = Seeds(spec.seed, rng)
@@ -363,6 +369,7 @@ class Scheduler:
     async def _loop(self) -> str:
         control = self.control
         while True:
+            await control.read(self.transcript.last_said)  # the turn just said stays on show at the pace
             self._check_record()
             op = control.next_branch_op()
             if op is not None:

@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from townhall.debate.prompts import AUDIENCE
+from townhall.debate.reading_pace import ReadingPace
 from townhall.debate.sides import with_sides
 from townhall.domain.events import Event, EventBus, OutcomeDecided, SchedulerStatus, SessionEnded, Subscriber
 from townhall.domain.personas import Persona
@@ -212,9 +213,10 @@ def resumable_tree(tree: TurnTree, history: Sequence[Turn], session_id: str) -> 
     return tree
 
 
-def _tree_kwargs(tree: TurnTree | None) -> dict[str, Any]:
-    """`tree=` for a scheduler factory, only when there is one (fakes in tests predate it)."""
-    return {} if tree is None else {"tree": tree}
+def _tree_kwargs(tree: TurnTree | None, pace: ReadingPace | None = None) -> dict[str, Any]:
+    """`tree=` and `pace=` for a scheduler factory, only when given (fakes in tests predate them)."""
+    given = {"tree": tree, "pace": pace}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -316,7 +318,8 @@ class Session:
 
     Everything comes in: the engine (started by the scheduler if it is not yet, never
     closed here), the plan, the store (optional: a run without a record), the views
-    (any event subscriber), the clock and the scheduler factory (a test's fake).
+    (any event subscriber), the clock, the scheduler factory (a test's fake) and the
+    reading pace (None: flat out; a front end keeps the object to change it while it runs).
     Steering goes straight to `session.scheduler` (pause, step, skip, interject...).
     Three ways to run it: `run()` for a command (cancelling it cancels the run),
     `run_shielded()` for a Textual worker (only `end()` stops it), `start()` for a task.
@@ -334,6 +337,7 @@ class Session:
         clock: Callable[[], float] = time.time,
         scheduler_factory: SchedulerFactory | None = None,
         feeds: Iterable[Feed] = (),
+        pace: ReadingPace | None = None,
     ) -> None:
         factory = scheduler_factory or _default_scheduler
         self.feeds = list(feeds)
@@ -351,7 +355,7 @@ class Session:
             session_id=plan.session_id,
             history=tuple(plan.history),
             clock=clock,
-            **_tree_kwargs(plan.tree),
+            **_tree_kwargs(plan.tree, pace),
         )
         self._detach: list[Callable[[], None]] = []
         if store is not None:
@@ -490,10 +494,11 @@ async def run_session(
     close_engine: bool = False,
     clock: Callable[[], float] = time.time,
     feeds: Iterable[Feed] = (),
+    pace: ReadingPace | None = None,
 ) -> SessionResult:
     """Build a Session, run it to the end and (for a command that owns the engine) close the engine."""
     try:
-        session = Session(engine, plan, store=store, views=views, clock=clock, feeds=feeds)
+        session = Session(engine, plan, store=store, views=views, clock=clock, feeds=feeds, pace=pace)
         return await session.run(ctrl_c=ctrl_c)
     finally:
         if close_engine:

@@ -20,6 +20,7 @@ class Transcript:
         self.tree = tree
         self.turns: list[Turn] = tree.path()
         self._said_here: set[str] = set()
+        self.last_said: Turn | None = None  # the newest turn this run said (the one a reader is on)
 
     def add(self, turn: Turn) -> None:
         """Put a new turn at the end of the current branch (its index, parent and branch set)."""
@@ -31,6 +32,7 @@ class Transcript:
         edit), was said in this run."""
         self.turns.append(turn)
         self._said_here.add(turn.node)
+        self.last_said = turn
 
     def reload(self) -> None:
         """Follow the tree's current path after it changed."""
