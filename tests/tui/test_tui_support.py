@@ -16,6 +16,7 @@ from townhall.engine.base import Generation, GenerationRequest
 from townhall.engine.scripted import ScriptedEngine
 from townhall.domain.personas import Persona, PersonaRegistry
 from townhall.domain.spec import TownHallSpec
+from townhall.debate.reading_pace import ReadingPace
 from townhall.tui.app import TownhallApp
 from townhall.tui.config import TuiConfig
 from townhall.debate.session import SessionPlan
@@ -102,7 +103,10 @@ def make_app(
     names: tuple[str, ...] = ("Stacy", "Walt", "Priya"),
     exports_dir: Path | None = None,
     save_settings: bool = False,
+    pace: ReadingPace | None = None,
 ) -> TownhallApp:
+    """The app on a scripted debate; flat out unless a test hands in a `pace` (the TUI's own
+    default, 240 wpm, would hold each scripted turn for seconds)."""
     engine = engine or ScriptedEngine(REPLIES, delay=0.002)
     return TownhallApp(
         SessionPlan(spec(names, turns), personas(names), session_id=session_id),
@@ -113,6 +117,7 @@ def make_app(
         clock=clock or counter_clock(),
         save_settings=save_settings,
         exports_dir=exports_dir,
+        pace=pace if pace is not None else ReadingPace(),
     )
 
 

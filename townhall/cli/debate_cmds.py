@@ -17,7 +17,16 @@ from rich.console import Console
 from rich.text import Text
 
 from townhall.domain.text import json_line
-from townhall.cli.options import DbOpt, EngineFlags, InterjectFileOpt, JsonOpt, engine_options, interject_feeds
+from townhall.cli.options import (
+    DbOpt,
+    EngineFlags,
+    InterjectFileOpt,
+    JsonOpt,
+    PaceOpt,
+    engine_options,
+    interject_feeds,
+    reading_pace,
+)
 from townhall.domain.text import terminal_safe
 from townhall.errors import TownhallError
 from townhall.domain import events as ev
@@ -271,6 +280,7 @@ def run_cmd(
     db: DbOpt = None,
     as_json: JsonOpt = False,
     interject_file: InterjectFileOpt = None,
+    pace: PaceOpt = None,
 ) -> None:
     """Run a town hall without the TUI, streaming it to the terminal (or JSON lines).
 
@@ -278,6 +288,7 @@ def run_cmd(
     Ctrl+C stops at once. Every town hall is recorded (--db, else $TOWNHALL_DB, else
     the user data directory). With --interject-file, each save of that file (from any
     editor) is interjected from the audience; a participant it names answers next.
+    Flat out unless --pace WPM holds each finished turn for its reading time.
     """
     from townhall.engine.factory import build_engine
     from townhall.cli.unsaved import keep_unsaved
@@ -290,6 +301,7 @@ def run_cmd(
     )
     personas = cast_of(spec, PersonaRegistry.default(agents_dir))  # fail fast, before loading a model
     feeds = interject_feeds(interject_file)
+    reading = reading_pace(pace)
     engine = build_engine(engine_flags.config(n_ctx=spec.n_ctx, section=spec.engine))
     out = sys.stdout
     if as_json:
@@ -301,7 +313,7 @@ def run_cmd(
     with Store.open(db) as store:
         result = asyncio.run(
             run_session(engine, SessionPlan(spec, personas), store=store, views=[printer], ctrl_c=True,
-                        close_engine=True, feeds=feeds)
+                        close_engine=True, feeds=feeds, pace=reading)
         )
         if result.record_error is not None:
             line, kept = keep_unsaved(store, result.session_id, result.record_error)

@@ -18,6 +18,7 @@ import typer
 from pydantic import ValidationError
 
 from townhall.debate.interject_file import InterjectionFile
+from townhall.debate.reading_pace import ReadingPace, parse_pace
 from townhall.engine.factory import EngineConfig, EngineSection
 from townhall.errors import ConfigError, Location, validation_message
 
@@ -56,6 +57,19 @@ InterjectFileOpt = Annotated[
     Optional[Path],
     typer.Option("--interject-file", help="Watch this file: each save's new text is interjected from the audience."),
 ]
+
+
+PaceOpt = Annotated[
+    Optional[str],
+    typer.Option("--pace", metavar="WPM",
+                 help="Reading pace: hold each finished turn for the time it takes to read at WPM words per "
+                      "minute before the next speaker starts; max (or 0) is flat out."),
+]
+
+
+def reading_pace(text: str | None) -> ReadingPace | None:
+    """`--pace` as a reading pace (None when not given); a bad value is one clear line."""
+    return None if text is None else ReadingPace(parse_pace(text))
 
 
 def interject_feeds(path: Path | None) -> list[InterjectionFile]:

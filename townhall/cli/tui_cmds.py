@@ -11,7 +11,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from townhall.cli.options import DbOpt, EngineFlags, InterjectFileOpt, engine_options, interject_feeds
+from townhall.cli.options import (
+    DbOpt,
+    EngineFlags,
+    InterjectFileOpt,
+    PaceOpt,
+    engine_options,
+    interject_feeds,
+    reading_pace,
+)
 
 TownhallFileArg = Annotated[
     Optional[Path],
@@ -25,7 +33,10 @@ def _keys_help() -> str:
     from townhall.tui.bindings import ACTIONS
 
     lines = [f"{a.keys:<10} {a.id:<22} {a.help}" for a in ACTIONS]
-    return "Keys (remap by id in the keymap table of config.toml):\n\n" + "\n\n".join(lines)
+    pace = ("Each finished turn stays on show for the time it takes to read it at the reading pace "
+            "(--pace, else pace_wpm in config.toml, else 240 words per minute); the pace keys change it "
+            "and it is remembered.")
+    return pace + "\n\nKeys (remap by id in the keymap table of config.toml):\n\n" + "\n\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
@@ -40,8 +51,10 @@ def register(app: typer.Typer) -> None:
         turns: TurnsOpt = None,
         agents_dir: AgentsDirOpt = None,
         interject_file: InterjectFileOpt = None,
+        pace: PaceOpt = None,
     ) -> None:
-        launch(townhall_file, engine_flags, db=db, turns=turns, agents_dir=agents_dir, interject_file=interject_file)
+        launch(townhall_file, engine_flags, db=db, turns=turns, agents_dir=agents_dir, interject_file=interject_file,
+               pace=pace)
 
 
 def _spec_path(townhall_file: Path | None) -> Path:
@@ -62,6 +75,7 @@ def launch(
     turns: int | None = None,
     agents_dir: Path | None = None,
     interject_file: Path | None = None,
+    pace: str | None = None,
 ) -> None:
     """Build the dependencies, run the app, and close the record whatever happens."""
     from townhall.engine.discovery import discover
@@ -73,6 +87,7 @@ def launch(
     from townhall.tui.app import TownhallApp
     from townhall.tui.config import load_config
 
+    reading = reading_pace(pace)  # a bad --pace fails before anything loads
     spec = load_spec(_spec_path(townhall_file), max_turns=turns)
     config = (flags or EngineFlags()).config(n_ctx=spec.n_ctx, section=spec.engine)
     registry = PersonaRegistry.default(agents_dir)
@@ -91,6 +106,7 @@ def launch(
             available_personas=registry.all(),
             feeds=feeds,
             find_models=lambda: discover().models(),
+            pace=reading,
         )
         app.run()
     finally:

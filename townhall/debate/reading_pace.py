@@ -82,7 +82,7 @@ class ReadingPace:
         self.holding: Hold | None = None
         self._began = 0.0
         self._previous = wpm or DEFAULT_WPM  # what "flat out" toggles back to
-        self._observers: list[Callable[[], None]] = []
+        self._observers: list[Callable[[], object]] = []
 
     # -- the pace --------------------------------------------------------------------------------
     @property
@@ -157,7 +157,7 @@ class ReadingPace:
         return f"{self.label()} · reading {math.ceil(left)}s" if left > 0 else self.label()
 
     # -- observers -------------------------------------------------------------------------------
-    def subscribe(self, fn: Callable[[], None]) -> Callable[[], None]:
+    def subscribe(self, fn: Callable[[], object]) -> Callable[[], None]:
         """Call `fn` after every change; returns the function that unsubscribes it."""
         self._observers.append(fn)
         return lambda: self._observers.remove(fn) if fn in self._observers else None

@@ -3,7 +3,7 @@
 The app owns no model and no database: it is handed an engine (or a factory for one),
 an optional store and the town hall to run. What a debate needs lives on the debate
 screen (`screens/debate_screen.py`); the app registers themes, applies the keymap,
-remembers the theme and the stats pane, shows error dialogs and opens the other screens.
+remembers the theme, the stats pane and the reading pace, shows error dialogs and opens the other screens.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from townhall.engine.factory import EngineConfig
 from townhall.errors import TownhallError
 from townhall.paths import user_data_dir
 from townhall.domain.personas import Persona
+from townhall.debate.reading_pace import ReadingPace
 from townhall.tui.bindings import ACTIONS, app_bindings
 from townhall.tui.config import TuiConfig, config_path, save_config
 from townhall.debate.session import Feed, SchedulerFactory, SessionPlan
@@ -59,8 +60,10 @@ class TownhallApp(App[None]):
         exports_dir: Path | None = None,
         feeds: Sequence[Feed] = (),
         find_models: Callable[[], Sequence[FoundModel]] | None = None,
+        pace: ReadingPace | None = None,
     ) -> None:
-        """`find_models` lists the models the new-town-hall dialog offers (none when not given)."""
+        """`find_models` lists the models the new-town-hall dialog offers (none when not given);
+        `pace` is the reading pace to start at (`tui --pace`), by default the setting `pace_wpm`."""
         super().__init__()
         self.find_models = find_models
         self.engines = EngineHolder(engine, engine_factory, engine_config)
@@ -69,6 +72,9 @@ class TownhallApp(App[None]):
         self.available_personas = list(available_personas or debate.personas)
         self.save_settings = save_settings
         self.exports_dir = exports_dir or user_data_dir() / "exports"
+        self.pace = pace if pace is not None else ReadingPace(self.config.pace_wpm or None)
+        self._pace_wpm = self.pace.wpm  # what the keys change: a new pace is remembered
+        self.pace.subscribe(self._remember_pace)
         self.debate_screen = DebateScreen(
             debate,
             self.engines,
@@ -78,6 +84,7 @@ class TownhallApp(App[None]):
             clock=clock,
             exports_dir=self.exports_dir,
             feeds=feeds,
+            pace=self.pace,
         )
 
     def get_default_screen(self) -> Screen[Any]:
@@ -116,6 +123,13 @@ class TownhallApp(App[None]):
     def _remember_theme(self, theme: Any) -> None:
         self.config.theme = theme.name
         self._save("the theme choice")
+
+    def _remember_pace(self) -> None:
+        """Called on every change of the pace object (holds too): saves only a new pace."""
+        if self.pace.wpm != self._pace_wpm:
+            self._pace_wpm = self.pace.wpm
+            self.config.pace_wpm = self.pace.wpm or 0
+            self._save("the reading pace")
 
     def on_debate_screen_stats_moved(self, message: DebateScreen.StatsMoved) -> None:
         self.config.stats_position = message.position

@@ -39,6 +39,13 @@ ACTIONS: tuple[Action, ...] = (
            "Show where each participant stands now and how a vote would go"),
     Action("townhall.vote", "v", "call_vote", "Vote",
            "Call the vote: after this turn, the closing ballot and the minutes"),
+    # The reading pace: how long a finished turn stays on show before the next speaker starts.
+    Action("townhall.pace_slower", "minus", "pace(-1)", "Read slower",
+           "Reading pace: slower (hold each turn longer)", show=False),
+    Action("townhall.pace_faster", "plus,equals_sign", "pace(1)", "Read faster",
+           "Reading pace: faster (up to flat out)", show=False),
+    Action("townhall.flat_out", "0", "pace(0)", "Flat out",
+           "Reading pace: flat out (no pause between turns), or back to the pace before", show=False),
     Action("townhall.minutes", "m", "show_minutes", "Minutes", "Read the minutes (written after the closing ballot)",
            show=False),
     # Branches: a selected turn (none selected: the last) is regenerated, edited, forked or flipped.

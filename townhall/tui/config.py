@@ -1,8 +1,10 @@
-"""The user's TUI settings: theme and key remapping, in `config.toml` in the config dir.
+"""The user's TUI settings: theme, stats pane, reading pace and key remapping, in `config.toml`
+in the config dir.
 
 Example::
 
     theme = "townhall-paper"
+    pace_wpm = 300          # words per minute each finished turn is held for; 0 = flat out
 
     [keymap]
     "townhall.pause" = "p,f5"
@@ -20,6 +22,7 @@ from typing import Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from townhall.debate.reading_pace import DEFAULT_WPM, MAX_WPM
 from townhall.errors import ConfigError, validation_message
 from townhall.paths import user_config_dir, write_atomic
 
@@ -30,6 +33,10 @@ class TuiConfig(BaseModel):
     theme: str | None = None
     keymap: dict[str, str] = Field(default_factory=dict)
     stats_position: Literal["right", "bottom", "hidden"] = "right"
+    # The reading pace (debate/reading_pace.py): each finished turn stays on show for the time it
+    # takes to read at this many words per minute before the next speaker starts; 0 is flat out.
+    # `tui --pace` overrides it for one window; the pace keys change it and are remembered here.
+    pace_wpm: int = Field(DEFAULT_WPM, ge=0, le=MAX_WPM)
 
 
 def config_path() -> Path:

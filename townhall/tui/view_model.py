@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol
 from townhall.debate.ballot import VOTE_PHASE
 from townhall.debate.session import SessionScheduler
 from townhall.debate.prompts import AUDIENCE
+from townhall.debate.reading_pace import ReadingPace
 from townhall.domain.events import (
     BranchCreated,
     BranchSwitched,
@@ -155,13 +156,16 @@ class DebateViewModel:
     """One debate as the screen shows it, from the first event of a run to the last.
 
     Dependencies come in: the view (the screen, or a test's recorder), the store for a
-    resumed session's recorded stances and outcome, and a clock for the live speed.
+    resumed session's recorded stances and outcome, a clock for the live speed, and the
+    reading pace every run of this window is handed (flat out when none is given).
     `attach` hands it each run's scheduler and engine.
     """
 
     def __init__(self, view: DebateView, *, store: Store | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, pace: ReadingPace | None = None) -> None:
         self.view = view
+        self.pace = pace if pace is not None else ReadingPace()
+        self.pace_status = self.pace.status()  # the header's "240 wpm · reading 4s"
         self.store = store
         self.ballot = True  # the town hall holds a closing ballot (known with the engine)
         self.clock = clock
@@ -429,6 +433,22 @@ class DebateViewModel:
         self.view.show_marks(turn_marks(tree, self.scheduler.turns))
         count = len(tree.branches)
         self.branch = f"branch {tree.current} of {count}" if count > 1 else ""
+
+    # -- the reading pace --------------------------------------------------------------
+    @_renders
+    def pace_changed(self) -> None:
+        """The pace or its hold changed (a key, a turn held, a hold over): the header follows."""
+        self.pace_status = self.pace.status()
+
+    def change_pace(self, step: int) -> None:
+        """The pace keys: -1 slower, +1 faster, 0 flat out (or back); the run under way follows at once."""
+        if step < 0:
+            self.pace.slower()
+        elif step > 0:
+            self.pace.faster()
+        else:
+            self.pace.toggle_flat_out()
+        self.view.say(f"Reading pace: {self.pace.label()}", timeout=2, markup=False)
 
     # -- the watcher's keys ------------------------------------------------------------
     def steerable(self) -> SessionScheduler | None:

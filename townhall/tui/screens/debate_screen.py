@@ -28,6 +28,7 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Input, TextArea
 
+from townhall.debate.reading_pace import ReadingPace
 from townhall.debate.session import BranchKeyOp, Feed, SchedulerFactory, Session, SessionPlan, SessionScheduler
 from townhall.domain.events import Event, OutcomeDecided, TokenStreamed, TurnStarted
 from townhall.domain.personas import Persona
@@ -85,6 +86,7 @@ class DebateScreen(Screen[None]):
     probing: var[bool] = var(True, bindings=True)
     revision: var[int] = var(0)  # the members' counts or stances changed
     stats_position: var[StatsPosition] = var("right")  # where the user put the stats pane
+    pace: var[str] = var("")  # the reading pace, and the hold under way
 
     @dataclass
     class StatsMoved(Message):
@@ -103,6 +105,7 @@ class DebateScreen(Screen[None]):
         clock: Callable[[], float] = time.time,
         exports_dir: Path,
         feeds: Sequence[Feed] = (),
+        pace: ReadingPace | None = None,  # the reading pace every run here is handed (None: flat out)
     ) -> None:
         super().__init__(id="debate")
         self.feeds = list(feeds)  # other ways in for interjections (`--interject-file`), for every session
@@ -114,7 +117,9 @@ class DebateScreen(Screen[None]):
         self.clock = clock
         self.exports_dir = exports_dir
         self.session: Session | None = None
-        self.model = DebateViewModel(self, store=store)
+        self.model = DebateViewModel(self, store=store, pace=pace)
+        # A hold begins or ends in the scheduler's task: the header follows in this screen's queue.
+        self.model.pace.subscribe(lambda: self.call_later(self.model.pace_changed))
         self.keys = BranchKeys(self.model, lambda: self.scheduler,
                                lambda: self.session is not None and self.session.running)
         self.batcher = TokenBatcher(self.post_message, self.set_timer)
@@ -146,7 +151,7 @@ class DebateScreen(Screen[None]):
 
     # -- setup ---------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield self.header.data_bind(DebateScreen.state, DebateScreen.turn, DebateScreen.branch)
+        yield self.header.data_bind(DebateScreen.state, DebateScreen.turn, DebateScreen.branch, DebateScreen.pace)
         yield self.banner
         with self.body:
             yield self.roster
@@ -181,7 +186,7 @@ class DebateScreen(Screen[None]):
         """`DebateView.show_state`: take the model's state; each reactive's watcher draws its change."""
         self.probing, self.revision = model.probing, model.revision
         self.speaking, self.next_up = model.speaking, model.next_up
-        self.turn, self.branch = model.turn, model.branch
+        self.turn, self.branch, self.pace = model.turn, model.branch, model.pace_status
         self.outcome, self.minutes, self.vote_called = model.outcome, model.minutes, model.vote_called
         self.state = model.state
 
@@ -263,7 +268,7 @@ class DebateScreen(Screen[None]):
         self.post_message(EngineReady(engine.info))
         try:
             session = Session(engine, plan, store=self.store, views=[self._on_scheduler_event], clock=self.clock,
-                              scheduler_factory=self.scheduler_factory, feeds=self.feeds)
+                              scheduler_factory=self.scheduler_factory, feeds=self.feeds, pace=self.model.pace)
         except TownhallError as exc:
             self.post_message(EngineFailed("The town hall could not start", str(exc)))
             return
@@ -375,6 +380,9 @@ class DebateScreen(Screen[None]):
 
     def action_skip(self) -> None:
         self.model.skip()
+
+    def action_pace(self, step: int) -> None:
+        self.model.change_pace(step)
 
     def action_interject(self) -> None:
         self.interject_box.focus()

@@ -1,4 +1,5 @@
-"""The header line: motion, model, the backend as the engine reports it, progress and state."""
+"""The header line: motion, model, the backend as the engine reports it, progress, the reading pace
+and state."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class TownhallHeader(Widget):
     state: reactive[str] = reactive("loading")
     spinner: reactive[int] = reactive(0)
     branch: reactive[str] = reactive("")  # "branch 2 of 3" once a session has more than one
+    pace: reactive[str] = reactive("")  # the reading pace: "240 wpm", "240 wpm · reading 4s", "flat out"
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
         super().__init__(id=id)
@@ -77,6 +79,8 @@ class TownhallHeader(Widget):
             progress.append(f"   {self.branch}", style="bold")
         total = str(self.max_turns) if self.max_turns else "∞"
         progress.append(f"   turn {self.turn} of {total}   ")
+        if self.pace:
+            progress.append(f"{self.pace}   ", style="italic")
         progress.append(f" {state} ", style=f"bold reverse {colour}")
         # One line each, cut rather than wrapped: a long motion or backend must not push the state off.
         width = self.content_size.width
