@@ -66,19 +66,18 @@ async def test_keys_change_the_pace_and_the_header_shows_it() -> None:
         await pilot.press("plus")
         assert pace.flat_out
         await pilot.press("0")
-        assert pace.wpm == 120, "flat out toggles back to the pace before"
+        assert pace.wpm == STEPS[-1], "flat out toggles back to the pace before"
         await pilot.pause()
-        assert "120 wpm" in header_text(app)
-    assert tomllib.loads(config_path().read_text())["pace_wpm"] == 120
+        assert "900 wpm" in header_text(app)
+    assert tomllib.loads(config_path().read_text())["pace_wpm"] == 900, "a pace set by the keys is remembered"
 
 
-async def test_the_pace_comes_from_the_setting_by_default() -> None:
+def test_the_tui_paces_by_default_and_a_window_built_without_a_pace_is_flat_out() -> None:
     from townhall.debate.session import SessionPlan
     from townhall.tui.app import TownhallApp
     from test_tui_support import personas, spec
 
-    app = TownhallApp(SessionPlan(spec(turns=1), personas()), engine=ScriptedEngine(REPLIES),
-                      config=TuiConfig(pace_wpm=0), save_settings=False)
+    assert TuiConfig().reading_pace().wpm == 240, "`townhall tui` paces by default"
+    assert TuiConfig(pace_wpm=0).reading_pace().flat_out
+    app = TownhallApp(SessionPlan(spec(turns=1), personas()), engine=ScriptedEngine(REPLIES), save_settings=False)
     assert app.pace.flat_out
-    paced = TownhallApp(SessionPlan(spec(turns=1), personas()), engine=ScriptedEngine(REPLIES), save_settings=False)
-    assert paced.pace.wpm == 240, "the TUI paces by default"

@@ -105,8 +105,6 @@ def make_app(
     save_settings: bool = False,
     pace: ReadingPace | None = None,
 ) -> TownhallApp:
-    """The app on a scripted debate; flat out unless a test hands in a `pace` (the TUI's own
-    default, 240 wpm, would hold each scripted turn for seconds)."""
     engine = engine or ScriptedEngine(REPLIES, delay=0.002)
     return TownhallApp(
         SessionPlan(spec(names, turns), personas(names), session_id=session_id),
@@ -117,7 +115,7 @@ def make_app(
         clock=clock or counter_clock(),
         save_settings=save_settings,
         exports_dir=exports_dir,
-        pace=pace if pace is not None else ReadingPace(),
+        pace=pace,
     )
 
 

@@ -106,7 +106,7 @@ def launch(
             available_personas=registry.all(),
             feeds=feeds,
             find_models=lambda: discover().models(),
-            pace=reading,
+            pace=reading if reading is not None else tui_config.reading_pace(),  # the TUI paces by default
         )
         app.run()
     finally:

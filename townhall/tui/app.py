@@ -63,7 +63,8 @@ class TownhallApp(App[None]):
         pace: ReadingPace | None = None,
     ) -> None:
         """`find_models` lists the models the new-town-hall dialog offers (none when not given);
-        `pace` is the reading pace to start at (`tui --pace`), by default the setting `pace_wpm`."""
+        `pace` is the reading pace the launcher chose (`tui --pace`, else the setting `pace_wpm`):
+        a window built without one (a test's, another program's) is flat out."""
         super().__init__()
         self.find_models = find_models
         self.engines = EngineHolder(engine, engine_factory, engine_config)
@@ -72,7 +73,7 @@ class TownhallApp(App[None]):
         self.available_personas = list(available_personas or debate.personas)
         self.save_settings = save_settings
         self.exports_dir = exports_dir or user_data_dir() / "exports"
-        self.pace = pace if pace is not None else ReadingPace(self.config.pace_wpm or None)
+        self.pace = pace if pace is not None else ReadingPace()
         self._pace_wpm = self.pace.wpm  # what the keys change: a new pace is remembered
         self.pace.subscribe(self._remember_pace)
         self.debate_screen = DebateScreen(

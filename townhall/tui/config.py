@@ -22,7 +22,7 @@ from typing import Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from townhall.debate.reading_pace import DEFAULT_WPM, MAX_WPM
+from townhall.debate.reading_pace import DEFAULT_WPM, MAX_WPM, ReadingPace
 from townhall.errors import ConfigError, validation_message
 from townhall.paths import user_config_dir, write_atomic
 
@@ -37,6 +37,10 @@ class TuiConfig(BaseModel):
     # takes to read at this many words per minute before the next speaker starts; 0 is flat out.
     # `tui --pace` overrides it for one window; the pace keys change it and are remembered here.
     pace_wpm: int = Field(DEFAULT_WPM, ge=0, le=MAX_WPM)
+
+    def reading_pace(self) -> ReadingPace:
+        """The pace `townhall tui` starts at without `--pace`."""
+        return ReadingPace(self.pace_wpm or None)
 
 
 def config_path() -> Path:

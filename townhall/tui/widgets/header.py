@@ -79,12 +79,12 @@ class TownhallHeader(Widget):
             progress.append(f"   {self.branch}", style="bold")
         total = str(self.max_turns) if self.max_turns else "∞"
         progress.append(f"   turn {self.turn} of {total}   ")
-        if self.pace:
-            progress.append(f"{self.pace}   ", style="italic")
         progress.append(f" {state} ", style=f"bold reverse {colour}")
         # One line each, cut rather than wrapped: a long motion or backend must not push the state off.
+        # The reading pace at the right of the motion's line: the engine's line is full already.
+        pace = Text(f"   {self.pace}" if self.pace else "", no_wrap=True, style="italic")
         width = self.content_size.width
         if width > 0:
-            top.truncate(width, overflow="ellipsis")
+            top.truncate(max(1, width - pace.cell_len), overflow="ellipsis", pad=bool(self.pace))
             engine.truncate(max(1, width - progress.cell_len), overflow="ellipsis")
-        return Text("\n").join([top, engine + progress])
+        return Text("\n").join([top + pace, engine + progress])
