@@ -29,6 +29,7 @@ from townhall.tui.engine_holder import EngineFactory, EngineHolder
 from townhall.tui.messages import ResumeAfterRetry, ShowError
 from townhall.tui.screens.debate_screen import DebateScreen
 from townhall.tui.screens.error import ErrorScreen
+from townhall.tui.screenshots import take_screenshot
 from townhall.tui.themes import DEFAULT_THEME, load_themes
 
 if TYPE_CHECKING:
@@ -197,10 +198,14 @@ class TownhallApp(App[None]):
         await self.engines.aclose()
         self.exit()
 
+    def action_screenshot_svg(self) -> None:
+        take_screenshot(self, self.exports_dir)
+
     # -- command palette -------------------------------------------------------
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        """Textual's commands plus ours; debate commands only from the debate screen."""
-        yield from super().get_system_commands(screen)
+        """Textual's commands (but its screenshot: ours names the file) plus ours; debate commands only
+        from the debate screen."""
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Screenshot")
         for action in ACTIONS:
             if action.id == "townhall.theme":
                 continue  # Textual already lists "Theme"
