@@ -16,6 +16,7 @@ without ending the session (its pid dead on this host) is reported once.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from townhall.domain.events import (
 )
 from townhall.domain.turns import Turn, TurnStatus
 from townhall.engine.base import BackendKind, EngineInfo
+from townhall.errors import StoreError
 from townhall.store.database import writer_alive
 from townhall.store.records import row_to_stance
 from townhall.store.store import Store
@@ -90,16 +92,19 @@ class Follower:
     def poll(self) -> Update:
         """The events since the last poll (the whole session so far on the first)."""
         db = self.store.connection
-        with db.lock:
-            version = int(db.conn.execute("PRAGMA data_version").fetchone()[0])
-            if version == self._version:
-                return Update([], self._writer_gone())
-            self._version = version
-            db.conn.execute("BEGIN")  # one snapshot for every table read below
-            try:
-                events = self._read()
-            finally:
-                db.conn.execute("COMMIT")
+        try:
+            with db.lock:
+                version = int(db.conn.execute("PRAGMA data_version").fetchone()[0])
+                if version == self._version:
+                    return Update([], self._writer_gone())
+                db.conn.execute("BEGIN")  # one snapshot for every table read below
+                try:
+                    events = self._read()
+                finally:
+                    db.conn.execute("COMMIT")
+                self._version = version
+        except sqlite3.Error as exc:
+            raise StoreError(f"{db.path}: cannot read the record ({exc})") from None
         return Update(events, self._writer_gone())
 
     def _writer_gone(self) -> int | None:
