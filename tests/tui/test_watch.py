@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from townhall.cli import app as cli
@@ -61,7 +62,7 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def running_session(db: Path) -> str:
+def running_session(db: Path, timeout: float = 30.0) -> str:
     """The writer's session id, once its SessionStarted is committed."""
     found: list[str] = []
 
@@ -77,7 +78,7 @@ def running_session(db: Path) -> str:
                 store.close()
         return bool(found)
 
-    wait_for(look)
+    wait_for(look, timeout)
     return found[0]
 
 
@@ -116,6 +117,42 @@ async def test_a_watcher_follows_a_writer_process_to_its_vote(tmp_path: Path) ->
             names = [type(e).__name__ for e in events]
             assert names.count("SessionEnded") == 1 and names.count("TurnFinished") == len(recorded)
             assert "TokenStreamed" in names  # a turn's checkpointed words, seen before it finished
+            await pilot.press("q")
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        writer.wait()
+
+
+@pytest.mark.model
+async def test_a_watcher_follows_townhall_run_on_the_embedded_model(tmp_path: Path, model_path: Path) -> None:
+    """The issue's test: `townhall run` on the embedded model in one process, a watcher app in this one."""
+    db = tmp_path / "th.db"
+    args = ["run", "--agents", "Walt,Priya", "--motion", "Ban leaf blowers.", "--turns", "3", "--seed", "5",
+            "--n-ctx", "512", "--max-tokens", "48", "--threads", "2", "--model", str(model_path), "--db", str(db)]
+    writer = subprocess.Popen([sys.executable, "-m", "townhall", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        session_id = running_session(db, timeout=120)
+        reader = Store.open_read_only(db)
+        app = WatchApp(Follower(reader, session_id), poll_s=0.25, exports_dir=tmp_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, WatchScreen)
+            deadline = time.monotonic() + 600
+            while not screen.header.note.startswith("the debate ended"):
+                assert time.monotonic() < deadline, "the watcher never saw the end"
+                await pilot.pause(0.25)
+            await pilot.pause(0.5)
+            _, err = writer.communicate(timeout=60)
+            assert writer.returncode == 0, err
+            recorded = [t for t in reader.turns(session_id) if t.status != TurnStatus.STREAMING]
+            assert len(recorded) >= 3
+            shown = screen.transcript.views
+            assert [shown[t.index].text.strip() for t in recorded] == [t.content.strip() for t in recorded]
+            outcome = reader.outcome_of(session_id)
+            if outcome is not None and outcome.result is not None:
+                assert screen.outcome is not None and screen.outcome.result == outcome.result
             await pilot.press("q")
     finally:
         if writer.poll() is None:
