@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import wait_until
 from townhall.cli import app as cli
 from townhall.domain.turns import TurnStatus
 from townhall.store import Store
@@ -102,11 +103,12 @@ async def test_a_watcher_follows_a_writer_process_to_its_vote(tmp_path: Path) ->
                 assert time.monotonic() < deadline, "the watcher never saw the end"
                 events += second.poll().events
                 await pilot.pause(0.1)
-            await pilot.pause(0.3)
             assert writer.wait(timeout=30) == 0, writer.stderr.read() if writer.stderr else ""
             recorded = [t for t in reader.turns(session_id) if t.status != TurnStatus.STREAMING]
             assert len(recorded) >= 3
             shown = screen.transcript.views
+            await wait_until(lambda: screen.model.state == "finished" and all(
+                t.index in shown and shown[t.index].text.strip() == t.content.strip() for t in recorded))
             assert [shown[t.index].text.strip() for t in recorded] == [t.content.strip() for t in recorded]
             outcome = reader.outcome_of(session_id)
             assert outcome is not None and screen.outcome is not None and screen.outcome.result == outcome.result
@@ -143,12 +145,13 @@ async def test_a_watcher_follows_townhall_run_on_the_embedded_model(tmp_path: Pa
             while not screen.header.note.startswith("the debate ended"):
                 assert time.monotonic() < deadline, "the watcher never saw the end"
                 await pilot.pause(0.25)
-            await pilot.pause(0.5)
             _, err = writer.communicate(timeout=60)
             assert writer.returncode == 0, err
             recorded = [t for t in reader.turns(session_id) if t.status != TurnStatus.STREAMING]
             assert len(recorded) >= 3
             shown = screen.transcript.views
+            await wait_until(lambda: screen.model.state == "finished" and all(
+                t.index in shown and shown[t.index].text.strip() == t.content.strip() for t in recorded))
             assert [shown[t.index].text.strip() for t in recorded] == [t.content.strip() for t in recorded]
             outcome = reader.outcome_of(session_id)
             if outcome is not None and outcome.result is not None:
