@@ -22,21 +22,24 @@ from townhall.tui.bindings import ACTIONS, QUIT_ALWAYS
 from townhall.tui.config import TuiConfig
 from townhall.tui.messages import ShowError
 from townhall.tui.screens.error import ErrorScreen
+from townhall.tui.screenshots import take_screenshot
 from townhall.tui.screens.watch_screen import POLL_S, WATCH_ACTIONS, WatchScreen
 
 QUIT = next(a for a in ACTIONS if a.id == "townhall.quit")
+SCREENSHOT = next(a for a in ACTIONS if a.id == "townhall.screenshot")
 
 
 class WatchApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "Townhall (watching)"
-    BINDINGS: ClassVar[list[BindingType]] = [QUIT.binding(), QUIT_ALWAYS]
+    BINDINGS: ClassVar[list[BindingType]] = [QUIT.binding(), SCREENSHOT.binding(), QUIT_ALWAYS]
 
     def __init__(self, follower: Follower, *, config: TuiConfig | None = None, exports_dir: Path | None = None,
                  poll_s: float = POLL_S) -> None:
         super().__init__()
         self.config = config or TuiConfig()
-        self.watch_screen = WatchScreen(follower, exports_dir=exports_dir or user_data_dir() / "exports",
+        self.exports_dir = exports_dir or user_data_dir() / "exports"
+        self.watch_screen = WatchScreen(follower, exports_dir=self.exports_dir,
                                         stats_position=self.config.stats_position, poll_s=poll_s)
 
     def get_default_screen(self) -> Screen[Any]:
@@ -48,9 +51,13 @@ class WatchApp(App[None]):
     def on_show_error(self, message: ShowError) -> None:
         self.push_screen(ErrorScreen(message.title, message.text))
 
+    def action_screenshot_svg(self) -> None:
+        take_screenshot(self, self.exports_dir)
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        """Textual's commands plus what a watcher may do, from the watch screen."""
-        yield from super().get_system_commands(screen)
+        """Textual's commands (ours names the screenshot) plus what a watcher may do, from the watch screen."""
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Screenshot")
+        yield SystemCommand(SCREENSHOT.label, SCREENSHOT.help, self.action_screenshot_svg)
         if screen is not self.watch_screen:
             return
         for action in ACTIONS:
