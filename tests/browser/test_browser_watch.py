@@ -89,6 +89,7 @@ def test_a_debate_recorded_in_one_terminal_shows_in_a_browser_tab(model_path: Pa
             page.add_init_script(RECORD_SCREEN)
             page.goto(server.url)
             page.wait_for_function("document.body.classList.contains('-first-byte')", timeout=60_000)
+            page.focus(".xterm-helper-textarea")  # a focused tab: Textual draws the footer's keys only then
             deadline = time.monotonic() + 180
             shown: list[tuple[str, str]] = []
             while time.monotonic() < deadline:

@@ -114,6 +114,7 @@ async def test_a_watcher_follows_a_writer_process_to_its_vote(tmp_path: Path) ->
             assert outcome is not None and screen.outcome is not None and screen.outcome.result == outcome.result
             assert screen.minutes == outcome.minutes
             assert screen.header.note == "the debate ended: max_turns"
+            assert all(m.kv_tokens is None for m in screen.model.members.values())  # the writer holds them
             assert screen.model.turn >= 3
             events += second.poll().events
             names = [type(e).__name__ for e in events]

@@ -60,6 +60,7 @@ class WatchScreen(DebateScreen, inherit_bindings=False):
         super().__init__(watch_plan(follower.store, follower.session_id), EngineHolder(None, _no_engine, None),
                          store=follower.store, stats_position=stats_position, exports_dir=exports_dir)
         self.follower = follower
+        self.model.engine_local = False  # the writer's KV states are in its own process
         self.poll_s = poll_s
         self._timer: Timer | None = None
         self._problem: str | None = None
