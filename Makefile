@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install bench judge clean
+.PHONY: demo test test-browser lint install bench judge clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+# The browser test: `townhall web` in headless Chromium. It needs the distribution's Chromium
+# (`apt-get install chromium`; .ci/run installs it) and Playwright, which drives it without
+# downloading a browser of its own. `make test` needs neither.
+BROWSER_STAMP := $(VENV)/.installed-browser
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,browser]'
+	touch $(BROWSER_STAMP)
+
+test-browser: $(BROWSER_STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider -m browser tests/browser
 
 bench: $(STAMP)
 	$(BIN)/townhall bench

@@ -46,9 +46,11 @@ def _root(
 
 
 def _register_all() -> None:
-    from townhall.cli import debate_cmds, engine_cmds, generate_cmds, model_cmds, store_cmds, tui_cmds
+    from townhall.cli import (
+        debate_cmds, engine_cmds, generate_cmds, model_cmds, store_cmds, tui_cmds, watch_cmds, web_cmds,
+    )
 
-    for module in (engine_cmds, model_cmds, debate_cmds, store_cmds, tui_cmds, generate_cmds):
+    for module in (engine_cmds, model_cmds, debate_cmds, store_cmds, tui_cmds, watch_cmds, web_cmds, generate_cmds):
         module.register(app)
 
 

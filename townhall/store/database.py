@@ -28,6 +28,7 @@ from townhall.paths import data_dir
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[A-Za-z0-9_]+\.sql$")
 BUSY_TIMEOUT_MS = 5000
+READ_BUSY_TIMEOUT_MS = 1000  # a reader in WAL mode waits only while SQLite recovers the shared index
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,28 @@ def connect(path: Path, *, folder: Path | None = None) -> Connection:
     return connection
 
 
+def connect_read_only(path: Path) -> Connection:
+    """Open an existing database for reading only: no folder made, no pragma that writes, no
+    migration, no recovery (a watcher must never mark the writer's streaming turn interrupted).
+    Any write through it fails with SQLITE_READONLY; in WAL mode it never blocks the writer."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise StoreError(f"{path}: no database here (start a debate with `townhall run --db {path}`)")
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False, timeout=READ_BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {READ_BUSY_TIMEOUT_MS}")
+        version = schema_version(conn)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot open the database for reading ({exc})") from None
+    latest = latest_version()
+    if version != latest:
+        conn.close()
+        why = "newer than this Townhall understands" if version > latest else "older: open it once with `townhall`"
+        raise StoreError(f"{path}: database schema version {version} is {why} (this Townhall reads {latest})")
+    return Connection(path, conn)
+
+
 def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
@@ -195,6 +218,14 @@ def writer_identity() -> tuple[int, str]:
     return os.getpid(), socket.gethostname()
 
 
+def writer_alive(pid: int | None, host: str | None) -> bool | None:
+    """Whether the process recording a session still runs: None when this host cannot tell
+    (no pid recorded, or another host's process)."""
+    if pid is None or host != writer_identity()[1]:
+        return None
+    return _process_alive(int(pid))
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -215,15 +246,13 @@ def recover_interrupted(connection: Connection, now: float | None = None) -> int
     touched; a live writer's streaming turn is left alone.
     """
     now = time.time() if now is None else now
-    _, host = writer_identity()
     rows = connection.query(
         "SELECT id, writer_pid, writer_host FROM sessions WHERE status = 'running' "
         "OR id IN (SELECT session_id FROM turns WHERE status = 'streaming')"
     )
     dead = []
     for row in rows:
-        pid, writer_host = row["writer_pid"], row["writer_host"]
-        if pid is None or (writer_host == host and not _process_alive(int(pid))):
+        if row["writer_pid"] is None or writer_alive(row["writer_pid"], row["writer_host"]) is False:
             dead.append(row["id"])
     changed = 0
     for session_id in dead:

@@ -5,6 +5,8 @@ rewritten whole when it finishes or fails, each in its own transaction. Tokens a
 not written one by one; the text of a turn still streaming is checkpointed at most
 every `checkpoint_s` seconds, so a process killed mid-turn leaves the words said so
 far, and the next open marks that turn `interrupted` (see `database.recover_interrupted`).
+The checkpoints are also what `townhall watch` shows of a turn in progress (`follow.py`):
+one UPDATE of one row a second, a small WAL commit, so the default is 1 s.
 
 Turns are keyed by their node in the session's tree (`TurnStarted.node`), since
 alternatives share an index; BranchCreated adds a `branches` row, BranchSwitched moves
@@ -45,6 +47,7 @@ from townhall.store.records import OutcomeRecord, SessionStatus
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_S = 1.0
 # A database another writer holds past the busy timeout is tried again after each of these pauses.
 BUSY_BACKOFF_S: tuple[float, ...] = (0.5, 1.0, 2.0)
 _CAUSES = {
@@ -97,7 +100,7 @@ class Recorder:
         self,
         connection: Connection,
         *,
-        checkpoint_s: float | None = 2.0,
+        checkpoint_s: float | None = CHECKPOINT_S,
         monotonic: Callable[[], float] = time.monotonic,
         busy_backoff_s: tuple[float, ...] | None = None,
     ) -> None:

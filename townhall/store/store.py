@@ -17,7 +17,7 @@ from townhall.domain.personas import Persona
 from townhall.domain.spec import TownHallSpec
 from townhall.store import database
 from townhall.store.database import Connection
-from townhall.store.recorder import Recorder
+from townhall.store.recorder import CHECKPOINT_S, Recorder
 from townhall.store.records import (
     OutcomeRecord,
     SearchHit,
@@ -100,6 +100,12 @@ class Store:
         """Open (create, migrate, recover) the database at `path`, default `paths.default_db_path()`."""
         return cls(database.connect(Path(path) if path is not None else default_db_path()))
 
+    @classmethod
+    def open_read_only(cls, path: Path | str | None = None) -> Store:
+        """Open an existing database to read only (`townhall watch`): nothing migrates or recovers,
+        and a write through it fails. Several may read while a debate is being written."""
+        return cls(database.connect_read_only(Path(path) if path is not None else default_db_path()))
+
     @property
     def path(self) -> Path:
         return self._db.path
@@ -113,7 +119,7 @@ class Store:
             return database.schema_version(self._db.conn)
 
     # -- recording -----------------------------------------------------------------
-    def attach(self, source: Subscribable, *, checkpoint_s: float | None = 2.0) -> Callable[[], None]:
+    def attach(self, source: Subscribable, *, checkpoint_s: float | None = CHECKPOINT_S) -> Callable[[], None]:
         """Record every event of a scheduler (or an EventBus) from now on; returns unsubscribe.
 
         The recorder is a critical subscriber: when a write fails the run stops before its next

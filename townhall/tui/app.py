@@ -30,6 +30,7 @@ from townhall.tui.engine_holder import EngineFactory, EngineHolder
 from townhall.tui.messages import ResumeAfterRetry, ShowError
 from townhall.tui.screens.debate_screen import DebateScreen
 from townhall.tui.screens.error import ErrorScreen
+from townhall.tui.screenshots import take_screenshot
 from townhall.tui.themes import DEFAULT_THEME, load_themes
 
 if TYPE_CHECKING:
@@ -92,24 +93,8 @@ class TownhallApp(App[None]):
         return self.debate_screen
 
     def on_mount(self) -> None:
-        themes, problems = load_themes()
-        for theme in themes:
-            self.register_theme(theme)
-        wanted = self.config.theme or DEFAULT_THEME
-        self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+        apply_settings(self, self.config)
         self.theme_changed_signal.subscribe(self, self._remember_theme)
-        if self.config.keymap:
-            unknown = sorted(set(self.config.keymap) - known_binding_ids())
-            if unknown:
-                self.notify(
-                    f"config.toml [keymap]: unknown binding id(s) {', '.join(unknown)} (see `townhall tui --help`)",
-                    severity="warning",
-                    markup=False,
-                    timeout=10,
-                )
-            self.set_keymap(self.config.keymap)
-        for problem in problems:
-            self.notify(problem, title="Theme skipped", severity="warning", markup=False)
 
     # -- settings --------------------------------------------------------------
     def _save(self, what: str) -> None:
@@ -212,10 +197,14 @@ class TownhallApp(App[None]):
         await self.engines.aclose()
         self.exit()
 
+    def action_screenshot_svg(self) -> None:
+        take_screenshot(self, self.exports_dir)
+
     # -- command palette -------------------------------------------------------
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        """Textual's commands plus ours; debate commands only from the debate screen."""
-        yield from super().get_system_commands(screen)
+        """Textual's commands (but its screenshot: ours names the file) plus ours; debate commands only
+        from the debate screen."""
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Screenshot")
         for action in ACTIONS:
             if action.id == "townhall.theme":
                 continue  # Textual already lists "Theme"
@@ -229,6 +218,27 @@ class TownhallApp(App[None]):
             await self.run_action(action, target)
 
         return run
+
+
+def apply_settings(app: App[Any], config: TuiConfig) -> None:
+    """The user's themes, theme and keymap on `app` (the debate app, and `townhall watch`'s)."""
+    themes, problems = load_themes()
+    for theme in themes:
+        app.register_theme(theme)
+    wanted = config.theme or DEFAULT_THEME
+    app.theme = wanted if wanted in app.available_themes else DEFAULT_THEME
+    if config.keymap:
+        unknown = sorted(set(config.keymap) - known_binding_ids())
+        if unknown:
+            app.notify(
+                f"config.toml [keymap]: unknown binding id(s) {', '.join(unknown)} (see `townhall tui --help`)",
+                severity="warning",
+                markup=False,
+                timeout=10,
+            )
+        app.set_keymap(config.keymap)
+    for problem in problems:
+        app.notify(problem, title="Theme skipped", severity="warning", markup=False)
 
 
 def known_binding_ids() -> set[str]:

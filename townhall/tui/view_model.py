@@ -68,7 +68,7 @@ class Member:
     moderator: bool = False
     turns: int = 0
     words: int = 0
-    kv_tokens: int = 0
+    kv_tokens: int | None = 0  # None: no engine to ask (a watcher), so the roster leaves the line out
     talk_s: float = 0.0
     stances: list[float] = field(default_factory=list)  # p_for per probe reading, oldest first
     side: str | None = None  # the side the town hall gave (for / against / undecided), from SessionStarted
@@ -186,6 +186,7 @@ class DebateViewModel:
         self.vote_called = False
         self.probing = True  # known once the engine is ready: a probe, and a town hall that votes
         self.revision = 0  # bumped when a member's counts or stances change: the roster and stats redraw
+        self.engine_local = True  # the engine runs here: its KV states can be shown (not when watching)
         self._pieces = 0
         self._turn_started = 0.0
 
@@ -207,7 +208,7 @@ class DebateViewModel:
         chair_key = (chair or "").casefold()
         self.members = {
             p.name: Member(p.name, p.title, speaker_colour(p.color, i), p.emoji or "",
-                           p.moderator or p.name.casefold() == chair_key)
+                           p.moderator or p.name.casefold() == chair_key, kv_tokens=0 if self.engine_local else None)
             for i, p in enumerate(personas)
         }
         self.revision += 1

@@ -73,6 +73,7 @@ SELECTION_ACTIONS = frozenset({"select_prev", "select_next", "prev_alternative",
 class DebateScreen(Screen[None]):
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [a.binding() for a in DEBATE_ACTIONS]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
+    STEERING: ClassVar[bool] = True  # the interjection box; a watcher of another process's debate has none
 
     # The view-model's state as drawn; `show_state` copies it in, the watchers draw what changed.
     state: var[DebateState] = var("loading", bindings=True)
@@ -157,7 +158,8 @@ class DebateScreen(Screen[None]):
             yield self.roster
             yield self.transcript
             yield self.stats
-            yield self.interject_box
+            if self.STEERING:
+                yield self.interject_box
         yield self.footer
 
     def on_resize(self, event: events.Resize) -> None:

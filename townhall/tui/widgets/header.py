@@ -35,6 +35,7 @@ class TownhallHeader(Widget):
     spinner: reactive[int] = reactive(0)
     branch: reactive[str] = reactive("")  # "branch 2 of 3" once a session has more than one
     pace: reactive[str] = reactive("")  # the reading pace: "240 wpm", "240 wpm · reading 4s", "flat out"
+    note: reactive[str] = reactive("")  # said instead of the state ("watching", "the debate ended: …")
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
         super().__init__(id=id)
@@ -79,7 +80,7 @@ class TownhallHeader(Widget):
             progress.append(f"   {self.branch}", style="bold")
         total = str(self.max_turns) if self.max_turns else "∞"
         progress.append(f"   turn {self.turn} of {total}   ")
-        progress.append(f" {state} ", style=f"bold reverse {colour}")
+        progress.append(f" {self.note or state} ", style=f"bold reverse {colour}")
         # One line each, cut rather than wrapped: a long motion or backend must not push the state off.
         # The reading pace at the right of the motion's line: the engine's line is full already.
         pace = Text(f"   {self.pace}" if self.pace else "", no_wrap=True, style="italic")

@@ -55,7 +55,8 @@ class RosterEntry(StanceColoured):
         turns = "1 turn" if m.turns == 1 else f"{m.turns} turns"
         words = "1 word" if m.words == 1 else f"{m.words} words"
         lines.append(Text(f"  {turns} · {words}", style="dim"))
-        lines.append(Text(f"  KV state {m.kv_tokens} tokens", style="dim"))
+        if m.kv_tokens is not None:
+            lines.append(Text(f"  KV state {m.kv_tokens} tokens", style="dim"))
         for line in lines:  # one fact per line, cut rather than wrapped
             line.no_wrap = True
             line.overflow = "ellipsis"
