@@ -438,7 +438,8 @@ class DebateViewModel:
     # -- the reading pace --------------------------------------------------------------
     @_renders
     def pace_changed(self) -> None:
-        """The pace or its hold changed (a key, a turn held, a hold over): the header follows."""
+        """The pace or its hold changed (a key, a turn held, a hold over): the header follows. A hold
+        begins and ends in the scheduler's task, so the screen calls this from its own queue."""
         self.pace_status = self.pace.status()
 
     def change_pace(self, step: int) -> None:

@@ -119,8 +119,7 @@ class DebateScreen(Screen[None]):
         self.exports_dir = exports_dir
         self.session: Session | None = None
         self.model = DebateViewModel(self, store=store, pace=pace)
-        # A hold begins or ends in the scheduler's task: the header follows in this screen's queue.
-        self.model.pace.subscribe(lambda: self.call_later(self.model.pace_changed))
+        self.model.pace.subscribe(lambda: self.call_later(self.model.pace_changed))  # in this screen's queue
         self.keys = BranchKeys(self.model, lambda: self.scheduler,
                                lambda: self.session is not None and self.session.running)
         self.batcher = TokenBatcher(self.post_message, self.set_timer)

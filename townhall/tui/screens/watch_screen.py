@@ -61,6 +61,7 @@ class WatchScreen(DebateScreen, inherit_bindings=False):
                          store=follower.store, stats_position=stats_position, exports_dir=exports_dir)
         self.follower = follower
         self.model.engine_local = False  # the writer's KV states are in its own process
+        self.model.pace_status = ""  # the writer paces its own debate: no reading pace to show here
         self.poll_s = poll_s
         self._timer: Timer | None = None
         self._problem: str | None = None
