@@ -48,27 +48,27 @@ class Tmux:
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TMUX")}
         return subprocess.run(["tmux", "-S", self.socket, *args], capture_output=True, text=True, check=check, env=env)
 
-    def screen(self) -> str:
-        result = self("capture-pane", "-p", "-t", "th", check=False)
+    def screen(self, target: str = "th") -> str:
+        result = self("capture-pane", "-p", "-t", target, check=False)
         return result.stdout
 
-    def alive(self) -> bool:
+    def alive(self, target: str = "th") -> bool:
         """True while the app's process runs (the pane itself stays: remain-on-exit)."""
-        result = self("display-message", "-p", "-t", "th", "#{pane_dead}", check=False)
+        result = self("display-message", "-p", "-t", target, "#{pane_dead}", check=False)
         return result.returncode == 0 and result.stdout.strip() == "0"
 
-    def wait_for(self, predicate: Callable[[str], bool], what: str, timeout: float = 90.0) -> str:
+    def wait_for(self, predicate: Callable[[str], bool], what: str, timeout: float = 90.0, target: str = "th") -> str:
         deadline = time.monotonic() + timeout
         text = ""
         while time.monotonic() < deadline:
-            text = self.screen()
+            text = self.screen(target)
             if predicate(text):
                 return text
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what}; screen was:\n{text}")
 
-    def keys(self, *keys: str, literal: bool = False) -> None:
-        self("send-keys", "-t", "th", *(["-l"] if literal else []), *keys)
+    def keys(self, *keys: str, literal: bool = False, target: str = "th") -> None:
+        self("send-keys", "-t", target, *(["-l"] if literal else []), *keys)
 
 
 def test_townhall_in_tmux_pause_interject_quit(tmp_path: Path, model_path: Path) -> None:
