@@ -141,12 +141,18 @@ async def test_a_changed_path_is_a_branch_switch_from_its_first_difference(tmp_p
     writer.close()
 
 
-def test_a_writer_gone_without_ending_is_reported_once(tmp_path: Path) -> None:
-    db = tmp_path / "th.db"
+def streaming_writer(db: Path) -> Store:
+    """A writer of one session whose first turn (node n0) is still streaming."""
     writer = Store.open(db)
     record = Recorder(writer.connection)
     record(SessionStarted(SID, spec().model_dump(), tuple(personas()), INFO, 100.0))
     record(TurnStarted(SID, 0, "Ada", TurnKind.AGENT, 101.0, node="n0"))
+    return writer
+
+
+def test_a_writer_gone_without_ending_is_reported_once(tmp_path: Path) -> None:
+    db = tmp_path / "th.db"
+    writer = streaming_writer(db)
     reader = Store.open_read_only(db)
     live = Follower(reader, SID)  # the writer is this process: alive
     assert live.poll().writer_gone is None
@@ -164,10 +170,7 @@ def test_a_writer_gone_without_ending_is_reported_once(tmp_path: Path) -> None:
 
 def test_the_follower_never_writes(tmp_path: Path) -> None:
     db = tmp_path / "th.db"
-    writer = Store.open(db)
-    record = Recorder(writer.connection)
-    record(SessionStarted(SID, spec().model_dump(), tuple(personas()), INFO, 100.0))
-    record(TurnStarted(SID, 0, "Ada", TurnKind.AGENT, 101.0, node="n0"))
+    writer = streaming_writer(db)
     version = writer.connection.conn.execute("PRAGMA data_version").fetchone()[0]
     reader = Store.open_read_only(db)
     follower = Follower(reader, SID, alive=lambda pid, host: False)

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from conftest import wait_until
 from townhall.cli import app as cli
-from townhall.domain.turns import TurnStatus
+from townhall.domain.turns import Turn, TurnStatus
 from townhall.store import Store
 from townhall.store.follow import Follower, newest_running
 from townhall.tui.screens.watch_screen import WatchScreen
@@ -83,6 +83,17 @@ def running_session(db: Path, timeout: float = 30.0) -> str:
     return found[0]
 
 
+async def shows_every_turn(screen: WatchScreen, reader: Store, session_id: str) -> list[Turn]:
+    """Wait until the watcher has drawn every settled turn the writer recorded, word for word."""
+    recorded = [t for t in reader.turns(session_id) if t.status != TurnStatus.STREAMING]
+    assert len(recorded) >= 3
+    shown = screen.transcript.views
+    await wait_until(lambda: screen.model.state == "finished" and all(
+        t.index in shown and shown[t.index].text.strip() == t.content.strip() for t in recorded))
+    assert [shown[t.index].text.strip() for t in recorded] == [t.content.strip() for t in recorded]
+    return recorded
+
+
 async def test_a_watcher_follows_a_writer_process_to_its_vote(tmp_path: Path) -> None:
     db = tmp_path / "th.db"
     writer = start_writer(db)
@@ -104,12 +115,7 @@ async def test_a_watcher_follows_a_writer_process_to_its_vote(tmp_path: Path) ->
                 events += second.poll().events
                 await pilot.pause(0.1)
             assert writer.wait(timeout=30) == 0, writer.stderr.read() if writer.stderr else ""
-            recorded = [t for t in reader.turns(session_id) if t.status != TurnStatus.STREAMING]
-            assert len(recorded) >= 3
-            shown = screen.transcript.views
-            await wait_until(lambda: screen.model.state == "finished" and all(
-                t.index in shown and shown[t.index].text.strip() == t.content.strip() for t in recorded))
-            assert [shown[t.index].text.strip() for t in recorded] == [t.content.strip() for t in recorded]
+            recorded = await shows_every_turn(screen, reader, session_id)
             outcome = reader.outcome_of(session_id)
             assert outcome is not None and screen.outcome is not None and screen.outcome.result == outcome.result
             assert screen.minutes == outcome.minutes
@@ -148,12 +154,7 @@ async def test_a_watcher_follows_townhall_run_on_the_embedded_model(tmp_path: Pa
                 await pilot.pause(0.25)
             _, err = writer.communicate(timeout=60)
             assert writer.returncode == 0, err
-            recorded = [t for t in reader.turns(session_id) if t.status != TurnStatus.STREAMING]
-            assert len(recorded) >= 3
-            shown = screen.transcript.views
-            await wait_until(lambda: screen.model.state == "finished" and all(
-                t.index in shown and shown[t.index].text.strip() == t.content.strip() for t in recorded))
-            assert [shown[t.index].text.strip() for t in recorded] == [t.content.strip() for t in recorded]
+            await shows_every_turn(screen, reader, session_id)
             outcome = reader.outcome_of(session_id)
             if outcome is not None and outcome.result is not None:
                 assert screen.outcome is not None and screen.outcome.result == outcome.result
