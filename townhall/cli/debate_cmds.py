@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional, TextIO, assert_never
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO, assert_never
 
 import typer
 from rich.console import Console
@@ -34,6 +34,9 @@ from townhall.domain.personas import Persona, PersonaRegistry
 from townhall.domain.spec import TownHallSpec, default_spec_path, load_spec, spec_from_data
 from townhall.store.records import votes_as_dicts
 from townhall.domain.turns import Turn
+
+if TYPE_CHECKING:
+    from townhall.store import Store
 
 AgentsDirOpt = Annotated[
     Optional[Path],
@@ -256,6 +259,26 @@ class ColourPrinter:
                 assert_never(event)
 
 
+def _printer(out: TextIO, as_json: bool, personas: list[Persona]) -> Any:
+    """How `run` shows the debate: JSON lines, colour on a terminal, plain text into a pipe."""
+    if as_json:
+        return JsonLines(out)
+    if out.isatty():
+        return ColourPrinter(_console(out), personas)
+    return PlainPrinter(out)
+
+
+def _record_failed(store: Store, session_id: str, error: TownhallError, json_out: TextIO | None) -> None:
+    """The record failed mid-run: keep what it could not write in a file, say so in one line."""
+    from townhall.cli.unsaved import keep_unsaved
+
+    line, kept = keep_unsaved(store, session_id, error)
+    if json_out is not None:
+        json_out.write(json_line({"type": "error", "session": session_id, "error": line,
+                                  "unsaved": str(kept) if kept else None}))
+    raise TownhallError(line)
+
+
 # -- running ----------------------------------------------------------------------------
 @engine_options
 def run_cmd(
@@ -291,7 +314,6 @@ def run_cmd(
     Flat out unless --pace WPM holds each finished turn for its reading time.
     """
     from townhall.engine.factory import build_engine
-    from townhall.cli.unsaved import keep_unsaved
     from townhall.debate.session import SessionPlan, run_session
     from townhall.store import Store
 
@@ -304,23 +326,14 @@ def run_cmd(
     reading = reading_pace(pace)
     engine = build_engine(engine_flags.config(n_ctx=spec.n_ctx, section=spec.engine))
     out = sys.stdout
-    if as_json:
-        printer: Any = JsonLines(out)
-    elif out.isatty():
-        printer = ColourPrinter(_console(out), personas)
-    else:
-        printer = PlainPrinter(out)
+    printer = _printer(out, as_json, personas)
     with Store.open(db) as store:
         result = asyncio.run(
             run_session(engine, SessionPlan(spec, personas), store=store, views=[printer], ctrl_c=True,
                         close_engine=True, feeds=feeds, pace=reading)
         )
         if result.record_error is not None:
-            line, kept = keep_unsaved(store, result.session_id, result.record_error)
-            if as_json:
-                out.write(json_line({"type": "error", "session": result.session_id, "error": line,
-                                     "unsaved": str(kept) if kept else None}))
-            raise TownhallError(line)
+            _record_failed(store, result.session_id, result.record_error, out if as_json else None)
     if result.reason == "error":
         if as_json:
             out.write(json_line({"type": "error", "session": result.session_id, "error": result.error}))

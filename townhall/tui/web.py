@@ -9,6 +9,7 @@ that); anyone who can reach the port can start processes on this machine.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import shlex
 import socket
@@ -56,7 +57,7 @@ def check_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            if exc.errno is not None and exc.errno in (98, 48):  # EADDRINUSE (Linux, macOS)
+            if exc.errno == errno.EADDRINUSE:
                 raise ConfigError(f"port {port} on {host} is in use; choose another with --port") from None
             raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host") from None
 
