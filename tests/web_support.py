@@ -1,6 +1,8 @@
-"""`townhall web` as a real process on a free loopback port, and what its tabs send.
+"""Watching from outside: `townhall web` as a real process on a free loopback port, what its tabs
+send, and the record as a third program reads it.
 
-Shared by the websocket tests (tests/web) and the browser test (tests/browser).
+Shared by the websocket tests (tests/web), the browser test (tests/browser) and the
+two-terminal test (tests/cli/test_e2e_watch_tmux.py).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +29,16 @@ def shows_turn(text: str, content: str, words: int = 6) -> bool:
     """Whether the screen's text holds the first `words` words of a turn (a wrap may split it)."""
     wanted = [w.strip(".,;:!?\"'()*_") for w in content.split()[:words]]
     return all(w in text for w in wanted if w)
+
+
+def said_so_far(db: Path, session_id: str | None = None) -> list[tuple[str, str]]:
+    """The complete turns recorded so far (of one session, else all), as (speaker, text), read
+    as a third program would: read-only, never blocking the writer."""
+    where = "status = 'complete' AND content != ''" + (" AND session_id = ?" if session_id else "")
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        rows = conn.execute(f"SELECT speaker, content FROM turns WHERE {where} ORDER BY turn_index",
+                            (session_id,) if session_id else ()).fetchall()
+    return [(str(a), str(b)) for a, b in rows]
 
 
 class WebServer:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from web_support import WebServer, screen_words, shows_turn
+from web_support import WebServer, said_so_far, screen_words, shows_turn
 
 pytestmark = [pytest.mark.browser, pytest.mark.model]
 
@@ -50,14 +49,6 @@ def chromium() -> str:
     if not path:
         pytest.fail("no Chromium: install the distribution's package (apt-get install chromium), as .ci/run does")
     return path
-
-
-def finished_turns(db: Path, session_id: str) -> list[tuple[str, str]]:
-    """The writer's complete turns, read as a third process would (read-only, never blocking it)."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-        rows = conn.execute("SELECT speaker, content FROM turns WHERE session_id = ? AND status = 'complete' "
-                            "AND content != '' ORDER BY turn_index", (session_id,)).fetchall()
-    return [(str(a), str(b)) for a, b in rows]
 
 
 def first_session_id(stdout: object, deadline: float) -> str:
@@ -94,13 +85,13 @@ def test_a_debate_recorded_in_one_terminal_shows_in_a_browser_tab(model_path: Pa
             shown: list[tuple[str, str]] = []
             while time.monotonic() < deadline:
                 text = screen_words(page.evaluate("window.__townhallScreen.join('')").encode())
-                recorded = finished_turns(db, session_id)
+                recorded = said_so_far(db, session_id)
                 shown = [turn for turn in recorded if shows_turn(text, turn[1])]
                 if len(shown) >= 2 and writer.poll() is not None and len(shown) == len(recorded):
                     break
                 time.sleep(0.5)
             assert writer.wait(timeout=120) == 0
-            recorded = finished_turns(db, session_id)
+            recorded = said_so_far(db, session_id)
             assert len(recorded) >= 2
             assert shown == recorded, f"the page never showed {[t for t in recorded if t not in shown]}"
             time.sleep(1.0)  # let the terminal paint the last frame

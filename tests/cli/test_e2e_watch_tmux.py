@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from test_e2e_tmux import TOWNHALL, Tmux
+from web_support import said_so_far
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
-
-
-def said(db: Path) -> list[tuple[str, str]]:
-    """The complete turns so far, read-only, as a third program would."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT speaker, content FROM turns WHERE status = 'complete' AND content != '' "
-                            "ORDER BY turn_index").fetchall()
-    return [(str(a), str(b)) for a, b in rows]
 
 
 def first_words(text: str, n: int = 4) -> str:
@@ -44,14 +36,14 @@ def test_a_tui_debate_watched_from_a_second_terminal(tmp_path: Path, model_path:
         tmux("set-option", "-t", "th", "remain-on-exit", "on")
         tmux.wait_for(lambda s: "600 wpm" in s, "the pace in the header", timeout=30)
         deadline = time.monotonic() + 90
-        while not (db.exists() and said(db)):
+        while not (db.exists() and said_so_far(db)):
             assert time.monotonic() < deadline, "the first turn was never recorded"
             time.sleep(0.2)
         tmux("new-session", "-d", "-s", "watch", "-x", "120", "-y", "40", *env_args, f"{townhall} watch --db {db}")
         tmux("set-option", "-t", "watch", "remain-on-exit", "on")
         tmux.wait_for(lambda s: "watching" in s or "the debate ended" in s, "the watcher", timeout=30, target="watch")
         end = tmux.wait_for(lambda s: "the debate ended" in s, "the end, in the watcher", timeout=180, target="watch")
-        turns = said(db)
+        turns = said_so_far(db)
         assert len(turns) >= 3
         shown = tmux("capture-pane", "-p", "-S", "-400", "-t", "watch").stdout
         for speaker, content in turns[-2:]:  # the latest turns are on the watcher's screen
